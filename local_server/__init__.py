@@ -1,0 +1,1 @@
+"""The self-hosted sockless server: aiohttp in front of the shared core."""

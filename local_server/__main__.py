@@ -1,0 +1,56 @@
+"""``python -m local_server [--config FILE] [--host H] [--port P]``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+
+from pydantic import ValidationError
+
+from shared.settings import ConfigFileError, Settings, load_settings
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m local_server", description="sockless local server")
+    parser.add_argument("--config", help="JSON config file (SOCKLESS_* environment variables override it)")
+    parser.add_argument("--host", help="listen address (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="listen port (default 6001)")
+    parser.add_argument("--metrics-port", type=int, help="Prometheus port (default 9601)")
+    return parser.parse_args(argv)
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    return load_settings(args.config, host=args.host, port=args.port, metrics_port=args.metrics_port)
+
+
+def _describe(exc: ValidationError) -> str:
+    lines = []
+    for error in exc.errors():
+        field = ".".join(str(p) for p in error["loc"]) or "(root)"
+        lines.append(f"  {field}: {error['msg']}")
+    return "invalid configuration:\n" + "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        settings = settings_from_args(args)
+    except ConfigFileError as exc:
+        print(f"sockless: {exc}", file=sys.stderr)
+        return 2
+    except ValidationError as exc:
+        print(f"sockless: {_describe(exc)}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=settings.log_level.upper(), format='{"time":"%(asctime)s","level":"%(levelname)s","msg":"%(message)s"}'
+    )
+    from local_server.runtime import serve
+
+    asyncio.run(serve(settings))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

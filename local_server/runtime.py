@@ -1,0 +1,108 @@
+"""Start, run and gracefully stop the local server (SIGTERM: stop accepting, close 4200, flush webhooks)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+import aiohttp
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from local_server.server import create_app
+from local_server.transport import WsTransport
+from shared.metrics.prometheus import PrometheusMetrics
+from shared.sender.local import LocalSender
+from shared.services import Services, build_services
+from shared.settings import Settings
+from shared.webhooks.dispatcher import WebhookDispatcher
+from shared.webhooks.targets import create_targets
+
+log = logging.getLogger("sockless")
+
+
+def _metrics_app(metrics: PrometheusMetrics) -> web.Application:
+    async def handler(_request: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    app = web.Application()
+    app.router.add_get("/metrics", handler)
+    return app
+
+
+class LocalServer:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.metrics = PrometheusMetrics()
+        self.sender = LocalSender()
+        self.services: Services = build_services(settings, sender=self.sender, metrics=self.metrics)
+        self._runners: list[web.AppRunner] = []
+        self._http: aiohttp.ClientSession | None = None
+        self._dispatcher: WebhookDispatcher | None = None
+        self._dispatch_task: asyncio.Task[None] | None = None
+        self.port = settings.port
+
+    async def start(self) -> None:
+        runner = web.AppRunner(create_app(self.services, self.sender), handle_signals=False, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, self.settings.host, self.settings.port, reuse_address=True)
+        await site.start()
+        self._runners.append(runner)
+        sockets = getattr(site._server, "sockets", None)
+        if sockets:
+            self.port = int(sockets[0].getsockname()[1])
+        if self.settings.metrics_port is not None:
+            metrics_runner = web.AppRunner(_metrics_app(self.metrics), handle_signals=False, access_log=None)
+            await metrics_runner.setup()
+            await web.TCPSite(
+                metrics_runner, self.settings.host, self.settings.metrics_port, reuse_address=True
+            ).start()
+            self._runners.append(metrics_runner)
+        self._http = aiohttp.ClientSession()
+        self._dispatcher = WebhookDispatcher(
+            queue=self.services.queue,
+            apps=self.services.apps,
+            store=self.services.store,
+            targets=create_targets(http=self._http),
+            settings=self.settings.webhooks,
+            metrics=self.metrics,
+        )
+        self._dispatch_task = asyncio.create_task(self._dispatcher.run())
+        log.info("sockless listening on http://%s:%s", self.settings.host, self.port)
+
+    async def stop(self) -> None:
+        """Graceful stop: no new sockets, every open one closed with 4200 (reconnect elsewhere), webhooks
+        flushed within ``shutdown_grace_seconds``."""
+        grace = self.settings.shutdown_grace_seconds
+        for runner in self._runners:
+            for site in list(runner.sites):
+                await site.stop()
+        closes = [
+            t.close(4200, "Server shutting down") for _, t in self.sender.transports() if isinstance(t, WsTransport)
+        ]
+        if closes:
+            await asyncio.wait_for(asyncio.gather(*closes, return_exceptions=True), timeout=grace + 1)
+        if self._dispatcher is not None:
+            await self._dispatcher.drain(grace)
+        if self._dispatch_task is not None:
+            self._dispatch_task.cancel()
+            await asyncio.gather(self._dispatch_task, return_exceptions=True)
+        for runner in self._runners:
+            await runner.cleanup()
+        if self._http is not None:
+            await self._http.close()
+        await self.services.close()
+
+
+async def serve(settings: Settings) -> None:
+    server = LocalServer(settings)
+    await server.start()
+    print(f"sockless listening on http://{settings.host}:{server.port}", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("shutting down")
+    await server.stop()

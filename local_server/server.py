@@ -1,0 +1,180 @@
+"""The aiohttp application: Pusher WebSocket endpoint, REST API, health, and the activity sweeper."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from local_server.transport import WsTransport
+from shared.errors import FrameError, OverCapacity, PathNotFound, PusherError
+from shared.http_api.base import HttpRequest
+from shared.protocol import frames
+from shared.sender.local import LocalSender
+from shared.services import Services
+from shared.types import SocketId
+
+log = logging.getLogger("sockless")
+
+SERVICES = web.AppKey("services", Services)
+SENDER = web.AppKey("sender", LocalSender)
+
+
+def _json(status: int, body: Any) -> web.Response:
+    return web.Response(status=status, text=json.dumps(body), content_type="application/json")
+
+
+async def _refuse_socket(request: web.Request, exc: PusherError) -> web.WebSocketResponse:
+    ws = web.WebSocketResponse(autoping=False, compress=False)
+    await ws.prepare(request)
+    await ws.send_str(frames.error_frame(exc.message, exc.code).decode())
+    await ws.close(code=exc.code or 4000, message=exc.message.encode()[:120])
+    return ws
+
+
+async def websocket(request: web.Request) -> web.StreamResponse:
+    services = request.app[SERVICES]
+    sender = request.app[SENDER]
+    engine = services.engine
+    limits = services.settings.rate_limits.connections_per_ip
+    if limits is not None and not await services.limiter.hit(
+        f"ws_ip:{request.remote}", limits.max_requests, limits.window_seconds
+    ):
+        return await _refuse_socket(request, OverCapacity("Too many connections from this address"))
+    try:
+        app = await engine.authorize_connection(
+            request.match_info["key"], request.query.get("protocol"), request.headers.get("Origin")
+        )
+        connection = await engine.connect(app)
+    except PusherError as exc:
+        return await _refuse_socket(request, exc)
+
+    ws = web.WebSocketResponse(autoping=False, compress=False, max_msg_size=0)
+    socket_id: SocketId = connection.socket_id
+    try:
+        await ws.prepare(request)
+    except BaseException:
+        await engine.disconnect(app, socket_id)
+        raise
+    loop = asyncio.get_running_loop()
+    assert request.transport is not None
+    transport = WsTransport(ws, request.transport, loop.time())
+    sender.register(socket_id, transport)
+    max_frame = engine.max_frame_bytes
+    try:
+        transport.write(engine.welcome(socket_id))
+        async for msg in ws:
+            transport.seen(loop.time())
+            if msg.type is WSMsgType.TEXT:
+                data: str = msg.data
+                if len(data) > max_frame:
+                    await engine.refuse(app, socket_id, FrameError(f"Frame over {max_frame} bytes"))
+                    continue
+                await engine.handle(app, socket_id, data)
+            elif msg.type is WSMsgType.PING:
+                await ws.pong(msg.data)
+            elif msg.type is WSMsgType.BINARY:
+                await engine.refuse(app, socket_id, FrameError("Binary frames are not supported"))
+            elif msg.type is WSMsgType.ERROR:
+                break
+    except Exception:
+        log.exception("websocket handler failed for %s", socket_id)
+    finally:
+        sender.unregister(socket_id)
+        await engine.disconnect(app, socket_id)
+    return ws
+
+
+async def rest(request: web.Request) -> web.Response:
+    services = request.app[SERVICES]
+    max_body = services.settings.max_http_body_kb * 1024
+    if request.content_length is not None and request.content_length > max_body:
+        return _json(413, {"error": "Request body too large"})
+    body = await request.content.read(max_body + 1)
+    response = await services.rest.handle(
+        HttpRequest(
+            method=request.method,
+            path=request.path,
+            query=dict(request.query),
+            body=body,
+            ip=request.remote or "",
+            headers=dict(request.headers),
+        )
+    )
+    return _json(response.status, response.body)
+
+
+async def health(request: web.Request) -> web.Response:
+    services = request.app[SERVICES]
+    app_id = request.match_info.get("app_id")
+    if app_id is not None:
+        app = await services.apps.by_id(app_id)
+        if app is None:
+            return _json(404, {"error": "App not found"})
+        if not app.enabled:
+            return _json(503, {"ok": False, "error": "App is disabled"})
+    checks = await services.health()
+    ok = all(checks.values())
+    return _json(200 if ok else 503, {"ok": ok, "checks": checks})
+
+
+async def root(_request: web.Request) -> web.Response:
+    return _json(200, {"ok": True, "server": "sockless"})
+
+
+async def not_found(request: web.Request) -> web.StreamResponse:
+    if request.headers.get("Upgrade", "").lower() == "websocket":
+        return await _refuse_socket(request, PathNotFound(f"Path not found: {request.path[:64]}"))
+    return _json(404, {"error": "Not found"})
+
+
+async def sweep_idle(app: web.Application) -> None:
+    """Ping sockets silent for ``activity_timeout``; close with 4201 those silent ``pong_timeout`` longer."""
+    services = app[SERVICES]
+    sender = app[SENDER]
+    activity = services.settings.activity_timeout
+    pong = services.settings.pong_timeout
+    loop = asyncio.get_running_loop()
+    interval = max(min(activity, pong) / 4, 0.05)
+    closing: set[asyncio.Task[None]] = set()
+    while True:
+        await asyncio.sleep(interval)
+        now = loop.time()
+        for _socket_id, transport in sender.transports():
+            if not isinstance(transport, WsTransport) or transport.closing:
+                continue
+            if transport.pinged_at is not None:
+                if now - transport.pinged_at > pong:
+                    task = asyncio.create_task(transport.close(4201, "Pong reply not received"))
+                    closing.add(task)
+                    task.add_done_callback(closing.discard)
+            elif now - transport.last_seen > activity:
+                transport.pinged_at = now
+                transport.write(frames.PING)
+
+
+async def _start_background(app: web.Application) -> Any:
+    tasks = [asyncio.create_task(sweep_idle(app))]
+    yield
+    for task in tasks:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+def create_app(services: Services, sender: LocalSender) -> web.Application:
+    app = web.Application(client_max_size=services.settings.max_http_body_kb * 1024 + 1)
+    app[SERVICES] = services
+    app[SENDER] = sender
+    app.router.add_get("/app/{key}", websocket)
+    app.router.add_route("*", "/apps/{tail:.*}", rest)
+    app.router.add_get("/up", health)
+    app.router.add_get("/up/{app_id}", health)
+    app.router.add_get("/", root)
+    app.router.add_route("*", "/{tail:.*}", not_found)
+    app.cleanup_ctx.append(_start_background)
+    return app

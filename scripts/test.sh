@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Runs the whole suite: makes sure a Redis server is reachable (starting one on a free port when none
+# is), then lint, type checks and pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV=${VENV:-.venv}
+
+if [ -z "${SOCKLESS_TEST_REDIS_URL:-}" ]; then
+  if (exec 3<>/dev/tcp/127.0.0.1/6379) 2>/dev/null; then
+    export SOCKLESS_TEST_REDIS_URL=redis://127.0.0.1:6379/15
+  else
+    if ! command -v redis-server >/dev/null; then
+      echo "installing redis-server" >&2
+      (apt-get update -qq && apt-get install -y -qq --no-install-recommends redis-server) >/dev/null
+    fi
+    PORT=$("$VENV/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    redis-server --port "$PORT" --bind 127.0.0.1 --save '' --appendonly no --daemonize yes \
+      --pidfile "/tmp/sockless-redis-$PORT.pid" >/dev/null
+    trap 'kill "$(cat /tmp/sockless-redis-'"$PORT"'.pid)" 2>/dev/null || true' EXIT
+    export SOCKLESS_TEST_REDIS_URL=redis://127.0.0.1:$PORT/15
+  fi
+fi
+
+"$VENV/bin/ruff" check .
+"$VENV/bin/mypy"
+"$VENV/bin/python" -m pytest -q "$@"

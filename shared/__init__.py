@@ -1,0 +1,1 @@
+"""sockless core: the Pusher Channels protocol engine, transport-agnostic, with I/O behind small protocols."""

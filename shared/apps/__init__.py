@@ -1,0 +1,1 @@
+"""App stores: where app definitions (keys, secrets, limits, webhooks) come from."""

@@ -1,0 +1,222 @@
+"""Subscriptions, presence, client events, cache channels and subscription counts."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from shared.auth import check_channel_auth
+from shared.errors import ClientEventRateLimited, FrameError, SubscriptionError
+from shared.protocol import frames
+from shared.protocol.channels import (
+    ChannelType,
+    allows_client_events,
+    channel_type,
+    check_channel_name,
+    is_cache,
+    server_to_user_channel,
+    valid_event_name,
+    valid_user_id,
+)
+from shared.settings import AppConfig
+from shared.store.base import JoinResult, LeaveResult, Member, PresenceFull
+from shared.types import ChannelName, SocketId, UserId
+
+if TYPE_CHECKING:
+    from shared.engine.core import Engine
+
+SUBSCRIPTION_COUNT_THROTTLE_ABOVE = 100
+SUBSCRIPTION_COUNT_THROTTLE_SECONDS = 5.0
+
+
+def _auth_failed(channel: str) -> SubscriptionError:
+    return SubscriptionError(
+        f"Invalid signature: Expected HMAC SHA256 hex digest for channel {channel}", channel=channel, status=401
+    )
+
+
+async def _presence_member(
+    engine: Engine, app: AppConfig, socket_id: SocketId, channel: str, data: dict[str, Any]
+) -> Member:
+    auth = data.get("auth")
+    channel_data = data.get("channel_data")
+    if channel_data is None:
+        # Signed-in connections may omit channel_data: the member comes from the signin user_data.
+        connection = await engine.store.get_connection(app.id, socket_id)
+        if connection is None or connection.user_id is None:
+            raise SubscriptionError(
+                "Presence subscription requires channel_data or a signed-in connection", channel=channel, status=400
+            )
+        if not check_channel_auth(app.key, app.secret, auth, socket_id, channel):
+            raise _auth_failed(channel)
+        user_data = json.loads(connection.user_data or "{}")
+        return _sized_member(app, channel, connection.user_id, user_data.get("user_info"))
+    if not isinstance(channel_data, str):
+        raise SubscriptionError("channel_data must be a JSON string", channel=channel, status=400)
+    if not check_channel_auth(app.key, app.secret, auth, socket_id, channel, channel_data):
+        raise _auth_failed(channel)
+    try:
+        parsed = json.loads(channel_data)
+    except ValueError:
+        raise SubscriptionError("channel_data is not valid JSON", channel=channel, status=400) from None
+    if not isinstance(parsed, dict) or "user_id" not in parsed:
+        raise SubscriptionError("channel_data must be an object with a user_id", channel=channel, status=400)
+    raw_id = parsed["user_id"]
+    user_id = str(raw_id) if isinstance(raw_id, int) and not isinstance(raw_id, bool) else raw_id
+    if not valid_user_id(user_id):
+        raise SubscriptionError("Invalid user_id in channel_data", channel=channel, status=400)
+    return _sized_member(app, channel, UserId(user_id), parsed.get("user_info"))
+
+
+def _sized_member(app: AppConfig, channel: str, user_id: UserId, user_info: Any) -> Member:
+    size = len(frames.dumps(user_info).encode()) if user_info is not None else 0
+    if size > app.max_presence_member_size_in_kb * 1024:
+        raise SubscriptionError(
+            f"Presence member user_info is over {app.max_presence_member_size_in_kb} KB",
+            channel=channel,
+            status=413,
+            error_type="LimitReached",
+        )
+    return Member(user_id=user_id, user_info=user_info)
+
+
+async def subscribe(engine: Engine, app: AppConfig, socket_id: SocketId, data: dict[str, Any]) -> None:
+    channel = ChannelName(check_channel_name(data.get("channel"), app.max_channel_name_length))
+    kind = channel_type(channel)
+    member: Member | None = None
+    if kind is ChannelType.SERVER_TO_USER:
+        connection = await engine.store.get_connection(app.id, socket_id)
+        if connection is None or connection.user_id is None or channel != server_to_user_channel(connection.user_id):
+            raise SubscriptionError(
+                "Server-to-user channels are only for the signed-in user's own id", channel=channel, status=403
+            )
+    elif kind is ChannelType.PRESENCE:
+        member = await _presence_member(engine, app, socket_id, channel, data)
+    elif kind in (ChannelType.PRIVATE, ChannelType.ENCRYPTED) and not check_channel_auth(
+        app.key, app.secret, data.get("auth"), socket_id, channel
+    ):
+        raise _auth_failed(channel)
+
+    result = await engine.store.subscribe(app.id, socket_id, channel, member, app.max_presence_members_per_channel)
+    if isinstance(result, PresenceFull):
+        raise SubscriptionError(
+            f"Presence channel is full ({result.limit} members)",
+            channel=channel,
+            status=403,
+            error_type="LimitReached",
+            code=4100,
+        )
+    if not result.joined:
+        raise FrameError(f"Existing subscription to channel {channel}", channel=channel)
+
+    if member is not None:
+        members = await engine.store.members(app.id, channel)
+        presence = {"presence": {"ids": list(members), "hash": dict(members), "count": len(members)}}
+        await engine.sender.send(
+            app.id, socket_id, frames.frame("pusher_internal:subscription_succeeded", presence, channel)
+        )
+    else:
+        await engine.sender.send(app.id, socket_id, frames.frame("pusher_internal:subscription_succeeded", {}, channel))
+    await _after_join(engine, app, socket_id, channel, member, result)
+
+
+async def _after_join(
+    engine: Engine, app: AppConfig, socket_id: SocketId, channel: ChannelName, member: Member | None, result: JoinResult
+) -> None:
+    if result.occupied:
+        await engine.webhooks.emit(app, "channel_occupied", channel)
+    if member is not None and result.member_added:
+        sockets = await engine.store.sockets(app.id, channel)
+        added = {"user_id": member.user_id, "user_info": member.user_info}
+        await engine.broadcast(app, sockets, frames.frame("pusher_internal:member_added", added, channel), socket_id)
+        await engine.webhooks.emit(app, "member_added", channel, user_id=member.user_id)
+    if is_cache(channel):
+        cached = await engine.store.cache_get(app.id, channel)
+        if cached is not None:
+            await engine.sender.send(app.id, socket_id, cached.frame)
+        else:
+            await engine.sender.send(app.id, socket_id, frames.frame("pusher:cache_miss", None, channel))
+            # Pusher de-duplicates cache_miss webhooks for simultaneous subscribers.
+            if await engine.limiter.hit(f"cache_miss:{app.id}:{channel}", 1, 1.0):
+                await engine.webhooks.emit(app, "cache_miss", channel)
+    await _subscription_count(engine, app, channel, result.subscription_count)
+
+
+async def _subscription_count(engine: Engine, app: AppConfig, channel: ChannelName, count: int) -> None:
+    if not app.enable_subscription_count or channel_type(channel) in (ChannelType.PRESENCE, ChannelType.SERVER_TO_USER):
+        return
+    if count > SUBSCRIPTION_COUNT_THROTTLE_ABOVE and not await engine.limiter.hit(
+        f"subscription_count:{app.id}:{channel}", 1, SUBSCRIPTION_COUNT_THROTTLE_SECONDS
+    ):
+        return
+    if count > 0:
+        sockets = await engine.store.sockets(app.id, channel)
+        await engine.broadcast(
+            app, sockets, frames.frame("pusher_internal:subscription_count", {"subscription_count": count}, channel)
+        )
+    await engine.webhooks.emit(app, "subscription_count", channel, subscription_count=count)
+
+
+async def unsubscribe(engine: Engine, app: AppConfig, socket_id: SocketId, data: dict[str, Any]) -> None:
+    channel = ChannelName(check_channel_name(data.get("channel"), app.max_channel_name_length))
+    result = await engine.store.unsubscribe(app.id, socket_id, channel)
+    if not result.left:
+        raise FrameError(f"Not subscribed to channel {channel}", channel=channel)
+    await after_leave(engine, app, result)
+
+
+async def after_leave(engine: Engine, app: AppConfig, result: LeaveResult) -> None:
+    channel = result.channel
+    if result.member_removed is not None:
+        sockets = await engine.store.sockets(app.id, channel)
+        await engine.broadcast(
+            app, sockets, frames.frame("pusher_internal:member_removed", {"user_id": result.member_removed}, channel)
+        )
+        await engine.webhooks.emit(app, "member_removed", channel, user_id=result.member_removed)
+    if result.vacated:
+        await engine.webhooks.emit(app, "channel_vacated", channel)
+    await _subscription_count(engine, app, channel, result.subscription_count)
+
+
+async def client_event(engine: Engine, app: AppConfig, socket_id: SocketId, msg: dict[str, Any]) -> None:
+    event: str = msg["event"]
+    channel = msg.get("channel")
+    if not app.enable_client_messages:
+        raise FrameError(
+            "Client events are not enabled for this app", channel=channel if isinstance(channel, str) else None
+        )
+    channel = ChannelName(check_channel_name(channel, app.max_channel_name_length))
+    if not valid_event_name(event, app.max_event_name_length):
+        raise FrameError("Invalid event name", channel=channel)
+    if not allows_client_events(channel):
+        raise FrameError("Client events are only allowed on private and presence channels", channel=channel)
+    subscription = await engine.store.subscription(app.id, socket_id, channel)
+    if subscription is None:
+        raise FrameError(f"Client event rejected: not subscribed to {channel}", channel=channel)
+    data = msg.get("data")
+    encoded = data if isinstance(data, str) else frames.dumps(data)
+    if len(encoded.encode()) > app.max_event_payload_in_kb * 1024:
+        raise FrameError(f"Client event data is over {app.max_event_payload_in_kb} KB", channel=channel)
+    if not await engine.limiter.hit(f"client_events:{app.id}:{socket_id}", app.max_client_events_per_second, 1.0):
+        raise ClientEventRateLimited("Client event rejected due to rate limit", channel=channel)
+    user_id = subscription.user_id
+    sockets = await engine.store.sockets(app.id, channel)
+    await engine.broadcast(app, sockets, frames.frame(event, encoded, channel, user_id), socket_id)
+    engine.metrics.count("client_events", app.id)
+    await engine.webhooks.emit(
+        app, "client_event", channel, event=event, data=encoded, socket_id=socket_id, user_id=user_id
+    )
+
+
+async def publish_to_channel(
+    engine: Engine, app: AppConfig, channel: str, event: str, data: Any, except_socket: SocketId | None
+) -> None:
+    frame = frames.frame(event, data, channel)
+    kind = channel_type(channel)
+    if kind is ChannelType.SERVER_TO_USER:
+        sockets = await engine.store.user_sockets(app.id, UserId(channel[len("#server-to-user-") :]))
+    else:
+        sockets = await engine.store.sockets(app.id, ChannelName(channel))
+    if is_cache(channel):
+        await engine.store.cache_put(app.id, ChannelName(channel), frame, engine.cache_ttl_seconds)
+    await engine.broadcast(app, sockets, frame, except_socket)

@@ -1,0 +1,198 @@
+"""The engine: one object holding the drivers, with the connection lifecycle and frame dispatch.
+
+It keeps no state of its own: every decision reads or writes the ``ChannelStore`` and every frame leaves
+through the ``Sender``, so the local server and the Lambda handlers run exactly this code.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import secrets
+import time
+from collections.abc import Callable, Collection
+from typing import Any
+
+from shared.apps.base import AppStore
+from shared.engine import channels as channel_ops
+from shared.engine import users as user_ops
+from shared.engine.emitter import WebhookEmitter
+from shared.errors import (
+    AppDisabled,
+    AppNotFound,
+    FrameError,
+    InvalidVersion,
+    NoProtocolVersion,
+    OverConnectionQuota,
+    PusherError,
+    SubscriptionError,
+    Unauthorized,
+    UnsupportedProtocol,
+)
+from shared.limits.base import RateLimiter
+from shared.metrics.base import Metrics, NullMetrics
+from shared.protocol import frames
+from shared.sender.base import Sender
+from shared.settings import AppConfig
+from shared.store.base import ChannelStore, Connection
+from shared.types import AppId, SocketId
+from shared.webhooks.base import WebhookQueue
+
+SUPPORTED_PROTOCOLS = range(5, 8)
+
+
+def mint_socket_id() -> SocketId:
+    """``<n>.<n>``: the server SDKs reject any other shape (PROTOCOL.md §1.5)."""
+    return SocketId(f"{secrets.randbelow(10**9)}.{secrets.randbelow(10**9)}")
+
+
+def origin_allowed(app: AppConfig, origin: str | None) -> bool:
+    if not app.allowed_origins or "*" in app.allowed_origins:
+        return True
+    if origin is None:
+        return False
+    return any(origin == allowed or fnmatch.fnmatchcase(origin, allowed) for allowed in app.allowed_origins)
+
+
+class Engine:
+    def __init__(
+        self,
+        *,
+        apps: AppStore,
+        store: ChannelStore,
+        sender: Sender,
+        webhooks: WebhookQueue,
+        limiter: RateLimiter,
+        metrics: Metrics | None = None,
+        activity_timeout: int = 120,
+        cache_ttl_seconds: float = 1800,
+        max_frame_bytes: int = 64 * 1024,
+        webhook_delay_seconds: float = 3.0,
+        socket_ids: Callable[[], SocketId] = mint_socket_id,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.apps = apps
+        self.store = store
+        self.sender = sender
+        self.webhooks = WebhookEmitter(webhooks, webhook_delay_seconds)
+        self.limiter = limiter
+        self.metrics = metrics or NullMetrics()
+        self.activity_timeout = activity_timeout
+        self.cache_ttl_seconds = cache_ttl_seconds
+        self.max_frame_bytes = max_frame_bytes
+        self._socket_ids = socket_ids
+        self.clock = clock
+
+    # -- connection lifecycle -------------------------------------------------------------------------
+
+    async def authorize_connection(self, app_key: str, protocol: str | None, origin: str | None) -> AppConfig:
+        """Check key, app state, protocol version and origin; raise the ``PusherError`` the protocol defines."""
+        app = await self.apps.by_key(app_key)
+        if app is None:
+            raise AppNotFound(f"App key {app_key[:64]} does not exist")
+        if not app.enabled:
+            raise AppDisabled("App is disabled")
+        if protocol is None or protocol == "":
+            raise NoProtocolVersion("No protocol version supplied")
+        if not protocol.isdigit() or len(protocol) > 4:
+            raise InvalidVersion(f"Invalid version string format: {protocol[:16]}")
+        if int(protocol) not in SUPPORTED_PROTOCOLS:
+            raise UnsupportedProtocol(f"Unsupported protocol version: {protocol}")
+        if not origin_allowed(app, origin):
+            raise Unauthorized("Origin not allowed")
+        return app
+
+    async def connect(self, app: AppConfig, socket_id: SocketId | None = None) -> Connection:
+        """Record a connection (raises ``OverConnectionQuota``); the edge then sends :meth:`welcome`."""
+        connection = Connection(app_id=app.id, socket_id=socket_id or self._socket_ids(), connected_at=self.clock())
+        if not await self.store.add_connection(connection, app.max_connections):
+            raise OverConnectionQuota("App is over its connection quota")
+        self.metrics.count("new_connections", app.id)
+        self.metrics.gauge("connections", app.id, 1)
+        return connection
+
+    def welcome(self, socket_id: SocketId) -> bytes:
+        return frames.connection_established(socket_id, self.activity_timeout)
+
+    async def disconnect(self, app: AppConfig, socket_id: SocketId) -> None:
+        """Remove the connection and everything it held, with member_removed/vacated effects. Idempotent."""
+        departure = await self.store.remove_connection(app.id, socket_id)
+        if departure is None:
+            return
+        self.metrics.count("disconnections", app.id)
+        self.metrics.gauge("connections", app.id, -1)
+        for leave in departure.left:
+            await channel_ops.after_leave(self, app, leave)
+        if departure.user_offline and departure.connection.user_id is not None:
+            await user_ops.notify_watchers(self, app, departure.connection.user_id, "offline")
+
+    async def drop_gone(self, app: AppConfig, gone: Collection[SocketId]) -> None:
+        """Sockets the sender found gone (410 on AWS) are cleaned up like a disconnect."""
+        for socket_id in gone:
+            await self.disconnect(app, socket_id)
+
+    # -- frames ---------------------------------------------------------------------------------------
+
+    async def handle(self, app: AppConfig, socket_id: SocketId, raw: str | bytes) -> None:
+        """Handle one client frame; protocol errors go back to the client, never up to the caller."""
+        self.metrics.count("ws_messages_received", app.id)
+        self.metrics.count("ws_bytes_received", app.id, len(raw))
+        try:
+            msg = frames.parse_client_frame(raw, self.max_frame_bytes)
+            event: str = msg["event"]
+            if event == "pusher:ping":
+                await self.sender.send(app.id, socket_id, frames.PONG)
+            elif event == "pusher:pong":
+                return
+            elif event == "pusher:subscribe":
+                await channel_ops.subscribe(self, app, socket_id, frames.data_object(msg))
+            elif event == "pusher:unsubscribe":
+                await channel_ops.unsubscribe(self, app, socket_id, frames.data_object(msg))
+            elif event == "pusher:signin":
+                await user_ops.signin(self, app, socket_id, frames.data_object(msg))
+            elif event.startswith("client-"):
+                await channel_ops.client_event(self, app, socket_id, msg)
+            else:
+                raise FrameError(f"Unsupported event: {event[:64]}")
+        except PusherError as exc:
+            await self.refuse(app, socket_id, exc)
+
+    async def refuse(self, app: AppConfig, socket_id: SocketId, exc: PusherError) -> None:
+        self.metrics.count("errors", app.id)
+        if isinstance(exc, SubscriptionError) and exc.channel is not None:
+            await self.sender.send(
+                app.id, socket_id, frames.subscription_error(exc.channel, exc.error_type, exc.message, exc.status)
+            )
+        await self.sender.send(app.id, socket_id, frames.error_frame(exc.message, exc.code, exc.channel))
+        if exc.close and exc.code is not None:
+            await self.sender.disconnect(app.id, socket_id, exc.code, exc.message)
+
+    # -- publishing -----------------------------------------------------------------------------------
+
+    async def broadcast(
+        self, app: AppConfig, sockets: Collection[SocketId], frame: bytes, except_socket: SocketId | None = None
+    ) -> int:
+        if not sockets:
+            return 0
+        delivery = await self.sender.broadcast(app.id, sockets, frame, except_socket)
+        self.metrics.count("ws_messages_sent", app.id, delivery.sent)
+        self.metrics.count("ws_bytes_sent", app.id, delivery.sent * len(frame))
+        if delivery.gone:
+            await self.drop_gone(app, delivery.gone)
+        return delivery.sent
+
+    async def publish(
+        self, app: AppConfig, channels: Collection[str], event: str, data: Any, except_socket: SocketId | None = None
+    ) -> None:
+        """Server-side publish (REST): one encoded frame per channel, the same bytes to every subscriber."""
+        for channel in channels:
+            await channel_ops.publish_to_channel(self, app, channel, event, data, except_socket)
+
+    async def terminate_user(self, app: AppConfig, user_id: str) -> int:
+        """Close every signed-in connection of a user (4009: pusher-js does not reconnect)."""
+        sockets = await self.store.user_sockets(app.id, user_ops.as_user_id(user_id))
+        for socket_id in sockets:
+            await self.sender.disconnect(app.id, socket_id, 4009, "Connection terminated by the app")
+        return len(sockets)
+
+    async def app_by_id(self, app_id: str) -> AppConfig | None:
+        return await self.apps.by_id(AppId(app_id))

@@ -1,0 +1,135 @@
+"""``POST /apps/{id}/events`` and ``/batch_events``: validation with Pusher's limits, then publish."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from shared.errors import HttpError
+from shared.protocol.channels import ChannelType, channel_type, valid_channel_name, valid_event_name
+from shared.settings import AppConfig
+from shared.types import ChannelName, SocketId
+
+if TYPE_CHECKING:
+    from shared.engine.core import Engine
+
+_SOCKET_ID_CHARS = frozenset("0123456789.")
+
+
+def parse_json_object(body: bytes) -> dict[str, Any]:
+    try:
+        parsed = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise HttpError(400, "Request body is not valid JSON") from None
+    if not isinstance(parsed, dict):
+        raise HttpError(400, "Request body must be a JSON object")
+    return parsed
+
+
+def _socket_id(value: object) -> SocketId | None:
+    if value is None:
+        return None
+    if (
+        not isinstance(value, str)
+        or not value
+        or not set(value) <= _SOCKET_ID_CHARS
+        or value.count(".") != 1
+        or value.startswith(".")
+        or value.endswith(".")
+    ):
+        raise HttpError(400, "Invalid socket_id")
+    return SocketId(value)
+
+
+def _info(value: object) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, str):
+        raise HttpError(400, "info must be a comma-separated string")
+    attrs = tuple(a for a in value.split(",") if a)
+    for attr in attrs:
+        if attr not in ("user_count", "subscription_count"):
+            raise HttpError(400, f"Unsupported info attribute: {attr[:32]}")
+    return attrs
+
+
+class EventRequest:
+    """One validated event: name, data, channels, excluded socket and requested info."""
+
+    def __init__(self, app: AppConfig, raw: dict[str, Any], *, batch: bool) -> None:
+        name = raw.get("name")
+        if not valid_event_name(name, app.max_event_name_length):
+            raise HttpError(400, f"Invalid event name (1-{app.max_event_name_length} characters, no spaces)")
+        assert isinstance(name, str)
+        data = raw.get("data")
+        if not isinstance(data, str):
+            raise HttpError(400, "data must be a string")
+        if len(data.encode()) > app.max_event_payload_in_kb * 1024:
+            raise HttpError(413, f"Event data is over {app.max_event_payload_in_kb:g} KB")
+        if "channels" in raw and not batch:
+            channels = raw["channels"]
+            if not isinstance(channels, list) or not channels:
+                raise HttpError(400, "channels must be a non-empty array")
+        elif "channel" in raw:
+            channels = [raw["channel"]]
+        else:
+            raise HttpError(400, "Missing channel" if batch else "Missing channels")
+        if len(channels) > app.max_event_channels_at_once:
+            raise HttpError(400, f"Too many channels: at most {app.max_event_channels_at_once}")
+        for channel in channels:
+            if not valid_channel_name(channel, app.max_channel_name_length):
+                raise HttpError(400, f"Invalid channel name: {str(channel)[:64]}")
+        if len(channels) > 1 and any(channel_type(c) is ChannelType.ENCRYPTED for c in channels):
+            raise HttpError(400, "Encrypted channels cannot be triggered together with other channels")
+        self.name = name
+        self.data = data
+        self.channels: list[ChannelName] = [ChannelName(c) for c in dict.fromkeys(channels)]
+        self.socket_id = _socket_id(raw.get("socket_id"))
+        self.info = _info(raw.get("info"))
+        for attr in self.info:
+            if attr == "user_count" and any(channel_type(c) is not ChannelType.PRESENCE for c in self.channels):
+                raise HttpError(400, "user_count is only available for presence channels")
+            if attr == "subscription_count" and any(channel_type(c) is ChannelType.PRESENCE for c in self.channels):
+                raise HttpError(400, "subscription_count is not available for presence channels")
+
+
+async def _info_for(engine: Engine, app: AppConfig, request: EventRequest) -> dict[str, dict[str, int]]:
+    out: dict[str, dict[str, int]] = {}
+    for channel in request.channels:
+        stats = await engine.store.channel_stats(app.id, channel)
+        entry: dict[str, int] = {}
+        if "user_count" in request.info:
+            entry["user_count"] = stats.user_count or 0
+        if "subscription_count" in request.info:
+            entry["subscription_count"] = stats.subscription_count
+        out[channel] = entry
+    return out
+
+
+async def trigger(engine: Engine, app: AppConfig, body: bytes) -> dict[str, Any]:
+    request = EventRequest(app, parse_json_object(body), batch=False)
+    await engine.publish(app, request.channels, request.name, request.data, request.socket_id)
+    if request.info:
+        return {"channels": await _info_for(engine, app, request)}
+    return {}
+
+
+async def trigger_batch(engine: Engine, app: AppConfig, body: bytes) -> dict[str, Any]:
+    batch = parse_json_object(body).get("batch")
+    if not isinstance(batch, list) or not batch:
+        raise HttpError(400, "batch must be a non-empty array")
+    if len(batch) > app.max_event_batch_size:
+        raise HttpError(400, f"Batch too large: at most {app.max_event_batch_size} events")
+    if not all(isinstance(item, dict) for item in batch):
+        raise HttpError(400, "Each batch item must be an object")
+    # Validate everything first: a bad item triggers nothing.
+    requests = [EventRequest(app, item, batch=True) for item in batch]
+    for request in requests:
+        await engine.publish(app, request.channels, request.name, request.data, request.socket_id)
+    if any(r.info for r in requests):
+        results = []
+        for request in requests:
+            info = await _info_for(engine, app, request) if request.info else {}
+            results.append(info.get(request.channels[0], {}))
+        return {"batch": results}
+    return {}

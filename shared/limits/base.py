@@ -1,0 +1,14 @@
+"""The ``RateLimiter`` protocol: fixed-window counters shared by whoever holds the same store."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+
+class RateLimiter(Protocol):
+    async def hit(self, key: str, limit: int, window_seconds: float) -> bool:
+        """Count one hit on ``key``; ``False`` when the window already holds ``limit`` hits (not counted)."""
+
+    async def close(self) -> None: ...
+
+    async def check_health(self) -> bool: ...

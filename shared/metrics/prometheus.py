@@ -1,0 +1,39 @@
+"""``PrometheusMetrics``: prometheus-client counters and gauges, labelled by app id."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from shared.metrics.base import CounterName, GaugeName
+
+_COUNTERS: dict[str, str] = {
+    "new_connections": "Connections opened",
+    "disconnections": "Connections closed",
+    "ws_messages_received": "WebSocket frames received from clients",
+    "ws_messages_sent": "WebSocket frames sent to clients",
+    "ws_bytes_received": "Bytes received from clients",
+    "ws_bytes_sent": "Bytes sent to clients",
+    "http_calls": "REST API calls received",
+    "http_bytes_received": "REST API request body bytes",
+    "webhooks_delivered": "Webhook requests acknowledged by their target",
+    "webhooks_failed": "Webhook attempts that failed (and may be retried)",
+    "webhooks_lost": "Webhook events given up after the retry window",
+    "client_events": "Client events relayed",
+    "errors": "Protocol errors sent to clients",
+}
+
+
+class PrometheusMetrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        self._counters = {
+            name: Counter(f"sockless_{name}", doc, ["app_id"], registry=self.registry)
+            for name, doc in _COUNTERS.items()
+        }
+        self._connections = Gauge("sockless_connected", "Open connections", ["app_id"], registry=self.registry)
+
+    def count(self, name: CounterName, app_id: str, amount: float = 1.0) -> None:
+        self._counters[name].labels(app_id).inc(amount)
+
+    def gauge(self, name: GaugeName, app_id: str, delta: float) -> None:
+        self._connections.labels(app_id).inc(delta)

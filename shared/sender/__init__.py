@@ -1,0 +1,1 @@
+"""Senders: the only way a frame leaves the engine."""

@@ -1,0 +1,249 @@
+"""The one settings model: defaults, then the JSON config file, then ``SOCKLESS_*`` environment variables."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from shared.types import AppId
+
+WebhookEventType = Literal[
+    "channel_occupied",
+    "channel_vacated",
+    "member_added",
+    "member_removed",
+    "client_event",
+    "cache_miss",
+    "subscription_count",
+]
+ALL_WEBHOOK_EVENTS: tuple[WebhookEventType, ...] = (
+    "channel_occupied",
+    "channel_vacated",
+    "member_added",
+    "member_removed",
+    "client_event",
+    "cache_miss",
+    "subscription_count",
+)
+
+
+class _Strict(BaseModel):
+    """Unknown keys are refused so a typo in the config file is an error, never a silent default."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class LambdaTarget(_Strict):
+    function_name: str
+    region: str = "us-east-1"
+
+
+class WebhookFilter(_Strict):
+    channel_prefix: str | None = None
+    channel_suffix: str | None = None
+    channel_pattern: str | None = None
+
+    @field_validator("channel_pattern")
+    @classmethod
+    def _compiles(cls, value: str | None) -> str | None:
+        if value is not None:
+            re.compile(value)
+        return value
+
+    def matches(self, channel: str | None) -> bool:
+        if channel is None:
+            return True
+        if self.channel_prefix is not None and not channel.startswith(self.channel_prefix):
+            return False
+        if self.channel_suffix is not None and not channel.endswith(self.channel_suffix):
+            return False
+        return self.channel_pattern is None or re.search(self.channel_pattern, channel) is not None
+
+
+class WebhookConfig(_Strict):
+    """One webhook target of an app: an HTTP URL or an AWS Lambda function (Sockudo's fields)."""
+
+    url: str | None = None
+    lambda_function: str | None = None
+    lambda_: LambdaTarget | None = Field(default=None, alias="lambda")
+    event_types: tuple[WebhookEventType, ...] = ALL_WEBHOOK_EVENTS
+    filter: WebhookFilter = WebhookFilter()
+    headers: dict[str, str] = {}
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _one_target(self) -> WebhookConfig:
+        targets = [t for t in (self.url, self.lambda_function, self.lambda_) if t is not None]
+        if len(targets) != 1:
+            raise ValueError("a webhook needs exactly one of 'url', 'lambda' or 'lambda_function'")
+        if self.url is not None and not self.url.startswith(("http://", "https://")):
+            raise ValueError("webhook 'url' must start with http:// or https://")
+        return self
+
+    @property
+    def lambda_target(self) -> LambdaTarget | None:
+        if self.lambda_ is not None:
+            return self.lambda_
+        if self.lambda_function is not None:
+            return LambdaTarget(function_name=self.lambda_function)
+        return None
+
+
+class AppConfig(_Strict):
+    """An app, with Sockudo's field names and Pusher's published limits as defaults."""
+
+    id: AppId
+    key: str = Field(min_length=1)
+    secret: str = Field(min_length=1)
+    enabled: bool = True
+    max_connections: int | None = Field(default=None, ge=0)
+    enable_client_messages: bool = False
+    max_client_events_per_second: int = Field(default=10, ge=1)
+    max_presence_members_per_channel: int = Field(default=100, ge=1)
+    max_presence_member_size_in_kb: float = Field(default=1, gt=0)
+    max_channel_name_length: int = Field(default=200, ge=1)
+    max_event_channels_at_once: int = Field(default=100, ge=1)
+    max_event_name_length: int = Field(default=200, ge=1)
+    max_event_payload_in_kb: float = Field(default=10, gt=0)
+    max_event_batch_size: int = Field(default=10, ge=1)
+    max_backend_events_per_second: int | None = Field(default=None, ge=1)
+    max_read_requests_per_second: int | None = Field(default=None, ge=1)
+    enable_user_authentication: bool = False
+    enable_watchlist_events: bool = False
+    enable_subscription_count: bool = False
+    allowed_origins: tuple[str, ...] = ()
+    webhooks: tuple[WebhookConfig, ...] = ()
+
+    @field_validator("id")
+    @classmethod
+    def _id_chars(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9_\-.]{1,64}", value):
+            raise ValueError("app id must be 1-64 characters of A-Z a-z 0-9 _ - .")
+        return value
+
+
+class StoreSettings(_Strict):
+    driver: Literal["memory", "redis", "dynamodb"] = "memory"
+    url: str | None = None
+    table_name: str | None = None
+    region: str | None = None
+    endpoint_url: str | None = None
+    prefix: str = "sockless"
+
+
+class QueueSettings(_Strict):
+    driver: Literal["memory", "redis", "sqs"] = "memory"
+    url: str | None = None
+    queue_url: str | None = None
+    region: str | None = None
+    endpoint_url: str | None = None
+
+
+class RateLimit(_Strict):
+    max_requests: int = Field(ge=1)
+    window_seconds: float = Field(default=1.0, gt=0)
+
+
+class RateLimits(_Strict):
+    """Per-IP limits; ``None`` switches a limit off (the default, like soketi)."""
+
+    http_per_ip: RateLimit | None = None
+    connections_per_ip: RateLimit | None = None
+
+
+class WebhookSettings(_Strict):
+    batching: bool = False
+    batch_duration_ms: int = Field(default=50, ge=1)
+    batch_size: int = Field(default=100, ge=1)
+    delay_seconds: float = Field(default=3.0, ge=0)
+    retry_max_elapsed_seconds: float = Field(default=300.0, ge=0)
+    retry_initial_backoff_seconds: float = Field(default=1.0, gt=0)
+    retry_max_backoff_seconds: float = Field(default=60.0, gt=0)
+    request_timeout_seconds: float = Field(default=10.0, gt=0)
+    concurrency: int = Field(default=32, ge=1)
+
+
+DEFAULT_APP = AppConfig(
+    id=AppId("app-id"),
+    key="app-key",
+    secret="app-secret",
+    enable_client_messages=True,
+    enable_user_authentication=True,
+    enable_watchlist_events=True,
+    enable_subscription_count=True,
+)
+
+
+class Settings(BaseSettings):
+    """Server-wide settings. Precedence: ``SOCKLESS_*`` environment > config file > defaults."""
+
+    model_config = SettingsConfigDict(env_prefix="SOCKLESS_", env_nested_delimiter="__", extra="forbid", frozen=True)
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=6001, ge=0, le=65535)
+    metrics_port: int | None = Field(default=9601, ge=0, le=65535)
+    apps: tuple[AppConfig, ...] = (DEFAULT_APP,)
+    store: StoreSettings = StoreSettings()
+    queue: QueueSettings = QueueSettings()
+    webhooks: WebhookSettings = WebhookSettings()
+    rate_limits: RateLimits = RateLimits()
+    activity_timeout: int = Field(default=120, ge=1)
+    pong_timeout: int = Field(default=30, ge=1)
+    cache_ttl_seconds: int = Field(default=1800, ge=1)
+    max_frame_kb: int = Field(default=64, ge=1)
+    max_http_body_kb: int = Field(default=1024, ge=1)
+    shutdown_grace_seconds: float = Field(default=10.0, ge=0)
+    debug_console: bool = False
+    admin_token: str | None = None
+    log_level: str = "INFO"
+
+    @field_validator("apps")
+    @classmethod
+    def _unique_apps(cls, apps: tuple[AppConfig, ...]) -> tuple[AppConfig, ...]:
+        for attr in ("id", "key"):
+            values = [getattr(app, attr) for app in apps]
+            if len(values) != len(set(values)):
+                raise ValueError(f"two apps share the same {attr}")
+        return apps
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The config file arrives as init kwargs; the environment must win over it.
+        return (env_settings, init_settings)
+
+
+class ConfigFileError(ValueError):
+    """The config file is unreadable or not a JSON object."""
+
+
+def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Settings:
+    """Read the JSON config file (if any), apply overrides (CLI flags), then let the environment win.
+
+    Raises ``ConfigFileError`` or pydantic's ``ValidationError`` (which names the bad field).
+    """
+    data: dict[str, Any] = {}
+    if config_file is not None:
+        try:
+            raw = json.loads(Path(config_file).read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ConfigFileError(f"cannot read config file {config_file}: {exc.strerror}") from exc
+        except json.JSONDecodeError as exc:
+            raise ConfigFileError(f"config file {config_file} is not valid JSON: {exc}") from exc
+        if not isinstance(raw, dict):
+            raise ConfigFileError(f"config file {config_file} must hold a JSON object")
+        data.update(raw)
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    return Settings(**data)

@@ -1,0 +1,1 @@
+"""Channel stores: where connections, subscriptions, presence members and cache payloads live."""

@@ -1,0 +1,45 @@
+"""Shared fixtures: a real local server on free ports, started per session or per test with its own config."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from tests.serverproc import ServerProcess
+
+DEFAULT_APP: dict[str, Any] = {
+    "id": "app-id",
+    "key": "app-key",
+    "secret": "app-secret",
+    "enable_client_messages": True,
+    "enable_user_authentication": True,
+    "enable_watchlist_events": True,
+    "enable_subscription_count": True,
+}
+# The Python `pusher` SDK only accepts numeric app ids (TOOLING.md), so the suite also runs a numeric app.
+NUMERIC_APP: dict[str, Any] = {**DEFAULT_APP, "id": "12345", "key": "numeric-key", "secret": "numeric-secret"}
+
+
+@pytest.fixture(scope="session")
+def server() -> Iterator[ServerProcess]:
+    """The default server, shared by tests that do not change its configuration."""
+    proc = ServerProcess({"apps": [DEFAULT_APP, NUMERIC_APP]}).start()
+    yield proc
+    proc.cleanup()
+
+
+@pytest.fixture
+def start_server() -> Iterator[Callable[..., ServerProcess]]:
+    """Factory for a server with a test's own config; every server started is stopped afterwards."""
+    started: list[ServerProcess] = []
+
+    def start(config: dict[str, Any], **kwargs: Any) -> ServerProcess:
+        proc = ServerProcess(config, **kwargs).start()
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        proc.cleanup()
