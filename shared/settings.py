@@ -52,7 +52,10 @@ class WebhookFilter(_Strict):
     @classmethod
     def _compiles(cls, value: str | None) -> str | None:
         if value is not None:
-            re.compile(value)
+            try:
+                re.compile(value)
+            except re.error as exc:  # not a ValueError: pydantic would let it escape without the field name
+                raise ValueError(f"invalid regular expression: {exc}") from None
         return value
 
     def matches(self, channel: str | None) -> bool:
