@@ -172,6 +172,25 @@ class WebhookSettings(_Strict):
     concurrency: int = Field(default=32, ge=1)
 
 
+class AwsSettings(_Strict):
+    """Where the Lambda handlers find the rest of the deployment. CDK sets these; the emulator points the
+    endpoint URLs at itself, which is the only thing that differs between emulation and AWS."""
+
+    region: str | None = None
+    # https://{api-id}.execute-api.{region}.amazonaws.com/{stage}; when unset, the WebSocket handlers derive it
+    # from the event (domainName + stage) and other functions cannot post.
+    management_endpoint_url: str | None = None
+    lambda_endpoint_url: str | None = None
+    welcome_function: str | None = None  # the async "welcome" Lambda that $connect invokes
+    fanout_function: str | None = None  # parallel chunks of a large broadcast
+    welcome_retry_interval_ms: int = Field(default=50, ge=1)
+    welcome_retry_seconds: float = Field(default=3.0, gt=0)
+    # The sweep asks API Gateway about connections silent for this long (410: cleaned up like $disconnect).
+    stale_after_seconds: int = Field(default=300, ge=1)
+    # API Gateway closes every connection after 2 h: older records are dead without asking.
+    max_connection_seconds: int = Field(default=7200, ge=1)
+
+
 DEFAULT_APP = AppConfig(
     id=AppId("app-id"),
     key="app-key",
@@ -196,6 +215,7 @@ class Settings(BaseSettings):
     queue: QueueSettings = QueueSettings()
     webhooks: WebhookSettings = WebhookSettings()
     rate_limits: RateLimits = RateLimits()
+    aws: AwsSettings = AwsSettings()
     activity_timeout: int = Field(default=120, ge=1)
     pong_timeout: int = Field(default=30, ge=1)
     cache_ttl_seconds: int = Field(default=1800, ge=1)
