@@ -16,6 +16,7 @@ after the test (flush the Redis keys, delete the table), then register it under 
     STORE_DRIVERS["redis"] = redis_store
     DRIVER_MARKS["redis"] = (pytest.mark.redis,)
 
+Queue factories set a visibility timeout of ``QUEUE_VISIBILITY_TIMEOUT`` (SQS: the queue attribute).
 The suites are parametrized over the registries' keys, so every test runs for every driver.
 Factories must not fall back to memory when their backend is missing: a missing backend is a failure.
 """
@@ -35,6 +36,9 @@ from shared.store.base import ChannelStore
 from shared.store.memory import MemoryChannelStore
 from shared.webhooks.base import WebhookQueue
 from shared.webhooks.memory import MemoryWebhookQueue
+
+# Queue factories configure this visibility timeout, so the redelivery contract runs in about a second.
+QUEUE_VISIBILITY_TIMEOUT = 1.0
 
 StoreFactory = Callable[[], AbstractAsyncContextManager[ChannelStore]]
 LimiterFactory = Callable[[], AbstractAsyncContextManager[RateLimiter]]
@@ -61,7 +65,7 @@ async def memory_limiter() -> AsyncIterator[RateLimiter]:
 
 @contextlib.asynccontextmanager
 async def memory_queue() -> AsyncIterator[WebhookQueue]:
-    queue = MemoryWebhookQueue()
+    queue = MemoryWebhookQueue(visibility_timeout=QUEUE_VISIBILITY_TIMEOUT)
     try:
         yield queue
     finally:
