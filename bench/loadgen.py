@@ -1,0 +1,288 @@
+"""Load scenarios against a running Pusher-compatible server: fan-out, latency, presence, client events, idle.
+
+Run through ``bench/run.py``, which starts the servers pinned to core 0 and this generator on core 1.
+Events are published over the signed REST API with a fixed number of requests in flight.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import statistics
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+
+from bench.wsclient import WsClient, connect
+from shared.auth.signatures import sign_channel, sign_request
+
+APP_ID, APP_KEY, APP_SECRET = "app-id", "app-key", "app-secret"
+WS_PATH = f"/app/{APP_KEY}?protocol=7&client=bench&version=8.6.0"
+
+
+@dataclass
+class Target:
+    host: str
+    port: int
+    pid: int
+
+    def cpu_seconds(self) -> float:
+        fields = open(f"/proc/{self.pid}/stat").read().rsplit(")", 1)[1].split()
+        import os
+
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def rss_kb(self) -> int:
+        for line in open(f"/proc/{self.pid}/status"):
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+        return 0
+
+
+@dataclass
+class Result:
+    scenario: str
+    figures: dict[str, float] = field(default_factory=dict)
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    values = sorted(values)
+    return values[min(len(values) - 1, int(round(q / 100 * (len(values) - 1))))]
+
+
+class Publisher:
+    """Signed REST publishes over keep-alive connections."""
+
+    def __init__(self, target: Target, session: aiohttp.ClientSession) -> None:
+        self.target = target
+        self.session = session
+        self.path = f"/apps/{APP_ID}/events"
+
+    async def publish(self, channel: str, data: str, name: str = "bench") -> None:
+        body = json.dumps({"name": name, "channel": channel, "data": data}).encode()
+        params = {
+            "auth_key": APP_KEY,
+            "auth_timestamp": str(int(time.time())),
+            "auth_version": "1.0",
+            "body_md5": hashlib.md5(body).hexdigest(),
+        }
+        params["auth_signature"] = sign_request(APP_SECRET, "POST", self.path, params)
+        url = f"http://{self.target.host}:{self.target.port}{self.path}"
+        async with self.session.post(
+            url, params=params, data=body, headers={"Content-Type": "application/json"}
+        ) as response:
+            await response.read()
+            if response.status != 200:
+                raise RuntimeError(f"publish failed: {response.status} {await response.text()}")
+
+
+async def open_clients(target: Target, n: int, concurrency: int = 100, on_frame: Any = None) -> list[WsClient]:
+    semaphore = asyncio.Semaphore(concurrency)
+
+    async def one() -> WsClient:
+        async with semaphore:
+            client = await connect(target.host, target.port, WS_PATH, on_frame)
+            await asyncio.wait_for(client.established, 30)
+            return client
+
+    return list(await asyncio.gather(*(one() for _ in range(n))))
+
+
+async def subscribe_all(clients: list[WsClient], channel: str, private: bool = False) -> None:
+    futures = []
+    for client in clients:
+        assert client.socket_id is not None
+        data: dict[str, Any] = {"channel": channel}
+        if private:
+            data["auth"] = f"{APP_KEY}:{sign_channel(APP_SECRET, client.socket_id, channel)}"
+        futures.append(
+            client.wait_for(
+                lambda m, c=channel: (
+                    m.get("event") == "pusher_internal:subscription_succeeded" and m.get("channel") == c
+                )
+            )
+        )
+        client.send({"event": "pusher:subscribe", "data": data})
+    await asyncio.wait_for(asyncio.gather(*futures), 60)
+
+
+def close_all(clients: list[WsClient]) -> None:
+    for client in clients:
+        if client.transport is not None:
+            client.transport.abort()
+
+
+def fanout_frame() -> bytes:
+    """The exact bytes each fan-out delivery puts on the wire (header + payload), as both servers build it."""
+    from local_server.transport import text_frame
+
+    payload = json.dumps({"event": "bench", "channel": "fanout", "data": '{"x":1}'}, separators=(",", ":"))
+    return text_frame(payload.encode())
+
+
+async def fanout(target: Target, subscribers: int, seconds: float = 5.0, in_flight: int = 16) -> Result:
+    clients = await open_clients(target, subscribers)
+    await subscribe_all(clients, "fanout")
+    frame_size = len(fanout_frame())
+    for client in clients:
+        client.counting = True
+    published = 0
+    stop = False
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=in_flight)) as session:
+        publisher = Publisher(target, session)
+
+        async def loop() -> None:
+            nonlocal published
+            while not stop:
+                await publisher.publish("fanout", '{"x":1}')
+                published += 1
+
+        cpu0, t0 = target.cpu_seconds(), time.perf_counter()
+        tasks = [asyncio.create_task(loop()) for _ in range(in_flight)]
+        await asyncio.sleep(seconds)
+        stop = True
+        await asyncio.gather(*tasks)
+        expected = published * subscribers
+        deadline = time.perf_counter() + 30
+        while sum(c.nbytes for c in clients) // frame_size < expected and time.perf_counter() < deadline:
+            await asyncio.sleep(0.005)
+        t1, cpu1 = time.perf_counter(), target.cpu_seconds()
+    delivered = sum(c.nbytes for c in clients) // frame_size
+    close_all(clients)
+    return Result(
+        f"fanout {subscribers}",
+        {
+            "deliveries_per_s": delivered / (t1 - t0),
+            "cpu_us_per_delivery": (cpu1 - cpu0) * 1e6 / max(delivered, 1),
+            "lost": float(expected - delivered),
+        },
+    )
+
+
+async def latency(target: Target, subscribers: int, rate: float, seconds: float = 5.0) -> Result:
+    samples: list[float] = []
+
+    def on_frame(_client: WsClient, payload: bytes, now: float) -> None:
+        if b'"latency"' in payload:
+            sent = json.loads(json.loads(payload)["data"])["t"]
+            samples.append((now - sent) * 1000)
+
+    clients = await open_clients(target, subscribers, on_frame=on_frame)
+    await subscribe_all(clients, "latency")
+    async with aiohttp.ClientSession() as session:
+        publisher = Publisher(target, session)
+        interval = 1.0 / rate
+        start = time.perf_counter()
+        pending: set[asyncio.Task[None]] = set()
+        for i in range(int(seconds * rate)):
+            delay = start + i * interval - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            task = asyncio.create_task(
+                publisher.publish("latency", json.dumps({"t": time.perf_counter()}), name="latency")
+            )
+            pending.add(task)
+            task.add_done_callback(pending.discard)
+        await asyncio.gather(*pending)
+        await asyncio.sleep(0.5)
+    close_all(clients)
+    return Result(
+        f"latency {subscribers}x{rate:g}/s",
+        {"p50_ms": percentile(samples, 50), "p99_ms": percentile(samples, 99), "samples": float(len(samples))},
+    )
+
+
+async def presence(target: Target, members: int = 500, rate: float = 200.0) -> Result:
+    sent: dict[str, float] = {}
+    samples: list[float] = []
+
+    def observe(_client: WsClient, payload: bytes, now: float) -> None:
+        if b"member_added" in payload:
+            user = json.loads(json.loads(payload)["data"])["user_id"]
+            if user in sent:
+                samples.append((now - sent[user]) * 1000)
+
+    observer = (await open_clients(target, 1, on_frame=observe))[0]
+    channel = "presence-bench"
+    await _join_presence(observer, channel, "observer")
+    clients = await open_clients(target, members)
+    start = time.perf_counter()
+    for i, client in enumerate(clients):
+        delay = start + i / rate - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        user = f"user-{i}"
+        sent[user] = time.perf_counter()
+        _send_presence(client, channel, user)
+    deadline = time.perf_counter() + 30
+    while len(samples) < members and time.perf_counter() < deadline:
+        await asyncio.sleep(0.01)
+    close_all([observer, *clients])
+    return Result(
+        f"presence {members} joining at {rate:g}/s",
+        {"p50_ms": percentile(samples, 50), "p99_ms": percentile(samples, 99), "seen": float(len(samples))},
+    )
+
+
+def _send_presence(client: WsClient, channel: str, user: str) -> None:
+    assert client.socket_id is not None
+    channel_data = json.dumps({"user_id": user, "user_info": {"name": user}})
+    auth = f"{APP_KEY}:{sign_channel(APP_SECRET, client.socket_id, channel, channel_data)}"
+    client.send({"event": "pusher:subscribe", "data": {"channel": channel, "auth": auth, "channel_data": channel_data}})
+
+
+async def _join_presence(client: WsClient, channel: str, user: str) -> None:
+    done = client.wait_for(lambda m: m.get("event") == "pusher_internal:subscription_succeeded")
+    _send_presence(client, channel, user)
+    await asyncio.wait_for(done, 30)
+
+
+async def client_events(target: Target, receivers: int = 499, events: int = 100, rate: float = 50.0) -> Result:
+    samples: list[float] = []
+
+    def on_frame(_client: WsClient, payload: bytes, now: float) -> None:
+        if b"client-bench" in payload:
+            data = json.loads(payload)["data"]
+            sent = (data if isinstance(data, dict) else json.loads(data))["t"]
+            samples.append((now - sent) * 1000)
+
+    clients = await open_clients(target, receivers + 1, on_frame=on_frame)
+    await subscribe_all(clients, "private-bench", private=True)
+    sender = clients[0]
+    start = time.perf_counter()
+    for i in range(events):
+        delay = start + i / rate - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        sender.send({"event": "client-bench", "channel": "private-bench", "data": {"t": time.perf_counter()}})
+    deadline = time.perf_counter() + 30
+    while len(samples) < events * receivers and time.perf_counter() < deadline:
+        await asyncio.sleep(0.01)
+    close_all(clients)
+    return Result(
+        f"client events {events} x {receivers}",
+        {"p50_ms": percentile(samples, 50), "p99_ms": percentile(samples, 99), "delivered": float(len(samples))},
+    )
+
+
+async def idle(target: Target, connections: int = 10_000, concurrency: int = 200) -> Result:
+    rss0 = target.rss_kb()
+    t0 = time.perf_counter()
+    clients = await open_clients(target, connections, concurrency=concurrency)
+    t1 = time.perf_counter()
+    await asyncio.sleep(1.0)
+    rss1 = target.rss_kb()
+    close_all(clients)
+    return Result(
+        f"idle {connections}",
+        {"opened_per_s": connections / (t1 - t0), "rss_kb_per_connection": (rss1 - rss0) / connections},
+    )
+
+
+def summary(values: list[float]) -> str:
+    return f"{statistics.median(values):.1f}" if values else "-"
