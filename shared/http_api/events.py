@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING, Any
 
 from shared.errors import HttpError
+from shared.http_api.params import EVENT_INFO, parse_info, parse_json_object, utf8_size
 from shared.protocol.channels import ChannelType, channel_type, valid_channel_name, valid_event_name
 from shared.settings import AppConfig
 from shared.types import ChannelName, SocketId
@@ -14,16 +14,6 @@ if TYPE_CHECKING:
     from shared.engine.core import Engine
 
 _SOCKET_ID_CHARS = frozenset("0123456789.")
-
-
-def parse_json_object(body: bytes) -> dict[str, Any]:
-    try:
-        parsed = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        raise HttpError(400, "Request body is not valid JSON") from None
-    if not isinstance(parsed, dict):
-        raise HttpError(400, "Request body must be a JSON object")
-    return parsed
 
 
 def _socket_id(value: object) -> SocketId | None:
@@ -41,18 +31,6 @@ def _socket_id(value: object) -> SocketId | None:
     return SocketId(value)
 
 
-def _info(value: object) -> tuple[str, ...]:
-    if value is None:
-        return ()
-    if not isinstance(value, str):
-        raise HttpError(400, "info must be a comma-separated string")
-    attrs = tuple(a for a in value.split(",") if a)
-    for attr in attrs:
-        if attr not in ("user_count", "subscription_count"):
-            raise HttpError(400, f"Unsupported info attribute: {attr[:32]}")
-    return attrs
-
-
 class EventRequest:
     """One validated event: name, data, channels, excluded socket and requested info."""
 
@@ -61,10 +39,11 @@ class EventRequest:
         if not valid_event_name(name, app.max_event_name_length):
             raise HttpError(400, f"Invalid event name (1-{app.max_event_name_length} characters, no spaces)")
         assert isinstance(name, str)
+        utf8_size(name, "Event name")
         data = raw.get("data")
         if not isinstance(data, str):
-            raise HttpError(400, "data must be a string")
-        if len(data.encode()) > app.max_event_payload_in_kb * 1024:
+            raise HttpError(400, "data must be a string (JSON-encode objects first)")
+        if utf8_size(data, "data") > app.max_event_payload_in_kb * 1024:
             raise HttpError(413, f"Event data is over {app.max_event_payload_in_kb:g} KB")
         if "channels" in raw and not batch:
             channels = raw["channels"]
@@ -77,15 +56,17 @@ class EventRequest:
         if len(channels) > app.max_event_channels_at_once:
             raise HttpError(400, f"Too many channels: at most {app.max_event_channels_at_once}")
         for channel in channels:
+            if not isinstance(channel, str):
+                raise HttpError(400, "Channel names must be strings")
             if not valid_channel_name(channel, app.max_channel_name_length):
-                raise HttpError(400, f"Invalid channel name: {str(channel)[:64]}")
+                raise HttpError(400, f"Invalid channel name: {channel[:64]!r}")
         if len(channels) > 1 and any(channel_type(c) is ChannelType.ENCRYPTED for c in channels):
             raise HttpError(400, "Encrypted channels cannot be triggered together with other channels")
         self.name = name
         self.data = data
         self.channels: list[ChannelName] = [ChannelName(c) for c in dict.fromkeys(channels)]
         self.socket_id = _socket_id(raw.get("socket_id"))
-        self.info = _info(raw.get("info"))
+        self.info = parse_info(raw.get("info"), EVENT_INFO)
         for attr in self.info:
             if attr == "user_count" and any(channel_type(c) is not ChannelType.PRESENCE for c in self.channels):
                 raise HttpError(400, "user_count is only available for presence channels")
@@ -123,7 +104,12 @@ async def trigger_batch(engine: Engine, app: AppConfig, body: bytes) -> dict[str
     if not all(isinstance(item, dict) for item in batch):
         raise HttpError(400, "Each batch item must be an object")
     # Validate everything first: a bad item triggers nothing.
-    requests = [EventRequest(app, item, batch=True) for item in batch]
+    requests = []
+    for index, item in enumerate(batch):
+        try:
+            requests.append(EventRequest(app, item, batch=True))
+        except HttpError as exc:
+            raise HttpError(exc.status, f"batch[{index}]: {exc.message}") from None
     for request in requests:
         await engine.publish(app, request.channels, request.name, request.data, request.socket_id)
     if any(r.info for r in requests):

@@ -1,15 +1,22 @@
-"""Routes signed REST requests to their handlers and maps ``HttpError`` to a JSON error response."""
+"""Routes signed REST requests to their handlers and maps every failure to a JSON error response.
+
+Order of checks (each answers with its own status, so a client can tell what to fix): per-IP rate limit
+(429), route (404/405), body size (413), app (404), signature (401), app enabled (403), per-app rate limit
+(429), then the handler's own validation (400/413). Nothing is published before all of them pass.
+"""
 
 from __future__ import annotations
 
+import logging
+import math
 import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from shared.auth import verify_request
-from shared.errors import HttpError
-from shared.http_api import events
+from shared.errors import HttpError, StoreUnavailable
+from shared.http_api import events, queries, users
 from shared.http_api.base import HttpRequest, HttpResponse
 from shared.settings import AppConfig, RateLimit
 
@@ -17,10 +24,20 @@ if TYPE_CHECKING:
     from shared.engine.core import Engine
     from shared.limits.base import RateLimiter
 
+log = logging.getLogger("sockless.http_api")
+
 Handler = Callable[["Engine", AppConfig, HttpRequest, "re.Match[str]"], Awaitable[Any]]
 
 _APP_PATH = re.compile(r"/apps/(?P<app_id>[^/]+)(?P<rest>/.*)")
 WRITE, READ = "write", "read"
+
+
+class _Refused(HttpError):
+    """An ``HttpError`` whose response needs headers (``Retry-After`` on 429, ``Allow`` on 405)."""
+
+    def __init__(self, status: int, message: str, headers: Mapping[str, str]) -> None:
+        super().__init__(status, message)
+        self.headers = headers
 
 
 async def _events(engine: Engine, app: AppConfig, request: HttpRequest, _m: re.Match[str]) -> Any:
@@ -31,8 +48,24 @@ async def _batch(engine: Engine, app: AppConfig, request: HttpRequest, _m: re.Ma
     return await events.trigger_batch(engine, app, request.body)
 
 
+async def _channels(engine: Engine, app: AppConfig, request: HttpRequest, _m: re.Match[str]) -> Any:
+    return await queries.list_channels(engine, app, request.query)
+
+
+async def _channel(engine: Engine, app: AppConfig, request: HttpRequest, m: re.Match[str]) -> Any:
+    return await queries.channel_info(engine, app, m["channel"], request.query)
+
+
+async def _users(engine: Engine, app: AppConfig, request: HttpRequest, m: re.Match[str]) -> Any:
+    return await queries.channel_users(engine, app, m["channel"])
+
+
+async def _terminate(engine: Engine, app: AppConfig, request: HttpRequest, m: re.Match[str]) -> Any:
+    return await users.terminate_connections(engine, app, m["user_id"], request.body)
+
+
 class RestApi:
-    """The REST API. Extra routes register with :meth:`route` (the rest of the API lives beside this)."""
+    """The Pusher REST API (PROTOCOL.md §3); extra routes register with :meth:`route`."""
 
     def __init__(
         self,
@@ -51,21 +84,35 @@ class RestApi:
         self._routes: list[tuple[str, re.Pattern[str], Handler, str]] = []
         self.route("POST", r"/events", _events, WRITE)
         self.route("POST", r"/batch_events", _batch, WRITE)
+        self.route("GET", r"/channels", _channels, READ)
+        self.route("GET", r"/channels/(?P<channel>[^/]+)", _channel, READ)
+        self.route("GET", r"/channels/(?P<channel>[^/]+)/users", _users, READ)
+        self.route("POST", r"/users/(?P<user_id>[^/]+)/terminate_connections", _terminate, WRITE)
 
     def route(self, method: str, pattern: str, handler: Handler, kind: str) -> None:
         self._routes.append((method, re.compile(pattern), handler, kind))
 
     async def handle(self, request: HttpRequest) -> HttpResponse:
+        """Never raises: a bug or an unreachable store is a JSON 500/503, never a dropped connection."""
         try:
             return HttpResponse(200, await self._dispatch(request))
+        except _Refused as exc:
+            return HttpResponse(exc.status, {"error": exc.message}, exc.headers)
         except HttpError as exc:
             return HttpResponse.error(exc.status, exc.message)
+        except StoreUnavailable:
+            log.exception("store unavailable for %s %s", request.method, request.path[:200])
+            return HttpResponse(503, {"error": "Service temporarily unavailable"}, {"Retry-After": "1"})
+        except Exception:
+            log.exception("REST handler failed for %s %s", request.method, request.path[:200])
+            return HttpResponse.error(500, "Internal server error")
 
     async def _dispatch(self, request: HttpRequest) -> Any:
         if self.per_ip is not None and not await self.limiter.hit(
             f"http_ip:{request.ip}", self.per_ip.max_requests, self.per_ip.window_seconds
         ):
-            raise HttpError(429, "Too many requests from this address")
+            retry = str(math.ceil(self.per_ip.window_seconds))
+            raise _Refused(429, "Too many requests from this address", {"Retry-After": retry})
         m = _APP_PATH.fullmatch(request.path)
         if m is None:
             raise HttpError(404, "Not found")
@@ -88,18 +135,20 @@ class RestApi:
             raise HttpError(403, "App is disabled")
         limit = app.max_backend_events_per_second if kind == WRITE else app.max_read_requests_per_second
         if limit is not None and not await self.limiter.hit(f"http_app:{kind}:{app.id}", limit, 1.0):
-            raise HttpError(429, "App is over its request rate limit")
+            raise _Refused(429, f"App is over its {kind} request rate limit", {"Retry-After": "1"})
         self.engine.metrics.count("http_calls", app.id)
         self.engine.metrics.count("http_bytes_received", app.id, len(request.body))
         return await handler(self.engine, app, request, match)
 
     def _match(self, method: str, rest: str) -> tuple[Handler, re.Match[str], str]:
-        allowed = False
+        allowed: list[str] = []
         for route_method, pattern, handler, kind in self._routes:
             match = pattern.fullmatch(rest)
             if match is None:
                 continue
             if route_method == method.upper():
                 return handler, match, kind
-            allowed = True
-        raise HttpError(405 if allowed else 404, "Method not allowed" if allowed else "Not found")
+            allowed.append(route_method)
+        if allowed:
+            raise _Refused(405, "Method not allowed", {"Allow": ", ".join(allowed)})
+        raise HttpError(404, "Not found")
