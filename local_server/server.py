@@ -12,6 +12,7 @@ from aiohttp import WSMsgType, web
 
 from local_server.transport import WsTransport
 from shared.errors import FrameError, OverCapacity, PathNotFound, PusherError
+from shared.http_api import openapi
 from shared.http_api.base import HttpRequest
 from shared.protocol import frames
 from shared.sender.local import LocalSender
@@ -94,18 +95,27 @@ async def rest(request: web.Request) -> web.Response:
     max_body = services.settings.max_http_body_kb * 1024
     if request.content_length is not None and request.content_length > max_body:
         return _json(413, {"error": "Request body too large"})
-    body = await request.content.read(max_body + 1)
+    # read(n) returns what is buffered, not n bytes: loop, or a body split across TCP segments arrives cut.
+    body = bytearray()
+    while len(body) <= max_body and (chunk := await request.content.read(max_body + 1 - len(body))):
+        body += chunk
     response = await services.rest.handle(
         HttpRequest(
             method=request.method,
             path=request.path,
             query=dict(request.query),
-            body=body,
+            body=bytes(body),
             ip=request.remote or "",
             headers=dict(request.headers),
         )
     )
-    return _json(response.status, response.body)
+    reply = _json(response.status, response.body)
+    reply.headers.update(response.headers)
+    return reply
+
+
+async def openapi_json(_request: web.Request) -> web.Response:
+    return _json(200, openapi.build())
 
 
 async def health(request: web.Request) -> web.Response:
@@ -175,6 +185,7 @@ def create_app(services: Services, sender: LocalSender) -> web.Application:
     app.router.add_get("/up", health)
     app.router.add_get("/up/{app_id}", health)
     app.router.add_get("/", root)
+    app.router.add_get("/openapi.json", openapi_json)
     app.router.add_route("*", "/{tail:.*}", not_found)
     app.cleanup_ctx.append(_start_background)
     return app
