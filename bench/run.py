@@ -46,7 +46,7 @@ def cpu_busy(sample: float = 0.5) -> list[float]:
 
     def read() -> list[tuple[int, int]]:
         out = []
-        for line in open("/proc/stat"):
+        for line in Path("/proc/stat").read_text().splitlines():
             if line.startswith("cpu") and line[3].isdigit():
                 values = [int(v) for v in line.split()[1:]]
                 idle = values[3] + values[4]
