@@ -1,0 +1,328 @@
+"""Python side of ``js/driver.mjs``: real pusher-js clients and the Node ``pusher`` SDK, driven over JSON lines.
+
+One Node process hosts any number of named pusher-js clients. Every state change, error, received frame
+and channel callback comes back as a timestamped report; tests wait for them with :meth:`JsClient.expect`
+and friends, and prove silence with :meth:`JsClient.assert_no`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tests.serverproc import ROOT
+
+DRIVER = Path(__file__).resolve().parent / "js" / "driver.mjs"
+SOCKET_ID = re.compile(r"^\d+\.\d+$")
+DEFAULT_TIMEOUT = 5.0
+
+
+@dataclass(frozen=True)
+class App:
+    id: str
+    key: str
+    secret: str
+
+    @classmethod
+    def of(cls, config: dict[str, Any]) -> App:
+        return cls(str(config["id"]), str(config["key"]), str(config["secret"]))
+
+
+Report = dict[str, Any]
+Match = Callable[[Report], bool]
+
+
+def error_code(report: Report) -> int | None:
+    """The Pusher code inside a connection ``error`` report, wherever pusher-js nested it."""
+    error = report.get("error")
+    while isinstance(error, dict):
+        data = error.get("data")
+        if isinstance(data, dict) and isinstance(data.get("code"), int):
+            return int(data["code"])
+        error = error.get("error")
+    return None
+
+
+def error_message(report: Report) -> str | None:
+    """The ``message`` of the ``pusher:error`` inside a connection ``error`` report."""
+    error = report.get("error")
+    while isinstance(error, dict):
+        data = error.get("data")
+        if isinstance(data, dict) and isinstance(data.get("message"), str):
+            return str(data["message"])
+        error = error.get("error")
+    return None
+
+
+class NodeDriver:
+    """One ``node driver.mjs`` child process; always :meth:`close` it (the fixture does)."""
+
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self.proc = proc
+        self.reports: list[Report] = []
+        self._consumed: set[int] = set()
+        self._changed = asyncio.Condition()
+        self._replies: dict[int, asyncio.Future[Any]] = {}
+        self._ids = itertools.count(1)
+        self._stderr = bytearray()
+        self._tasks = [asyncio.create_task(self._read_stdout()), asyncio.create_task(self._read_stderr())]
+
+    @classmethod
+    async def start(cls) -> NodeDriver:
+        proc = await asyncio.create_subprocess_exec(
+            "node",
+            str(DRIVER),
+            cwd=ROOT,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            limit=4 * 1024 * 1024,
+        )
+        return cls(proc)
+
+    async def _read_stdout(self) -> None:
+        assert self.proc.stdout is not None
+        while line := await self.proc.stdout.readline():
+            msg = json.loads(line)
+            if "report" in msg:
+                async with self._changed:
+                    self.reports.append(msg)
+                    self._changed.notify_all()
+            else:
+                future = self._replies.pop(msg["id"], None)
+                if future is not None and not future.done():
+                    if msg["ok"]:
+                        future.set_result(msg["result"])
+                    else:
+                        future.set_exception(RuntimeError(f"driver: {msg['error']}"))
+        for future in self._replies.values():
+            if not future.done():
+                future.set_exception(RuntimeError(f"node exited: {self._stderr.decode(errors='replace')[-2000:]}"))
+
+    async def _read_stderr(self) -> None:
+        assert self.proc.stderr is not None
+        while chunk := await self.proc.stderr.read(4096):
+            self._stderr += chunk
+
+    async def call(self, cmd: str, timeout: float = 10.0, **fields: Any) -> Any:
+        assert self.proc.stdin is not None
+        msg_id = next(self._ids)
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._replies[msg_id] = future
+        self.proc.stdin.write(json.dumps({"id": msg_id, "cmd": cmd, **fields}).encode() + b"\n")
+        await self.proc.stdin.drain()
+        return await asyncio.wait_for(future, timeout)
+
+    async def client(self, name: str, app: App, port: int, *, connected: bool = True, **spec: Any) -> JsClient:
+        """A pusher-js client; ``spec`` adds ``user`` (presence channel_data), ``signin`` (user_data),
+        ``master_key`` (base64), ``wrong_secret``, ``auth_endpoint``, ``origin`` or pusher-js ``options``."""
+        js_spec = {
+            "key": app.key,
+            "secret": app.secret,
+            "port": port,
+            "user": spec.pop("user", None),
+            "signin": spec.pop("signin", None),
+            "masterKeyBase64": spec.pop("master_key", None),
+            "wrongSecret": spec.pop("wrong_secret", False),
+            "authEndpoint": spec.pop("auth_endpoint", None),
+            "origin": spec.pop("origin", None),
+            "options": spec.pop("options", None),
+        }
+        assert not spec, f"unknown client options {sorted(spec)}"
+        await self.call("connect", client=name, spec=js_spec)
+        client = JsClient(self, name)
+        if connected:
+            await client.expect_state("connected")
+        return client
+
+    async def sdk_trigger(
+        self,
+        app: App,
+        port: int,
+        channels: str | list[str],
+        event: str,
+        data: Any,
+        *,
+        socket_id: str | None = None,
+        master_key: str | None = None,
+    ) -> dict[str, Any]:
+        """Publish through the Node ``pusher`` SDK; returns ``{status, body}``."""
+        result: dict[str, Any] = await self.call(
+            "sdk_trigger",
+            app=self._sdk_app(app, port, master_key),
+            channels=channels,
+            event=event,
+            data=data,
+            socket_id=socket_id,
+        )
+        return result
+
+    async def sdk_send_to_user(self, app: App, port: int, user_id: str, event: str, data: Any) -> dict[str, Any]:
+        result: dict[str, Any] = await self.call(
+            "sdk_send_to_user", app=self._sdk_app(app, port, None), user_id=user_id, event=event, data=data
+        )
+        return result
+
+    @staticmethod
+    def _sdk_app(app: App, port: int, master_key: str | None) -> dict[str, Any]:
+        return {"appId": app.id, "key": app.key, "secret": app.secret, "port": port, "masterKeyBase64": master_key}
+
+    # -- waiting on reports ------------------------------------------------------------------------------
+
+    def _find(self, match: Match, start: int = 0) -> int | None:
+        for index in range(start, len(self.reports)):
+            if index not in self._consumed and match(self.reports[index]):
+                return index
+        return None
+
+    async def wait_for(self, match: Match, timeout: float, describe: str, client: str) -> Report:
+        """The first unconsumed report that matches, consumed; ``AssertionError`` with the client's history
+        if none arrives within ``timeout``."""
+        found: int | None = None
+
+        def ready() -> bool:
+            nonlocal found
+            found = self._find(match)
+            return found is not None
+
+        async with self._changed:
+            try:
+                await asyncio.wait_for(self._changed.wait_for(ready), timeout)
+            except TimeoutError:
+                raise AssertionError(
+                    f"{client}: no {describe} within {timeout}s; it saw:\n{self.history(client)}"
+                ) from None
+        assert found is not None
+        self._consumed.add(found)
+        return self.reports[found]
+
+    def matching(self, match: Match) -> list[Report]:
+        return [r for i, r in enumerate(self.reports) if i not in self._consumed and match(r)]
+
+    def history(self, client: str, last: int = 30) -> str:
+        lines = [json.dumps(r)[:300] for r in self.reports if r.get("client") == client]
+        return "\n".join(lines[-last:]) or "(nothing)"
+
+    async def close(self) -> None:
+        if self.proc.returncode is None:
+            with contextlib.suppress(Exception):
+                await self.call("quit", timeout=2)
+            if self.proc.stdin is not None:
+                self.proc.stdin.close()
+            try:
+                await asyncio.wait_for(self.proc.wait(), 3)
+            except TimeoutError:
+                self.proc.kill()
+                await self.proc.wait()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+class JsClient:
+    """One named pusher-js client inside a :class:`NodeDriver`."""
+
+    def __init__(self, driver: NodeDriver, name: str) -> None:
+        self.driver = driver
+        self.name = name
+
+    def _match(self, kind: str, event: str | None = None, channel: str | None = None) -> Match:
+        def match(report: Report) -> bool:
+            return (
+                report.get("client") == self.name
+                and report["report"] == kind
+                and (event is None or report.get("event") == event)
+                and (channel is None or report.get("channel") == channel)
+            )
+
+        return match
+
+    async def expect(
+        self,
+        event: str,
+        channel: str | None = None,
+        *,
+        kind: str = "event",
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> Report:
+        """Wait for ``event`` (on ``channel``) as a report of ``kind``: ``event`` (a channel callback),
+        ``message`` (a raw frame), ``user`` (pusher.user) or ``watchlist``."""
+        where = f" on {channel}" if channel else ""
+        return await self.driver.wait_for(
+            self._match(kind, event, channel), timeout, f"{kind} {event}{where}", self.name
+        )
+
+    async def expect_state(self, state: str, timeout: float = DEFAULT_TIMEOUT) -> Report:
+        match = self._match("state")
+        return await self.driver.wait_for(
+            lambda r: match(r) and r["current"] == state, timeout, f"state {state}", self.name
+        )
+
+    async def expect_error(
+        self, code: int | None, message: str | None = None, timeout: float = DEFAULT_TIMEOUT
+    ) -> Report:
+        """A connection ``error`` with Pusher ``code`` (``None``: a ``pusher:error`` without code) whose
+        text contains ``message``."""
+        match = self._match("error")
+
+        def matches(report: Report) -> bool:
+            if not match(report) or error_code(report) != code:
+                return False
+            return message is None or message in (error_message(report) or "")
+
+        return await self.driver.wait_for(matches, timeout, f"error {code} {message or ''}", self.name)
+
+    async def assert_no(
+        self, event: str, channel: str | None = None, *, kind: str = "message", within: float = 0.5
+    ) -> None:
+        """Nothing matching arrives within ``within`` seconds (default: no raw frame at all)."""
+        await asyncio.sleep(within)
+        seen = self.driver.matching(self._match(kind, event, channel))
+        assert not seen, f"{self.name} unexpectedly got {seen}"
+
+    def states(self) -> list[str]:
+        return [r["current"] for r in self.driver.reports if self._match("state")(r)]
+
+    async def info(self) -> dict[str, Any]:
+        result: dict[str, Any] = await self.driver.call("info", client=self.name)
+        return result
+
+    async def socket_id(self) -> str:
+        socket_id = (await self.info())["socket_id"]
+        assert isinstance(socket_id, str)
+        return socket_id
+
+    async def subscribe(self, channel: str, *events: str, succeed: bool = True) -> Report | None:
+        """Subscribe and bind ``events`` (plus the pusher:* channel events); by default wait for success."""
+        await self.driver.call("subscribe", client=self.name, channel=channel, events=list(events))
+        if succeed:
+            return await self.expect("pusher:subscription_succeeded", channel)
+        return None
+
+    async def bind(self, channel: str, event: str) -> None:
+        await self.driver.call("bind", client=self.name, channel=channel, event=event)
+
+    async def unsubscribe(self, channel: str) -> None:
+        await self.driver.call("unsubscribe", client=self.name, channel=channel)
+
+    async def trigger(self, channel: str, event: str, data: Any) -> bool:
+        """A client event through ``channel.trigger``; pusher-js returns False when it could not send."""
+        return bool(await self.driver.call("trigger", client=self.name, channel=channel, event=event, data=data))
+
+    async def members(self, channel: str) -> dict[str, Any]:
+        result: dict[str, Any] = await self.driver.call("members", client=self.name, channel=channel)
+        return result
+
+    async def signin(self) -> Report:
+        await self.driver.call("signin", client=self.name)
+        return await self.expect("pusher:signin_success", kind="message")
+
+    async def disconnect(self) -> None:
+        await self.driver.call("disconnect", client=self.name)
