@@ -73,7 +73,7 @@ class Engine:
         self.apps = apps
         self.store = store
         self.sender = sender
-        self.webhooks = WebhookEmitter(webhooks, webhook_delay_seconds)
+        self.webhooks = WebhookEmitter(webhooks, webhook_delay_seconds, limiter)
         self.limiter = limiter
         self.metrics = metrics or NullMetrics()
         self.activity_timeout = activity_timeout

@@ -1,61 +1,104 @@
 """The ``WebhookQueue`` protocol and the job it carries.
 
-The engine pushes one job per Pusher webhook event; a worker (in-process locally, the ``webhooks``
-Lambda on AWS) batches, signs and delivers them, so a slow receiver never slows a client.
+The engine pushes one job per Pusher webhook event and per webhook target of the app; a worker (in-process
+on the local server, the ``webhooks`` Lambda on AWS) batches, signs and delivers them, so a receiver that
+is slow or down never slows a client.
+
+Delivery semantics (the contract every queue driver and the dispatcher share):
+
+- **At least once.** ``receive`` hides the jobs it returns for the queue's *visibility timeout*; ``ack``
+  deletes them for good. A job the worker never acks (crash, lost Lambda) becomes visible again after
+  the timeout and is delivered again, so receivers may see a duplicate, never a silent loss. SQS does
+  exactly this (``ReceiveMessage`` + ``DeleteMessage``); Redis can with a sorted set of in-flight ids.
+- **Retries are new pushes.** When a delivery fails with a retryable outcome, the dispatcher pushes a
+  copy of the job with ``attempts + 1`` and a delay (exponential backoff with jitter), then acks the
+  original. A queue therefore never needs per-message retry state, and the delay is the only timer
+  it must support: at most ``MAX_DELAY_SECONDS`` (SQS ``DelaySeconds`` is 0-900 on standard queues).
+- **The retry window** starts at the first delivery attempt (``first_attempt_ms``) and lasts
+  ``webhooks.retry_max_elapsed_seconds`` (5 minutes, like Pusher); past it the job is logged and
+  counted as lost (metric ``webhooks_lost``), and acked.
+- **Delayed events** (``channel_vacated``, ``member_removed``) are pushed with ``delay_seconds`` (3 s)
+  and re-checked against the store when they come due: dropped if the channel is occupied again or
+  the member is back.
+- Jobs travel as JSON (``to_dict``/``from_dict``); ``receipt`` is the driver's own handle for ``ack``
+  (an SQS receipt handle) and is never serialized.
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from shared.types import AppId
 
+# Pusher delays these so a quick reconnect produces no vacated/removed noise (PROTOCOL.md §4.1).
+DELAYED_EVENTS: frozenset[str] = frozenset({"channel_vacated", "member_removed"})
+# The events a delayed one cancels when the state comes back within the delay ("neither is sent").
+RETURNING_EVENTS: dict[str, str] = {"channel_occupied": "channel_vacated", "member_added": "member_removed"}
+# SQS standard queues accept a per-message DelaySeconds of at most 900.
+MAX_DELAY_SECONDS = 900.0
+
 
 @dataclass(frozen=True, slots=True)
 class WebhookJob:
+    """One webhook event for one target of one app."""
+
     app_id: AppId
     event: dict[str, Any]  # one Pusher webhook event: {"name": ..., "channel": ..., ...}
-    time_ms: int
-    attempts: int = 0
-    first_attempt_ms: int | None = None
-    target: int | None = None  # index of the app's webhook target, once a job is split per target
+    target: int  # index of the target in the app's ``webhooks`` list
+    time_ms: int  # when the engine emitted the event
+    attempts: int = 0  # failed delivery attempts so far
+    first_attempt_ms: int | None = None  # start of the retry window
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    receipt: str | None = field(default=None, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "app_id": self.app_id,
             "event": self.event,
+            "target": self.target,
             "time_ms": self.time_ms,
             "attempts": self.attempts,
             "first_attempt_ms": self.first_attempt_ms,
-            "target": self.target,
             "id": self.id,
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> WebhookJob:
+    def from_dict(cls, data: dict[str, Any], receipt: str | None = None) -> WebhookJob:
+        """Raises ``KeyError``/``ValueError``/``TypeError`` on a malformed job."""
+        first = data.get("first_attempt_ms")
         return cls(
             app_id=AppId(str(data["app_id"])),
             event=dict(data["event"]),
+            target=int(data["target"]),
             time_ms=int(data["time_ms"]),
             attempts=int(data.get("attempts", 0)),
-            first_attempt_ms=data.get("first_attempt_ms"),
-            target=data.get("target"),
+            first_attempt_ms=int(first) if first is not None else None,
             id=str(data.get("id") or uuid.uuid4().hex),
+            receipt=receipt,
         )
 
 
 class WebhookQueue(Protocol):
+    """Where webhook jobs wait between the engine and the dispatcher (memory, Redis, SQS)."""
+
     async def push(self, job: WebhookJob, delay_seconds: float = 0.0) -> None:
-        """Enqueue a job, visible to ``receive`` after ``delay_seconds``. Never blocks on a receiver."""
+        """Enqueue ``job``, visible to ``receive`` after ``delay_seconds`` (0 to ``MAX_DELAY_SECONDS``;
+        larger values are clamped). Returns once the job is stored; never waits for a receiver."""
 
     async def receive(self, max_items: int, wait_seconds: float) -> list[WebhookJob]:
-        """Up to ``max_items`` ready jobs, waiting at most ``wait_seconds`` for the first one."""
+        """Up to ``max_items`` visible jobs, waiting at most ``wait_seconds`` for the first one (long
+        polling). The jobs returned stay hidden for the visibility timeout until ``ack``ed; order is
+        best effort."""
 
-    def pending(self) -> int:
-        """Jobs waiting (ready or delayed); best effort for remote queues."""
+    async def ack(self, jobs: Sequence[WebhookJob]) -> None:
+        """Delete received jobs for good (delivered, retried as a new push, or given up). Idempotent:
+        acking an unknown or already acked job does nothing."""
+
+    async def pending(self) -> int:
+        """Jobs not yet acked (visible, delayed or in flight); approximate for remote queues."""
 
     async def close(self) -> None: ...
 

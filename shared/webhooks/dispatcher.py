@@ -1,4 +1,10 @@
-"""Delivers queued webhook jobs: re-check delayed events, batch per app, sign, deliver, retry with backoff."""
+"""Delivers queued webhook jobs: re-check delayed events, batch per app and target, sign, deliver, retry.
+
+Isolation is the point of this module: every delivery runs in its own task under a global semaphore
+(``webhooks.concurrency``) and a per-target share of it, each attempt is bounded by the request timeout,
+and a target whose share is used up gets its new jobs pushed back to the queue for a moment instead of
+taking slots from the others. A receiver that is down, slow or answering 500 only delays itself.
+"""
 
 from __future__ import annotations
 
@@ -7,35 +13,67 @@ import json
 import logging
 import random
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
+from urllib.parse import urlsplit
 
 from shared.apps.base import AppStore
 from shared.auth.signatures import webhook_signature
-from shared.engine.emitter import DELAYED_EVENTS
 from shared.metrics.base import Metrics, NullMetrics
 from shared.settings import AppConfig, WebhookConfig, WebhookSettings
 from shared.store.base import ChannelStore
-from shared.types import ChannelName, UserId
-from shared.webhooks.base import WebhookJob, WebhookQueue
+from shared.types import AppId, ChannelName, UserId
+from shared.webhooks.base import DELAYED_EVENTS, MAX_DELAY_SECONDS, RETURNING_EVENTS, WebhookJob, WebhookQueue
 from shared.webhooks.targets import Outcome, Targets
 
 log = logging.getLogger("sockless.webhooks")
 
+# A target with all its slots busy gets new jobs back after this long (jittered), not counted as attempts.
+BUSY_DELAY_SECONDS = 0.25
 
-async def still_relevant(store: ChannelStore, app: AppConfig, event: dict[str, Any]) -> bool:
-    """A delayed ``channel_vacated``/``member_removed`` is dropped when the state came back meanwhile."""
-    name = event.get("name")
-    if name not in DELAYED_EVENTS:
-        return True
+TargetKey = tuple[AppId, int]
+
+
+def build_body(events: Sequence[dict[str, Any]], time_ms: int) -> bytes:
+    """The exact bytes that are signed and sent: Pusher's ``{"time_ms", "events"}``. ``time_ms`` is the
+    send time, so a retried webhook still passes the SDKs' 5-minute freshness check."""
+    return json.dumps({"time_ms": time_ms, "events": list(events)}, separators=(",", ":")).encode()
+
+
+def signed_headers(app: AppConfig, body: bytes) -> dict[str, str]:
+    return {
+        "Content-Type": "application/json",  # the Node SDK refuses to validate anything else
+        "X-Pusher-Key": app.key,
+        "X-Pusher-Signature": webhook_signature(app.secret, body),
+    }
+
+
+def hook_wants(hook: WebhookConfig, event: dict[str, Any]) -> bool:
+    channel = event.get("channel")
+    return event.get("name") in hook.event_types and hook.filter.matches(channel if isinstance(channel, str) else None)
+
+
+async def state_holds(store: ChannelStore, app_id: AppId, event: dict[str, Any]) -> bool:
+    """Whether the channel/member state an event announces is still the current one."""
+    name = str(event.get("name"))
     channel = ChannelName(str(event.get("channel")))
-    if name == "channel_vacated":
-        return (await store.channel_stats(app.id, channel)).subscription_count == 0
-    return UserId(str(event.get("user_id"))) not in await store.members(app.id, channel)
+    if name in ("channel_occupied", "channel_vacated"):
+        occupied = (await store.channel_stats(app_id, channel)).subscription_count > 0
+        return occupied == (name == "channel_occupied")
+    if name in ("member_added", "member_removed"):
+        present = UserId(str(event.get("user_id"))) in await store.members(app_id, channel)
+        return present == (name == "member_added")
+    return True
 
 
-def build_body(events: list[dict[str, Any]], time_ms: int) -> bytes:
-    return json.dumps({"time_ms": time_ms, "events": events}, separators=(",", ":")).encode()
+def describe(hook: WebhookConfig) -> str:
+    """A target for logs, without query strings or credentials a URL may carry."""
+    if hook.url is not None:
+        parts = urlsplit(hook.url)
+        return f"{parts.scheme}://{parts.hostname}{f':{parts.port}' if parts.port else ''}{parts.path}"
+    target = hook.lambda_target
+    return f"lambda:{target.region}:{target.function_name}" if target is not None else "?"
 
 
 class WebhookDispatcher:
@@ -48,6 +86,7 @@ class WebhookDispatcher:
         targets: Targets,
         settings: WebhookSettings,
         metrics: Metrics | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.queue = queue
         self.apps = apps
@@ -55,95 +94,192 @@ class WebhookDispatcher:
         self.targets = targets
         self.settings = settings
         self.metrics = metrics or NullMetrics()
+        self._clock = clock
         self._semaphore = asyncio.Semaphore(settings.concurrency)
+        # One target may hold at most a quarter of the slots, so one bad receiver cannot starve the rest.
+        self.per_target = max(1, settings.concurrency // 4)
+        self._max_tasks = settings.concurrency * 2
+        self._active: dict[TargetKey, int] = {}
         self._inflight: set[asyncio.Task[None]] = set()
 
+    # -- the loop -------------------------------------------------------------------------------------
+
     async def run(self) -> None:
+        """Deliver until cancelled. A failing queue is logged and retried, never fatal."""
         while True:
-            await self.step(wait_seconds=1.0)
+            try:
+                await self.step(wait_seconds=1.0)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("webhook dispatcher step failed; retrying in 1 s")
+                await asyncio.sleep(1.0)
 
     async def step(self, wait_seconds: float) -> int:
-        """Receive one batch of ready jobs and start delivering them; returns how many were received."""
-        size = self.settings.batch_size if self.settings.batching else 100
+        """Receive ready jobs (a batching window long when batching) and start their deliveries."""
+        if len(self._inflight) >= self._max_tasks:
+            await asyncio.wait(set(self._inflight), timeout=wait_seconds, return_when=asyncio.FIRST_COMPLETED)
+            if len(self._inflight) >= self._max_tasks:
+                return 0
+        settings = self.settings
+        size = settings.batch_size if settings.batching else self._max_tasks - len(self._inflight)
         jobs = await self.queue.receive(size, wait_seconds)
-        if self.settings.batching and jobs:
-            await asyncio.sleep(self.settings.batch_duration_ms / 1000)
-            jobs += await self.queue.receive(max(size - len(jobs), 0), 0) if len(jobs) < size else []
-        groups: dict[tuple[str, int | None], list[WebhookJob]] = {}
-        for job in jobs:
-            if self.settings.batching:
-                groups.setdefault((job.app_id, job.target), []).append(job)
-            else:
-                groups[(job.id, None)] = [job]
-        for group in groups.values():
-            task = asyncio.create_task(self._process(group))
-            self._inflight.add(task)
-            task.add_done_callback(self._inflight.discard)
+        if settings.batching and jobs and len(jobs) < size:
+            await asyncio.sleep(settings.batch_duration_ms / 1000)
+            jobs += await self.queue.receive(size - len(jobs), 0)
+        await self.dispatch(jobs)
         return len(jobs)
 
-    async def drain(self, timeout: float) -> None:
-        """Deliver what is queued and ready, within ``timeout`` seconds (graceful shutdown)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            received = await self.step(wait_seconds=0)
-            if self._inflight:
-                await asyncio.wait(set(self._inflight), timeout=max(deadline - time.monotonic(), 0))
-            if not received and not self._inflight:
-                return
+    async def dispatch(self, jobs: Sequence[WebhookJob]) -> list[asyncio.Task[None]]:
+        """Group jobs per app and target (batches of ``batch_size`` when batching, else one job per
+        request) and start one delivery task per group. Returns the tasks (the Lambda worker awaits them)."""
+        groups: dict[TargetKey, list[WebhookJob]] = {}
+        for job in jobs:
+            groups.setdefault((job.app_id, job.target), []).append(job)
+        started: list[asyncio.Task[None]] = []
+        for key, group in groups.items():
+            app = await self.apps.by_id(key[0])
+            if app is None or not 0 <= key[1] < len(app.webhooks):
+                log.info("dropping %d webhook job(s): app %s or its target %d is gone", len(group), *key)
+                await self.queue.ack(group)
+                continue
+            hook = app.webhooks[key[1]]
+            step = self.settings.batch_size if self.settings.batching else 1
+            for i in range(0, len(group), step):
+                chunk = group[i : i + step]
+                if self._active.get(key, 0) >= self.per_target:
+                    await self._push_back(app, hook, chunk, Outcome(ok=False, retryable=True, detail="busy"))
+                    continue
+                self._active[key] = self._active.get(key, 0) + 1
+                task = asyncio.create_task(self._run_delivery(key, app, hook, chunk))
+                self._inflight.add(task)
+                task.add_done_callback(self._inflight.discard)
+                started.append(task)
+        return started
 
-    async def _process(self, jobs: list[WebhookJob]) -> None:
-        async with self._semaphore:
-            app = await self.apps.by_id(jobs[0].app_id)
-            if app is None:
+    async def process(self, jobs: Sequence[WebhookJob]) -> None:
+        """Deliver ``jobs`` and wait until each is delivered, re-queued for a retry, or given up."""
+        tasks = await self.dispatch(jobs)
+        if tasks:
+            await asyncio.wait(tasks)
+
+    async def drain(self, timeout: float) -> None:
+        """Graceful shutdown: keep delivering, delayed jobs included, until the queue is empty or
+        ``timeout`` seconds have passed; then cancel what is still in flight."""
+        deadline = time.monotonic() + timeout
+        while (remaining := deadline - time.monotonic()) > 0:
+            if not self._inflight and await self.queue.pending() == 0:
                 return
-            live = [job for job in jobs if await still_relevant(self.store, app, job.event)]
-            if not live:
-                return
-            for index, hook in enumerate(app.webhooks):
-                wanted = [
-                    job
-                    for job in live
-                    if (job.target is None or job.target == index)
-                    and job.event.get("name") in hook.event_types
-                    and hook.filter.matches(job.event.get("channel"))
-                ]
-                if wanted:
-                    await self._deliver(app, index, hook, wanted)
+            await self.step(wait_seconds=min(remaining, 0.05))
+        left = await self.queue.pending()
+        for task in self._inflight:
+            task.cancel()
+        if self._inflight:
+            await asyncio.wait(set(self._inflight))
+        if left:
+            log.warning("shutdown: %d webhook job(s) still queued after %.1f s", left, timeout)
+
+    # -- one delivery ---------------------------------------------------------------------------------
+
+    async def _run_delivery(self, key: TargetKey, app: AppConfig, hook: WebhookConfig, jobs: list[WebhookJob]) -> None:
+        try:
+            async with self._semaphore:
+                await self._deliver(app, key[1], hook, jobs)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            # Not acked: if even the retry push failed, the queue hands the jobs out again later.
+            log.exception("webhook delivery to %s failed unexpectedly", describe(hook))
+            try:
+                outcome = Outcome(ok=False, retryable=True, detail=repr(exc)[:300])
+                await self._push_back(app, hook, jobs, outcome, count_attempt=True)
+            except Exception:
+                log.exception("could not re-queue %d webhook job(s); the queue will hand them out again", len(jobs))
+        finally:
+            self._active[key] -= 1
+            if not self._active[key]:
+                del self._active[key]
+
+    async def _relevant(self, app: AppConfig, hook: WebhookConfig, job: WebhookJob) -> bool:
+        """Delayed events are dropped when the state came back; on retries, occupied/member_added are
+        dropped too when the state already changed again, so a late retry never contradicts the present."""
+        if not hook_wants(hook, job.event):  # the app's config changed since the job was queued
+            return False
+        name = job.event.get("name")
+        if name in DELAYED_EVENTS or (name in RETURNING_EVENTS and job.attempts > 0):
+            return await state_holds(self.store, app.id, job.event)
+        return True
 
     async def _deliver(self, app: AppConfig, index: int, hook: WebhookConfig, jobs: list[WebhookJob]) -> None:
+        live: list[WebhookJob] = []
+        stale: list[WebhookJob] = []
+        for job in jobs:
+            (live if await self._relevant(app, hook, job) else stale).append(job)
+        if stale:
+            await self.queue.ack(stale)
+        if not live:
+            return
+        body = build_body([job.event for job in live], int(self._clock() * 1000))
         target = self.targets.for_hook(hook)
-        body = build_body([job.event for job in jobs], int(time.time() * 1000))
-        headers = {
-            "Content-Type": "application/json",
-            "X-Pusher-Key": app.key,
-            "X-Pusher-Signature": webhook_signature(app.secret, body),
-        }
         if target is None:
-            outcome = Outcome(ok=False, retryable=False, detail="no target driver for this webhook")
+            outcome = Outcome(ok=False, retryable=False, detail="no driver for this kind of webhook target")
         else:
-            outcome = await target.deliver(hook, body, headers, self.settings.request_timeout_seconds)
+            outcome = await target.deliver(hook, body, signed_headers(app, body), self.settings.request_timeout_seconds)
         if outcome.ok:
             self.metrics.count("webhooks_delivered", app.id)
+            await self.queue.ack(live)
             return
         self.metrics.count("webhooks_failed", app.id)
-        now_ms = int(time.time() * 1000)
+        log.warning(
+            "webhook to %s (app %s, target %d) failed: %s; %d event(s), attempt %d",
+            describe(hook),
+            app.id,
+            index,
+            outcome.detail,
+            len(live),
+            live[0].attempts + 1,
+        )
+        await self._push_back(app, hook, live, outcome, count_attempt=True)
+
+    # -- retries --------------------------------------------------------------------------------------
+
+    def backoff(self, attempts: int) -> float:
+        """Exponential backoff with "equal jitter": between half and all of ``initial * 2**(n-1)``, capped."""
+        settings = self.settings
+        ceiling = min(settings.retry_max_backoff_seconds, settings.retry_initial_backoff_seconds * 2 ** (attempts - 1))
+        return random.uniform(ceiling / 2, ceiling)
+
+    async def _push_back(
+        self,
+        app: AppConfig,
+        hook: WebhookConfig,
+        jobs: Sequence[WebhookJob],
+        outcome: Outcome,
+        count_attempt: bool = False,
+    ) -> None:
+        """Re-queue each job with a delay while the retry window lasts; past it (or for a final failure),
+        log and count the loss. The originals are acked only after their copies are pushed."""
+        now = self._clock()
+        lost: list[WebhookJob] = []
         for job in jobs:
-            first = job.first_attempt_ms or now_ms
-            attempts = job.attempts + 1
-            backoff = min(
-                self.settings.retry_initial_backoff_seconds * 2 ** (attempts - 1),
-                self.settings.retry_max_backoff_seconds,
-            ) * random.uniform(0.8, 1.2)
-            within = (now_ms - first) / 1000 + backoff <= self.settings.retry_max_elapsed_seconds
-            if outcome.retryable and within:
-                await self.queue.push(replace(job, attempts=attempts, first_attempt_ms=first, target=index), backoff)
-            else:
-                self.metrics.count("webhooks_lost", app.id)
-                log.error(
-                    "webhook lost after %d attempts: app=%s event=%s target=%s (%s)",
-                    attempts,
-                    app.id,
-                    job.event.get("name"),
-                    hook.url or hook.lambda_target,
-                    outcome.detail,
-                )
+            first = job.first_attempt_ms if job.first_attempt_ms is not None else int(now * 1000)
+            attempts = job.attempts + 1 if count_attempt else job.attempts
+            remaining = first / 1000 + self.settings.retry_max_elapsed_seconds - now
+            if not outcome.retryable or remaining <= 0:
+                lost.append(job)
+                continue
+            delay = self.backoff(attempts) if count_attempt else BUSY_DELAY_SECONDS * random.uniform(0.5, 1.0)
+            copy = replace(job, attempts=attempts, first_attempt_ms=first, receipt=None)
+            await self.queue.push(copy, min(delay, remaining, MAX_DELAY_SECONDS))
+        if lost:
+            self.metrics.count("webhooks_lost", app.id, len(lost))
+            log.error(
+                "webhook lost: %d event(s) for %s (app %s) after %d attempt(s): %s; events: %s",
+                len(lost),
+                describe(hook),
+                app.id,
+                max(job.attempts for job in lost) + (1 if count_attempt else 0),
+                outcome.detail,
+                ", ".join(sorted({f"{job.event.get('name')}@{job.event.get('channel')}" for job in lost}))[:500],
+            )
+        await self.queue.ack(jobs)
