@@ -168,7 +168,7 @@ async def latency(target: Target, subscribers: int, rate: float, seconds: float 
     samples: list[float] = []
 
     def on_frame(_client: WsClient, payload: bytes, now: float) -> None:
-        if b'"latency"' in payload:
+        if payload.startswith(b'{"event":"latency"'):
             sent = json.loads(json.loads(payload)["data"])["t"]
             samples.append((now - sent) * 1000)
 
