@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTHON ?= python3
 
-.PHONY: install serve test test-unit lint typecheck node clean
+.PHONY: install serve emulate test test-unit lint typecheck node clean
 
 install: $(VENV)/.installed
 
@@ -22,6 +22,10 @@ node_modules/.installed: package.json
 
 serve: install
 	$(PY) -m local_server $(if $(CONFIG),--config $(CONFIG),)
+
+# The Lambda code path on this machine: emulated API Gateway + Lambda, DynamoDB and SQS in moto.
+emulate: install
+	$(PY) -m local_server --emulate-lambda $(if $(CONFIG),--config $(CONFIG),)
 
 test: install node
 	bash scripts/test.sh

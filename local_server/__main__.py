@@ -9,6 +9,7 @@ import sys
 
 from pydantic import ValidationError
 
+from local_server.emulator import add_arguments as add_emulator_arguments
 from shared.settings import ConfigFileError, Settings, load_settings
 
 
@@ -18,6 +19,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--host", help="listen address (default 127.0.0.1)")
     parser.add_argument("--port", type=int, help="listen port (default 6001)")
     parser.add_argument("--metrics-port", type=int, help="Prometheus port (default 9601)")
+    add_emulator_arguments(parser)
     return parser.parse_args(argv)
 
 
@@ -46,6 +48,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=settings.log_level.upper(), format='{"time":"%(asctime)s","level":"%(levelname)s","msg":"%(message)s"}'
     )
+    if args.emulate_lambda:
+        from local_server.emulator import run
+
+        run(args, settings)
+        return 0
     from local_server.runtime import serve
 
     asyncio.run(serve(settings))

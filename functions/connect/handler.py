@@ -1,0 +1,123 @@
+"""``$connect``, ``$disconnect`` and ``welcome``: the connection lifecycle on API Gateway.
+
+API Gateway cannot post to a connection during ``$connect`` (the upgrade completes only after it
+returns), yet pusher-js waits for ``pusher:connection_established`` before anything else. So ``$connect``
+checks the app and records the connection, accepts, and invokes ``welcome`` asynchronously; ``welcome``
+posts the first frame, retrying GoneException every ~50 ms while the upgrade finishes (PROTOCOL.md §6.2).
+
+A refused connection (unknown key 4001, disabled app 4003, over quota 4004, bad protocol 4006/4007/4008,
+origin 4009, too many from one address 4100) is accepted too: rejecting the upgrade would only make
+pusher-js retry forever, while a ``pusher:error`` as the first frame makes it stop. ``welcome`` sends the
+error and then deletes the connection (which closes with 1000: API Gateway has no custom close codes).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from functions.runtime import Container, container
+from shared.errors import OverCapacity, PusherError
+from shared.protocol import frames
+from shared.types import AppId, SocketId
+
+log = logging.getLogger("sockless.connect")
+
+OK = {"statusCode": 200}
+APP_PATH = re.compile(r"/app/(?P<key>[^/?]+)")
+
+
+def app_key(event: Mapping[str, Any]) -> str | None:
+    """The key from ``app_key`` (what the CloudFront Function makes of ``/app/{key}?...``), else from an
+    ``/app/{key}`` path when the event carries one (a custom-domain mapping or a direct test call)."""
+    query = event.get("queryStringParameters") or {}
+    if query.get("app_key"):
+        return str(query["app_key"])
+    context = event.get("requestContext") or {}
+    for path in (event.get("path"), event.get("rawPath"), context.get("path"), context.get("resourcePath")):
+        if isinstance(path, str) and (m := APP_PATH.search(path)):
+            return m["key"]
+    return None
+
+
+def _header(event: Mapping[str, Any], name: str) -> str | None:
+    for key, value in (event.get("headers") or {}).items():
+        if key.lower() == name:
+            return str(value)
+    return None
+
+
+async def _accept(current: Container, event: Mapping[str, Any]) -> dict[str, Any]:
+    """Check and record the connection; the welcome payload (an established socket or a refusal)."""
+    context = event["requestContext"]
+    connection_id = context["connectionId"]
+    services = current.services
+    engine = services.engine
+    try:
+        limit = services.settings.rate_limits.connections_per_ip
+        ip = (context.get("identity") or {}).get("sourceIp", "")
+        if limit is not None and not await services.limiter.hit(
+            f"ws_ip:{ip}", limit.max_requests, limit.window_seconds
+        ):
+            raise OverCapacity("Too many connections from this address")
+        query = event.get("queryStringParameters") or {}
+        app = await engine.authorize_connection(app_key(event) or "", query.get("protocol"), _header(event, "origin"))
+        connection = await current.connections.open(app, connection_id)
+    except PusherError as exc:
+        return {"connection_id": connection_id, "error": {"code": exc.code, "message": exc.message}}
+    return {"connection_id": connection_id, "app_id": app.id, "socket_id": connection.socket_id}
+
+
+def connect(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    current = container(event)
+    payload = current.run(_accept(current, event))
+    current.invoke_event(current.settings.aws.welcome_function, payload, "welcome")
+    return OK
+
+
+def disconnect(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """Idempotent: a second ``$disconnect``, or one for a connection the sweep already removed, is a no-op."""
+    current = container(event)
+    current.run(current.connections.close(event["requestContext"]["connectionId"]))
+    return OK
+
+
+def welcome(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """Post the first frame as soon as the connection is open; a refusal is followed by DeleteConnection."""
+    current = container()
+    connection_id = str(event["connection_id"])
+    error = event.get("error")
+    if error is not None:
+        frame = frames.error_frame(str(error.get("message", "")), error.get("code"))
+    else:
+        frame = current.services.engine.welcome(SocketId(str(event["socket_id"])))
+    delivered = post_until_open(current, connection_id, frame)
+    if error is not None:
+        if delivered:
+            current.management_call("delete_connection", ConnectionId=connection_id)
+        return {"delivered": delivered}
+    if not delivered:
+        # The client left before the upgrade finished (or $disconnect raced us): clean up like a disconnect.
+        log.info("connection %s never opened; removing it", connection_id)
+        current.run(current.connections.close_socket(AppId(str(event["app_id"])), SocketId(str(event["socket_id"]))))
+    return {"delivered": delivered}
+
+
+def post_until_open(current: Container, connection_id: str, frame: bytes) -> bool:
+    """Post ``frame``; on GoneException retry every ``welcome_retry_interval_ms`` for up to
+    ``welcome_retry_seconds`` (the connection may not be open yet). ``False`` if it never opened."""
+    settings = current.settings.aws
+    interval = settings.welcome_retry_interval_ms / 1000
+    deadline = time.monotonic() + settings.welcome_retry_seconds
+    client = current.management()
+    while True:
+        try:
+            client.post_to_connection(ConnectionId=connection_id, Data=frame)
+            return True
+        except client.exceptions.GoneException:
+            if time.monotonic() + interval > deadline:
+                return False
+            time.sleep(interval)

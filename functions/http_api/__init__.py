@@ -1,0 +1,1 @@
+"""The Pusher REST API behind an HTTP API (payload v2)."""

@@ -1,0 +1,158 @@
+"""One Lambda container's state: settings, event loop, boto3 clients and the shared services, built once.
+
+Lambda runs one invocation at a time per container, on one thread, and keeps module state between warm
+invocations. The state lives per thread here: on AWS that is the same thing, and it lets the emulator
+run several "containers" as worker threads of one process without them sharing an event loop.
+
+Nothing is built at import: the first invocation reads the environment (``SOCKLESS_*`` through
+``shared.settings``, plus an optional ``SOCKLESS_CONFIG`` file), creates the boto3 session and the
+services; later invocations reuse them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import threading
+from collections.abc import Coroutine, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from shared.services import Services, build_services
+from shared.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from shared.webhooks.targets import Targets
+
+log = logging.getLogger("sockless.lambda")
+
+T = TypeVar("T")
+
+
+class ConfigurationError(RuntimeError):
+    """The function's environment lacks something it needs (fails the invocation loudly)."""
+
+
+def management_url_from(event: Mapping[str, Any]) -> str | None:
+    """``https://{domainName}/{stage}`` of a WebSocket event: the default management endpoint."""
+    context = event.get("requestContext") or {}
+    domain, stage = context.get("domainName"), context.get("stage")
+    if not domain or not stage:
+        return None
+    return f"https://{domain}/{stage}"
+
+
+class Container:
+    def __init__(self, settings: Settings, management_url: str | None = None) -> None:
+        self.settings = settings
+        self.management_url = settings.aws.management_endpoint_url or management_url
+        self.loop = asyncio.new_event_loop()
+        self._session: Any = None
+        self._clients: dict[tuple[str, str | None], Any] = {}
+        self._services: Services | None = None
+        self._targets: Targets | None = None
+        self._lock = threading.Lock()
+
+    # -- AWS clients (thread-safe once built; built on first use only) ------------------------------------
+
+    def session(self) -> Any:
+        if self._session is None:
+            import boto3
+
+            self._session = boto3.session.Session(region_name=self.settings.aws.region)
+        return self._session
+
+    def client(self, service: str, endpoint_url: str | None = None, **config: Any) -> Any:
+        key = (service, endpoint_url)
+        with self._lock:
+            client = self._clients.get(key)
+            if client is None:
+                from botocore.config import Config
+
+                client = self._clients[key] = self.session().client(
+                    service, endpoint_url=endpoint_url, config=Config(**config) if config else None
+                )
+            return client
+
+    def management(self) -> Any:
+        """The ``apigatewaymanagementapi`` client; posts must go to execute-api, never through CloudFront."""
+        if self.management_url is None:
+            raise ConfigurationError("SOCKLESS_AWS__MANAGEMENT_ENDPOINT_URL is not set")
+        # Retries are ours (the sender's backoff, the welcome loop): botocore's own would double them.
+        return self.client(
+            "apigatewaymanagementapi",
+            self.management_url,
+            retries={"total_max_attempts": 1},
+            max_pool_connections=64,
+        )
+
+    def lambda_client(self) -> Any:
+        return self.client("lambda", self.settings.aws.lambda_endpoint_url, retries={"total_max_attempts": 2})
+
+    def invoke_event(self, function_name: str | None, payload: Mapping[str, Any], what: str) -> None:
+        """Invoke a function asynchronously (``InvocationType=Event``): Lambda queues it and returns 202."""
+        if not function_name:
+            raise ConfigurationError(f"no function name configured for the {what} (SOCKLESS_AWS__*_FUNCTION)")
+        self.lambda_client().invoke(
+            FunctionName=function_name, InvocationType="Event", Payload=json.dumps(payload).encode()
+        )
+
+    def webhook_targets(self) -> Targets:
+        """HTTP webhooks through urllib3 (bundled with boto3; no aiohttp in Lambda), Lambda targets through
+        this container's session and the configured Lambda endpoint. Pools are reused by warm starts."""
+        if self._targets is None:
+            from shared.webhooks.http_target import Urllib3Client
+            from shared.webhooks.targets import create_targets
+
+            def lambda_factory(region: str, timeout: float) -> Any:
+                from botocore.config import Config
+
+                config = Config(connect_timeout=timeout, read_timeout=timeout, retries={"total_max_attempts": 1})
+                return self.session().client(
+                    "lambda", region_name=region, endpoint_url=self.settings.aws.lambda_endpoint_url, config=config
+                )
+
+            self._targets = create_targets(http_client=Urllib3Client(), lambda_factory=lambda_factory)
+        return self._targets
+
+    # -- services --------------------------------------------------------------------------------------
+
+    @property
+    def services(self) -> Services:
+        if self._services is None:
+            self._services = self._build()
+        return self._services
+
+    def _build(self) -> Services:
+        from functions.drivers import build_sender
+
+        return build_services(self.settings, sender=build_sender(self), **self.driver_clients())
+
+    def driver_clients(self) -> dict[str, Any]:
+        """boto3 clients for the store and queue drivers, with the endpoints the settings name."""
+        clients: dict[str, Any] = {}
+        store, queue = self.settings.store, self.settings.queue
+        if store.driver == "dynamodb":
+            clients["dynamodb"] = self.client("dynamodb", store.endpoint_url, max_pool_connections=64)
+        if queue.driver == "sqs":
+            clients["sqs"] = self.client("sqs", queue.endpoint_url)
+        return clients
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run one coroutine on this container's loop (one loop per container, reused by warm starts)."""
+        return self.loop.run_until_complete(coro)
+
+
+_local = threading.local()
+
+
+def container(event: Mapping[str, Any] | None = None) -> Container:
+    """This container's state, built on first use from the environment (and the event, for the
+    management endpoint when the environment does not name one)."""
+    current: Container | None = getattr(_local, "container", None)
+    if current is None:
+        settings = load_settings(os.environ.get("SOCKLESS_CONFIG"))
+        current = Container(settings, management_url_from(event) if event is not None else None)
+        _local.container = current
+    return current

@@ -1,0 +1,1 @@
+"""The scheduled sweep of connections whose $disconnect never came."""

@@ -1,0 +1,1 @@
+"""Webhook deliveries from the SQS queue, with partial batch failures."""
