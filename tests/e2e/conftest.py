@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
+import pusher
 import pytest
 
 from tests.conftest import DEFAULT_APP, NUMERIC_APP
 from tests.e2e.jsdriver import App, NodeDriver
+from tests.serverproc import ServerProcess
 
 
 @pytest.fixture
@@ -29,3 +31,16 @@ def app() -> App:
 def numeric_app() -> App:
     """The app the Python SDK can address (it only accepts numeric app ids)."""
     return App.of(NUMERIC_APP)
+
+
+@pytest.fixture
+def python_sdk(server: ServerProcess, numeric_app: App) -> pusher.Pusher:
+    """The official Python SDK pointed at the session server's numeric app."""
+    return pusher.Pusher(
+        app_id=numeric_app.id,
+        key=numeric_app.key,
+        secret=numeric_app.secret,
+        ssl=False,
+        host="127.0.0.1",
+        port=server.port,
+    )
