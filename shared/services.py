@@ -22,11 +22,33 @@ class DriverError(RuntimeError):
     """A driver is misconfigured or unavailable at start-up: fail loudly, never fall back to memory."""
 
 
+def _redis_client(url: str | None, cluster_mode: bool, clients: dict[str, Any], field: str) -> tuple[Any, bool]:
+    """The injected ``redis`` client (not owned), else a new one for ``url`` (owned: the driver closes it)."""
+    if clients.get("redis") is not None:
+        return clients["redis"], False
+    if not url:
+        raise DriverError(f"{field} is required by the redis driver")
+    from shared.store.redis import connect_redis
+
+    return connect_redis(url, cluster_mode=cluster_mode), True
+
+
 def create_store(settings: StoreSettings, **clients: Any) -> ChannelStore:
     if settings.driver == "memory":
         from shared.store.memory import MemoryChannelStore
 
         return MemoryChannelStore()
+    if settings.driver == "redis":
+        from shared.store.redis import RedisChannelStore
+
+        client, owned = _redis_client(settings.url, settings.cluster_mode, clients, "store.url")
+        return RedisChannelStore(
+            client,
+            prefix=settings.prefix,
+            node_id=clients.get("node_id"),
+            ttl_seconds=settings.ttl_seconds,
+            owns_client=owned,
+        )
     raise DriverError(f"store driver {settings.driver!r} is not available in this build")
 
 
@@ -35,10 +57,23 @@ def create_queue(settings: QueueSettings, **clients: Any) -> WebhookQueue:
         from shared.webhooks.memory import MemoryWebhookQueue
 
         return MemoryWebhookQueue()
+    if settings.driver == "redis":
+        from shared.webhooks.redis import RedisWebhookQueue
+
+        client, owned = _redis_client(settings.url, settings.cluster_mode, clients, "queue.url")
+        return RedisWebhookQueue(
+            client, prefix=settings.prefix, visibility_timeout=settings.visibility_timeout_seconds, owns_client=owned
+        )
     raise DriverError(f"queue driver {settings.driver!r} is not available in this build")
 
 
 def create_limiter(settings: StoreSettings, **clients: Any) -> RateLimiter:
+    """The limiter follows the store: counters shared by every process that shares the store."""
+    if settings.driver == "redis":
+        from shared.limits.redis import RedisRateLimiter
+
+        client, owned = _redis_client(settings.url, settings.cluster_mode, clients, "store.url")
+        return RedisRateLimiter(client, prefix=settings.prefix, owns_client=owned)
     return MemoryRateLimiter()
 
 
@@ -84,7 +119,10 @@ def build_services(
 ) -> Services:
     apps = apps or ConfigAppStore(settings.apps)
     store = store or create_store(settings.store, **clients)
-    queue = queue or create_queue(settings.queue, **clients)
+    queue_settings = settings.queue
+    if queue_settings.driver == "redis" and queue_settings.url is None and settings.store.driver == "redis":
+        queue_settings = queue_settings.model_copy(update={"url": settings.store.url})
+    queue = queue or create_queue(queue_settings, **clients)
     limiter = limiter or create_limiter(settings.store, **clients)
     metrics = metrics or NullMetrics()
     engine = Engine(

@@ -138,6 +138,13 @@ class StoreSettings(_Strict):
     region: str | None = None
     endpoint_url: str | None = None
     prefix: str = "sockless"
+    # Redis (docs/redis.md): a cluster-mode client for Redis Cluster / ElastiCache Serverless; every key
+    # expires after ttl_seconds without a write (0: never); a local-server node silent for lease_seconds
+    # is presumed dead and its connections are removed by a peer.
+    cluster_mode: bool = False
+    ttl_seconds: int = Field(default=86400, ge=0)
+    lease_seconds: float = Field(default=10.0, gt=0)
+    node_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.\-]{1,64}$")
 
 
 class QueueSettings(_Strict):
@@ -146,6 +153,11 @@ class QueueSettings(_Strict):
     queue_url: str | None = None
     region: str | None = None
     endpoint_url: str | None = None
+    # Redis (docs/redis.md): url defaults to store.url; jobs received and not acked come back after
+    # visibility_timeout_seconds.
+    prefix: str = "sockless"
+    cluster_mode: bool = False
+    visibility_timeout_seconds: float = Field(default=120.0, gt=0)
 
 
 class RateLimit(_Strict):

@@ -36,6 +36,7 @@ from shared.store.base import ChannelStore
 from shared.store.memory import MemoryChannelStore
 from shared.webhooks.base import WebhookQueue
 from shared.webhooks.memory import MemoryWebhookQueue
+from tests.redis import backend as redis_backend
 
 # Queue factories configure this visibility timeout, so the redelivery contract runs in about a second.
 QUEUE_VISIBILITY_TIMEOUT = 1.0
@@ -78,6 +79,12 @@ QUEUE_DRIVERS: dict[str, QueueFactory] = {"memory": memory_queue}
 
 # Marks for drivers that need a backend (``pytest.mark.redis`` lets `-m "not redis"` skip them).
 DRIVER_MARKS: dict[str, tuple[Any, ...]] = {}
+
+# Real Redis (SOCKLESS_TEST_REDIS_URL), a unique key prefix per test, flushed afterwards.
+STORE_DRIVERS["redis"] = redis_backend.redis_store
+LIMITER_DRIVERS["redis"] = redis_backend.redis_limiter
+QUEUE_DRIVERS["redis"] = lambda: redis_backend.redis_queue(QUEUE_VISIBILITY_TIMEOUT)
+DRIVER_MARKS["redis"] = (pytest.mark.redis,)
 
 
 def params(registry: dict[str, Any]) -> list[Any]:

@@ -1,0 +1,335 @@
+"""``RedisChannelStore``: the shared store of a local-server cluster and the ElastiCache store of the Lambda path.
+
+Every decision the contract makes atomic (quota, occupied/vacated, member added/removed, online/offline)
+is one Lua script (``shared/store/redis_scripts.py``), so it holds across processes and hosts. Reads are
+single commands. Redis errors become ``StoreUnavailable``; nothing here retries or falls back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from typing import Any, cast
+
+from redis.asyncio import Redis, RedisCluster
+from redis.exceptions import RedisError
+
+from shared.errors import StoreUnavailable
+from shared.store import redis_scripts as scripts
+from shared.store.base import (
+    CachedEvent,
+    ChannelStats,
+    Connection,
+    Departure,
+    JoinResult,
+    LeaveResult,
+    Member,
+    PresenceFull,
+    Subscription,
+)
+from shared.types import AppId, ChannelName, SocketId, UserId
+
+log = logging.getLogger("sockless.redis")
+
+DEFAULT_TTL_SECONDS = 86400
+HEALTH_TIMEOUT_SECONDS = 2.0
+
+
+def connect_redis(url: str, *, cluster_mode: bool = False) -> Redis:
+    """A lazily connecting client (nothing happens on the network until the first command).
+
+    ``cluster_mode`` builds a cluster client, required by ElastiCache Serverless and Redis Cluster; it
+    shares the command API of ``Redis``, which is the type the drivers are written against.
+    """
+    options: dict[str, Any] = {"socket_connect_timeout": 2.0, "socket_timeout": 5.0, "health_check_interval": 15}
+    if cluster_mode:
+        return cast(Redis, RedisCluster.from_url(url, **options))
+    return Redis.from_url(url, **options)
+
+
+@contextlib.contextmanager
+def unavailable(what: str) -> Iterator[None]:
+    """Translate client errors into the project's ``StoreUnavailable`` (STYLE.md §5)."""
+    try:
+        yield
+    except (RedisError, OSError) as exc:
+        raise StoreUnavailable(f"redis {what} failed: {exc}") from exc
+
+
+def app_prefix(prefix: str, app_id: str) -> str:
+    """``<prefix>:{<app_id>}:``: the hash tag keeps all of an app's keys in one cluster slot."""
+    return f"{prefix}:{{{app_id}}}:"
+
+
+def _str(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+class RedisChannelStore:
+    """See ``shared/store/redis_scripts.py`` for the key layout.
+
+    ``node_id`` is set on the local server: each connection records the node that holds its socket, so
+    broadcasts can be routed to it and a dead node's connections can be found and removed.
+    """
+
+    def __init__(
+        self,
+        client: Redis,
+        *,
+        prefix: str = "sockless",
+        node_id: str | None = None,
+        ttl_seconds: int = DEFAULT_TTL_SECONDS,
+        owns_client: bool = False,
+    ) -> None:
+        self.client = client
+        self.prefix = prefix
+        self.node_id = node_id
+        self.ttl_seconds = ttl_seconds
+        self._owns_client = owns_client
+        self._add = client.register_script(scripts.ADD_CONNECTION)
+        self._sign_in = client.register_script(scripts.SIGN_IN)
+        self._remove = client.register_script(scripts.REMOVE_CONNECTION)
+        self._subscribe = client.register_script(scripts.SUBSCRIBE)
+        self._unsubscribe = client.register_script(scripts.UNSUBSCRIBE)
+        self._channels = client.register_script(scripts.CHANNELS)
+        self._online = client.register_script(scripts.ONLINE)
+        self._touch = client.register_script(scripts.TOUCH)
+        self.node_apps: set[AppId] = set()  # apps this node has held sockets of (for its node registry)
+
+    def _p(self, app_id: AppId) -> str:
+        return app_prefix(self.prefix, app_id)
+
+    # -- connections -----------------------------------------------------------------------------------
+
+    async def add_connection(self, connection: Connection, max_connections: int | None) -> bool:
+        record: dict[str, str] = {"at": repr(connection.connected_at)}
+        if self.node_id is not None:
+            record["n"] = self.node_id
+        if connection.user_id is not None:
+            record["u"] = connection.user_id
+            record["d"] = connection.user_data or ""
+            record["w"] = json.dumps(list(connection.watchlist))
+        args: list[str | int] = [
+            self.ttl_seconds,
+            connection.socket_id,
+            json.dumps(record),
+            -1 if max_connections is None else max_connections,
+            self.node_id or "",
+        ]
+        with unavailable("add_connection"):
+            added = await self._add(keys=[self._p(connection.app_id)], args=args)
+            if added and self.node_id is not None and connection.app_id not in self.node_apps:
+                await self.client.sadd(self.node_apps_key(self.node_id), connection.app_id)
+                self.node_apps.add(connection.app_id)
+        return bool(added)
+
+    def _connection(self, app_id: AppId, socket_id: SocketId, raw: bytes | str) -> Connection:
+        record = json.loads(raw)
+        watchlist = tuple(UserId(w) for w in json.loads(record["w"])) if "w" in record else ()
+        return Connection(
+            app_id=app_id,
+            socket_id=socket_id,
+            connected_at=float(record["at"]),
+            user_id=UserId(record["u"]) if "u" in record else None,
+            user_data=record.get("d"),
+            watchlist=watchlist,
+        )
+
+    async def get_connection(self, app_id: AppId, socket_id: SocketId) -> Connection | None:
+        with unavailable("get_connection"):
+            raw = await self.client.hget(self._p(app_id) + "conns", socket_id)
+        return None if raw is None else self._connection(app_id, socket_id, raw)
+
+    async def sign_in(
+        self, app_id: AppId, socket_id: SocketId, user_id: UserId, user_data: str, watchlist: tuple[UserId, ...]
+    ) -> bool:
+        args: list[str | int] = [self.ttl_seconds, socket_id, user_id, user_data, json.dumps(list(watchlist))]
+        with unavailable("sign_in"):
+            result = await self._sign_in(keys=[self._p(app_id)], args=args)
+        return int(result) == 1
+
+    async def remove_connection(self, app_id: AppId, socket_id: SocketId) -> Departure | None:
+        with unavailable("remove_connection"):
+            result = await self._remove(keys=[self._p(app_id)], args=[self.ttl_seconds, socket_id])
+        if result is None:
+            return None
+        raw, offline, left = result
+        return Departure(
+            connection=self._connection(app_id, socket_id, raw),
+            left=tuple(self._leave_result(item) for item in left),
+            user_offline=bool(offline),
+        )
+
+    # -- subscriptions ---------------------------------------------------------------------------------
+
+    @staticmethod
+    def _leave_result(item: Sequence[Any]) -> LeaveResult:
+        channel, left, vacated, removed, count = item
+        return LeaveResult(
+            channel=ChannelName(_str(channel)),
+            left=bool(left),
+            vacated=bool(vacated),
+            member_removed=UserId(_str(removed)) if removed else None,
+            subscription_count=int(count) if left else 0,
+        )
+
+    async def subscribe(
+        self, app_id: AppId, socket_id: SocketId, channel: ChannelName, member: Member | None, max_members: int
+    ) -> JoinResult | PresenceFull:
+        user_id, info = ("", "") if member is None else (member.user_id, json.dumps(member.user_info))
+        args: list[str | int] = [self.ttl_seconds, socket_id, channel, user_id, info, max_members]
+        with unavailable("subscribe"):
+            result = await self._subscribe(keys=[self._p(app_id)], args=args)
+        if int(result[0]) == -1:
+            return PresenceFull(limit=max_members)
+        joined, occupied, added, count = (int(x) for x in result)
+        return JoinResult(
+            joined=bool(joined), occupied=bool(occupied), member_added=bool(added), subscription_count=count
+        )
+
+    async def unsubscribe(self, app_id: AppId, socket_id: SocketId, channel: ChannelName) -> LeaveResult:
+        with unavailable("unsubscribe"):
+            result = await self._unsubscribe(keys=[self._p(app_id)], args=[self.ttl_seconds, socket_id, channel])
+        return self._leave_result(result)
+
+    async def subscription(self, app_id: AppId, socket_id: SocketId, channel: ChannelName) -> Subscription | None:
+        with unavailable("subscription"):
+            mark = await self.client.hget(self._p(app_id) + "ch:" + channel, socket_id)
+        if mark is None:
+            return None
+        user = _str(mark)
+        return Subscription(user_id=UserId(user[1:]) if user else None)
+
+    async def sockets(self, app_id: AppId, channel: ChannelName) -> Collection[SocketId]:
+        with unavailable("sockets"):
+            keys = await self.client.hkeys(self._p(app_id) + "ch:" + channel)
+        return [SocketId(_str(k)) for k in keys]
+
+    async def members(self, app_id: AppId, channel: ChannelName) -> Mapping[UserId, Any]:
+        with unavailable("members"):
+            raw = await self.client.hgetall(self._p(app_id) + "mi:" + channel)
+        return {UserId(_str(k)): json.loads(v) for k, v in raw.items()}
+
+    @staticmethod
+    def _stats(channel: str, count: int, members: int) -> ChannelStats:
+        return ChannelStats(subscription_count=count, user_count=members if channel.startswith("presence-") else None)
+
+    async def channels(self, app_id: AppId, prefix: str = "") -> Mapping[ChannelName, ChannelStats]:
+        with unavailable("channels"):
+            flat = await self._channels(keys=[self._p(app_id)], args=[self.ttl_seconds, prefix])
+        out: dict[ChannelName, ChannelStats] = {}
+        for i in range(0, len(flat), 3):
+            name = _str(flat[i])
+            out[ChannelName(name)] = self._stats(name, int(flat[i + 1]), int(flat[i + 2]))
+        return out
+
+    async def channel_stats(self, app_id: AppId, channel: ChannelName) -> ChannelStats:
+        p = self._p(app_id)
+        with unavailable("channel_stats"):
+            count = await self.client.hlen(p + "ch:" + channel)
+            members = await self.client.hlen(p + "mc:" + channel) if channel.startswith("presence-") else 0
+        return self._stats(channel, int(count), int(members))
+
+    # -- users -----------------------------------------------------------------------------------------
+
+    async def user_sockets(self, app_id: AppId, user_id: UserId) -> Collection[SocketId]:
+        with unavailable("user_sockets"):
+            members = await self.client.smembers(self._p(app_id) + "u:" + user_id)
+        return [SocketId(_str(m)) for m in members]
+
+    async def watchers(self, app_id: AppId, user_id: UserId) -> Collection[SocketId]:
+        with unavailable("watchers"):
+            members = await self.client.smembers(self._p(app_id) + "w:" + user_id)
+        return [SocketId(_str(m)) for m in members]
+
+    async def online(self, app_id: AppId, user_ids: Iterable[UserId]) -> set[UserId]:
+        ids = list(user_ids)
+        if not ids:
+            return set()
+        with unavailable("online"):
+            found = await self._online(keys=[self._p(app_id)], args=[self.ttl_seconds, *ids])
+        return {UserId(_str(u)) for u in found}
+
+    async def connection_count(self, app_id: AppId) -> int:
+        with unavailable("connection_count"):
+            return int(await self.client.hlen(self._p(app_id) + "conns"))
+
+    # -- cache channels --------------------------------------------------------------------------------
+
+    async def cache_put(self, app_id: AppId, channel: ChannelName, frame: bytes, ttl: float) -> None:
+        with unavailable("cache_put"):
+            await self.client.set(self._p(app_id) + "cache:" + channel, frame, px=max(int(ttl * 1000), 1))
+
+    async def cache_get(self, app_id: AppId, channel: ChannelName) -> CachedEvent | None:
+        key = self._p(app_id) + "cache:" + channel
+        with unavailable("cache_get"):
+            frame = await self.client.get(key)
+            left_ms = await self.client.pttl(key) if frame is not None else -2
+        if frame is None or left_ms == -2:
+            return None
+        ttl = left_ms / 1000 if left_ms >= 0 else float(self.ttl_seconds)
+        return CachedEvent(frame=frame if isinstance(frame, bytes) else frame.encode(), ttl=ttl)
+
+    # -- nodes (local-server cluster) ------------------------------------------------------------------
+
+    def node_apps_key(self, node_id: str) -> str:
+        """The apps a node has held sockets of; a global key (one per node), outside any app's slot."""
+        return f"{self.prefix}:nodeapps:{node_id}"
+
+    async def apps_of_node(self, node_id: str) -> set[AppId]:
+        with unavailable("apps_of_node"):
+            members = await self.client.smembers(self.node_apps_key(node_id))
+        return {AppId(_str(m)) for m in members}
+
+    async def node_sockets(self, app_id: AppId, node_id: str) -> set[SocketId]:
+        with unavailable("node_sockets"):
+            members = await self.client.smembers(self._p(app_id) + "node:" + node_id)
+        return {SocketId(_str(m)) for m in members}
+
+    async def socket_nodes(self, app_id: AppId, socket_ids: Sequence[SocketId]) -> list[str | None]:
+        """The node holding each socket (``None``: not connected any more), in the order given."""
+        with unavailable("socket_nodes"):
+            nodes = await self.client.hmget(self._p(app_id) + "sn", list(socket_ids))
+        return [None if n is None else _str(n) for n in nodes]
+
+    async def connected_since(self, app_id: AppId, socket_ids: Sequence[SocketId]) -> list[float | None]:
+        """``connected_at`` of each socket (``None``: no such connection), in the order given."""
+        with unavailable("connected_since"):
+            records = await self.client.hmget(self._p(app_id) + "conns", list(socket_ids))
+        return [None if r is None else float(json.loads(r)["at"]) for r in records]
+
+    async def touch(self, app_id: AppId, socket_ids: Sequence[SocketId], batch: int = 500) -> int:
+        """Refresh the TTL of every key the given (live) sockets use; returns how many still exist."""
+        alive = 0
+        with unavailable("touch"):
+            for start in range(0, max(len(socket_ids), 1), batch):
+                chunk = list(socket_ids[start : start + batch])
+                args: list[str | int] = [self.ttl_seconds, self.node_id or "", *chunk]
+                alive += int(await self._touch(keys=[self._p(app_id)], args=args))
+            if self.node_id is not None:
+                await self.client.sadd(self.node_apps_key(self.node_id), app_id)
+        return alive
+
+    async def forget_node(self, node_id: str, app_id: AppId | None = None) -> None:
+        """Drop a (dead, emptied) node's registry: its node set in ``app_id``, or its app list."""
+        with unavailable("forget_node"):
+            if app_id is not None:
+                await self.client.delete(self._p(app_id) + "node:" + node_id)
+            else:
+                await self.client.delete(self.node_apps_key(node_id))
+
+    # -- lifecycle -------------------------------------------------------------------------------------
+
+    async def close(self) -> None:
+        if self._owns_client:
+            await self.client.aclose()
+
+    async def check_health(self) -> bool:
+        try:
+            return bool(await asyncio.wait_for(self.client.ping(), HEALTH_TIMEOUT_SECONDS))
+        except (RedisError, OSError) as exc:
+            log.warning("redis health check failed: %s", exc)
+            return False
