@@ -53,13 +53,16 @@ def signed_query(
     timestamp: int | None = None,
     body_md5: bool | None = None,
 ) -> dict[str, str]:
-    """Query parameters for a Pusher-signed request; ``body_md5`` defaults to "when the body is not empty"."""
-    query = dict(params or {})
-    query.update(
-        auth_key=key,
-        auth_timestamp=str(int(time.time()) if timestamp is None else timestamp),
-        auth_version="1.0",
-    )
+    """Query parameters for a Pusher-signed request; ``body_md5`` defaults to "when the body is not empty".
+
+    ``params`` may override the auth parameters themselves (to sign a wrong ``auth_version``, say).
+    """
+    query = {
+        "auth_key": key,
+        "auth_timestamp": str(int(time.time()) if timestamp is None else timestamp),
+        "auth_version": "1.0",
+        **(params or {}),
+    }
     if body_md5 if body_md5 is not None else bool(body):
         query["body_md5"] = hashlib.md5(body).hexdigest()
     to_sign = "&".join(f"{k}={v}" for k, v in sorted((k.lower(), v) for k, v in query.items()))
