@@ -170,6 +170,12 @@ class NodeDriver:
         )
         return result
 
+    async def sdk_terminate_user(self, app: App, port: int, user_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = await self.call(
+            "sdk_terminate_user", app=self._sdk_app(app, port, None), user_id=user_id
+        )
+        return result
+
     @staticmethod
     def _sdk_app(app: App, port: int, master_key: str | None) -> dict[str, Any]:
         return {"appId": app.id, "key": app.key, "secret": app.secret, "port": port, "masterKeyBase64": master_key}

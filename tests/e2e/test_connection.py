@@ -170,5 +170,7 @@ async def test_sigterm_closes_pusher_js_with_4200_and_the_server_exits_cleanly(
     returncode = await asyncio.to_thread(server.stop)
 
     await client.expect_error(4200)
+    # 4200 means "reconnect now": pusher-js goes looking for a server instead of giving up.
+    await client.expect_state("connecting")
     assert returncode == 0
     assert "Traceback" not in server.output()

@@ -71,3 +71,19 @@ async def test_watchlist_reports_when_watched_users_come_online_and_go_offline(
     await bob_phone.disconnect()
     offline = await alice.expect("offline", kind="watchlist")
     assert offline["data"]["user_ids"] == ["bob"]
+
+
+async def test_terminate_user_connections_stops_every_connection_of_that_user(
+    js: NodeDriver, server: ServerProcess, app: App
+) -> None:
+    laptop = await signed_in(js, "alice-laptop", app, server, {"id": "alice"})
+    phone = await signed_in(js, "alice-phone", app, server, {"id": "alice"})
+    bob = await signed_in(js, "bob", app, server, {"id": "bob"})
+
+    reply = await js.sdk_terminate_user(app, server.port, "alice")
+
+    assert reply["status"] == 200, reply
+    for client in (laptop, phone):
+        await client.expect_error(4009)
+        await client.expect_state("disconnected")
+    assert (await bob.info())["state"] == "connected"

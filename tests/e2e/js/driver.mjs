@@ -224,6 +224,9 @@ const commands = {
   async sdk_send_to_user(msg) {
     return sdkReply(serverSdk(msg.app).sendToUser(msg.user_id, msg.event, msg.data));
   },
+  async sdk_terminate_user(msg) {
+    return sdkReply(serverSdk(msg.app).terminateUserConnections(msg.user_id));
+  },
   quit() {
     for (const { pusher } of clients.values()) pusher.disconnect();
     setTimeout(() => process.exit(0), 10);
