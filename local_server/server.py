@@ -67,7 +67,7 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     sender.register(socket_id, transport)
     max_frame = engine.max_frame_bytes
     try:
-        transport.write(engine.welcome(socket_id))
+        await engine.send(app, socket_id, engine.welcome(socket_id))
         async for msg in ws:
             transport.seen(loop.time())
             if msg.type is WSMsgType.TEXT:

@@ -112,11 +112,9 @@ async def subscribe(engine: Engine, app: AppConfig, socket_id: SocketId, data: d
     if member is not None:
         members = await engine.store.members(app.id, channel)
         presence = {"presence": {"ids": list(members), "hash": dict(members), "count": len(members)}}
-        await engine.sender.send(
-            app.id, socket_id, frames.frame("pusher_internal:subscription_succeeded", presence, channel)
-        )
+        await engine.send(app, socket_id, frames.frame("pusher_internal:subscription_succeeded", presence, channel))
     else:
-        await engine.sender.send(app.id, socket_id, frames.frame("pusher_internal:subscription_succeeded", {}, channel))
+        await engine.send(app, socket_id, frames.frame("pusher_internal:subscription_succeeded", {}, channel))
     await _after_join(engine, app, socket_id, channel, member, result)
 
 
@@ -133,9 +131,9 @@ async def _after_join(
     if is_cache(channel):
         cached = await engine.store.cache_get(app.id, channel)
         if cached is not None:
-            await engine.sender.send(app.id, socket_id, cached.frame)
+            await engine.send(app, socket_id, cached.frame)
         else:
-            await engine.sender.send(app.id, socket_id, frames.frame("pusher:cache_miss", None, channel))
+            await engine.send(app, socket_id, frames.frame("pusher:cache_miss", None, channel))
             # Pusher de-duplicates cache_miss webhooks for simultaneous subscribers.
             if await engine.limiter.hit(f"cache_miss:{app.id}:{channel}", 1, 1.0):
                 await engine.webhooks.emit(app, "cache_miss", channel)

@@ -140,7 +140,7 @@ class Engine:
             msg = frames.parse_client_frame(raw, self.max_frame_bytes)
             event: str = msg["event"]
             if event == "pusher:ping":
-                await self.sender.send(app.id, socket_id, frames.PONG)
+                await self.send(app, socket_id, frames.PONG)
             elif event == "pusher:pong":
                 return
             elif event == "pusher:subscribe":
@@ -159,14 +159,22 @@ class Engine:
     async def refuse(self, app: AppConfig, socket_id: SocketId, exc: PusherError) -> None:
         self.metrics.count("errors", app.id)
         if isinstance(exc, SubscriptionError) and exc.channel is not None:
-            await self.sender.send(
-                app.id, socket_id, frames.subscription_error(exc.channel, exc.error_type, exc.message, exc.status)
+            await self.send(
+                app, socket_id, frames.subscription_error(exc.channel, exc.error_type, exc.message, exc.status)
             )
-        await self.sender.send(app.id, socket_id, frames.error_frame(exc.message, exc.code, exc.channel))
+        await self.send(app, socket_id, frames.error_frame(exc.message, exc.code, exc.channel))
         if exc.close and exc.code is not None:
             await self.sender.disconnect(app.id, socket_id, exc.code, exc.message)
 
     # -- publishing -----------------------------------------------------------------------------------
+
+    async def send(self, app: AppConfig, socket_id: SocketId, frame: bytes) -> bool:
+        """One frame to one socket, counted like broadcasts: every frame is a billed message on AWS."""
+        sent = await self.sender.send(app.id, socket_id, frame)
+        if sent:
+            self.metrics.count("ws_messages_sent", app.id)
+            self.metrics.count("ws_bytes_sent", app.id, len(frame))
+        return sent
 
     async def broadcast(
         self, app: AppConfig, sockets: Collection[SocketId], frame: bytes, except_socket: SocketId | None = None

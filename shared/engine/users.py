@@ -50,7 +50,7 @@ async def signin(engine: Engine, app: AppConfig, socket_id: SocketId, data: dict
         watchlist = list(dict.fromkeys(ids))[:MAX_WATCHLIST]
 
     first = await engine.store.sign_in(app.id, socket_id, user_id, user_data, tuple(watchlist))
-    await engine.sender.send(app.id, socket_id, frames.frame("pusher:signin_success", {"user_data": user_data}))
+    await engine.send(app, socket_id, frames.frame("pusher:signin_success", {"user_data": user_data}))
     if too_long:
         await engine.refuse(
             app, socket_id, WatchlistTooLong(f"Watchlist over {MAX_WATCHLIST} ids: first {MAX_WATCHLIST} accepted")
@@ -62,9 +62,7 @@ async def signin(engine: Engine, app: AppConfig, socket_id: SocketId, data: dict
             {"name": "offline", "user_ids": [u for u in watchlist if u not in online]},
         ]
         events = [e for e in events if e["user_ids"]]
-        await engine.sender.send(
-            app.id, socket_id, frames.frame("pusher_internal:watchlist_events", {"events": events})
-        )
+        await engine.send(app, socket_id, frames.frame("pusher_internal:watchlist_events", {"events": events}))
     if first:
         await notify_watchers(engine, app, user_id, "online")
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.conftest import DEFAULT_APP
 from tests.e2e.jsdriver import App, NodeDriver
 from tests.serverproc import ServerProcess
 
@@ -52,6 +55,39 @@ async def test_metrics_count_connections_and_messages_per_app(js: NodeDriver, se
     assert after["sockless_ws_messages_received_total"] >= before.get("sockless_ws_messages_received_total", 0) + 1
     assert after["sockless_http_calls_total"] >= before.get("sockless_http_calls_total", 0) + 3
     assert after["sockless_connected"] >= 1
+
+
+async def test_ws_message_metrics_count_every_frame_both_ways(
+    js: NodeDriver, start_server: Callable[..., ServerProcess], app: App
+) -> None:
+    """Direct replies (welcome, subscription_succeeded, pong) are frames sent too, not just broadcasts: these
+    counters are what API Gateway bills per message."""
+    server = start_server({"apps": [DEFAULT_APP]})
+    before = await scrape(server, app.id)
+    received: list[str] = []
+    async with aiohttp.ClientSession() as http, http.ws_connect(f"{server.ws_url}/app/{app.key}?protocol=7") as ws:
+        received.append(await ws.receive_str(timeout=5))
+        await ws.send_json({"event": "pusher:subscribe", "data": {"channel": "billed"}})
+        received += [await ws.receive_str(timeout=5), await ws.receive_str(timeout=5)]
+        assert (await js.sdk_trigger(app, server.port, "billed", "tick", {"n": 1}))["status"] == 200
+        received.append(await ws.receive_str(timeout=5))
+        await ws.send_json({"event": "pusher:ping", "data": {}})
+        received.append(await ws.receive_str(timeout=5))
+    after = await scrape(server, app.id)
+
+    events = [frame.split('"event":"', 1)[1].split('"', 1)[0] for frame in received]
+    assert events == [
+        "pusher:connection_established",
+        "pusher_internal:subscription_succeeded",
+        "pusher_internal:subscription_count",
+        "tick",
+        "pusher:pong",
+    ]
+    sent = after["sockless_ws_messages_sent_total"] - before.get("sockless_ws_messages_sent_total", 0)
+    assert sent == len(received)
+    sent_bytes = after["sockless_ws_bytes_sent_total"] - before.get("sockless_ws_bytes_sent_total", 0)
+    assert sent_bytes == sum(len(frame.encode()) for frame in received)
+    assert after["sockless_ws_messages_received_total"] - before.get("sockless_ws_messages_received_total", 0) == 2
 
 
 @pytest.mark.parametrize(
