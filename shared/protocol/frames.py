@@ -18,6 +18,12 @@ def dumps(value: Any) -> str:
     return _dumps(value)
 
 
+def _encode(value: Any) -> bytes:
+    # A lone surrogate (JSON "\\ud800" from a client or the REST API) cannot be UTF-8 encoded; strings only
+    # occur inside JSON string literals, where backslashreplace writes exactly the JSON escape again.
+    return _dumps(value).encode("utf-8", "backslashreplace")
+
+
 def frame(event: str, data: Any = None, channel: str | None = None, user_id: str | None = None) -> bytes:
     """Build a server frame; ``data`` that is not already a string is JSON-encoded (the protocol's double
     encoding)."""
@@ -28,7 +34,7 @@ def frame(event: str, data: Any = None, channel: str | None = None, user_id: str
         out["data"] = data if isinstance(data, str) else _dumps(data)
     if user_id is not None:
         out["user_id"] = user_id
-    return _dumps(out).encode()
+    return _encode(out)
 
 
 def connection_established(socket_id: str, activity_timeout: int) -> bytes:
@@ -40,7 +46,7 @@ def error_frame(message: str, code: int | None, channel: str | None = None) -> b
     out: dict[str, Any] = {"event": "pusher:error", "data": {"code": code, "message": message}}
     if channel is not None:
         out["channel"] = channel
-    return _dumps(out).encode()
+    return _encode(out)
 
 
 def subscription_error(channel: str, error_type: str, error: str, status: int) -> bytes:
@@ -61,9 +67,20 @@ def parse_client_frame(raw: str | bytes, max_bytes: int) -> dict[str, Any]:
         raise FrameError("Invalid JSON") from exc
     if not isinstance(msg, dict):
         raise FrameError("Frame must be a JSON object")
+    if (b"\\u" in raw if isinstance(raw, bytes) else "\\u" in raw) and not _encodable(msg):
+        raise FrameError("Frame contains an unpaired surrogate escape")
     if not isinstance(msg.get("event"), str):
         raise FrameError("Frame must have a string 'event'")
     return msg
+
+
+def _encodable(msg: dict[str, Any]) -> bool:
+    """Whether the decoded frame holds no lone surrogate (only a ``\\uD8xx``-style escape can produce one)."""
+    try:
+        _dumps(msg).encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def data_object(msg: dict[str, Any]) -> dict[str, Any]:

@@ -308,3 +308,32 @@ def test_data_object(msg: dict[str, Any], expected: dict[str, Any]) -> None:
 def test_data_object_errors(msg: dict[str, Any]) -> None:
     with pytest.raises(FrameError, match="'data' must be a JSON object"):
         frames.data_object(msg)
+
+
+# -- lone surrogates (JSON "\ud800" escapes are legal JSON but not encodable as UTF-8) --------------------
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        pytest.param('{"event":"pusher:\\ud800"}', id="in-event"),
+        pytest.param('{"event":"client-x","channel":"private-a","data":{"k":"\\udfff"}}', id="in-data"),
+        pytest.param(b'{"event":"e","\\ud800":1}', id="in-key-bytes"),
+    ],
+)
+def test_parse_client_frame_refuses_lone_surrogates(raw: str | bytes) -> None:
+    with pytest.raises(FrameError, match="unpaired surrogate"):
+        frames.parse_client_frame(raw, 1024)
+
+
+def test_parse_client_frame_accepts_escaped_surrogate_pairs() -> None:
+    assert frames.parse_client_frame('{"event":"e","data":"\\ud83d\\ude00"}', 1024)["data"] == "\U0001f600"
+
+
+def test_frames_with_a_lone_surrogate_still_encode_as_valid_utf8_json() -> None:
+    """A presence user_info or REST payload holding one must not make every later frame fail."""
+    raw = frames.frame("e", {"name": "a\ud800b"}, "c")
+    raw.decode("utf-8")
+    assert json.loads(json.loads(raw)["data"]) == {"name": "a\ud800b"}
+    assert json.loads(frames.frame("e", "x\udfff", "c"))["data"] == "x\udfff"
+    assert json.loads(frames.error_frame("bad \ud800", None))["data"]["message"] == "bad \ud800"
