@@ -156,3 +156,13 @@ def container(event: Mapping[str, Any] | None = None) -> Container:
         current = Container(settings, management_url_from(event) if event is not None else None)
         _local.container = current
     return current
+
+
+def reset() -> None:
+    """Forget this thread's container, as if Lambda started a new one (tests: a fresh environment)."""
+    current: Container | None = getattr(_local, "container", None)
+    _local.container = None
+    if current is not None:
+        if current._services is not None:
+            current.run(current._services.close())
+        current.loop.close()

@@ -225,11 +225,9 @@ class Gateway:
         socket = self.sockets.get(request.match_info["connection_id"])
         if socket is None or not socket.open:
             return _aws_error(410, "GoneException", "")
-        identity: dict[str, Any] = {"SourceIp": socket.conn.source_ip}
-        if socket.conn.user_agent is not None:
-            identity["UserAgent"] = socket.conn.user_agent
+        identity = {"sourceIp": socket.conn.source_ip, "userAgent": socket.conn.user_agent or ""}
         return web.json_response(
-            {"ConnectedAt": _iso(socket.connected), "Identity": identity, "LastActiveAt": _iso(socket.last_active)}
+            {"connectedAt": _iso(socket.connected), "identity": identity, "lastActiveAt": _iso(socket.last_active)}
         )
 
     async def delete_connection(self, request: web.Request) -> web.Response:

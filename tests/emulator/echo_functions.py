@@ -1,0 +1,104 @@
+"""Tiny Lambda functions that only observe and echo, registered in place of the real ones to test the
+emulator's own contract (what API Gateway, the management API, Invoke and the SQS mapping do) apart from
+the handlers. They reach the emulator exactly as the real handlers do: boto3 with the endpoint URLs of
+``SOCKLESS_AWS``; what they see is appended as JSON lines to the file named by ``ECHO_LOG``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Any
+
+import boto3
+
+
+def _aws() -> dict[str, Any]:
+    settings: dict[str, Any] = json.loads(os.environ["SOCKLESS_AWS"])
+    return settings
+
+
+def _log(kind: str, event: Any) -> None:
+    with open(os.environ["ECHO_LOG"], "a", encoding="utf-8") as out:
+        out.write(json.dumps({"kind": kind, "event": event}) + "\n")
+
+
+def _management() -> Any:
+    return boto3.client("apigatewaymanagementapi", endpoint_url=_aws()["management_endpoint_url"])
+
+
+def connect(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    _log("connect", {**event, "queue": json.loads(os.environ["SOCKLESS_QUEUE"])})
+    query = event.get("queryStringParameters") or {}
+    if query.get("reject"):
+        return {"statusCode": 401}
+    settings = _aws()
+    boto3.client("lambda", endpoint_url=settings["lambda_endpoint_url"]).invoke(
+        FunctionName=settings["welcome_function"],
+        InvocationType="Event",
+        Payload=json.dumps({"connection_id": event["requestContext"]["connectionId"]}).encode(),
+    )
+    return {"statusCode": 200}
+
+
+def welcome(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    client = _management()
+    gone = 0
+    deadline = time.monotonic() + 3
+    while True:
+        try:
+            client.post_to_connection(
+                ConnectionId=event["connection_id"],
+                Data=json.dumps({"event": "welcome", "gone_before_open": gone}).encode(),
+            )
+            break
+        except client.exceptions.GoneException:
+            gone += 1
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.01)
+    _log("welcome", {"gone": gone})
+    return {"gone": gone}
+
+
+def message(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    _log("message", event)
+    body = event.get("body") or ""
+    connection_id = event["requestContext"]["connectionId"]
+    client = _management()
+    if body == "boom":
+        raise RuntimeError("boom")
+    if body == "delete":
+        client.delete_connection(ConnectionId=connection_id)
+    elif body == "info":
+        info = client.get_connection(ConnectionId=connection_id)
+        client.post_to_connection(ConnectionId=connection_id, Data=json.dumps(info["Identity"]).encode())
+    elif body == "big":
+        try:
+            client.post_to_connection(ConnectionId=connection_id, Data=b"x" * (128 * 1024 + 1))
+        except client.exceptions.PayloadTooLargeException:
+            client.post_to_connection(ConnectionId=connection_id, Data=b'{"event":"too large"}')
+    else:
+        client.post_to_connection(ConnectionId=connection_id, Data=json.dumps({"echo": body}).encode())
+    return {"statusCode": 200}
+
+
+def disconnect(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    _log("disconnect", event)
+    return {"statusCode": 200}
+
+
+def http_api(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return {
+        "statusCode": 201,
+        "headers": {"content-type": "application/json", "x-echo": "1"},
+        "body": json.dumps(event),
+    }
+
+
+def webhooks(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """Fails the records whose body says ``fail``, so SQS hands them out again."""
+    _log("webhooks", event)
+    failed = [{"itemIdentifier": r["messageId"]} for r in event["Records"] if r["body"] == "fail"]
+    return {"batchItemFailures": failed}

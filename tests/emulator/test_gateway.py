@@ -1,0 +1,191 @@
+"""The emulator behaves like API Gateway + Lambda where the handlers depend on it.
+
+Echo functions (``echo_functions.py``) replace the real handlers here, so each behaviour of the emulator is
+proven on its own: the upgrade waits for ``$connect``, posts before it answer 410, frames become
+``$default`` events, closes and ``DeleteConnection`` become ``$disconnect``, the HTTP API builds payload
+v2 events, the Invoke API runs functions asynchronously, and the SQS mapping honours partial failures.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import boto3
+import pytest
+
+from tests.serverproc import ServerProcess
+
+pytestmark = pytest.mark.e2e
+
+ECHO = "tests.emulator.echo_functions"
+FUNCTIONS = ("connect", "welcome", "message", "disconnect", "http_api", "webhooks")
+
+
+class EchoLog:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def entries(self, kind: str) -> list[Any]:
+        if not self.path.exists():
+            return []
+        lines = self.path.read_text().splitlines()
+        return [e["event"] for e in map(json.loads, lines) if e["kind"] == kind]
+
+    async def wait(self, kind: str, count: int = 1, timeout: float = 10.0) -> list[Any]:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while len(found := self.entries(kind)) < count:
+            assert asyncio.get_running_loop().time() < deadline, f"only {len(found)} {kind} entries"
+            await asyncio.sleep(0.05)
+        return found
+
+
+@pytest.fixture(scope="module")
+def echo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerProcess, EchoLog]]:
+    log = EchoLog(tmp_path_factory.mktemp("echo") / "log.jsonl")
+    args = ["--emulate-lambda", "--sweep-interval", "0"]
+    for name in FUNCTIONS:
+        args += ["--lambda-function", f"sockless-{name}={ECHO}.{name}"]
+    proc = ServerProcess({}, args=tuple(args), env={"ECHO_LOG": str(log.path)}).start(timeout=60)
+    yield proc, log
+    proc.cleanup()
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+async def test_connect_gets_the_key_from_the_path_and_the_welcome_waits_for_the_upgrade(
+    echo: tuple[ServerProcess, EchoLog], http: aiohttp.ClientSession
+) -> None:
+    proc, log = echo
+    before = len(log.entries("connect"))
+    async with http.ws_connect(f"{proc.ws_url}/app/some-key?protocol=7&client=js") as ws:
+        welcome = json.loads((await ws.receive(timeout=5)).data)
+        assert welcome["event"] == "welcome"
+    event = log.entries("connect")[before]
+    assert event["queryStringParameters"] == {"app_key": "some-key", "protocol": "7", "client": "js"}
+    context = event["requestContext"]
+    assert (context["routeKey"], context["eventType"], context["stage"]) == ("$connect", "CONNECT", "prod")
+    assert len(context["connectionId"]) == 16 and context["connectionId"].endswith("=")
+    assert context["identity"]["sourceIp"] == "127.0.0.1"
+
+
+async def test_a_non_2xx_connect_refuses_the_upgrade(
+    echo: tuple[ServerProcess, EchoLog], http: aiohttp.ClientSession
+) -> None:
+    proc, _log = echo
+    with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+        await http.ws_connect(f"{proc.ws_url}/app/some-key?reject=1")
+    assert refused.value.status == 401
+
+
+async def test_frames_are_default_events_and_posts_come_back_in_order(
+    echo: tuple[ServerProcess, EchoLog], http: aiohttp.ClientSession
+) -> None:
+    proc, log = echo
+    async with http.ws_connect(f"{proc.ws_url}/app/k") as ws:
+        await ws.receive(timeout=5)  # welcome
+        await ws.send_str("hello")
+        assert json.loads((await ws.receive(timeout=5)).data) == {"echo": "hello"}
+        await ws.send_str("info")
+        identity = json.loads((await ws.receive(timeout=5)).data)
+        assert identity["SourceIp"] == "127.0.0.1"
+        await ws.send_str("big")
+        assert json.loads((await ws.receive(timeout=5)).data) == {"event": "too large"}
+    message = next(m for m in log.entries("message") if m["body"] == "hello")
+    assert message["requestContext"]["routeKey"] == "$default"
+    assert message["requestContext"]["eventType"] == "MESSAGE"
+    assert message["isBase64Encoded"] is False
+
+
+async def test_a_failed_invocation_sends_api_gateways_error_message(
+    echo: tuple[ServerProcess, EchoLog], http: aiohttp.ClientSession
+) -> None:
+    proc, _log = echo
+    async with http.ws_connect(f"{proc.ws_url}/app/k") as ws:
+        await ws.receive(timeout=5)
+        await ws.send_str("boom")
+        error = json.loads((await ws.receive(timeout=5)).data)
+        assert error["message"] == "Internal server error"
+        assert {"connectionId", "requestId"} <= set(error)
+
+
+async def test_client_close_and_delete_connection_both_end_in_one_disconnect_event(
+    echo: tuple[ServerProcess, EchoLog], http: aiohttp.ClientSession
+) -> None:
+    proc, log = echo
+    before = len(log.entries("disconnect"))
+    ws = await http.ws_connect(f"{proc.ws_url}/app/k")
+    await ws.receive(timeout=5)
+    await ws.close(code=1000)
+    other = await http.ws_connect(f"{proc.ws_url}/app/k")
+    await other.receive(timeout=5)
+    await other.send_str("delete")
+    closed = await other.receive(timeout=5)
+    assert closed.type is aiohttp.WSMsgType.CLOSE and other.close_code == 1000
+    events = (await log.wait("disconnect", before + 2))[before:]
+    assert len(events) == 2
+    assert all(e["requestContext"]["eventType"] == "DISCONNECT" for e in events)
+    codes = sorted(e["requestContext"]["disconnectStatusCode"] for e in events)
+    assert codes == [1000, 1000]
+
+
+async def test_http_api_builds_a_payload_v2_event_and_maps_the_response(
+    echo: tuple[ServerProcess, EchoLog], http: aiohttp.ClientSession
+) -> None:
+    proc, _log = echo
+    async with http.post(
+        f"{proc.url}/apps/1/events?b=2&a=1&a=3", data=b'{"x":1}', headers={"Content-Type": "application/json"}
+    ) as response:
+        assert response.status == 201 and response.headers["x-echo"] == "1"
+        event = await response.json()
+    assert event["version"] == "2.0" and event["rawPath"] == "/apps/1/events"
+    assert event["rawQueryString"] == "b=2&a=1&a=3"
+    assert event["queryStringParameters"] == {"b": "2", "a": "1,3"}
+    assert event["requestContext"]["http"]["method"] == "POST"
+    assert event["body"] == '{"x":1}' and event["isBase64Encoded"] is False
+    assert event["headers"]["content-type"] == "application/json"
+
+
+async def test_other_paths_are_forbidden_like_api_gateway(
+    echo: tuple[ServerProcess, EchoLog], http: aiohttp.ClientSession
+) -> None:
+    proc, _log = echo
+    async with http.get(f"{proc.url}/nope") as response:
+        assert response.status == 403
+
+
+async def test_sqs_mapping_deletes_successes_and_redelivers_reported_failures(
+    echo: tuple[ServerProcess, EchoLog], http: aiohttp.ClientSession
+) -> None:
+    proc, log = echo
+    async with http.ws_connect(f"{proc.ws_url}/app/k") as ws:
+        await ws.receive(timeout=5)
+    queue = log.entries("connect")[-1]["queue"]
+    sqs = boto3.client(
+        "sqs",
+        endpoint_url=queue["endpoint_url"],
+        region_name=queue["region"],
+        aws_access_key_id="x",
+        aws_secret_access_key="x",
+    )
+    sqs.send_message(QueueUrl=queue["queue_url"], MessageBody="ok")
+    sqs.send_message(QueueUrl=queue["queue_url"], MessageBody="fail")
+
+    def bodies() -> list[str]:
+        return [r["body"] for batch in log.entries("webhooks") for r in batch["Records"]]
+
+    deadline = asyncio.get_running_loop().time() + 20
+    while bodies().count("fail") < 2:  # handed out again after the visibility timeout
+        assert asyncio.get_running_loop().time() < deadline, bodies()
+        await asyncio.sleep(0.2)
+    assert bodies().count("ok") == 1
+    record = log.entries("webhooks")[0]["Records"][0]
+    assert record["eventSource"] == "aws:sqs" and record["attributes"]["ApproximateReceiveCount"] == "1"
