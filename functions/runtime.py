@@ -23,6 +23,7 @@ from shared.services import Services, build_services
 from shared.settings import Settings, load_settings
 
 if TYPE_CHECKING:
+    from functions.connections import Connections
     from shared.webhooks.targets import Targets
 
 log = logging.getLogger("sockless.lambda")
@@ -52,6 +53,7 @@ class Container:
         self._clients: dict[tuple[str, str | None], Any] = {}
         self._services: Services | None = None
         self._targets: Targets | None = None
+        self._connections: Connections | None = None
         self._lock = threading.Lock()
 
     # -- AWS clients (thread-safe once built; built on first use only) ------------------------------------
@@ -86,6 +88,19 @@ class Container:
             retries={"total_max_attempts": 1},
             max_pool_connections=64,
         )
+
+    def management_call(self, operation: str, **kwargs: Any) -> bool:
+        """One management API call; ``False`` when API Gateway says the connection is gone (410)."""
+        client = self.management()
+        try:
+            getattr(client, operation)(**kwargs)
+        except client.exceptions.GoneException:
+            return False
+        return True
+
+    async def is_open(self, connection_id: str) -> bool:
+        """``GetConnection``: whether API Gateway still holds the connection (the sweep's question)."""
+        return await asyncio.to_thread(self.management_call, "get_connection", ConnectionId=connection_id)
 
     def lambda_client(self) -> Any:
         return self.client("lambda", self.settings.aws.lambda_endpoint_url, retries={"total_max_attempts": 2})
@@ -123,6 +138,14 @@ class Container:
         if self._services is None:
             self._services = self._build()
         return self._services
+
+    @property
+    def connections(self) -> Connections:
+        if self._connections is None:
+            from functions.connections import Connections
+
+            self._connections = Connections(self.services)
+        return self._connections
 
     def _build(self) -> Services:
         from functions.drivers import build_sender

@@ -14,30 +14,45 @@ can live when nothing is posted to it: ``stale_after_seconds`` plus one schedule
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Any
 
 from functions.runtime import Container, container
+from shared.store.base import Connection
 
 log = logging.getLogger("sockless.sweep")
 
 
-async def sweep(current: Container) -> dict[str, int]:
+BATCH = 100
+MAX_BATCHES = 50  # 5,000 connections per run; the next run (a minute later) continues
+
+
+async def _settle(current: Container, connection: Connection, now: float) -> bool:
+    """Remove the connection if API Gateway no longer has it; else mark it seen. ``True``: removed."""
     settings = current.settings.aws
-    now = time.time()
-    index = current.connections
+    expired = now - connection.connected_at > settings.max_connection_seconds
+    if expired or connection.connection_id is None or not await current.is_open(connection.connection_id):
+        await current.connections.close_socket(connection.app_id, connection.socket_id)
+        return True
+    await current.connections.map.touch(connection.app_id, connection.socket_id)
+    return False
+
+
+async def sweep(current: Container) -> dict[str, int]:
+    store = current.connections.map
     checked = removed = 0
-    for stale in await index.stale(now - settings.stale_after_seconds):
-        checked += 1
-        expired = now - stale.connected_at > settings.max_connection_seconds
-        if expired or not await current.is_open(stale.connection_id):
-            await index.close_socket(stale.app_id, stale.socket_id)
-            removed += 1
-        else:
-            await index.touch(stale.app_id, stale.socket_id, now)
-    if removed:
-        log.info("sweep removed %d of %d silent connections", removed, checked)
+    for _ in range(MAX_BATCHES):
+        stale = await store.stale_connections(current.settings.aws.stale_after_seconds, BATCH)
+        now = time.time()
+        results = await asyncio.gather(*(_settle(current, c, now) for c in stale))
+        checked += len(stale)
+        removed += sum(results)
+        if len(stale) < BATCH:
+            break
+    if checked:
+        log.info("sweep: %d silent connection(s) checked, %d removed", checked, removed)
     return {"checked": checked, "removed": removed}
 
 

@@ -29,12 +29,31 @@ class Resources:
 
 
 class Moto:
-    """``ThreadedMotoServer`` on a free port; everything the handlers store or queue lives in it."""
+    """moto in server mode (``ThreadedMotoServer``: a background thread) on a free port.
+
+    Requests are served one at a time. DynamoDB guarantees that conditional writes and transactions are
+    atomic, and the store's exactly-once decisions rely on it; moto's backends take no locks, so with
+    concurrent request threads two Lambda "containers" could interleave inside one transaction and
+    produce outcomes DynamoDB never would. Serialising requests restores DynamoDB's semantics; the cost is
+    throughput (a few hundred calls a second), which is plenty here. SQS is therefore polled without long
+    polling (a blocked receive would stall every other call).
+    """
 
     def __init__(self, host: str = "127.0.0.1") -> None:
-        from moto.server import ThreadedMotoServer
+        from moto.moto_server.threaded_moto_server import ThreadedMotoServer
+        from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+        from werkzeug.serving import make_server
 
-        self._server = ThreadedMotoServer(ip_address=host, port=0, verbose=False)
+        class SerialMotoServer(ThreadedMotoServer):
+            def _server_entry(self) -> None:
+                app = DomainDispatcherApplication(create_backend_app)
+                self._server = make_server(
+                    self._ip_address, self._port, app, threaded=False, request_handler=MotoRequestHandler
+                )
+                self._server_ready_event.set()
+                self._server.serve_forever(poll_interval=0.05)
+
+        self._server = SerialMotoServer(ip_address=host, port=0, verbose=False)
         self.host = host
         self.url = ""
 

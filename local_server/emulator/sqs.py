@@ -29,6 +29,7 @@ class EventSourceMapping:
         region: str,
         batch_size: int = 10,
         pollers: int = 2,
+        idle_sleep: float = 0.1,
     ) -> None:
         self.sqs = sqs
         self.queue_url = queue_url
@@ -38,6 +39,7 @@ class EventSourceMapping:
         self.region = region
         self.batch_size = batch_size
         self.pollers = pollers
+        self.idle_sleep = idle_sleep
         self._tasks: list[asyncio.Task[None]] = []
 
     def start(self) -> None:
@@ -51,7 +53,8 @@ class EventSourceMapping:
     async def _poll(self) -> None:
         while True:
             try:
-                await self.poll_once(wait_seconds=1)
+                if not await self.poll_once(wait_seconds=0):
+                    await asyncio.sleep(self.idle_sleep)
             except asyncio.CancelledError:
                 raise
             except Exception:

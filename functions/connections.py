@@ -1,0 +1,61 @@
+"""The handlers' view of connections on AWS: API Gateway connectionIds mapped to (app, socket_id).
+
+The socket id pusher-js and the server SDKs see must be numeric, so it cannot be the connectionId; the
+store keeps the map both ways (``DynamoDBChannelStore.socket_for_connection`` / ``connection_ids``).
+Everything else is the engine's: this module only finds the app and socket an event is about.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Protocol
+
+from shared.settings import AppConfig
+from shared.store.base import Connection
+from shared.types import AppId, SocketId
+
+if TYPE_CHECKING:
+    from shared.services import Services
+
+
+class ConnectionMap(Protocol):
+    """What an AWS store adds to ``ChannelStore`` for the Lambda handlers (DynamoDB implements it)."""
+
+    async def socket_for_connection(self, connection_id: str) -> tuple[AppId, SocketId] | None: ...
+
+    async def touch(self, app_id: AppId, socket_id: SocketId) -> bool: ...
+
+    async def stale_connections(self, silent_for: float, limit: int = 100) -> list[Connection]: ...
+
+
+class Connections:
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        store: Any = services.store
+        if not callable(getattr(store, "socket_for_connection", None)):
+            raise TypeError(
+                f"store driver {services.settings.store.driver!r} cannot map API Gateway connectionIds: "
+                "the Lambda handlers need the dynamodb store"
+            )
+        self.map: ConnectionMap = store
+
+    async def open(self, app: AppConfig, connection_id: str) -> Connection:
+        """Record a new connection under a fresh numeric socket id (raises ``OverConnectionQuota``)."""
+        return await self.services.engine.connect(app, connection_id=connection_id)
+
+    async def lookup(self, connection_id: str) -> tuple[AppConfig, SocketId] | None:
+        found = await self.map.socket_for_connection(connection_id)
+        if found is None:
+            return None
+        app = await self.services.apps.by_id(found[0])
+        return (app, found[1]) if app is not None else None
+
+    async def close(self, connection_id: str) -> None:
+        """``$disconnect``: everything the connection held goes, with its effects, exactly once."""
+        found = await self.lookup(connection_id)
+        if found is not None:
+            await self.services.engine.disconnect(*found)
+
+    async def close_socket(self, app_id: AppId, socket_id: SocketId) -> None:
+        app = await self.services.apps.by_id(app_id)
+        if app is not None:
+            await self.services.engine.disconnect(app, socket_id)
