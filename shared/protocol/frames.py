@@ -65,6 +65,8 @@ def parse_client_frame(raw: str | bytes, max_bytes: int) -> dict[str, Any]:
         msg = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise FrameError("Invalid JSON") from exc
+    except RecursionError:  # deeply nested arrays fit in a frame; not a ValueError
+        raise FrameError("JSON nested too deeply") from None
     if not isinstance(msg, dict):
         raise FrameError("Frame must be a JSON object")
     if (b"\\u" in raw if isinstance(raw, bytes) else "\\u" in raw) and not _encodable(msg):
@@ -89,7 +91,7 @@ def data_object(msg: dict[str, Any]) -> dict[str, Any]:
     if isinstance(data, str):
         try:
             data = json.loads(data)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             raise FrameError("'data' must be a JSON object") from exc
     if not isinstance(data, dict):
         raise FrameError("'data' must be a JSON object")

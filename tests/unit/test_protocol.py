@@ -337,3 +337,21 @@ def test_frames_with_a_lone_surrogate_still_encode_as_valid_utf8_json() -> None:
     assert json.loads(json.loads(raw)["data"]) == {"name": "a\ud800b"}
     assert json.loads(frames.frame("e", "x\udfff", "c"))["data"] == "x\udfff"
     assert json.loads(frames.error_frame("bad \ud800", None))["data"]["message"] == "bad \ud800"
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        pytest.param("[" * 20_000 + "]" * 20_000, id="deep-array"),
+        pytest.param('{"event":"e","data":' + '{"a":' * 10_000 + "1" + "}" * 10_000 + "}", id="deep-object"),
+    ],
+)
+def test_parse_client_frame_refuses_deep_nesting(raw: str) -> None:
+    """A RecursionError is no ValueError: unless caught it escaped the engine and dropped the socket."""
+    with pytest.raises(FrameError, match="nested too deeply"):
+        frames.parse_client_frame(raw, 1024 * 1024)
+
+
+def test_data_object_refuses_deeply_nested_string_data() -> None:
+    with pytest.raises(FrameError):
+        frames.data_object({"event": "pusher:subscribe", "data": "[" * 20_000 + "]" * 20_000})
