@@ -259,3 +259,21 @@ async def test_cache_channel_replays_the_last_event_and_reports_a_miss_when_empt
     assert (await late.expect("price", channel))["data"] == {"eur": 2}
     await late.assert_no("pusher:cache_miss", channel, kind="event")
     await late.assert_no("price", channel, kind="event", within=0.2)
+
+
+async def test_client_events_over_the_rate_limit_get_4301_and_the_connection_stays(
+    js: NodeDriver, server: ServerProcess, app: App
+) -> None:
+    alice = await js.client("alice", app, server.port)
+    bob = await js.client("bob", app, server.port)
+    await alice.subscribe("private-burst", "client-n")
+    await bob.subscribe("private-burst", "client-n")
+
+    for n in range(12):  # the app allows 10 per second
+        await alice.trigger("private-burst", "client-n", {"n": n})
+
+    await alice.expect_error(4301)
+    for n in range(10):
+        assert (await bob.expect("client-n", "private-burst"))["data"] == {"n": n}
+    await bob.assert_no("client-n", "private-burst", kind="event")
+    assert (await alice.info())["state"] == "connected"

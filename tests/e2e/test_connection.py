@@ -174,3 +174,23 @@ async def test_sigterm_closes_pusher_js_with_4200_and_the_server_exits_cleanly(
     await client.expect_state("connecting")
     assert returncode == 0
     assert "Traceback" not in server.output()
+
+
+async def test_pusher_js_resubscribes_to_a_restarted_server_after_4200(
+    js: NodeDriver, start_server: Callable[..., ServerProcess], app: App
+) -> None:
+    first = start_server({"apps": [DEFAULT_APP]})
+    client = await js.client("a", app, first.port)
+    await client.subscribe("private-survivor", "still-here")
+    assert await asyncio.to_thread(first.stop) == 0
+    await client.expect_error(4200)
+
+    second = start_server({"apps": [DEFAULT_APP], "port": first.port})
+    # pusher-js retried at once and hit the closed port; under Node that attempt only ends with its 15 s
+    # transport timeout, after which it connects to the new server and re-authorizes its channels.
+    await client.expect_state("connected", timeout=25)
+    await client.expect("pusher:subscription_succeeded", "private-survivor")
+    reply = await js.sdk_trigger(app, second.port, "private-survivor", "still-here", {"ok": True})
+
+    assert reply["status"] == 200
+    assert (await client.expect("still-here", "private-survivor"))["data"] == {"ok": True}
