@@ -57,7 +57,7 @@ async def _presence_member(
         raise _auth_failed(channel)
     try:
         parsed = json.loads(channel_data)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: deeply nested JSON
         raise SubscriptionError("channel_data is not valid JSON", channel=channel, status=400) from None
     if not isinstance(parsed, dict) or "user_id" not in parsed:
         raise SubscriptionError("channel_data must be an object with a user_id", channel=channel, status=400)
@@ -69,7 +69,8 @@ async def _presence_member(
 
 
 def _sized_member(app: AppConfig, channel: str, user_id: UserId, user_info: Any) -> Member:
-    size = len(frames.dumps(user_info).encode()) if user_info is not None else 0
+    # backslashreplace: a lone surrogate counts as the JSON escape it is sent as, instead of raising.
+    size = len(frames.dumps(user_info).encode("utf-8", "backslashreplace")) if user_info is not None else 0
     if size > app.max_presence_member_size_in_kb * 1024:
         raise SubscriptionError(
             f"Presence member user_info is over {app.max_presence_member_size_in_kb} KB",

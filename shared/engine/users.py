@@ -32,7 +32,7 @@ async def signin(engine: Engine, app: AppConfig, socket_id: SocketId, data: dict
         raise Unauthorized("Invalid signin: signature does not match")
     try:
         user = json.loads(user_data)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: deeply nested JSON
         raise Unauthorized("Invalid signin: user_data is not valid JSON") from None
     if not isinstance(user, dict) or not valid_user_id(user.get("id")):
         raise Unauthorized("Invalid signin: user_data needs a non-empty string id")

@@ -794,3 +794,41 @@ async def test_disconnect_is_idempotent(harness: Harness) -> None:
     await harness.engine.disconnect(a.app, SocketId("999.999"))
     assert b.new() == []
     assert set(await harness.store.members(FULL.id, ChannelName("presence-room"))) == {"ub"}
+
+
+# -- hostile but correctly signed payloads (the app backend signs what the user typed) -------------------
+
+
+async def test_presence_user_info_with_a_lone_surrogate_does_not_poison_the_channel(harness: Harness) -> None:
+    a, b = await full(harness), await full(harness)
+    channel_data = '{"user_id":"ua","user_info":{"name":"\\ud800"}}'
+    sig = sign_channel(FULL.secret, a.socket_id, "presence-room", channel_data)
+    await a.subscribe("presence-room", auth=f"{FULL.key}:{sig}", channel_data=channel_data)
+    await b.join("presence-room", "ub")
+    succeeded = decode_data(only(b.frames, "pusher_internal:subscription_succeeded"))
+    assert succeeded["presence"]["ids"] == ["ua", "ub"]
+    assert succeeded["presence"]["hash"]["ua"] == {"name": "\ud800"}
+    assert decode_data(only(a.frames, "pusher_internal:member_added"))["user_id"] == "ub"
+
+
+@pytest.mark.parametrize(
+    "channel_data",
+    [
+        pytest.param('{"user_id":"u1","user_info":' + "[" * 20_000 + "]" * 20_000 + "}", id="deep-channel-data"),
+    ],
+)
+async def test_presence_deeply_nested_channel_data_is_refused(harness: Harness, channel_data: str) -> None:
+    client = await full(harness)
+    sig = sign_channel(FULL.secret, client.socket_id, "presence-room", channel_data)
+    await client.subscribe("presence-room", auth=f"{FULL.key}:{sig}", channel_data=channel_data)
+    assert decode_data(only(client.frames, "pusher:subscription_error"))["status"] == 400
+    assert await harness.store.members(FULL.id, ChannelName("presence-room")) == {}
+
+
+async def test_signin_with_deeply_nested_user_data_is_refused(harness: Harness) -> None:
+    client = await full(harness)
+    user_data = '{"id":"u1","user_info":' + "[" * 20_000 + "]" * 20_000 + "}"
+    sig = sign_user(FULL.secret, client.socket_id, user_data)
+    await client.send("pusher:signin", {"auth": f"{FULL.key}:{sig}", "user_data": user_data})
+    assert client.errors()[0]["code"] == 4009
+    assert list(await harness.store.user_sockets(FULL.id, UserId("u1"))) == []
