@@ -10,6 +10,7 @@ import aiohttp
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from local_server.cluster import ClusterNode
 from local_server.server import create_app
 from local_server.transport import WsTransport
 from shared.metrics.prometheus import PrometheusMetrics
@@ -35,8 +36,17 @@ class LocalServer:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.metrics = PrometheusMetrics()
-        self.sender = LocalSender()
-        self.services: Services = build_services(settings, sender=self.sender, metrics=self.metrics)
+        self.cluster: ClusterNode | None = None
+        if settings.store.driver == "redis":
+            # A node of a Redis-backed cluster (docs/redis.md): its sender routes frames to peer nodes.
+            self.cluster = ClusterNode(settings)
+            self.sender: LocalSender = self.cluster.sender
+            self.services: Services = build_services(
+                settings, sender=self.sender, metrics=self.metrics, store=self.cluster.store, redis=self.cluster.client
+            )
+        else:
+            self.sender = LocalSender()
+            self.services = build_services(settings, sender=self.sender, metrics=self.metrics)
         self._runners: list[web.AppRunner] = []
         self._http: aiohttp.ClientSession | None = None
         self._dispatcher: WebhookDispatcher | None = None
@@ -44,6 +54,8 @@ class LocalServer:
         self.port = settings.port
 
     async def start(self) -> None:
+        if self.cluster is not None:
+            await self.cluster.start(self.services.engine)
         runner = web.AppRunner(create_app(self.services, self.sender), handle_signals=False, access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, self.settings.host, self.settings.port, reuse_address=True)
@@ -92,7 +104,11 @@ class LocalServer:
             await runner.cleanup()
         if self._http is not None:
             await self._http.close()
+        if self.cluster is not None:
+            await self.cluster.stop()
         await self.services.close()
+        if self.cluster is not None:
+            await self.cluster.close()
 
 
 async def serve(settings: Settings) -> None:

@@ -15,6 +15,8 @@ from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from typing import Any, cast
 
 from redis.asyncio import Redis, RedisCluster
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
 from redis.exceptions import RedisError
 
 from shared.errors import StoreUnavailable
@@ -35,7 +37,7 @@ from shared.types import AppId, ChannelName, SocketId, UserId
 log = logging.getLogger("sockless.redis")
 
 DEFAULT_TTL_SECONDS = 86400
-HEALTH_TIMEOUT_SECONDS = 2.0
+HEALTH_TIMEOUT_SECONDS = 1.0
 
 
 def connect_redis(url: str, *, cluster_mode: bool = False) -> Redis:
@@ -44,7 +46,14 @@ def connect_redis(url: str, *, cluster_mode: bool = False) -> Redis:
     ``cluster_mode`` builds a cluster client, required by ElastiCache Serverless and Redis Cluster; it
     shares the command API of ``Redis``, which is the type the drivers are written against.
     """
-    options: dict[str, Any] = {"socket_connect_timeout": 2.0, "socket_timeout": 5.0, "health_check_interval": 15}
+    # Fail fast: one quick retry covers a pooled connection that died with a Redis restart; longer waits
+    # would only hold client frames hostage during an outage (the callers degrade instead).
+    options: dict[str, Any] = {
+        "socket_connect_timeout": 2.0,
+        "socket_timeout": 3.0,
+        "health_check_interval": 15,
+        "retry": Retry(ExponentialBackoff(cap=0.2, base=0.02), 1),
+    }
     if cluster_mode:
         return cast(Redis, RedisCluster.from_url(url, **options))
     return Redis.from_url(url, **options)

@@ -91,7 +91,7 @@ return 1
 
 # A blocked receive wakes at least this often to re-check delayed and timed-out entries; below the
 # client's socket timeout, so a BLPOP is never mistaken for a dead connection.
-_MAX_BLOCK_SECONDS = 2.0
+_MAX_BLOCK_SECONDS = 1.0
 
 
 class RedisWebhookQueue:

@@ -1,0 +1,277 @@
+"""One local-server process as a node of a Redis-backed cluster: lease, reaper, reconciliation, pub/sub listener.
+
+- **Lease**: ``<prefix>:lease:<node>`` with a TTL of ``store.lease_seconds``, refreshed every third of it.
+  ``<prefix>:nodes`` lists the nodes, so peers can find one whose lease is gone.
+- **Reaper**: every quarter lease, each node looks for nodes without a lease; one of them (lock
+  ``<prefix>:reap:<node>``) removes the dead node's connections through ``engine.disconnect``, so its
+  presence members are removed with ``member_removed`` frames and webhooks. The store's scripts make
+  each removal happen once even if two reapers overlap.
+- **Reconciliation** (periodically, and whenever Redis comes back): sockets the store records on this
+  node that the node no longer holds (they closed while Redis was down) are removed the same way;
+  sockets the node holds that the store lost (Redis restarted empty, or peers reaped this node during
+  a partition) are closed with 4200 so their clients reconnect and subscribe again. Either way the
+  store converges on what the sockets really are.
+- **TTL refresh**: the keys of the node's live sockets get their TTL back every ``ttl_seconds / 4``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import re
+import secrets
+import socket
+import time
+from collections.abc import Awaitable, Callable, Sequence
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from shared.engine.core import Engine
+from shared.errors import StoreUnavailable
+from shared.sender.redis import RedisSender
+from shared.services import DriverError
+from shared.settings import Settings
+from shared.store.redis import RedisChannelStore, connect_redis
+from shared.types import AppId, SocketId
+
+log = logging.getLogger("sockless.cluster")
+
+# A socket the store records here but the node does not hold is left alone this long after it
+# connected: the store records a connection a moment before the server registers its socket.
+ORPHAN_GRACE = 10.0
+RECONCILE_EVERY_SECONDS = 30.0
+REAP_CONCURRENCY = 32
+_BACKEND_ERRORS = (RedisError, OSError, StoreUnavailable)
+
+
+def default_node_id() -> str:
+    host = re.sub(r"[^A-Za-z0-9_.\-]", "-", socket.gethostname())[:32] or "node"
+    return f"{host}-{os.getpid()}-{secrets.token_hex(3)}"
+
+
+class ClusterNode:
+    """Builds the node's Redis client, store and sender, and runs the node's background tasks."""
+
+    def __init__(self, settings: Settings) -> None:
+        store_settings = settings.store
+        if not store_settings.url:
+            raise DriverError("store.url is required by the redis driver")
+        self.settings = settings
+        self.prefix = store_settings.prefix
+        self.node_id = store_settings.node_id or default_node_id()
+        self.lease_seconds = store_settings.lease_seconds
+        self.client: Redis = connect_redis(store_settings.url, cluster_mode=store_settings.cluster_mode)
+        self.store = RedisChannelStore(
+            self.client, prefix=self.prefix, node_id=self.node_id, ttl_seconds=store_settings.ttl_seconds
+        )
+        self.sender = RedisSender(self.client, self.store, node_id=self.node_id, prefix=self.prefix)
+        self.engine: Engine | None = None
+        self.errors = 0
+        self.reaped = 0
+        self._tasks: list[asyncio.Task[None]] = []
+        self._healthy_since: float | None = None
+        self._last_log = 0.0
+        self._reconcile_now = asyncio.Event()
+
+    # -- keys ------------------------------------------------------------------------------------------
+
+    def _lease_key(self, node_id: str) -> str:
+        return f"{self.prefix}:lease:{node_id}"
+
+    @property
+    def _nodes_key(self) -> str:
+        return f"{self.prefix}:nodes"
+
+    # -- lifecycle -------------------------------------------------------------------------------------
+
+    async def start(self, engine: Engine) -> None:
+        """Check Redis (an unreachable store fails start-up loudly), take the lease, start the tasks."""
+        self.engine = engine
+        try:
+            await self.client.ping()
+            info = await self.client.info("server")
+        except _BACKEND_ERRORS as exc:
+            raise DriverError(f"redis store unreachable at start-up: {exc}") from exc
+        version = tuple(int(p) for p in str(info.get("redis_version", "7.0.0")).split(".")[:2])
+        # Sharded pub/sub (SPUBLISH/SSUBSCRIBE) arrived in Redis 7.0.
+        self.sender.sharded = version >= (7, 0)
+        self.sender.on_gone = self._gone
+        self.sender.on_resubscribed = self._request_reconcile
+        await self._beat()
+        self._tasks = [
+            asyncio.create_task(self.sender.listen(), name="cluster-listen"),
+            asyncio.create_task(self._every(self.lease_seconds / 3, self._beat), name="cluster-heartbeat"),
+            asyncio.create_task(self._every(self.lease_seconds / 4, self._reap_dead), name="cluster-reaper"),
+            asyncio.create_task(self._maintain(), name="cluster-maintenance"),
+        ]
+        log.info("cluster node %s joined (lease %.1fs, sharded pub/sub: %s)", self.node_id, self.lease_seconds, version)
+
+    async def stop(self) -> None:
+        """Stop the tasks and give the lease up, so peers clean up whatever this node left behind at once."""
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+        with contextlib.suppress(*_BACKEND_ERRORS):
+            await self.client.delete(self._lease_key(self.node_id))
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+    # -- loops -----------------------------------------------------------------------------------------
+
+    def _failed(self, what: str, exc: BaseException) -> None:
+        self.errors += 1
+        self._healthy_since = None
+        now = time.monotonic()
+        if now - self._last_log >= 10.0:
+            self._last_log = now
+            log.error("cluster %s failed (%d errors so far): %s", what, self.errors, exc)
+
+    async def _every(self, interval: float, step: Callable[[], Awaitable[None]]) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await step()
+            except _BACKEND_ERRORS as exc:
+                self._failed(step.__name__.strip("_"), exc)
+
+    async def _beat(self) -> None:
+        lease_ms = int(self.lease_seconds * 1000)
+        refreshed = await self.client.set(self._lease_key(self.node_id), str(time.time()), px=lease_ms, xx=True)
+        if not refreshed:
+            await self.client.set(self._lease_key(self.node_id), str(time.time()), px=lease_ms)
+        await self.client.sadd(self._nodes_key, self.node_id)
+        if self.store.node_apps:
+            await self.client.sadd(self.store.node_apps_key(self.node_id), *sorted(self.store.node_apps))
+        if self._healthy_since is None:
+            self._healthy_since = time.monotonic()
+            if self._tasks:
+                # Back after an outage (or the lease was lost): the store may have moved on without us.
+                self._request_reconcile_sync()
+        elif not refreshed:
+            log.warning("cluster node %s had lost its lease; reconciling with the store", self.node_id)
+            self._request_reconcile_sync()
+
+    def _request_reconcile_sync(self) -> None:
+        self._reconcile_now.set()
+
+    async def _request_reconcile(self) -> None:
+        self._reconcile_now.set()
+
+    async def _maintain(self) -> None:
+        ttl = self.settings.store.ttl_seconds
+        touch_every = ttl / 4 if ttl > 0 else None
+        last_touch = time.monotonic()
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._reconcile_now.wait(), RECONCILE_EVERY_SECONDS)
+            self._reconcile_now.clear()
+            try:
+                await self.reconcile()
+                if touch_every is not None and time.monotonic() - last_touch >= touch_every:
+                    await self.touch()
+                    last_touch = time.monotonic()
+            except _BACKEND_ERRORS as exc:
+                self._failed("reconcile", exc)
+
+    # -- reaping ---------------------------------------------------------------------------------------
+
+    async def _reap_dead(self) -> None:
+        # After an outage every lease may have lapsed: give peers one lease to renew before judging them.
+        if self._healthy_since is None or time.monotonic() - self._healthy_since < self.lease_seconds:
+            return
+        nodes = {n.decode() if isinstance(n, bytes) else n for n in await self.client.smembers(self._nodes_key)}
+        for node in sorted(nodes - {self.node_id}):
+            if await self.client.exists(self._lease_key(node)):
+                continue
+            lock = f"{self.prefix}:reap:{node}"
+            if not await self.client.set(lock, self.node_id, nx=True, px=int(self.lease_seconds * 3000)):
+                continue
+            try:
+                await self.reap(node)
+            finally:
+                with contextlib.suppress(*_BACKEND_ERRORS):
+                    await self.client.delete(lock)
+
+    async def reap(self, node: str) -> int:
+        """Remove every connection of a dead node, with the same effects as their clients disconnecting."""
+        removed = 0
+        for app_id in sorted(await self.store.apps_of_node(node)):
+            sockets = sorted(await self.store.node_sockets(app_id, node))
+            removed += await self._disconnect_all(app_id, sockets)
+            await self.store.forget_node(node, app_id)
+        await self.store.forget_node(node)
+        if not await self.client.exists(self._lease_key(node)):
+            await self.client.srem(self._nodes_key, node)
+        self.reaped += removed
+        log.info("cluster: reaped node %s (%d connections)", node, removed)
+        return removed
+
+    async def _disconnect_all(self, app_id: AppId, sockets: Sequence[SocketId]) -> int:
+        assert self.engine is not None
+        engine = self.engine
+        app = await engine.apps.by_id(app_id)
+        semaphore = asyncio.Semaphore(REAP_CONCURRENCY)
+
+        async def one(socket_id: SocketId) -> None:
+            async with semaphore:
+                if app is not None:
+                    await engine.disconnect(app, socket_id)
+                else:
+                    await self.store.remove_connection(app_id, socket_id)
+
+        await asyncio.gather(*(one(s) for s in sockets))
+        return len(sockets)
+
+    async def _gone(self, app_id: AppId, sockets: Sequence[SocketId]) -> None:
+        """A peer routed frames here for sockets this node does not hold: remove them like a disconnect."""
+        if self.engine is None:
+            return
+        app = await self.engine.apps.by_id(app_id)
+        if app is None:
+            return
+        try:
+            await self.engine.drop_gone(app, sockets)
+        except _BACKEND_ERRORS as exc:
+            self._failed("cleanup of gone sockets", exc)
+
+    # -- reconciliation --------------------------------------------------------------------------------
+
+    async def reconcile(self) -> tuple[int, int]:
+        """Make the store and this node's sockets agree; returns (orphans removed, sockets closed)."""
+        held = {socket_id for socket_id, _ in self.sender.transports()}  # before reading the store
+        apps = self.store.node_apps | await self.store.apps_of_node(self.node_id)
+        recorded: set[SocketId] = set()
+        orphans_removed = 0
+        now = time.time()
+        for app_id in sorted(apps):
+            stored = await self.store.node_sockets(app_id, self.node_id)
+            recorded |= stored
+            candidates = sorted(stored - held - {s for s, _ in self.sender.transports()})
+            if not candidates:
+                continue
+            since = await self.store.connected_since(app_id, candidates)
+            orphans = [s for s, at in zip(candidates, since, strict=True) if at is not None and now - at > ORPHAN_GRACE]
+            if orphans:
+                orphans_removed += await self._disconnect_all(app_id, orphans)
+        lost = [(s, t) for s, t in self.sender.transports() if s in held and s not in recorded]
+        for _socket_id, transport in lost:
+            await transport.close(4200, "Cluster state lost, reconnect")
+        if orphans_removed or lost:
+            log.warning(
+                "cluster: reconciled node %s: %d orphan connections removed, %d sockets closed for reconnect",
+                self.node_id,
+                orphans_removed,
+                len(lost),
+            )
+        return orphans_removed, len(lost)
+
+    async def touch(self) -> None:
+        held = {socket_id for socket_id, _ in self.sender.transports()}
+        for app_id in sorted(self.store.node_apps):
+            live = sorted(await self.store.node_sockets(app_id, self.node_id) & held)
+            await self.store.touch(app_id, live)

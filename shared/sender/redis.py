@@ -1,0 +1,238 @@
+"""``RedisSender``: the local server's sender in a cluster; frames for sockets on other nodes go via Redis pub/sub.
+
+Each node subscribes to one channel of its own (``<prefix>:node:<node id>``, sharded pub/sub on Redis 7+).
+A broadcast writes the node's own sockets directly, then looks up which node holds each other socket (the
+store records it; the answer is cached, a socket never moves) and publishes *one* message per node that
+holds recipients, listing them. That node writes the frame to those of its sockets, so each socket gets
+the frame exactly once and nodes without recipients get nothing.
+
+Wire format, one Redis message: ``B<app>\\n<id>,<id>...\\n<frame>`` (broadcast) or
+``D<app>\\n<id>\\n<code>\\n<reason>`` (disconnect). App ids and socket ids never contain ``\\n`` or ``,``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Collection, Sequence
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from shared.errors import StoreUnavailable
+from shared.sender.base import Delivery
+from shared.sender.local import LocalSender
+from shared.store.redis import RedisChannelStore
+from shared.types import AppId, SocketId
+
+log = logging.getLogger("sockless.cluster")
+
+# Called with sockets a peer routed here that this node does not hold (the engine cleans them up).
+GoneHandler = Callable[[AppId, Sequence[SocketId]], Awaitable[None]]
+
+_ROUTE_CACHE_SIZE = 200_000
+_LOG_EVERY_SECONDS = 10.0
+
+
+def node_channel(prefix: str, node_id: str) -> str:
+    return f"{prefix}:node:{node_id}"
+
+
+class RedisSender(LocalSender):
+    """A ``LocalSender`` (the server registers its sockets here) that routes everything else through Redis."""
+
+    def __init__(
+        self,
+        client: Redis,
+        store: RedisChannelStore,
+        *,
+        node_id: str,
+        prefix: str = "sockless",
+        sharded: bool = True,
+    ) -> None:
+        super().__init__()
+        self.client = client
+        self.store = store
+        self.node_id = node_id
+        self.prefix = prefix
+        self.sharded = sharded
+        self.channel = node_channel(prefix, node_id)
+        self.on_gone: GoneHandler | None = None
+        self.on_resubscribed: Callable[[], Awaitable[None]] | None = None
+        self.listening = False
+        self.errors = 0
+        self.published = 0  # messages published to peers (one per node per broadcast)
+        self.relayed = 0  # frames written here on a peer's behalf
+        self._routes: OrderedDict[SocketId, str] = OrderedDict()
+        self._last_log = 0.0
+
+    def holds(self, socket_id: SocketId) -> bool:
+        return socket_id in self._sockets
+
+    # -- routing ---------------------------------------------------------------------------------------
+
+    async def _locate(self, app_id: AppId, socket_ids: Sequence[SocketId]) -> dict[str, list[SocketId]]:
+        """Group sockets by the node holding them; key ``""`` collects sockets no node holds (gone)."""
+        groups: dict[str, list[SocketId]] = {}
+        unknown: list[SocketId] = []
+        routes = self._routes
+        for socket_id in socket_ids:
+            node = routes.get(socket_id)
+            if node is None:
+                unknown.append(socket_id)
+            else:
+                groups.setdefault(node, []).append(socket_id)
+        if unknown:
+            nodes = await self.store.socket_nodes(app_id, unknown)
+            for socket_id, node in zip(unknown, nodes, strict=True):
+                if node is None:
+                    groups.setdefault("", []).append(socket_id)
+                    continue
+                routes[socket_id] = node
+                groups.setdefault(node, []).append(socket_id)
+            while len(routes) > _ROUTE_CACHE_SIZE:
+                routes.popitem(last=False)
+        # A socket recorded on this node that the node does not hold any more is gone, not remote.
+        gone = groups.pop(self.node_id, [])
+        if gone:
+            groups.setdefault("", []).extend(gone)
+        return groups
+
+    async def _publish(self, messages: dict[str, bytes]) -> None:
+        """One message per node; several nodes share one round trip (a pipeline)."""
+        if len(messages) == 1:
+            ((node, message),) = messages.items()
+            channel = node_channel(self.prefix, node)
+            await (self.client.spublish(channel, message) if self.sharded else self.client.publish(channel, message))
+        else:
+            async with self.client.pipeline(transaction=False) as pipe:
+                for node, message in messages.items():
+                    channel = node_channel(self.prefix, node)
+                    if self.sharded:
+                        pipe.spublish(channel, message)
+                    else:
+                        pipe.publish(channel, message)
+                await pipe.execute()
+        self.published += len(messages)
+
+    def _failed(self, what: str, exc: Exception) -> None:
+        self.errors += 1
+        now = time.monotonic()
+        if now - self._last_log >= _LOG_EVERY_SECONDS:
+            self._last_log = now
+            log.error("cluster %s failed (%d errors so far): %s", what, self.errors, exc)
+
+    # -- Sender ----------------------------------------------------------------------------------------
+
+    async def send(self, app_id: AppId, socket_id: SocketId, frame: bytes) -> bool:
+        if await super().send(app_id, socket_id, frame):
+            return True
+        delivery = await self._remote(app_id, [socket_id], frame)
+        return delivery.sent == 1 or delivery.failed == 1
+
+    async def broadcast(
+        self, app_id: AppId, socket_ids: Collection[SocketId], frame: bytes, except_socket: SocketId | None = None
+    ) -> Delivery:
+        local = await super().broadcast(app_id, socket_ids, frame, except_socket)
+        if not local.gone:
+            return local
+        remote = await self._remote(app_id, local.gone, frame)
+        return Delivery(sent=local.sent + remote.sent, gone=remote.gone, failed=remote.failed)
+
+    async def _remote(self, app_id: AppId, socket_ids: Sequence[SocketId], frame: bytes) -> Delivery:
+        """Never raises: with Redis down, local sockets keep getting frames and the rest count as failed."""
+        try:
+            groups = await self._locate(app_id, socket_ids)
+        except StoreUnavailable as exc:
+            self._failed("routing lookup", exc)
+            return Delivery(sent=0, failed=len(socket_ids))
+        gone = tuple(groups.pop("", ()))
+        if not groups:
+            return Delivery(sent=0, gone=gone)
+        head = b"B" + app_id.encode() + b"\n"
+        messages = {node: head + ",".join(ids).encode() + b"\n" + frame for node, ids in groups.items()}
+        sent = sum(len(ids) for ids in groups.values())
+        try:
+            await self._publish(messages)
+        except (RedisError, OSError) as exc:
+            self._failed("publish", exc)
+            return Delivery(sent=0, gone=gone, failed=sent)
+        return Delivery(sent=sent, gone=gone)
+
+    async def disconnect(self, app_id: AppId, socket_id: SocketId, code: int, reason: str) -> None:
+        if self.holds(socket_id):
+            await super().disconnect(app_id, socket_id, code, reason)
+            return
+        try:
+            groups = await self._locate(app_id, [socket_id])
+            groups.pop("", None)
+            message = b"D" + f"{app_id}\n{socket_id}\n{code}\n{reason}".encode()
+            if groups:
+                await self._publish(dict.fromkeys(groups, message))
+        except (StoreUnavailable, RedisError, OSError) as exc:
+            self._failed("disconnect routing", exc)
+
+    # -- receiving -------------------------------------------------------------------------------------
+
+    async def handle_message(self, data: bytes) -> None:
+        """Deliver one message a peer published to this node's channel."""
+        kind, body = data[:1], data[1:]
+        if kind == b"B":
+            app, ids, frame = body.split(b"\n", 2)
+            app_id = AppId(app.decode())
+            socket_ids = [SocketId(s) for s in ids.decode().split(",")]
+            delivery = await LocalSender.broadcast(self, app_id, socket_ids, frame)
+            self.relayed += delivery.sent
+            if delivery.gone and self.on_gone is not None:
+                await self.on_gone(app_id, delivery.gone)
+        elif kind == b"D":
+            app_name, socket, code, reason = body.decode().split("\n", 3)
+            await LocalSender.disconnect(self, AppId(app_name), SocketId(socket), int(code), reason)
+        else:
+            log.warning("cluster: unknown message kind %r ignored", kind)
+
+    async def listen(self) -> None:
+        """Subscribe to this node's channel and deliver what arrives, forever; reconnects with backoff.
+
+        After a reconnect, ``on_resubscribed`` runs: messages published while the node was cut off are
+        lost (pub/sub keeps nothing), and the cluster re-checks the node's state against the store.
+        """
+        backoff = 0.1
+        first = True
+        while True:
+            pubsub = self.client.pubsub()
+            try:
+                if self.sharded:
+                    await pubsub.ssubscribe(self.channel)
+                else:
+                    await pubsub.subscribe(self.channel)
+                self.listening = True
+                backoff = 0.1
+                if not first and self.on_resubscribed is not None:
+                    await self.on_resubscribed()
+                first = False
+                while True:
+                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=5.0)
+                    if message is None or message.get("type") not in ("message", "smessage"):
+                        continue
+                    try:
+                        await self.handle_message(message["data"])
+                    except (ValueError, UnicodeDecodeError) as exc:
+                        log.warning("cluster: malformed message ignored: %s", exc)
+            except asyncio.CancelledError:
+                raise
+            except (RedisError, OSError, StoreUnavailable) as exc:
+                self.listening = False
+                self._failed("pub/sub listener", exc)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+            finally:
+                self.listening = False
+                with contextlib.suppress(RedisError, OSError):
+                    await asyncio.shield(pubsub.aclose())  # type: ignore[no-untyped-call]
+
+    async def check_health(self) -> bool:
+        return self.listening

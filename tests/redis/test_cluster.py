@@ -1,0 +1,146 @@
+"""Several real local-server processes sharing one Redis behave as one server to pusher-js and the SDKs.
+
+Clients sit on node 1 and node 2; REST calls go to node 3, which holds no socket at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pusher
+import pytest
+
+from tests.conftest import DEFAULT_APP, NUMERIC_APP
+from tests.e2e.jsdriver import App, NodeDriver
+from tests.redis.conftest import Cluster
+from tests.serverproc import ServerProcess
+
+pytestmark = [pytest.mark.redis, pytest.mark.e2e]
+
+APP = App.of(DEFAULT_APP)
+NUMERIC = App.of(NUMERIC_APP)
+
+
+def sdk(node: ServerProcess) -> pusher.Pusher:
+    """The official Python SDK pointed at one node (numeric app: the SDK refuses other ids)."""
+    return pusher.Pusher(
+        app_id=NUMERIC.id, key=NUMERIC.key, secret=NUMERIC.secret, ssl=False, host="127.0.0.1", port=node.port
+    )
+
+
+async def call(node: ServerProcess, method: str, *args: Any) -> Any:
+    return await asyncio.to_thread(getattr(sdk(node), method), *args)
+
+
+async def test_rest_trigger_on_a_third_node_reaches_clients_on_both_other_nodes(
+    cluster: Cluster, js: NodeDriver
+) -> None:
+    one, two, three = cluster.start(3)
+    alice = await js.client("alice", NUMERIC, one.port)
+    bob = await js.client("bob", NUMERIC, two.port)
+    await alice.subscribe("news", "headline")
+    await bob.subscribe("news", "headline")
+
+    await call(three, "trigger", "news", "headline", {"title": "one cluster"})
+
+    assert (await alice.expect("headline", "news"))["data"] == {"title": "one cluster"}
+    assert (await bob.expect("headline", "news"))["data"] == {"title": "one cluster"}
+
+
+async def test_every_subscriber_gets_every_broadcast_exactly_once(cluster: Cluster, js: NodeDriver) -> None:
+    nodes = cluster.start(3)
+    clients = [await js.client(f"c{i}", NUMERIC, nodes[i % 3].port) for i in range(6)]
+    for client in clients:
+        await client.subscribe("ticks", "tick")
+
+    for n in range(5):
+        await call(nodes[n % 3], "trigger", "ticks", "tick", {"n": n})
+
+    for client in clients:
+        got = sorted([(await client.expect("tick", "ticks"))["data"]["n"] for _ in range(5)])
+        assert got == [0, 1, 2, 3, 4]
+        await client.assert_no("tick", "ticks", kind="event", within=0.2)
+
+
+async def test_presence_is_shared_by_clients_on_two_nodes(cluster: Cluster, js: NodeDriver) -> None:
+    one, two = cluster.start(2)
+    channel = "presence-room"
+    alice = await js.client("alice", APP, one.port, user={"user_id": "alice", "user_info": {"name": "Alice"}})
+    bob = await js.client("bob", APP, two.port, user={"user_id": "bob", "user_info": {"name": "Bob"}})
+
+    joined = await alice.subscribe(channel)
+    assert joined is not None
+    assert joined["data"]["members"] == {"alice": {"name": "Alice"}}
+    joined = await bob.subscribe(channel)
+    assert joined is not None
+    assert joined["data"]["members"] == {"alice": {"name": "Alice"}, "bob": {"name": "Bob"}}
+
+    added = await alice.expect("pusher:member_added", channel)
+    assert added["data"] == {"id": "bob", "info": {"name": "Bob"}}
+
+    await bob.unsubscribe(channel)
+    removed = await alice.expect("pusher:member_removed", channel)
+    assert removed["data"]["id"] == "bob"
+    assert (await alice.members(channel))["count"] == 1
+
+
+async def test_client_events_cross_nodes_and_skip_the_sender(cluster: Cluster, js: NodeDriver) -> None:
+    one, two = cluster.start(2)
+    channel = "private-chat"
+    alice = await js.client("alice", APP, one.port)
+    bob = await js.client("bob", APP, two.port)
+    carol = await js.client("carol", APP, two.port)
+    for client in (alice, bob, carol):
+        await client.subscribe(channel, "client-typing")
+
+    assert await alice.trigger(channel, "client-typing", {"who": "alice"})
+
+    assert (await bob.expect("client-typing", channel))["data"] == {"who": "alice"}
+    assert (await carol.expect("client-typing", channel))["data"] == {"who": "alice"}
+    await alice.assert_no("client-typing", channel, kind="event", within=0.3)
+
+
+async def test_rest_queries_answer_for_the_whole_cluster(cluster: Cluster, js: NodeDriver) -> None:
+    one, two, three = cluster.start(3)
+    alice = await js.client("alice", NUMERIC, one.port, user={"user_id": "alice"})
+    bob = await js.client("bob", NUMERIC, two.port, user={"user_id": "bob"})
+    for client in (alice, bob):
+        await client.subscribe("presence-lobby")
+        await client.subscribe("news")
+
+    channels = await call(three, "channels_info", None, None)
+    assert set(channels["channels"]) == {"presence-lobby", "news"}
+    presence = await call(three, "channels_info", "presence-", ["user_count"])
+    assert presence["channels"] == {"presence-lobby": {"user_count": 2}}
+    info = await call(three, "channel_info", "news", ["subscription_count"])
+    assert info["occupied"] is True
+    assert info["subscription_count"] == 2
+    users = await call(three, "users_info", "presence-lobby")
+    assert sorted(u["id"] for u in users["users"]) == ["alice", "bob"]
+
+
+async def test_terminate_user_connections_reaches_the_node_holding_them(cluster: Cluster, js: NodeDriver) -> None:
+    """``disconnect`` of a remote socket is routed to its node (the Node SDK: the Python one builds a bad URL)."""
+    one, _two, three = cluster.start(3)
+    alice = await js.client("alice", NUMERIC, one.port, signin={"id": "alice"})
+    await alice.signin()
+
+    reply = await js.sdk_terminate_user(NUMERIC, three.port, "alice")
+
+    assert reply["status"] == 200, reply
+    await alice.expect_error(4009)
+
+
+async def test_send_to_user_reaches_the_users_sockets_on_every_node(cluster: Cluster, js: NodeDriver) -> None:
+    one, two, three = cluster.start(3)
+    laptop = await js.client("laptop", NUMERIC, one.port, signin={"id": "alice"})
+    phone = await js.client("phone", NUMERIC, two.port, signin={"id": "alice"})
+    await laptop.signin()
+    await phone.signin()
+
+    reply = await js.sdk_send_to_user(NUMERIC, three.port, "alice", "note", {"text": "hi"})
+
+    assert reply["status"] == 200, reply
+    assert (await laptop.expect("note", kind="user"))["data"] == {"text": "hi"}
+    assert (await phone.expect("note", kind="user"))["data"] == {"text": "hi"}
