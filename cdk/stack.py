@@ -1,0 +1,328 @@
+"""The sockless stack: the components wired together, every grant visible here, and the outputs.
+
+Read top to bottom it is the architecture of DESIGN.md's AWS path: a store, the webhook queue, the app
+secrets, eight functions on one bundle, the WebSocket and HTTP APIs, CloudFront in front, monitoring.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import aws_cdk as cdk
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from constructs import Construct
+
+from cdk.components.apigw_account import ApiGatewayLoggingRole
+from cdk.components.apps import AppSecrets, app_identifier
+from cdk.components.bundle import (
+    RUNTIME_DEPENDENCIES,
+    VALKEY_DEPENDENCIES,
+    BundleSpec,
+    lambda_code,
+    pinned_requirements,
+)
+from cdk.components.edge import Edge
+from cdk.components.functions import ARCHITECTURE, RUNTIME, Placement, SocklessFunction
+from cdk.components.http_api import RestGateway
+from cdk.components.monitoring import POWERTOOLS_NAMESPACE, Monitoring
+from cdk.components.network import Network
+from cdk.components.state import DynamoDbStore, Store, ValkeyStore
+from cdk.components.webhooks import WebhookQueue
+from cdk.components.websocket import WebSocketGateway
+from cdk.config import DeployConfig
+from cdk.nag import acknowledge_findings
+
+
+@dataclass(frozen=True)
+class FunctionSpec:
+    handler: str
+    description: str
+    memory_mb: int
+    timeout_seconds: int
+    # What the function does with the rest of the stack (the grants below follow these flags).
+    posts: bool = False  # sends frames / asks API Gateway about connections (@connections)
+    enqueues: bool = False  # emits webhook events
+    fans_out: bool = False  # may hand big broadcasts to the fan-out function
+    asynchronous: bool = False  # invoked with InvocationType=Event by another function
+
+
+# Memory buys CPU in Lambda (1,769 MB = one vCPU): the handshake path (connect, welcome) and the message
+# paths get 1 GB so a cold start's imports take ~0.5 s, not ~2 s; background work gets less.
+FUNCTIONS: dict[str, FunctionSpec] = {
+    "connect": FunctionSpec(
+        "functions.connect.handler.connect", "$connect: check the app, mint the socket id, start the welcome", 1024, 10
+    ),
+    "welcome": FunctionSpec(
+        "functions.connect.handler.welcome",
+        "sends pusher:connection_established (or pusher:error) once the connection is open",
+        1024,
+        10,
+        posts=True,
+        enqueues=True,
+        asynchronous=True,
+    ),
+    "disconnect": FunctionSpec(
+        "functions.connect.handler.disconnect",
+        "$disconnect: remove subscriptions and presence, emit webhooks",
+        512,
+        10,
+        posts=True,
+        enqueues=True,
+        fans_out=True,
+    ),
+    "message": FunctionSpec(
+        "functions.message.handler.handler",
+        "$default: every client frame (subscribe, client events, signin...)",
+        1024,
+        10,
+        posts=True,
+        enqueues=True,
+        fans_out=True,
+    ),
+    "fanout": FunctionSpec(
+        "functions.message.handler.fanout",
+        "posts one chunk of a large channel's broadcast",
+        1024,
+        60,
+        posts=True,
+        enqueues=True,
+        asynchronous=True,
+    ),
+    "http_api": FunctionSpec(
+        "functions.http_api.handler.handler",
+        "the Pusher REST API (/apps/{app_id}/...)",
+        1024,
+        10,
+        posts=True,
+        enqueues=True,
+        fans_out=True,
+    ),
+    "webhooks": FunctionSpec(
+        "functions.webhooks.handler.handler", "delivers signed webhooks from the SQS queue", 512, 60
+    ),
+    "sweep": FunctionSpec(
+        "functions.sweep.handler.handler",
+        "finds connections API Gateway dropped without $disconnect and cleans them up",
+        512,
+        300,
+        posts=True,
+        enqueues=True,
+        fans_out=True,
+    ),
+}
+SWEEP_EVERY = cdk.Duration.minutes(5)
+SERVICE_NAME = "sockless"
+
+
+class SocklessStack(cdk.Stack):
+    def __init__(self, scope: Construct, construct_id: str, *, config: DeployConfig, **kwargs: object) -> None:
+        super().__init__(scope, construct_id, **kwargs)  # type: ignore[arg-type]
+        self.config = config
+
+        # -- state -------------------------------------------------------------------------------------------
+        self.network: Network | None = None
+        placement: Placement | None = None
+        self.store: Store
+        if config.store == "valkey":
+            self.network = Network(
+                self,
+                "Network",
+                execute_api_endpoint=config.execute_api_endpoint,
+                log_retention_days=config.log_retention_days,
+            )
+            placement = self.network.placement
+            self.store = ValkeyStore(self, "Store", network=self.network, name=f"{self.stack_name.lower()}-state")
+        else:
+            self.store = DynamoDbStore(self, "Store")
+        self.webhook_queue = WebhookQueue(
+            self, "WebhookQueue", worker_timeout=cdk.Duration.seconds(FUNCTIONS["webhooks"].timeout_seconds)
+        )
+        self.app_secrets = AppSecrets(self, "Apps", apps=config.apps)
+
+        # -- functions ---------------------------------------------------------------------------------------
+        requirements = RUNTIME_DEPENDENCIES + (VALKEY_DEPENDENCIES if config.store == "valkey" else ())
+        code = lambda_code(BundleSpec(RUNTIME, ARCHITECTURE, pinned_requirements(requirements)))
+        environment = {
+            **self.store.environment,
+            **self.webhook_queue.environment,
+            "SOCKLESS_APPS": self.app_secrets.apps_json(),
+            "POWERTOOLS_SERVICE_NAME": SERVICE_NAME,
+            "POWERTOOLS_METRICS_NAMESPACE": POWERTOOLS_NAMESPACE,
+        }
+        self.functions: dict[str, SocklessFunction] = {}
+        for name, spec in FUNCTIONS.items():
+            reserved = config.fanout_reserved_concurrency if name == "fanout" else None
+            self.functions[name] = SocklessFunction(
+                self,
+                f"{_construct_id(name)}Function",
+                code=code,
+                handler=spec.handler,
+                description=spec.description,
+                memory_mb=spec.memory_mb,
+                timeout=cdk.Duration.seconds(spec.timeout_seconds),
+                environment=environment,
+                log_retention_days=config.log_retention_days,
+                placement=placement,
+                reserved_concurrency=reserved or None,
+                # Lambda's own async retries come a minute later: useless for a welcome or a broadcast chunk,
+                # which retry inside the invocation instead.
+                async_retries=0 if spec.asynchronous else None,
+            )
+        fn = {name: f.function for name, f in self.functions.items()}
+
+        # -- APIs --------------------------------------------------------------------------------------------
+        self.websocket = WebSocketGateway(
+            self,
+            "WebSocket",
+            connect=fn["connect"],
+            disconnect=fn["disconnect"],
+            message=fn["message"],
+            stage_name=config.stage_name,
+            ping_route=config.ping_route,
+            throttle_rate=config.stage_throttle_rate,
+            throttle_burst=config.stage_throttle_burst,
+            log_retention_days=config.log_retention_days,
+        )
+        if config.apigw_logging_role:
+            logging_role = ApiGatewayLoggingRole(self, "ApiGatewayLogging")
+            self.websocket.stage.node.add_dependency(logging_role.account)
+        self.rest = RestGateway(
+            self,
+            "Rest",
+            handler=fn["http_api"],
+            throttle_rate=config.stage_throttle_rate,
+            throttle_burst=config.stage_throttle_burst,
+            log_retention_days=config.log_retention_days,
+        )
+        self.edge = Edge(
+            self,
+            "Edge",
+            websocket_host=self.websocket.host,
+            rest_host=self.rest.host,
+            stage_name=config.stage_name,
+            domain_name=config.domain_name,
+            certificate_arn=config.certificate_arn,
+        )
+
+        # -- wiring and grants -------------------------------------------------------------------------------
+        management = self.websocket.management_endpoint_url
+        fn["connect"].add_environment("SOCKLESS_AWS__WELCOME_FUNCTION", fn["welcome"].function_name)
+        _grant_invoke(fn["welcome"], fn["connect"])
+        for name, spec in FUNCTIONS.items():
+            function = fn[name]
+            self.store.grant(function)
+            if spec.posts:
+                function.add_environment("SOCKLESS_AWS__MANAGEMENT_ENDPOINT_URL", management)
+                self.websocket.grant_manage_connections(function)
+            if spec.enqueues:
+                self.webhook_queue.queue.grant_send_messages(function)
+            if spec.fans_out:
+                function.add_environment("SOCKLESS_AWS__FANOUT_FUNCTION", fn["fanout"].function_name)
+                _grant_invoke(fn["fanout"], function)
+        self.webhook_queue.attach_worker(fn["webhooks"], max_concurrency=config.webhooks_max_concurrency)
+        self._grant_webhook_lambda_targets(fn["webhooks"])
+        events.Rule(
+            self,
+            "SweepSchedule",
+            description="sockless: look for connections whose $disconnect never came",
+            schedule=events.Schedule.rate(SWEEP_EVERY),
+            targets=[targets.LambdaFunction(fn["sweep"], retry_attempts=0)],
+        )
+
+        # -- monitoring and outputs --------------------------------------------------------------------------
+        self.monitoring = Monitoring(
+            self,
+            "Monitoring",
+            functions=fn,
+            webhook_queue=self.webhook_queue.queue,
+            dead_letters=self.webhook_queue.dead_letters,
+            websocket_api=self.websocket.api,
+            websocket_stage=config.stage_name,
+            rest_api=self.rest.api,
+            alarm_email=config.alarm_email,
+        )
+        self._outputs()
+        acknowledge_findings(self)
+
+    def _grant_webhook_lambda_targets(self, worker: lambda_.IFunction) -> None:
+        """Apps may name Lambda functions as webhook targets (Sockudo's ``lambda`` target): the worker may
+        invoke exactly those, by name, in the region each names."""
+        arns: set[str] = set()
+        for entry in self.config.apps:
+            for hook in entry.settings.get("webhooks", ()):
+                target = hook.get("lambda") or (
+                    {"function_name": hook["lambda_function"]} if hook.get("lambda_function") else None
+                )
+                if target is None:
+                    continue
+                name = target["function_name"]
+                region = target.get("region", "us-east-1")
+                arns.add(name if name.startswith("arn:") else f"arn:{self.partition}:lambda:{region}:{self.account}:function:{name}")
+        if arns:
+            worker.add_to_role_policy(iam.PolicyStatement(actions=["lambda:InvokeFunction"], resources=sorted(arns)))
+
+    def _outputs(self) -> None:
+        host = self.edge.host
+        first = self.config.apps[0]
+        cdk.CfnOutput(self, "WebSocketHost", value=host, description="pusher-js wsHost (wss, port 443)")
+        cdk.CfnOutput(self, "HttpHost", value=host, description="server SDKs' host (https, port 443)")
+        cdk.CfnOutput(
+            self,
+            "WebSocketApiUrl",
+            value=f"wss://{self.websocket.host}/{self.config.stage_name}",
+            description="the WebSocket stage itself (takes ?app_key=KEY; pusher-js needs the CloudFront host)",
+        )
+        cdk.CfnOutput(self, "RestApiUrl", value=self.rest.api.api_endpoint, description="the HTTP API itself")
+        client_options = (
+            f"wsHost: '{host}', wsPort: 443, wssPort: 443, forceTLS: true, enabledTransports: ['ws', 'wss'], "
+            "disableStats: true, cluster: 'mt1'"
+        )
+        cdk.CfnOutput(
+            self,
+            "PusherJsConfig",
+            value=f"new Pusher('{first.key}', {{{client_options}}})",
+            description="pusher-js: the client for the first app of the apps file",
+        )
+        cdk.CfnOutput(
+            self,
+            "LaravelEchoConfig",
+            value=f"new Echo({{broadcaster: 'pusher', key: '{first.key}', {client_options}}})",
+            description="Laravel Echo: the client for the first app of the apps file",
+        )
+        cdk.CfnOutput(
+            self,
+            "LaravelEnv",
+            value=(
+                f"BROADCAST_CONNECTION=pusher PUSHER_APP_ID={first.app_id} PUSHER_APP_KEY={first.key} "
+                f"PUSHER_HOST={host} PUSHER_PORT=443 PUSHER_SCHEME=https "
+                "PUSHER_APP_SECRET=(aws secretsmanager get-secret-value --secret-id <AppSecret output>)"
+            ),
+            description="Laravel backend .env for the first app",
+        )
+        for entry in self.config.apps:
+            cdk.CfnOutput(
+                self,
+                f"AppSecret{app_identifier(entry.app_id)}",
+                value=self.app_secrets.secrets[entry.app_id].secret_arn,
+                description=f"Secrets Manager ARN of app {entry.app_id}'s secret (key {entry.key})",
+            )
+        cdk.CfnOutput(self, "AlarmTopicArn", value=self.monitoring.topic.topic_arn)
+        cdk.CfnOutput(
+            self,
+            "DashboardUrl",
+            value=f"https://console.aws.amazon.com/cloudwatch/home?region={self.region}#dashboards:name="
+            f"{self.monitoring.dashboard.dashboard_name}",
+        )
+
+
+def _grant_invoke(target: lambda_.IFunction, caller: lambda_.IFunction) -> None:
+    """``lambda:InvokeFunction`` on the unqualified function only (``grant_invoke`` would add ``:*``)."""
+    caller.add_to_role_policy(iam.PolicyStatement(actions=["lambda:InvokeFunction"], resources=[target.function_arn]))
+
+
+def _construct_id(name: str) -> str:
+    """``http_api`` -> ``HttpApi``: construct ids and output names in CloudFormation's style."""
+    return "".join(part[:1].upper() + part[1:] for part in name.replace("-", "_").replace(".", "_").split("_"))
