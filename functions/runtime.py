@@ -55,6 +55,7 @@ class Container:
         self._targets: Targets | None = None
         self._connections: Connections | None = None
         self._lock = threading.Lock()
+        self.generation = 0
 
     # -- AWS clients (thread-safe once built; built on first use only) ------------------------------------
 
@@ -162,30 +163,42 @@ class Container:
             clients["sqs"] = self.client("sqs", queue.endpoint_url)
         return clients
 
+    def close(self) -> None:
+        """Release the drivers and the loop (Lambda never does; tests and the emulator do)."""
+        if self._services is not None:
+            services, self._services = self._services, None
+            self.run(services.close())
+        self.loop.close()
+
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run one coroutine on this container's loop (one loop per container, reused by warm starts)."""
         return self.loop.run_until_complete(coro)
 
 
 _local = threading.local()
+_generation = 0  # bumped by reset(): every thread's container is rebuilt on its next invocation
 
 
 def container(event: Mapping[str, Any] | None = None) -> Container:
     """This container's state, built on first use from the environment (and the event, for the
     management endpoint when the environment does not name one)."""
     current: Container | None = getattr(_local, "container", None)
-    if current is None:
-        settings = load_settings(os.environ.get("SOCKLESS_CONFIG"))
-        current = Container(settings, management_url_from(event) if event is not None else None)
-        _local.container = current
+    if current is not None and current.generation == _generation:
+        return current
+    if current is not None:
+        current.close()
+    settings = load_settings(os.environ.get("SOCKLESS_CONFIG"))
+    current = Container(settings, management_url_from(event) if event is not None else None)
+    current.generation = _generation
+    _local.container = current
     return current
 
 
 def reset() -> None:
-    """Forget this thread's container, as if Lambda started a new one (tests: a fresh environment)."""
+    """Start over as if Lambda replaced every container (tests: a fresh environment per test)."""
+    global _generation
+    _generation += 1
     current: Container | None = getattr(_local, "container", None)
     _local.container = None
     if current is not None:
-        if current._services is not None:
-            current.run(current._services.close())
-        current.loop.close()
+        current.close()
