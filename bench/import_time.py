@@ -51,9 +51,9 @@ def import_ms(module: str, *, pyc: bool, extra: str = "") -> float:
     for line in result.stderr.splitlines():
         parts = line.split("|")
         # Top-level imports of the -c code are the names indented by exactly one space.
-        if len(parts) == 3 and parts[2].startswith(" ") and not parts[2].startswith("  "):
-            if parts[2].strip() in {module, *extra.split(",")}:
-                total += int(parts[1]) / 1000  # cumulative microseconds
+        top_level = len(parts) == 3 and parts[2].startswith(" ") and not parts[2].startswith("  ")
+        if top_level and parts[2].strip() in {module, *extra.split(",")}:
+            total += int(parts[1]) / 1000  # cumulative microseconds
     return total
 
 
