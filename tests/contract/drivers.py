@@ -36,6 +36,7 @@ from shared.store.base import ChannelStore
 from shared.store.memory import MemoryChannelStore
 from shared.webhooks.base import WebhookQueue
 from shared.webhooks.memory import MemoryWebhookQueue
+from tests.aws import backend as aws_backend
 from tests.redis import backend as redis_backend
 
 # Queue factories configure this visibility timeout, so the redelivery contract runs in about a second.
@@ -85,6 +86,11 @@ STORE_DRIVERS["redis"] = redis_backend.redis_store
 LIMITER_DRIVERS["redis"] = redis_backend.redis_limiter
 QUEUE_DRIVERS["redis"] = lambda: redis_backend.redis_queue(QUEUE_VISIBILITY_TIMEOUT)
 DRIVER_MARKS["redis"] = (pytest.mark.redis,)
+
+# DynamoDB and SQS in moto (in-process ``mock_aws``), a fresh table or queue per test.
+STORE_DRIVERS["dynamodb"] = aws_backend.dynamodb_store
+LIMITER_DRIVERS["dynamodb"] = aws_backend.dynamodb_limiter
+QUEUE_DRIVERS["sqs"] = lambda: aws_backend.sqs_queue(QUEUE_VISIBILITY_TIMEOUT)
 
 
 def params(registry: dict[str, Any]) -> list[Any]:
