@@ -14,7 +14,7 @@ import logging
 import random
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -76,6 +76,16 @@ def describe(hook: WebhookConfig) -> str:
     return f"lambda:{target.region}:{target.function_name}" if target is not None else "?"
 
 
+@dataclass
+class _Batch:
+    """Jobs for one app and target waiting for the batching window to close."""
+
+    app: AppConfig
+    hook: WebhookConfig
+    jobs: list[WebhookJob] = field(default_factory=list)
+    timer: asyncio.TimerHandle | None = None
+
+
 class WebhookDispatcher:
     def __init__(
         self,
@@ -101,6 +111,8 @@ class WebhookDispatcher:
         self._max_tasks = settings.concurrency * 2
         self._active: dict[TargetKey, int] = {}
         self._inflight: set[asyncio.Task[None]] = set()
+        self._batches: dict[TargetKey, _Batch] = {}
+        self._draining = False
 
     # -- the loop -------------------------------------------------------------------------------------
 
@@ -116,27 +128,26 @@ class WebhookDispatcher:
                 await asyncio.sleep(1.0)
 
     async def step(self, wait_seconds: float) -> int:
-        """Receive ready jobs (a batching window long when batching) and start their deliveries."""
+        """Receive ready jobs and start their deliveries (or add them to their batches)."""
         if len(self._inflight) >= self._max_tasks:
             await asyncio.wait(set(self._inflight), timeout=wait_seconds, return_when=asyncio.FIRST_COMPLETED)
             if len(self._inflight) >= self._max_tasks:
                 return 0
-        settings = self.settings
-        size = settings.batch_size if settings.batching else self._max_tasks - len(self._inflight)
+        size = self.settings.batch_size if self.settings.batching else self._max_tasks - len(self._inflight)
         jobs = await self.queue.receive(size, wait_seconds)
-        if settings.batching and jobs and len(jobs) < size:
-            await asyncio.sleep(settings.batch_duration_ms / 1000)
-            jobs += await self.queue.receive(size - len(jobs), 0)
-        await self.dispatch(jobs)
+        await self.dispatch(jobs, immediate=self._draining)
         return len(jobs)
 
-    async def dispatch(self, jobs: Sequence[WebhookJob]) -> list[asyncio.Task[None]]:
-        """Group jobs per app and target (batches of ``batch_size`` when batching, else one job per
-        request) and start one delivery task per group. Returns the tasks (the Lambda worker awaits them)."""
+    async def dispatch(self, jobs: Sequence[WebhookJob], immediate: bool = False) -> list[asyncio.Task[None]]:
+        """Group jobs per app and target and start their deliveries: one request per job without batching;
+        with batching, a batch per app and target that leaves when it holds ``batch_size`` events or
+        ``batch_duration_ms`` after its first one (at once when ``immediate``: Lambda, shutdown).
+        Returns the tasks started now (the Lambda worker awaits them)."""
         groups: dict[TargetKey, list[WebhookJob]] = {}
         for job in jobs:
             groups.setdefault((job.app_id, job.target), []).append(job)
         started: list[asyncio.Task[None]] = []
+        size = self.settings.batch_size if self.settings.batching else 1
         for key, group in groups.items():
             app = await self.apps.by_id(key[0])
             if app is None or not 0 <= key[1] < len(app.webhooks):
@@ -144,35 +155,59 @@ class WebhookDispatcher:
                 await self.queue.ack(group)
                 continue
             hook = app.webhooks[key[1]]
-            step = self.settings.batch_size if self.settings.batching else 1
-            for i in range(0, len(group), step):
-                chunk = group[i : i + step]
-                if self._active.get(key, 0) >= self.per_target:
-                    await self._push_back(app, hook, chunk, Outcome(ok=False, retryable=True, detail="busy"))
-                    continue
-                self._active[key] = self._active.get(key, 0) + 1
-                task = asyncio.create_task(self._run_delivery(key, app, hook, chunk))
-                self._inflight.add(task)
-                task.add_done_callback(self._inflight.discard)
-                started.append(task)
+            if size == 1 or immediate:
+                started += [self._start(key, app, hook, group[i : i + size]) for i in range(0, len(group), size)]
+                continue
+            for job in group:
+                batch = self._batches.setdefault(key, _Batch(app, hook))
+                batch.jobs.append(job)
+                if len(batch.jobs) >= size:
+                    started.append(self._flush(key))
+                elif batch.timer is None:
+                    batch.timer = asyncio.get_running_loop().call_later(
+                        self.settings.batch_duration_ms / 1000, self._flush, key
+                    )
         return started
 
+    def _flush(self, key: TargetKey) -> asyncio.Task[None]:
+        batch = self._batches.pop(key)
+        if batch.timer is not None:
+            batch.timer.cancel()
+        return self._start(key, batch.app, batch.hook, batch.jobs)
+
+    def _start(self, key: TargetKey, app: AppConfig, hook: WebhookConfig, jobs: list[WebhookJob]) -> asyncio.Task[None]:
+        """One task per request. A target already using its share of the slots gets the jobs back in the
+        queue for a moment (not an attempt), so its backlog never occupies the slots of the others."""
+        if self._active.get(key, 0) >= self.per_target:
+            task = asyncio.create_task(self._defer(app, hook, jobs))
+        else:
+            self._active[key] = self._active.get(key, 0) + 1
+            task = asyncio.create_task(self._run_delivery(key, app, hook, jobs))
+        self._inflight.add(task)
+        task.add_done_callback(self._inflight.discard)
+        return task
+
     async def process(self, jobs: Sequence[WebhookJob]) -> None:
-        """Deliver ``jobs`` and wait until each is delivered, re-queued for a retry, or given up."""
-        tasks = await self.dispatch(jobs)
+        """Deliver ``jobs`` now and wait until each is delivered, re-queued for a retry, or given up."""
+        tasks = await self.dispatch(jobs, immediate=True)
         if tasks:
             await asyncio.wait(tasks)
 
     async def drain(self, timeout: float) -> None:
-        """Graceful shutdown: keep delivering, delayed jobs included, until the queue is empty or
-        ``timeout`` seconds have passed; then cancel what is still in flight."""
+        """Graceful shutdown: send open batches now and keep delivering, delayed jobs included, until the
+        queue is empty or ``timeout`` seconds have passed; then cancel what is still in flight."""
+        self._draining = True
+        for key in list(self._batches):
+            self._flush(key)
         deadline = time.monotonic() + timeout
         while (remaining := deadline - time.monotonic()) > 0:
             if not self._inflight and await self.queue.pending() == 0:
                 return
             await self.step(wait_seconds=min(remaining, 0.05))
         left = await self.queue.pending()
-        for task in self._inflight:
+        for key in list(self._batches):
+            self._flush(key)
+        for task in list(self._inflight):
             task.cancel()
         if self._inflight:
             await asyncio.wait(set(self._inflight))
@@ -240,6 +275,12 @@ class WebhookDispatcher:
             live[0].attempts + 1,
         )
         await self._push_back(app, hook, live, outcome, count_attempt=True)
+
+    async def _defer(self, app: AppConfig, hook: WebhookConfig, jobs: list[WebhookJob]) -> None:
+        try:
+            await self._push_back(app, hook, jobs, Outcome(ok=False, retryable=True, detail="target busy"))
+        except Exception:
+            log.exception("could not re-queue %d webhook job(s); the queue will hand them out again", len(jobs))
 
     # -- retries --------------------------------------------------------------------------------------
 
