@@ -101,9 +101,17 @@ class Engine:
             raise Unauthorized("Origin not allowed")
         return app
 
-    async def connect(self, app: AppConfig, socket_id: SocketId | None = None) -> Connection:
-        """Record a connection (raises ``OverConnectionQuota``); the edge then sends :meth:`welcome`."""
-        connection = Connection(app_id=app.id, socket_id=socket_id or self._socket_ids(), connected_at=self.clock())
+    async def connect(
+        self, app: AppConfig, socket_id: SocketId | None = None, *, connection_id: str | None = None
+    ) -> Connection:
+        """Record a connection (raises ``OverConnectionQuota``); the edge then sends :meth:`welcome`.
+        ``connection_id`` is the transport's own id (API Gateway's), stored beside the numeric socket id."""
+        connection = Connection(
+            app_id=app.id,
+            socket_id=socket_id or self._socket_ids(),
+            connected_at=self.clock(),
+            connection_id=connection_id,
+        )
         if not await self.store.add_connection(connection, app.max_connections):
             raise OverConnectionQuota("App is over its connection quota")
         self.metrics.count("new_connections", app.id)
