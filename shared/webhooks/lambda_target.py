@@ -8,7 +8,9 @@ not ours. boto3 is imported and clients are built on first use (per region), nev
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from shared.settings import WebhookConfig
@@ -37,9 +39,17 @@ def _client_error_status(exc: Exception) -> int | None:
 
 
 class LambdaWebhookTarget:
-    def __init__(self, client_factory: LambdaClientFactory = boto3_lambda_client) -> None:
+    def __init__(self, client_factory: LambdaClientFactory = boto3_lambda_client, max_threads: int = 16) -> None:
         self._factory = client_factory
         self._clients: dict[tuple[str, float], Any] = {}
+        self._max_threads = max_threads
+        self._pool: ThreadPoolExecutor | None = None
+
+    def _executor(self) -> ThreadPoolExecutor:
+        """Threads of its own, so invocations never wait behind unrelated work in the loop's default pool."""
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=self._max_threads, thread_name_prefix="webhook-lambda")
+        return self._pool
 
     def _client(self, region: str, timeout: float) -> Any:
         client = self._clients.get((region, timeout))
@@ -55,14 +65,14 @@ class LambdaWebhookTarget:
             client = self._client(target.region, timeout)
         except ImportError as exc:
             return Outcome(ok=False, retryable=False, detail=f"Lambda webhooks need boto3 (the 'aws' extra): {exc}")
+        invoke = functools.partial(
+            client.invoke, FunctionName=target.function_name, InvocationType="Event", Payload=body
+        )
         try:
             # boto3 clients are thread-safe; the call runs off the loop so other deliveries go on meanwhile.
-            response = await asyncio.wait_for(
-                asyncio.to_thread(
-                    client.invoke, FunctionName=target.function_name, InvocationType="Event", Payload=body
-                ),
-                timeout=timeout + 1,
-            )
+            # No asyncio timeout around it: the client's own connect/read timeouts bound the call, and an
+            # abandoned thread would still invoke the function after its retry did (a duplicate).
+            response = await asyncio.get_running_loop().run_in_executor(self._executor(), invoke)
         except Exception as exc:  # botocore raises many types: ClientError carries a status, the rest are network
             status = _client_error_status(exc)
             if status is not None:
