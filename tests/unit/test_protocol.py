@@ -22,8 +22,9 @@ from shared.protocol.channels import (
     valid_user_id,
 )
 from shared.settings import AppConfig
+from shared.types import AppId
 
-DEFAULT_MAX = AppConfig(id="a", key="k", secret="s").max_channel_name_length
+DEFAULT_MAX = AppConfig(id=AppId("a"), key="k", secret="s").max_channel_name_length
 
 # -- channel names --------------------------------------------------------------------------------------
 

@@ -218,7 +218,7 @@ def test_missing_config_file(tmp_path: Path) -> None:
 def test_settings_are_frozen() -> None:
     settings = load_settings()
     with pytest.raises(ValidationError):
-        settings.port = 1  # type: ignore[misc]
+        settings.port = 1
     assert isinstance(settings, Settings)
 
 
