@@ -521,6 +521,21 @@ async def test_subscription_count_sent_to_subscribers_when_enabled(harness: Harn
     assert counts(a) == [1]
 
 
+async def test_subscription_count_above_100_is_sent_at_most_once_per_5_seconds(harness: Harness) -> None:
+    first = await full(harness)
+    await first.join("big")
+    for _ in range(101):
+        await (await full(harness)).join("big")
+    seen = counts(first)
+    assert seen[:100] == list(range(1, 101))  # every change up to 100 subscribers
+    assert seen[100:] == [101]  # then one, and the 102nd within 5 s is held back
+    await (await full(harness)).join("big")
+    assert counts(first) == []
+    harness.clock.advance(5.1)
+    await (await full(harness)).join("big")
+    assert counts(first) == [104]
+
+
 async def test_subscription_count_not_sent_for_presence_channels(harness: Harness) -> None:
     a, b = await full(harness), await full(harness)
     await a.join("presence-room", "a")
