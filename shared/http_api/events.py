@@ -45,6 +45,8 @@ class EventRequest:
             raise HttpError(400, "data must be a string (JSON-encode objects first)")
         if utf8_size(data, "data") > app.max_event_payload_in_kb * 1024:
             raise HttpError(413, f"Event data is over {app.max_event_payload_in_kb:g} KB")
+        if "channels" in raw and "channel" in raw and not batch:
+            raise HttpError(400, "Give either channels or channel, not both")
         if "channels" in raw and not batch:
             channels = raw["channels"]
             if not isinstance(channels, list) or not channels:

@@ -90,13 +90,15 @@ def _schemas(app: AppConfig) -> dict[str, Any]:
         "socket_id": {
             "type": "string",
             "pattern": SOCKET_ID_PATTERN,
-            "description": "Exclude this connection from the recipients.",
+            "nullable": True,
+            "description": "Exclude this connection from the recipients (null: no exclusion).",
         },
         "info": {
             "type": "string",
             "pattern": _info_pattern("user_count", "subscription_count"),
+            "nullable": True,
             "description": "Attributes to return per channel: user_count (presence channels only), "
-            "subscription_count (all but presence channels).",
+            "subscription_count (all but presence channels); null is the same as absent.",
         },
     }
     attributes = {
@@ -120,7 +122,8 @@ def _schemas(app: AppConfig) -> dict[str, Any]:
         "ChannelAttributes": attributes,
         "Event": {
             "type": "object",
-            "description": "One event for one or more channels. Unknown fields are ignored.",
+            "description": "One event for one or more channels: `channels` or `channel`, not both. Unknown fields "
+            "are ignored.",
             "required": ["name", "data"],
             "properties": {
                 **event_fields,
@@ -134,7 +137,7 @@ def _schemas(app: AppConfig) -> dict[str, Any]:
                 },
                 "channel": {**_ref("EventChannelName"), "description": "A single channel, instead of channels."},
             },
-            "anyOf": [{"required": ["channels"]}, {"required": ["channel"]}],
+            "oneOf": [{"required": ["channels"]}, {"required": ["channel"]}],
         },
         "BatchEvent": {
             "type": "object",
