@@ -181,11 +181,12 @@ def create_app(services: Services, sender: LocalSender) -> web.Application:
     app[SERVICES] = services
     app[SENDER] = sender
     app.router.add_get("/app/{key}", websocket)
-    app.router.add_route("*", "/apps/{tail:.*}", rest)
+    # [\s\S]: a decoded path may hold a newline (%0A), which ".*" would not match, leaving aiohttp's text 404.
+    app.router.add_route("*", "/apps/{tail:[\\s\\S]*}", rest)
     app.router.add_get("/up", health)
     app.router.add_get("/up/{app_id}", health)
     app.router.add_get("/", root)
     app.router.add_get("/openapi.json", openapi_json)
-    app.router.add_route("*", "/{tail:.*}", not_found)
+    app.router.add_route("*", "/{tail:[\\s\\S]*}", not_found)
     app.cleanup_ctx.append(_start_background)
     return app
