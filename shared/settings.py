@@ -201,6 +201,8 @@ class AwsSettings(_Strict):
     stale_after_seconds: int = Field(default=300, ge=1)
     # API Gateway closes every connection after 2 h: older records are dead without asking.
     max_connection_seconds: int = Field(default=7200, ge=1)
+    sweep_bucket_seconds: int = Field(default=60, ge=1)  # granularity of the store's liveness index
+    fanout_chunk_size: int = Field(default=1000, ge=1)  # sockets one invocation posts to before handing on
 
 
 DEFAULT_APP = AppConfig(
