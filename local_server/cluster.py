@@ -41,7 +41,7 @@ log = logging.getLogger("sockless.cluster")
 
 # A socket the store records here but the node does not hold is left alone this long after it
 # connected: the store records a connection a moment before the server registers its socket.
-ORPHAN_GRACE = 10.0
+ORPHAN_GRACE = 3.0
 RECONCILE_EVERY_SECONDS = 30.0
 REAP_CONCURRENCY = 32
 _BACKEND_ERRORS = (RedisError, OSError, StoreUnavailable)
@@ -72,7 +72,9 @@ class ClusterNode:
         self.errors = 0
         self.reaped = 0
         self._tasks: list[asyncio.Task[None]] = []
-        self._healthy_since: float | None = None
+        self._held_since: float | None = None  # since when this node has held its lease without a gap
+        self._missing: dict[str, float] = {}  # peers seen without a lease, since when
+        self._deferred = 0  # orphan candidates too young to judge at the last reconciliation
         self._last_log = 0.0
         self._reconcile_now = asyncio.Event()
 
@@ -104,7 +106,7 @@ class ClusterNode:
         self._tasks = [
             asyncio.create_task(self.sender.listen(), name="cluster-listen"),
             asyncio.create_task(self._every(self.lease_seconds / 3, self._beat), name="cluster-heartbeat"),
-            asyncio.create_task(self._every(self.lease_seconds / 4, self._reap_dead), name="cluster-reaper"),
+            asyncio.create_task(self._every(self.lease_seconds / 6, self._reap_dead), name="cluster-reaper"),
             asyncio.create_task(self._maintain(), name="cluster-maintenance"),
         ]
         log.info("cluster node %s joined (lease %.1fs, sharded pub/sub: %s)", self.node_id, self.lease_seconds, version)
@@ -125,7 +127,7 @@ class ClusterNode:
 
     def _failed(self, what: str, exc: BaseException) -> None:
         self.errors += 1
-        self._healthy_since = None
+        self._held_since = None
         now = time.monotonic()
         if now - self._last_log >= 10.0:
             self._last_log = now
@@ -147,14 +149,13 @@ class ClusterNode:
         await self.client.sadd(self._nodes_key, self.node_id)
         if self.store.node_apps:
             await self.client.sadd(self.store.node_apps_key(self.node_id), *sorted(self.store.node_apps))
-        if self._healthy_since is None:
-            self._healthy_since = time.monotonic()
+        if not refreshed or self._held_since is None:
+            # Our own lease lapsed, or we were cut off: peers may have reaped us, and until we have held
+            # the lease for a full term again we cannot tell a dead peer from a partition or a stalled Redis.
             if self._tasks:
-                # Back after an outage (or the lease was lost): the store may have moved on without us.
+                log.warning("cluster node %s was cut off or lost its lease; reconciling", self.node_id)
                 self._request_reconcile_sync()
-        elif not refreshed:
-            log.warning("cluster node %s had lost its lease; reconciling with the store", self.node_id)
-            self._request_reconcile_sync()
+            self._held_since = time.monotonic()
 
     def _request_reconcile_sync(self) -> None:
         self._reconcile_now.set()
@@ -166,12 +167,16 @@ class ClusterNode:
         ttl = self.settings.store.ttl_seconds
         touch_every = ttl / 4 if ttl > 0 else None
         last_touch = time.monotonic()
+        wait = RECONCILE_EVERY_SECONDS
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._reconcile_now.wait(), RECONCILE_EVERY_SECONDS)
+                await asyncio.wait_for(self._reconcile_now.wait(), wait)
             self._reconcile_now.clear()
+            wait = RECONCILE_EVERY_SECONDS
             try:
                 await self.reconcile()
+                if self._deferred:
+                    wait = ORPHAN_GRACE  # look again once the deferred sockets are old enough
                 if touch_every is not None and time.monotonic() - last_touch >= touch_every:
                     await self.touch()
                     last_touch = time.monotonic()
@@ -181,18 +186,27 @@ class ClusterNode:
     # -- reaping ---------------------------------------------------------------------------------------
 
     async def _reap_dead(self) -> None:
-        # After an outage every lease may have lapsed: give peers one lease to renew before judging them.
-        if self._healthy_since is None or time.monotonic() - self._healthy_since < self.lease_seconds:
+        """Reap nodes whose lease is gone, once sure: this node has held its own lease for a full term
+        (after an outage every lease may have lapsed together), and the peer stayed without a lease for
+        a heartbeat interval (a peer that was cut off renews within one)."""
+        now = time.monotonic()
+        if self._held_since is None or now - self._held_since < self.lease_seconds:
+            self._missing.clear()
             return
         nodes = {n.decode() if isinstance(n, bytes) else n for n in await self.client.smembers(self._nodes_key)}
+        self._missing = {node: since for node, since in self._missing.items() if node in nodes}
         for node in sorted(nodes - {self.node_id}):
             if await self.client.exists(self._lease_key(node)):
+                self._missing.pop(node, None)
+                continue
+            if now - self._missing.setdefault(node, now) < self.lease_seconds / 3:
                 continue
             lock = f"{self.prefix}:reap:{node}"
             if not await self.client.set(lock, self.node_id, nx=True, px=int(self.lease_seconds * 3000)):
                 continue
             try:
                 await self.reap(node)
+                self._missing.pop(node, None)
             finally:
                 with contextlib.suppress(*_BACKEND_ERRORS):
                     await self.client.delete(lock)
@@ -247,6 +261,7 @@ class ClusterNode:
         apps = self.store.node_apps | await self.store.apps_of_node(self.node_id)
         recorded: set[SocketId] = set()
         orphans_removed = 0
+        self._deferred = 0
         now = time.time()
         for app_id in sorted(apps):
             stored = await self.store.node_sockets(app_id, self.node_id)
@@ -256,6 +271,7 @@ class ClusterNode:
                 continue
             since = await self.store.connected_since(app_id, candidates)
             orphans = [s for s, at in zip(candidates, since, strict=True) if at is not None and now - at > ORPHAN_GRACE]
+            self._deferred += sum(1 for at in since if at is not None and now - at <= ORPHAN_GRACE)
             if orphans:
                 orphans_removed += await self._disconnect_all(app_id, orphans)
         lost = [(s, t) for s, t in self.sender.transports() if s in held and s not in recorded]
