@@ -103,3 +103,19 @@ async def test_departure_after_the_delay_is_delivered_then_a_rejoin_is_announced
     await receiver.wait_events(2, name="member_added")
     assert names(receiver.events()) == ["member_added", "member_removed", "member_added"]
     await second.close()
+
+
+async def test_sigterm_delivers_pending_departures_before_exiting(
+    start_server: StartServer, receiver: Receiver, session: aiohttp.ClientSession
+) -> None:
+    """Shutdown closes every socket (4200), which vacates channels; their delayed webhooks are still sent
+    within ``shutdown_grace_seconds`` before the process exits."""
+    config = server_config([{**APP_A, "webhooks": [{"url": receiver.url()}]}], delay_seconds=0.5)
+    server = start_server({**config, "shutdown_grace_seconds": 5})
+    client = await PusherSocket.connect(session, server.ws_url, APP_A)
+    await client.subscribe("presence-lobby", "u1")
+    await receiver.wait_events(1, name="member_added")
+
+    code = await asyncio.to_thread(server.stop)  # blocking wait in a thread: the receiver shares this loop
+    assert code == 0
+    assert sorted(names(receiver.events())) == ["channel_occupied", "channel_vacated", "member_added", "member_removed"]
