@@ -49,7 +49,22 @@ def create_store(settings: StoreSettings, **clients: Any) -> ChannelStore:
             ttl_seconds=settings.ttl_seconds,
             owns_client=owned,
         )
+    if settings.driver == "dynamodb":
+        from shared.store.dynamodb import DynamoDBChannelStore
+
+        return DynamoDBChannelStore(
+            _table_name(settings),
+            client=clients.get("dynamodb"),
+            region=settings.region,
+            endpoint_url=settings.endpoint_url,
+        )
     raise DriverError(f"store driver {settings.driver!r} is not available in this build")
+
+
+def _table_name(settings: StoreSettings) -> str:
+    if not settings.table_name:
+        raise DriverError("store.table_name is required by the dynamodb driver")
+    return settings.table_name
 
 
 def create_queue(settings: QueueSettings, **clients: Any) -> WebhookQueue:
@@ -64,6 +79,14 @@ def create_queue(settings: QueueSettings, **clients: Any) -> WebhookQueue:
         return RedisWebhookQueue(
             client, prefix=settings.prefix, visibility_timeout=settings.visibility_timeout_seconds, owns_client=owned
         )
+    if settings.driver == "sqs":
+        from shared.webhooks.sqs import SqsWebhookQueue
+
+        if not settings.queue_url:
+            raise DriverError("queue.queue_url is required by the sqs driver")
+        return SqsWebhookQueue(
+            settings.queue_url, client=clients.get("sqs"), region=settings.region, endpoint_url=settings.endpoint_url
+        )
     raise DriverError(f"queue driver {settings.driver!r} is not available in this build")
 
 
@@ -74,6 +97,15 @@ def create_limiter(settings: StoreSettings, **clients: Any) -> RateLimiter:
 
         client, owned = _redis_client(settings.url, settings.cluster_mode, clients, "store.url")
         return RedisRateLimiter(client, prefix=settings.prefix, owns_client=owned)
+    if settings.driver == "dynamodb":
+        from shared.limits.dynamodb import DynamoDBRateLimiter
+
+        return DynamoDBRateLimiter(
+            _table_name(settings),
+            client=clients.get("dynamodb"),
+            region=settings.region,
+            endpoint_url=settings.endpoint_url,
+        )
     return MemoryRateLimiter()
 
 

@@ -1,0 +1,242 @@
+"""``ApiGatewaySender``: frames to API Gateway WebSocket connections through the management API.
+
+Each frame is one ``PostToConnection`` (boto3's ``apigatewaymanagementapi`` client, ``endpoint_url`` =
+``https://{api-id}.execute-api.{region}.amazonaws.com/{stage}``, or the emulator's). Posts run
+concurrently in a bounded thread pool. Outcomes (PROTOCOL.md §6, DESIGN.md "Fan-out"/"Throttling"):
+
+- 410 ``GoneException``: the connection is gone; reported in ``Delivery.gone`` so the engine removes it
+  with the same effects and webhooks as a ``$disconnect`` (no ghost presence members).
+- 429 ``LimitExceededException`` (the account-wide rate), other throttling, 5xx and network errors:
+  retried with full-jitter exponential backoff, then counted in ``Delivery.failed``, never dropped silently.
+- Any other error (403, payload too large): counted in ``Delivery.failed`` at once and logged.
+
+Sockets map to connectionIds through a :class:`ConnectionResolver` (the DynamoDB store), in bulk. A
+broadcast larger than ``chunk_size`` with an ``offload`` callable posts the first chunk itself and hands
+each other chunk to ``offload`` (the Lambda layer invokes a fan-out function asynchronously, or queues
+it), so delivery time stays flat as a channel grows (docs/dynamodb.md "Fan-out").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import enum
+import logging
+import random
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from shared.aws_io import AwsCaller, error_code, http_status, is_throttling
+from shared.errors import StoreUnavailable
+from shared.sender.base import Delivery
+from shared.types import AppId, SocketId
+
+log = logging.getLogger("sockless.sender")
+
+
+class ConnectionResolver(Protocol):
+    async def connection_ids(self, app_id: AppId, socket_ids: Collection[SocketId]) -> Mapping[SocketId, str]:
+        """connectionIds of the sockets that still have one; absent sockets are gone."""
+
+
+@dataclass(frozen=True, slots=True)
+class FanoutChunk:
+    """A slice of one broadcast handed to another invocation; ``connection_ids`` align with ``socket_ids``."""
+
+    app_id: AppId
+    frame: bytes
+    socket_ids: tuple[SocketId, ...]
+    connection_ids: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe; the frame travels as text (frames are UTF-8 JSON) or base64 with ``frame_b64``."""
+        data: dict[str, Any] = {"app_id": self.app_id, "socket_ids": list(self.socket_ids)}
+        try:
+            data["frame"] = self.frame.decode()
+        except UnicodeDecodeError:
+            data["frame"], data["frame_b64"] = base64.b64encode(self.frame).decode(), True
+        if self.connection_ids:
+            data["connection_ids"] = list(self.connection_ids)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> FanoutChunk:
+        """Raises ``KeyError``/``ValueError``/``TypeError`` on a malformed chunk."""
+        raw = str(data["frame"])
+        try:
+            frame = base64.b64decode(raw, validate=True) if data.get("frame_b64") else raw.encode()
+        except binascii.Error as exc:
+            raise ValueError(f"bad base64 frame: {exc}") from exc
+        sockets = tuple(SocketId(str(s)) for s in data["socket_ids"])
+        connection_ids = tuple(str(c) for c in data.get("connection_ids") or ())
+        if connection_ids and len(connection_ids) != len(sockets):
+            raise ValueError("connection_ids must align with socket_ids")
+        return cls(app_id=AppId(str(data["app_id"])), frame=frame, socket_ids=sockets, connection_ids=connection_ids)
+
+
+Offload = Callable[[FanoutChunk], Awaitable[None]]
+
+
+class Outcome(enum.Enum):
+    SENT = "sent"
+    GONE = "gone"
+    FAILED = "failed"
+
+
+class ApiGatewaySender:
+    def __init__(
+        self,
+        resolver: ConnectionResolver,
+        *,
+        client: Any | None = None,
+        endpoint_url: str | None = None,
+        region: str | None = None,
+        max_workers: int = 32,
+        executor: Executor | None = None,
+        max_attempts: int = 6,
+        base_delay: float = 0.05,
+        max_delay: float = 2.0,
+        chunk_size: int = 1000,
+        offload: Offload | None = None,
+    ) -> None:
+        if client is None and endpoint_url is None:
+            raise ValueError("ApiGatewaySender needs a management API client or its endpoint_url")
+        self._resolver = resolver
+        # Retries are this class's (jittered, counted); botocore's own would multiply them.
+        self._aws = AwsCaller(
+            "apigatewaymanagementapi",
+            client=client,
+            region=region,
+            endpoint_url=endpoint_url,
+            max_workers=max_workers,
+            executor=executor,
+            client_config={"retries": {"total_max_attempts": 1}},
+        )
+        self.max_attempts = max(max_attempts, 1)
+        self.base_delay = base_delay
+        self.max_delay = max_delay
+        self.chunk_size = max(chunk_size, 1)
+        self.offload = offload
+        self.throttled = 0  # throttling answers seen (each one retried or counted as failed)
+
+    # -- one call, with retries -------------------------------------------------------------------------------
+
+    async def _attempt(self, operation: str, connection_id: str, **kwargs: Any) -> tuple[Outcome | None, str]:
+        """One call: its outcome, or ``None`` when it is worth retrying; plus what went wrong."""
+        try:
+            await self._aws.call(operation, ConnectionId=connection_id, **kwargs)
+        except ClientError as exc:
+            code, status = error_code(exc), http_status(exc)
+            if code == "GoneException" or status == 410:
+                return Outcome.GONE, code
+            if is_throttling(exc):
+                self.throttled += 1
+                return None, code or "429"
+            if status is not None and status >= 500:
+                return None, code or str(status)
+            return Outcome.FAILED, f"{code or status}: {exc}"
+        except BotoCoreError as exc:  # connection reset, timeout: transient
+            return None, type(exc).__name__
+        return Outcome.SENT, ""
+
+    async def _call(self, operation: str, connection_id: str, **kwargs: Any) -> tuple[Outcome, str]:
+        problem = ""
+        for attempt in range(self.max_attempts):
+            outcome, problem = await self._attempt(operation, connection_id, **kwargs)
+            if outcome is not None:
+                return outcome, problem
+            if attempt < self.max_attempts - 1:
+                await asyncio.sleep(random.uniform(0, min(self.max_delay, self.base_delay * 2**attempt)))
+        return Outcome.FAILED, f"{problem} (after {self.max_attempts} attempts)"
+
+    async def post(self, connection_id: str, frame: bytes) -> Outcome:
+        outcome, problem = await self._call("post_to_connection", connection_id, Data=frame)
+        if outcome is Outcome.FAILED:
+            log.warning("PostToConnection %s failed: %s", connection_id, problem)
+        return outcome
+
+    # -- Sender -----------------------------------------------------------------------------------------------
+
+    async def send(self, app_id: AppId, socket_id: SocketId, frame: bytes) -> bool:
+        """``False`` when the socket is gone; raises ``StoreUnavailable`` when the frame could not be posted."""
+        connection_id = (await self._resolver.connection_ids(app_id, (socket_id,))).get(socket_id)
+        if connection_id is None:
+            return False
+        outcome, problem = await self._call("post_to_connection", connection_id, Data=frame)
+        if outcome is Outcome.FAILED:
+            raise StoreUnavailable(f"PostToConnection to socket {socket_id} failed: {problem}")
+        return outcome is Outcome.SENT
+
+    async def broadcast(
+        self, app_id: AppId, socket_ids: Collection[SocketId], frame: bytes, except_socket: SocketId | None = None
+    ) -> Delivery:
+        targets = [s for s in dict.fromkeys(socket_ids) if s != except_socket]
+        if not targets:
+            return Delivery(sent=0)
+        resolved = await self._resolver.connection_ids(app_id, targets)
+        recipients = [(s, resolved[s]) for s in targets if s in resolved]
+        unknown = tuple(s for s in targets if s not in resolved)
+        if self.offload is not None and len(recipients) > self.chunk_size:
+            mine, rest = recipients[: self.chunk_size], recipients[self.chunk_size :]
+            chunks = [rest[i : i + self.chunk_size] for i in range(0, len(rest), self.chunk_size)]
+            own, handed = await asyncio.gather(
+                self._deliver(mine, frame), asyncio.gather(*(self._offload(app_id, frame, c) for c in chunks))
+            )
+            return Delivery(sent=own.sent, gone=unknown + own.gone, failed=own.failed + sum(handed))
+        delivery = await self._deliver(recipients, frame)
+        return Delivery(sent=delivery.sent, gone=unknown + delivery.gone, failed=delivery.failed)
+
+    async def _offload(self, app_id: AppId, frame: bytes, recipients: Sequence[tuple[SocketId, str]]) -> int:
+        """Hand a chunk on; the number of recipients that could not be handed on (counted as failed)."""
+        assert self.offload is not None
+        chunk = FanoutChunk(
+            app_id=app_id,
+            frame=frame,
+            socket_ids=tuple(s for s, _ in recipients),
+            connection_ids=tuple(c for _, c in recipients),
+        )
+        try:
+            await self.offload(chunk)
+        except Exception:
+            log.exception("fan-out offload of %d recipients failed", len(recipients))
+            return len(recipients)
+        return 0
+
+    async def deliver(self, chunk: FanoutChunk) -> Delivery:
+        """Post a chunk another invocation handed on (the fan-out worker); never splits it again."""
+        if chunk.connection_ids:
+            recipients = list(zip(chunk.socket_ids, chunk.connection_ids, strict=True))
+            return await self._deliver(recipients, chunk.frame)
+        resolved = await self._resolver.connection_ids(chunk.app_id, chunk.socket_ids)
+        unknown = tuple(s for s in chunk.socket_ids if s not in resolved)
+        delivery = await self._deliver([(s, resolved[s]) for s in chunk.socket_ids if s in resolved], chunk.frame)
+        return Delivery(sent=delivery.sent, gone=unknown + delivery.gone, failed=delivery.failed)
+
+    async def _deliver(self, recipients: Sequence[tuple[SocketId, str]], frame: bytes) -> Delivery:
+        outcomes = await asyncio.gather(*(self.post(cid, frame) for _, cid in recipients))
+        gone = tuple(s for (s, _), o in zip(recipients, outcomes, strict=True) if o is Outcome.GONE)
+        sent = sum(o is Outcome.SENT for o in outcomes)
+        return Delivery(sent=sent, gone=gone, failed=len(outcomes) - sent - len(gone))
+
+    async def disconnect(self, app_id: AppId, socket_id: SocketId, code: int, reason: str) -> None:
+        """``DeleteConnection``: API Gateway always closes with 1000 (PROTOCOL.md §6.2), so the Pusher code
+        reaches the client only as the ``pusher:error`` frame the engine sent before. Gone already: done."""
+        connection_id = (await self._resolver.connection_ids(app_id, (socket_id,))).get(socket_id)
+        if connection_id is None:
+            return
+        outcome, problem = await self._call("delete_connection", connection_id)
+        if outcome is Outcome.FAILED:
+            raise StoreUnavailable(f"DeleteConnection of socket {socket_id} failed: {problem}")
+
+    async def close(self) -> None:
+        await self._aws.close()
+
+    async def check_health(self) -> bool:
+        """Always ``True``: the management API has no free health call (a probe would be a billed request);
+        failures surface in ``Delivery.failed`` and ``StoreUnavailable`` instead."""
+        return True
