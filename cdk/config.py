@@ -71,6 +71,8 @@ class DeployConfig:
     # A custom domain for the CloudFront host (needs an ACM certificate in us-east-1); DNS is yours to point.
     domain_name: str | None = None
     certificate_arn: str | None = None
+    # Bump to make a deploy re-read the app secrets from Secrets Manager (see cdk/components/apps.py).
+    apps_revision: str = "1"
 
 
 def _flag(value: Any, name: str) -> bool:
@@ -171,4 +173,5 @@ def from_context(get: Any) -> DeployConfig:
         ),
         domain_name=str(domain_name) if domain_name else None,
         certificate_arn=str(certificate_arn) if certificate_arn else None,
+        apps_revision=str(value("apps_revision", defaults.apps_revision)),
     )

@@ -101,7 +101,11 @@ FUNCTIONS: dict[str, FunctionSpec] = {
         fans_out=True,
     ),
     "webhooks": FunctionSpec(
-        "functions.webhooks.handler.handler", "delivers signed webhooks from the SQS queue", 512, 60
+        "functions.webhooks.handler.handler",
+        "delivers signed webhooks from the SQS queue (a failed delivery is re-queued with a delay)",
+        512,
+        60,
+        enqueues=True,
     ),
     "sweep": FunctionSpec(
         "functions.sweep.handler.handler",
@@ -113,7 +117,8 @@ FUNCTIONS: dict[str, FunctionSpec] = {
         fans_out=True,
     ),
 }
-SWEEP_EVERY = cdk.Duration.minutes(5)
+# docs/aws.md: a ghost connection lives at most ~6 minutes when nothing is posted to it.
+SWEEP_EVERY = cdk.Duration.minutes(1)
 SERVICE_NAME = "sockless"
 
 
@@ -151,6 +156,9 @@ class SocklessStack(cdk.Stack):
             "SOCKLESS_APPS": self.app_secrets.apps_json(),
             "POWERTOOLS_SERVICE_NAME": SERVICE_NAME,
             "POWERTOOLS_METRICS_NAMESPACE": POWERTOOLS_NAMESPACE,
+            # CloudFormation resolves the secrets only when the function changes: bumping this (-c
+            # apps_revision=N) makes a deploy pick up a changed secret value. Not SOCKLESS_*: not a setting.
+            "APPS_REVISION": config.apps_revision,
         }
         self.functions: dict[str, SocklessFunction] = {}
         for name, spec in FUNCTIONS.items():

@@ -18,7 +18,8 @@ from constructs import Construct
 from cdk.components.network import Network
 
 # The calls DynamoDBChannelStore makes (single items, conditional/atomic updates, queries by partition,
-# batched deletes and the transactions that keep presence counts exact). No Scan, no table admin.
+# batched deletes). TransactWriteItems has no IAM action of its own: each item in a transaction is
+# authorized as the Put/Update/Delete it is. No Scan, no table administration.
 DYNAMODB_DATA_ACTIONS = (
     "dynamodb:GetItem",
     "dynamodb:BatchGetItem",
@@ -27,8 +28,6 @@ DYNAMODB_DATA_ACTIONS = (
     "dynamodb:DeleteItem",
     "dynamodb:BatchWriteItem",
     "dynamodb:Query",
-    "dynamodb:TransactWriteItems",
-    "dynamodb:ConditionCheckItem",
 )
 VALKEY_PORTS = (6379, 6380)  # 6380: the serverless cache's reader endpoint (reads from replicas)
 

@@ -19,11 +19,13 @@ from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from cdk.components.access_logs import access_logs
+from shared.protocol import frames
 from cdk.components.functions import retention
 
 ROUTE_SELECTION = "$request.body.event"
 PING_ROUTE_KEY = "pusher:ping"
-PONG_FRAME = json.dumps({"event": "pusher:pong", "data": {}}, separators=(",", ":"))
+# The engine's own pong, byte for byte (what the local server and the Lambda path answer).
+PONG_FRAME = frames.PONG.decode()
 # API Gateway's own variables, one JSON object per connect/message/disconnect.
 ACCESS_LOG_FORMAT = json.dumps(
     {

@@ -1,0 +1,148 @@
+"""The Lambda functions: entry points that exist, runtime and sizing, logs, async behaviour, and an
+environment that the handlers' own settings model accepts."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+from typing import Any
+
+import pytest
+
+from cdk.stack import FUNCTIONS
+from shared.settings import Settings
+from tests.cdk.conftest import Synth, render, synthesize
+
+HANDLERS = {name: spec.handler for name, spec in FUNCTIONS.items()}
+
+
+@pytest.mark.parametrize("name", sorted(FUNCTIONS))
+def test_every_handler_is_a_callable_in_the_functions_package(name: str) -> None:
+    module, _, attribute = FUNCTIONS[name].handler.rpartition(".")
+    assert callable(getattr(importlib.import_module(module), attribute))
+
+
+def test_the_deployment_has_the_functions_of_the_aws_design(either: Synth) -> None:
+    deployed = {f["Properties"]["Handler"] for f in either.of_type("AWS::Lambda::Function").values()}
+    # CDK's own helpers (e.g. the VPC default-security-group restriction) are not sockless functions.
+    assert set(HANDLERS.values()) <= deployed
+    assert len(deployed - set(HANDLERS.values())) == (1 if either.stack.config.store == "valkey" else 0)
+
+
+@pytest.mark.parametrize("name", sorted(FUNCTIONS))
+def test_functions_run_python_3_11_on_arm64_with_their_sizing(dynamodb: Synth, name: str) -> None:
+    spec = FUNCTIONS[name]
+    _, function = dynamodb.function(spec.handler)
+    props = function["Properties"]
+    assert props["Runtime"] == "python3.11"
+    assert props["Architectures"] == ["arm64"]
+    assert props["MemorySize"] == spec.memory_mb
+    assert props["Timeout"] == spec.timeout_seconds
+
+
+def test_all_functions_share_one_code_asset(either: Synth) -> None:
+    keys = {json.dumps(either.function(h)[1]["Properties"]["Code"], sort_keys=True) for h in HANDLERS.values()}
+    assert len(keys) == 1
+
+
+@pytest.mark.parametrize("name", sorted(FUNCTIONS))
+def test_each_function_logs_to_its_own_group_with_retention(dynamodb: Synth, name: str) -> None:
+    _, function = dynamodb.function(HANDLERS[name])
+    group = function["Properties"]["LoggingConfig"]["LogGroup"]["Ref"]
+    assert dynamodb.resources[group]["Properties"]["RetentionInDays"] == 30
+    # ...and may write there, and nowhere else.
+    [logs] = [s for s in dynamodb.statements(HANDLERS[name]) if str(s["Action"]).startswith("['logs:")]
+    assert logs["Resource"] == {"Fn::GetAtt": [group, "Arn"]}
+
+
+def test_log_retention_is_a_deploy_option() -> None:
+    synth = synthesize({"log_retention_days": 7})
+    retentions = {g["Properties"].get("RetentionInDays") for g in synth.of_type("AWS::Logs::LogGroup").values()}
+    assert retentions == {7}
+
+
+@pytest.mark.parametrize("name", ["welcome", "fanout"])
+def test_asynchronous_functions_retry_inside_the_invocation_not_a_minute_later(dynamodb: Synth, name: str) -> None:
+    function_id, _ = dynamodb.function(HANDLERS[name])
+    dynamodb.template.has_resource_properties(
+        "AWS::Lambda::EventInvokeConfig",
+        {"FunctionName": {"Ref": function_id}, "MaximumRetryAttempts": 0, "MaximumEventAgeInSeconds": 60},
+    )
+
+
+def test_fanout_has_reserved_concurrency_so_a_runaway_cannot_starve_the_account(dynamodb: Synth) -> None:
+    reserved = {
+        f["Properties"]["Handler"]: f["Properties"].get("ReservedConcurrentExecutions")
+        for f in dynamodb.of_type("AWS::Lambda::Function").values()
+    }
+    assert reserved.pop(HANDLERS["fanout"]) == 50
+    assert set(reserved.values()) == {None}
+
+
+def test_fanout_reservation_can_be_changed_or_dropped_for_small_accounts() -> None:
+    synth = synthesize({"fanout_reserved_concurrency": 0})
+    _, fanout = synth.function(HANDLERS["fanout"])
+    assert "ReservedConcurrentExecutions" not in fanout["Properties"]
+
+
+def test_the_sweep_runs_every_minute(either: Synth) -> None:
+    function_id, _ = either.function(HANDLERS["sweep"])
+    _, rule = either.one("AWS::Events::Rule", ScheduleExpression="rate(1 minute)")
+    [target] = rule["Properties"]["Targets"]
+    assert target["Arn"] == {"Fn::GetAtt": [function_id, "Arn"]}
+    assert target["RetryPolicy"]["MaximumRetryAttempts"] == 0
+
+
+def _settings_from(environment: dict[str, Any]) -> Settings:
+    """Build the handlers' Settings from a function's environment as Lambda would hand it over."""
+    variables = {name: render(value) for name, value in environment.items()}
+    with pytest.MonkeyPatch.context() as patch:
+        for name in [n for n in os.environ if n.startswith("SOCKLESS_")]:
+            patch.delenv(name)
+        for name, value in variables.items():
+            patch.setenv(name, value)
+        return Settings()
+
+
+@pytest.mark.parametrize("name", sorted(FUNCTIONS))
+def test_the_environment_is_exactly_what_the_handlers_settings_accept(either: Synth, name: str) -> None:
+    """shared/settings.py forbids unknown keys: a misspelt or stale variable fails the handler at its first
+    invocation. Every function's environment must load, with the drivers the variant implies."""
+    settings = _settings_from(either.environment(HANDLERS[name]))
+    if either.stack.config.store == "valkey":
+        assert settings.store.driver == "redis"
+        assert settings.store.url is not None and settings.store.url.startswith("rediss://")
+    else:
+        assert settings.store.driver == "dynamodb"
+        assert settings.store.table_name is not None
+    assert settings.queue.driver == "sqs"
+    assert [app.key for app in settings.apps] == ["sockless-app-key"]
+
+
+def test_functions_that_post_know_the_management_endpoint_not_the_cloudfront_host(either: Synth) -> None:
+    api_id, _ = either.one("AWS::ApiGatewayV2::Api", ProtocolType="WEBSOCKET")
+    for name, spec in FUNCTIONS.items():
+        env = either.environment(spec.handler)
+        if spec.posts:
+            assert render(env["SOCKLESS_AWS__MANAGEMENT_ENDPOINT_URL"]) == (
+                f"https://<{api_id}>.execute-api.<AWS::Region>.<AWS::URLSuffix>/prod"
+            )
+        else:
+            assert "SOCKLESS_AWS__MANAGEMENT_ENDPOINT_URL" not in env, name
+
+
+def test_connect_knows_the_welcome_function_and_broadcasters_the_fanout(either: Synth) -> None:
+    welcome_id, _ = either.function(HANDLERS["welcome"])
+    fanout_id, _ = either.function(HANDLERS["fanout"])
+    assert either.environment(HANDLERS["connect"])["SOCKLESS_AWS__WELCOME_FUNCTION"] == {"Ref": welcome_id}
+    for name, spec in FUNCTIONS.items():
+        env = either.environment(spec.handler)
+        assert (env.get("SOCKLESS_AWS__FANOUT_FUNCTION") == {"Ref": fanout_id}) is spec.fans_out, name
+
+
+def test_powertools_logs_and_metrics_are_named(either: Synth) -> None:
+    for handler in HANDLERS.values():
+        env = either.environment(handler)
+        assert env["POWERTOOLS_SERVICE_NAME"] == "sockless"
+        assert env["POWERTOOLS_METRICS_NAMESPACE"] == "Sockless"
