@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 
 from pydantic import ValidationError
@@ -24,7 +25,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
-    return load_settings(args.config, host=args.host, port=args.port, metrics_port=args.metrics_port)
+    # SOCKLESS_CONFIG names the file when --config is not given (as in Lambda and containers).
+    config = args.config or os.environ.get("SOCKLESS_CONFIG") or None
+    return load_settings(config, host=args.host, port=args.port, metrics_port=args.metrics_port)
 
 
 def _describe(exc: ValidationError) -> str:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
+from contextvars import ContextVar
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -258,8 +261,21 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # The config file arrives as init kwargs; the environment must win over it.
-        return (env_settings, init_settings)
+        # The config file arrives as init kwargs; the environment wins over it and CLI flags over both.
+        return (_FlagSource(settings_cls), env_settings, init_settings)
+
+
+_FLAGS: ContextVar[Mapping[str, Any]] = ContextVar("sockless_cli_flags", default=MappingProxyType({}))
+
+
+class _FlagSource(PydanticBaseSettingsSource):
+    """Command-line flags (``--port`` ...): the most specific setting a user can give, so they win."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return _FLAGS.get().get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(_FLAGS.get())
 
 
 class ConfigFileError(ValueError):
@@ -267,7 +283,8 @@ class ConfigFileError(ValueError):
 
 
 def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Settings:
-    """Read the JSON config file (if any), apply overrides (CLI flags), then let the environment win.
+    """Read the JSON config file (if any), let ``SOCKLESS_*`` variables win over it and ``overrides`` (CLI flags)
+    win over both.
 
     Raises ``ConfigFileError`` or pydantic's ``ValidationError`` (which names the bad field).
     """
@@ -282,5 +299,8 @@ def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Se
         if not isinstance(raw, dict):
             raise ConfigFileError(f"config file {config_file} must hold a JSON object")
         data.update(raw)
-    data.update({k: v for k, v in overrides.items() if v is not None})
-    return Settings(**data)
+    token = _FLAGS.set({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return Settings(**data)
+    finally:
+        _FLAGS.reset(token)

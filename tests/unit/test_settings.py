@@ -124,6 +124,22 @@ def test_overrides_beat_the_file_and_none_means_unset(write_config: Any) -> None
     assert settings.host == "0.0.0.0"
 
 
+def test_command_line_flags_beat_the_environment(write_config: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--port 8000`` is the most specific thing a user can say: it wins over ``SOCKLESS_PORT``."""
+    path = write_config({"port": 6500})
+    monkeypatch.setenv("SOCKLESS_PORT", "7000")
+    assert load_settings(path, port=8000).port == 8000
+    assert load_settings(path).port == 7000
+
+
+def test_cli_reads_the_config_file_named_by_sockless_config(write_config: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from local_server.__main__ import parse_args, settings_from_args
+
+    monkeypatch.setenv("SOCKLESS_CONFIG", str(write_config({"port": 6123})))
+    assert settings_from_args(parse_args([])).port == 6123
+    assert settings_from_args(parse_args(["--port", "6124"])).port == 6124
+
+
 def test_bad_environment_value_names_the_variable_field(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SOCKLESS_WEBHOOKS__DELAY_SECONDS", "soon")
     with pytest.raises(ValidationError) as caught:
