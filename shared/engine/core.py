@@ -10,7 +10,7 @@ import fnmatch
 import secrets
 import time
 from collections.abc import Callable, Collection
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from shared.apps.base import AppStore
 from shared.engine import channels as channel_ops
@@ -36,6 +36,9 @@ from shared.settings import AppConfig
 from shared.store.base import ChannelStore, Connection
 from shared.types import AppId, SocketId
 from shared.webhooks.base import WebhookQueue
+
+if TYPE_CHECKING:
+    from shared.debug.tap import DebugTap
 
 SUPPORTED_PROTOCOLS = range(5, 8)
 
@@ -69,6 +72,7 @@ class Engine:
         webhook_delay_seconds: float = 3.0,
         socket_ids: Callable[[], SocketId] = mint_socket_id,
         clock: Callable[[], float] = time.time,
+        tap: DebugTap | None = None,
     ) -> None:
         self.apps = apps
         self.store = store
@@ -81,6 +85,7 @@ class Engine:
         self.max_frame_bytes = max_frame_bytes
         self._socket_ids = socket_ids
         self.clock = clock
+        self.tap = tap  # the debug console's observer (shared/debug); None unless the console is on
 
     # -- connection lifecycle -------------------------------------------------------------------------
 
@@ -116,16 +121,21 @@ class Engine:
             raise OverConnectionQuota("App is over its connection quota")
         self.metrics.count("new_connections", app.id)
         self.metrics.gauge("connections", app.id, 1)
+        if self.tap is not None:
+            self.tap.connected(app.id, connection.socket_id)
         return connection
 
     def welcome(self, socket_id: SocketId) -> bytes:
         return frames.connection_established(socket_id, self.activity_timeout)
 
-    async def disconnect(self, app: AppConfig, socket_id: SocketId) -> None:
-        """Remove the connection and everything it held, with member_removed/vacated effects. Idempotent."""
+    async def disconnect(self, app: AppConfig, socket_id: SocketId, close_code: int | None = None) -> None:
+        """Remove the connection and everything it held, with member_removed/vacated effects. Idempotent.
+        ``close_code``: the WebSocket close code where the edge knows it (only reported, to the debug tap)."""
         departure = await self.store.remove_connection(app.id, socket_id)
         if departure is None:
             return
+        if self.tap is not None:
+            self.tap.disconnected(app.id, socket_id, close_code, [leave.channel for leave in departure.left])
         self.metrics.count("disconnections", app.id)
         self.metrics.gauge("connections", app.id, -1)
         for leave in departure.left:
@@ -166,6 +176,8 @@ class Engine:
 
     async def refuse(self, app: AppConfig, socket_id: SocketId, exc: PusherError) -> None:
         self.metrics.count("errors", app.id)
+        if self.tap is not None:
+            self.tap.refused(app.id, socket_id, exc.code, exc.message, exc.channel, type(exc).__name__)
         if isinstance(exc, SubscriptionError) and exc.channel is not None:
             await self.send(
                 app, socket_id, frames.subscription_error(exc.channel, exc.error_type, exc.message, exc.status)
@@ -200,6 +212,8 @@ class Engine:
         self, app: AppConfig, channels: Collection[str], event: str, data: Any, except_socket: SocketId | None = None
     ) -> None:
         """Server-side publish (REST): one encoded frame per channel, the same bytes to every subscriber."""
+        if self.tap is not None:
+            self.tap.api_message(app.id, channels, event, data, except_socket)
         for channel in channels:
             await channel_ops.publish_to_channel(self, app, channel, event, data, except_socket)
 
