@@ -290,4 +290,4 @@ class ClusterNode:
         held = {socket_id for socket_id, _ in self.sender.transports()}
         for app_id in sorted(self.store.node_apps):
             live = sorted(await self.store.node_sockets(app_id, self.node_id) & held)
-            await self.store.touch(app_id, live)
+            await self.store.refresh_ttl(app_id, live)

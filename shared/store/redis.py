@@ -11,7 +11,8 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+import time
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from typing import Any, cast
 
 from redis.asyncio import Redis, RedisCluster
@@ -92,6 +93,7 @@ class RedisChannelStore:
         node_id: str | None = None,
         ttl_seconds: int = DEFAULT_TTL_SECONDS,
         owns_client: bool = False,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.client = client
         self.prefix = prefix
@@ -105,8 +107,11 @@ class RedisChannelStore:
         self._unsubscribe = client.register_script(scripts.UNSUBSCRIBE)
         self._channels = client.register_script(scripts.CHANNELS)
         self._online = client.register_script(scripts.ONLINE)
-        self._touch = client.register_script(scripts.TOUCH)
+        self._seen = client.register_script(scripts.SEEN)
+        self._refresh = client.register_script(scripts.REFRESH)
         self.node_apps: set[AppId] = set()  # apps this node has held sockets of (for its node registry)
+        self._known_apps: set[AppId] = set()  # apps already in the global app list
+        self._clock = clock
 
     def _p(self, app_id: AppId) -> str:
         return app_prefix(self.prefix, app_id)
@@ -117,6 +122,8 @@ class RedisChannelStore:
         record: dict[str, str] = {"at": repr(connection.connected_at)}
         if self.node_id is not None:
             record["n"] = self.node_id
+        if connection.connection_id is not None:
+            record["c"] = connection.connection_id
         if connection.user_id is not None:
             record["u"] = connection.user_id
             record["d"] = connection.user_data or ""
@@ -127,13 +134,31 @@ class RedisChannelStore:
             json.dumps(record),
             -1 if max_connections is None else max_connections,
             self.node_id or "",
+            connection.connection_id or "",
+            repr(self._clock()),
         ]
+        app_id = connection.app_id
         with unavailable("add_connection"):
-            added = await self._add(keys=[self._p(connection.app_id)], args=args)
-            if added and self.node_id is not None and connection.app_id not in self.node_apps:
-                await self.client.sadd(self.node_apps_key(self.node_id), connection.app_id)
-                self.node_apps.add(connection.app_id)
-        return bool(added)
+            added = await self._add(keys=[self._p(app_id)], args=args)
+            if not added:
+                return False
+            # Keys outside the app's slot: separate commands, after the decision.
+            if connection.connection_id is not None:
+                await self.client.set(
+                    self._cid_key(connection.connection_id),
+                    f"{app_id}\n{connection.socket_id}",
+                    ex=self.ttl_seconds or None,
+                )
+            if app_id not in self._known_apps:
+                await self.client.sadd(f"{self.prefix}:apps", app_id)
+                self._known_apps.add(app_id)
+            if self.node_id is not None and app_id not in self.node_apps:
+                await self.client.sadd(self.node_apps_key(self.node_id), app_id)
+                self.node_apps.add(app_id)
+        return True
+
+    def _cid_key(self, connection_id: str) -> str:
+        return f"{self.prefix}:cid:{connection_id}"
 
     def _connection(self, app_id: AppId, socket_id: SocketId, raw: bytes | str) -> Connection:
         record = json.loads(raw)
@@ -145,6 +170,7 @@ class RedisChannelStore:
             user_id=UserId(record["u"]) if "u" in record else None,
             user_data=record.get("d"),
             watchlist=watchlist,
+            connection_id=record.get("c"),
         )
 
     async def get_connection(self, app_id: AppId, socket_id: SocketId) -> Connection | None:
@@ -166,8 +192,12 @@ class RedisChannelStore:
         if result is None:
             return None
         raw, offline, left = result
+        connection = self._connection(app_id, socket_id, raw)
+        if connection.connection_id is not None:
+            with unavailable("remove_connection"):
+                await self.client.delete(self._cid_key(connection.connection_id))
         return Departure(
-            connection=self._connection(app_id, socket_id, raw),
+            connection=connection,
             left=tuple(self._leave_result(item) for item in left),
             user_offline=bool(offline),
         )
@@ -310,14 +340,14 @@ class RedisChannelStore:
             records = await self.client.hmget(self._p(app_id) + "conns", list(socket_ids))
         return [None if r is None else float(json.loads(r)["at"]) for r in records]
 
-    async def touch(self, app_id: AppId, socket_ids: Sequence[SocketId], batch: int = 500) -> int:
+    async def refresh_ttl(self, app_id: AppId, socket_ids: Sequence[SocketId], batch: int = 500) -> int:
         """Refresh the TTL of every key the given (live) sockets use; returns how many still exist."""
         alive = 0
-        with unavailable("touch"):
+        with unavailable("refresh_ttl"):
             for start in range(0, max(len(socket_ids), 1), batch):
                 chunk = list(socket_ids[start : start + batch])
                 args: list[str | int] = [self.ttl_seconds, self.node_id or "", *chunk]
-                alive += int(await self._touch(keys=[self._p(app_id)], args=args))
+                alive += int(await self._refresh(keys=[self._p(app_id)], args=args))
             if self.node_id is not None:
                 await self.client.sadd(self.node_apps_key(self.node_id), app_id)
         return alive
@@ -329,6 +359,53 @@ class RedisChannelStore:
                 await self.client.delete(self._p(app_id) + "node:" + node_id)
             else:
                 await self.client.delete(self.node_apps_key(node_id))
+
+    # -- the Lambda path (functions/connections.py ConnectionMap, ApiGatewaySender's resolver) ------------
+
+    async def socket_for_connection(self, connection_id: str) -> tuple[AppId, SocketId] | None:
+        """The (app, socket) an API Gateway connectionId was recorded with (``$default``/``$disconnect``)."""
+        with unavailable("socket_for_connection"):
+            found = await self.client.get(self._cid_key(connection_id))
+        if found is None:
+            return None
+        app_id, _, socket_id = _str(found).partition("\n")
+        return AppId(app_id), SocketId(socket_id)
+
+    async def connection_ids(self, app_id: AppId, socket_ids: Collection[SocketId]) -> dict[SocketId, str]:
+        """connectionIds of sockets; sockets without one are absent from the result (they are gone)."""
+        ids = list(dict.fromkeys(socket_ids))
+        if not ids:
+            return {}
+        with unavailable("connection_ids"):
+            found = await self.client.hmget(self._p(app_id) + "cid", ids)
+        return {socket_id: _str(cid) for socket_id, cid in zip(ids, found, strict=True) if cid is not None}
+
+    async def touch(self, app_id: AppId, socket_id: SocketId) -> bool:
+        """Record a sign of life; ``False`` when the connection is gone."""
+        with unavailable("touch"):
+            seen = await self._seen(keys=[self._p(app_id)], args=[self.ttl_seconds, socket_id, repr(self._clock())])
+        return bool(seen)
+
+    async def stale_connections(self, silent_for: float, limit: int = 100) -> list[Connection]:
+        """Connections with no sign of life (connect or :meth:`touch`) for ``silent_for`` seconds, oldest
+        first; returned again until the caller removes or touches them."""
+        cutoff = self._clock() - silent_for
+        stale: list[Connection] = []
+        with unavailable("stale_connections"):
+            apps = sorted(AppId(_str(a)) for a in await self.client.smembers(f"{self.prefix}:apps"))
+            for app_id in apps:
+                p = self._p(app_id)
+                ids = await self.client.zrangebyscore(p + "seen", "-inf", cutoff, start=0, num=limit - len(stale))
+                if ids:
+                    socket_ids = [SocketId(_str(cast(bytes, i))) for i in ids]
+                    records = await self.client.hmget(p + "conns", socket_ids)
+                    stale += [self._connection(app_id, s, r) for s, r in zip(socket_ids, records, strict=True) if r]
+                    gone = [s for s, r in zip(socket_ids, records, strict=True) if not r]
+                    if gone:
+                        await self.client.zrem(p + "seen", *gone)
+                if len(stale) >= limit:
+                    break
+        return stale
 
     # -- lifecycle -------------------------------------------------------------------------------------
 

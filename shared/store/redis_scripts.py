@@ -6,7 +6,10 @@ a script touch them together on Redis Cluster and ElastiCache Serverless (cluste
 
 Keys under the prefix ``P``:
 
-- ``P conns``        hash  socket id -> connection record (JSON of strings: at, n(ode), u(ser), d(ata), w(atchlist))
+- ``P conns``        hash  socket id -> connection record (JSON of strings: at, n(ode), c(onnectionId), u(ser),
+  d(ata), w(atchlist))
+- ``P seen``         zset  socket id -> last sign of life (seconds), for the Lambda path's stale sweep
+- ``P cid``          hash  socket id -> API Gateway connectionId (Lambda path only)
 - ``P sn``           hash  socket id -> node id (routing for cross-node fan-out; local server only)
 - ``P node:<node>``  set   the node's socket ids (what a peer removes when the node's lease expires)
 - ``P ch:<channel>`` hash  socket id -> "" or "=<user id>" (the presence member the socket joined as)
@@ -18,8 +21,11 @@ Keys under the prefix ``P``:
 - ``P w:<user>``     set   sockets whose watchlist holds the user
 - ``P cache:<channel>`` string, the last event of a cache channel, with its own TTL
 
+Two keys live outside the apps' slots, written by separate commands: ``<prefix>:cid:<connectionId>``
+(-> app and socket id, for ``$disconnect`` on Lambda) and ``<prefix>:apps`` (the apps the sweep visits).
+
 Every key a script writes gets ``EXPIRE ttl`` (when ttl > 0), so state nobody writes any more disappears;
-live nodes refresh the keys of their own sockets with ``TOUCH``.
+live nodes refresh the keys of their own sockets with ``REFRESH``.
 """
 
 from __future__ import annotations
@@ -62,7 +68,8 @@ local function unwatch(sid, c)
 end
 """
 
-# ARGV: ttl, socket id, record JSON, max connections (-1: none), node id ("" on Lambda)
+# ARGV: ttl, socket id, record JSON, max connections (-1: none), node id ("" on Lambda),
+#       API Gateway connectionId ("" on the local server), now (seconds)
 ADD_CONNECTION = (
     _PRELUDE
     + """
@@ -73,6 +80,12 @@ if max >= 0 and redis.call('HEXISTS', conns, sid) == 0 and redis.call('HLEN', co
 end
 redis.call('HSET', conns, sid, ARGV[3])
 touch(conns)
+redis.call('ZADD', P .. 'seen', ARGV[7], sid)
+touch(P .. 'seen')
+if ARGV[6] ~= '' then
+  redis.call('HSET', P .. 'cid', sid, ARGV[6])
+  touch(P .. 'cid')
+end
 if node ~= '' then
   redis.call('HSET', P .. 'sn', sid, node)
   touch(P .. 'sn')
@@ -119,6 +132,8 @@ local conns = P .. 'conns'
 local rec = redis.call('HGET', conns, sid)
 if not rec then return false end
 redis.call('HDEL', conns, sid)
+redis.call('ZREM', P .. 'seen', sid)
+redis.call('HDEL', P .. 'cid', sid)
 local c = cjson.decode(rec)
 if c.n then
   redis.call('HDEL', P .. 'sn', sid)
@@ -217,9 +232,20 @@ return out
 """
 )
 
+# ARGV: ttl, socket id, now (seconds) -> 1, or 0 when the connection is gone
+SEEN = (
+    _PRELUDE
+    + """
+if redis.call('HEXISTS', P .. 'conns', ARGV[2]) == 0 then return 0 end
+redis.call('ZADD', P .. 'seen', ARGV[3], ARGV[2])
+touch(P .. 'seen')
+return 1
+"""
+)
+
 # ARGV: ttl, node id ("" for none), socket ids... -> how many of them still exist
 # Refreshes the TTL of every key a live socket needs, so long-lived idle sockets never lose their state.
-TOUCH = (
+REFRESH = (
     _PRELUDE
     + """
 local conns = P .. 'conns'
@@ -232,6 +258,8 @@ local function once(key)
 end
 once(conns)
 once(P .. 'chans')
+once(P .. 'seen')
+once(P .. 'cid')
 if ARGV[2] ~= '' then
   once(P .. 'sn')
   once(P .. 'node:' .. ARGV[2])

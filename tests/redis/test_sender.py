@@ -1,0 +1,169 @@
+"""``RedisSender`` routing on a real Redis: each remote socket is reached through the one node that holds it,
+nodes without recipients hear nothing, and a Redis outage never stops delivery to local sockets.
+
+Three senders in one process stand for three nodes; their transports record what they would have written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
+
+import pytest
+from redis.asyncio import Redis
+
+from shared.sender.redis import RedisSender
+from shared.store.base import Connection
+from shared.store.redis import RedisChannelStore, connect_redis
+from shared.types import AppId, SocketId
+from tests.redis.backend import REDIS_URL, redis_client, unique_prefix
+from tests.serverproc import free_port
+
+pytestmark = pytest.mark.redis
+
+APP = AppId("app-1")
+
+
+@dataclass
+class Recorder:
+    """The transport boundary: what the WebSocket would have been sent, and how it was closed."""
+
+    frames: list[bytes] = field(default_factory=list)
+    closed: tuple[int, str] | None = None
+
+    def write(self, frame: bytes) -> None:
+        self.frames.append(frame)
+
+    async def close(self, code: int, reason: str) -> None:
+        self.closed = (code, reason)
+
+
+@dataclass
+class Node:
+    sender: RedisSender
+    store: RedisChannelStore
+    client: Redis
+    task: asyncio.Task[None]
+
+    async def hold(self, socket_id: str) -> Recorder:
+        """A socket connected to this node: recorded in the store, registered with the sender."""
+        sid = SocketId(socket_id)
+        await self.store.add_connection(Connection(app_id=APP, socket_id=sid, connected_at=time.time()), None)
+        recorder = Recorder()
+        self.sender.register(sid, recorder)
+        return recorder
+
+
+@contextlib.asynccontextmanager
+async def nodes(count: int) -> AsyncIterator[list[Node]]:
+    prefix = unique_prefix()
+    async with redis_client(prefix):
+        started: list[Node] = []
+        try:
+            for n in range(count):
+                client = connect_redis(REDIS_URL)
+                store = RedisChannelStore(client, prefix=prefix, node_id=f"n{n}")
+                sender = RedisSender(client, store, node_id=f"n{n}", prefix=prefix)
+                started.append(Node(sender, store, client, asyncio.create_task(sender.listen())))
+            deadline = time.monotonic() + 5
+            while not all(n.sender.listening for n in started):
+                assert time.monotonic() < deadline, "listeners did not subscribe"
+                await asyncio.sleep(0.01)
+            yield started
+        finally:
+            for node in started:
+                node.task.cancel()
+                await asyncio.gather(node.task, return_exceptions=True)
+                await node.client.aclose()
+
+
+async def eventually(check: Callable[[], bool], timeout: float = 3.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.01)
+
+
+async def test_broadcast_reaches_each_socket_once_through_the_node_holding_it() -> None:
+    async with nodes(3) as (a, b, c):
+        here, there, also_there = await a.hold("1.1"), await b.hold("2.2"), await b.hold("2.3")
+        ids = [SocketId("1.1"), SocketId("2.2"), SocketId("2.3")]
+
+        delivery = await a.sender.broadcast(APP, ids, b"frame-1")
+
+        assert delivery.sent == 3
+        assert delivery.gone == ()
+        assert here.frames == [b"frame-1"]
+        await eventually(lambda: there.frames == [b"frame-1"] and also_there.frames == [b"frame-1"])
+        # One message for node b (both its sockets), none for node c.
+        assert a.sender.published == 1
+        assert b.sender.relayed == 2
+        await asyncio.sleep(0.2)
+        assert c.sender.relayed == 0
+
+
+async def test_broadcast_skips_the_excepted_socket_wherever_it_is() -> None:
+    async with nodes(2) as (a, b):
+        mine, theirs = await a.hold("1.1"), await b.hold("2.2")
+        await a.sender.broadcast(APP, [SocketId("1.1"), SocketId("2.2")], b"x", except_socket=SocketId("2.2"))
+        await a.sender.broadcast(APP, [SocketId("1.1"), SocketId("2.2")], b"y", except_socket=SocketId("1.1"))
+        await eventually(lambda: theirs.frames == [b"y"])
+        assert mine.frames == [b"x"]
+
+
+async def test_sockets_no_node_holds_are_reported_gone() -> None:
+    async with nodes(2) as (a, b):
+        await b.hold("2.2")
+        delivery = await a.sender.broadcast(APP, [SocketId("2.2"), SocketId("9.9")], b"x")
+        assert delivery.gone == (SocketId("9.9"),)
+        assert delivery.sent == 1
+
+
+async def test_a_node_asked_to_deliver_to_a_socket_it_lost_reports_it_gone() -> None:
+    async with nodes(2) as (a, b):
+        await b.hold("2.2")
+        b.sender.unregister(SocketId("2.2"))  # closed on node b, not yet removed from the store
+        lost: list[tuple[AppId, list[SocketId]]] = []
+
+        async def on_gone(app_id: AppId, sockets: Sequence[SocketId]) -> None:
+            lost.append((app_id, list(sockets)))
+
+        b.sender.on_gone = on_gone
+        await a.sender.broadcast(APP, [SocketId("2.2")], b"x")
+        await eventually(lambda: lost == [(APP, [SocketId("2.2")])])
+
+
+async def test_disconnect_is_routed_to_the_node_holding_the_socket() -> None:
+    async with nodes(2) as (a, b):
+        remote = await b.hold("2.2")
+        await a.sender.disconnect(APP, SocketId("2.2"), 4009, "Connection terminated by the app")
+        await eventually(lambda: remote.closed == (4009, "Connection terminated by the app"))
+
+
+async def test_send_to_a_remote_socket_is_routed() -> None:
+    async with nodes(2) as (a, b):
+        remote = await b.hold("2.2")
+        assert await a.sender.send(APP, SocketId("2.2"), b"one")
+        assert not await a.sender.send(APP, SocketId("8.8"), b"nobody")
+        await eventually(lambda: remote.frames == [b"one"])
+
+
+async def test_local_sockets_keep_getting_frames_while_redis_is_unreachable() -> None:
+    client = connect_redis(f"redis://127.0.0.1:{free_port()}/0")
+    store = RedisChannelStore(client, prefix=unique_prefix(), node_id="n0")
+    sender = RedisSender(client, store, node_id="n0", prefix="x")
+    local = Recorder()
+    sender.register(SocketId("1.1"), local)
+    try:
+        delivery = await sender.broadcast(APP, [SocketId("1.1"), SocketId("2.2")], b"x")
+        assert local.frames == [b"x"]
+        assert delivery.sent == 1
+        assert delivery.failed == 1
+        assert delivery.gone == ()
+        assert sender.errors == 1
+        assert await sender.check_health() is False
+    finally:
+        await client.aclose()
