@@ -16,8 +16,8 @@ from shared.limits.base import RateLimiter
 from shared.settings import AppConfig, WebhookEventType
 from shared.webhooks.base import DELAYED_EVENTS, RETURNING_EVENTS, WebhookJob, WebhookQueue
 
-# An arrival probes the marker with a window this short, so probing leaves nothing behind in practice.
-_PROBE_WINDOW_SECONDS = 0.001
+# ``hit(key, 1, 0)`` only tells whether a window is open; it never opens one (RateLimiter contract).
+_PROBE_WINDOW_SECONDS = 0.0
 _UNLIMITED = 2**31
 
 

@@ -7,7 +7,11 @@ from typing import Protocol
 
 class RateLimiter(Protocol):
     async def hit(self, key: str, limit: int, window_seconds: float) -> bool:
-        """Count one hit on ``key``; ``False`` when the window already holds ``limit`` hits (not counted)."""
+        """Count one hit on ``key``; ``False`` when the window already holds ``limit`` hits (not counted).
+
+        ``hit(key, 1, 0)`` is a probe: ``False`` iff a window is open on ``key``; it opens none and leaves
+        nothing behind (the webhook debounce reads the markers of pending departures this way).
+        """
 
     async def close(self) -> None: ...
 

@@ -44,7 +44,7 @@ class RedisRateLimiter:
         self.failures = 0
 
     async def hit(self, key: str, limit: int, window_seconds: float) -> bool:
-        window_ms = max(int(window_seconds * 1000), 1)
+        window_ms = max(int(window_seconds * 1000), 0)  # PEXPIRE 0 deletes the key: a 0 s window is a probe
         try:
             return bool(await self._hit(keys=[f"{self.prefix}:rl:{key}"], args=[limit, window_ms]))
         except (RedisError, OSError) as exc:

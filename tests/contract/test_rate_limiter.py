@@ -45,3 +45,14 @@ async def test_limit_holds_under_concurrent_hits(rate_limiter: RateLimiter) -> N
 
 async def test_check_health(rate_limiter: RateLimiter) -> None:
     assert await rate_limiter.check_health() is True
+
+
+async def test_a_zero_second_window_probes_without_opening_one(rate_limiter: RateLimiter) -> None:
+    """``hit(key, 1, 0)`` is False iff a window is open, and leaves nothing behind: a window opened right
+    after a probe is a full one (the webhook debounce probes pending departures this way)."""
+    assert await rate_limiter.hit("marker", 1, 0)
+    assert await rate_limiter.hit("marker", 1, 0)  # the first probe opened nothing
+    assert await rate_limiter.hit("marker", 1, 10.0)
+    await asyncio.sleep(0.05)
+    assert not await rate_limiter.hit("marker", 1, 0)
+    assert not await rate_limiter.hit("marker", 1, 10.0)

@@ -648,11 +648,6 @@ async def test_rejoin_within_the_delay_after_a_while_emits_no_second_occupied(ha
     ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="emitter debounce: a departure within 1 ms of the arrival's probe lands in the probe's 1 ms limiter "
-    "window, so the departure marker expires after 1 ms and the rejoin is emitted again",
-)
 async def test_quick_subscribe_unsubscribe_subscribe_emits_one_occupied(harness: Harness) -> None:
     """React StrictMode mounts twice: subscribe, unsubscribe and subscribe arrive back to back."""
     client = await full(harness)
