@@ -10,6 +10,7 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from local_server import debug
 from local_server.transport import WsTransport
 from shared.errors import FrameError, OverCapacity, PathNotFound, PusherError
 from shared.http_api import openapi
@@ -86,7 +87,7 @@ async def websocket(request: web.Request) -> web.StreamResponse:
         log.exception("websocket handler failed for %s", socket_id)
     finally:
         sender.unregister(socket_id)
-        await engine.disconnect(app, socket_id)
+        await engine.disconnect(app, socket_id, close_code=ws.close_code)
     return ws
 
 
@@ -97,8 +98,11 @@ async def rest(request: web.Request) -> web.Response:
         return _json(413, {"error": "Request body too large"})
     # read(n) returns what is buffered, not n bytes: loop, or a body split across TCP segments arrives cut.
     body = bytearray()
-    while len(body) <= max_body and (chunk := await request.content.read(max_body + 1 - len(body))):
-        body += chunk
+    try:
+        while len(body) <= max_body and (chunk := await request.content.read(max_body + 1 - len(body))):
+            body += chunk
+    except web.RequestPayloadError:  # e.g. "Content-Encoding: gzip" on a body that is not gzip
+        return _json(400, {"error": "Request body could not be decoded"})
     response = await services.rest.handle(
         HttpRequest(
             method=request.method,
@@ -187,6 +191,8 @@ def create_app(services: Services, sender: LocalSender) -> web.Application:
     app.router.add_get("/up/{app_id}", health)
     app.router.add_get("/", root)
     app.router.add_get("/openapi.json", openapi_json)
+    if services.settings.debug_console:
+        debug.mount(app, services)  # GET /debug (docs/debug-console.md)
     app.router.add_route("*", "/{tail:[\\s\\S]*}", not_found)
     app.cleanup_ctx.append(_start_background)
     return app
