@@ -83,6 +83,7 @@ class Bad:
     skip_md5: bool = False
     extra: dict[str, str] = field(default_factory=dict)  # added to the query after signing
     signed_params: dict[str, str] = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=dict)
 
     def url(self, base: str) -> str:
         if self.unsigned:
@@ -186,6 +187,9 @@ CASES = [
     pytest.param(Bad(404, "Not found", event(), path=f"/apps/{APP.id}/nope"), id="unknown-path"),
     pytest.param(Bad(405, "Method not allowed", b"", method="GET"), id="get-on-events"),
     pytest.param(Bad(413, "Request body too large", b"x" * (1024 * 1024 + 1)), id="body-over-1mb"),
+    pytest.param(
+        Bad(400, "could not be decoded", event(), headers={"Content-Encoding": "gzip"}), id="body-not-gzip-as-claimed"
+    ),
     # -- the other endpoints --------------------------------------------------------------------------------
     pytest.param(
         Bad(
@@ -270,7 +274,7 @@ CASES = [
 
 
 async def _send(http: aiohttp.ClientSession, server: ServerProcess, case: Bad) -> tuple[int, str, Any]:
-    async with http.request(case.method, case.url(server.url), data=case.body) as resp:
+    async with http.request(case.method, case.url(server.url), data=case.body, headers=case.headers) as resp:
         return resp.status, resp.content_type, await resp.json(content_type=None)
 
 
