@@ -19,11 +19,13 @@ import threading
 from collections.abc import Coroutine, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from shared.services import Services, build_services
+from shared.services import Services, build_services, create_store
 from shared.settings import Settings, load_settings
 
 if TYPE_CHECKING:
     from functions.connections import Connections
+    from shared.sender.apigateway import FanoutChunk
+    from shared.sender.base import Sender
     from shared.webhooks.targets import Targets
 
 log = logging.getLogger("sockless.lambda")
@@ -66,7 +68,8 @@ class Container:
             self._session = boto3.session.Session(region_name=self.settings.aws.region)
         return self._session
 
-    def client(self, service: str, endpoint_url: str | None = None, **config: Any) -> Any:
+    def client(self, service: str, endpoint_url: str | None = None, region: str | None = None, **config: Any) -> Any:
+        """A boto3 client, built once per container (thread-safe to use once built)."""
         key = (service, endpoint_url)
         with self._lock:
             client = self._clients.get(key)
@@ -74,7 +77,10 @@ class Container:
                 from botocore.config import Config
 
                 client = self._clients[key] = self.session().client(
-                    service, endpoint_url=endpoint_url, config=Config(**config) if config else None
+                    service,
+                    endpoint_url=endpoint_url,
+                    region_name=region or self.settings.aws.region,
+                    config=Config(**config) if config else None,
                 )
             return client
 
@@ -149,19 +155,53 @@ class Container:
         return self._connections
 
     def _build(self) -> Services:
-        from functions.drivers import build_sender
+        """The Lambda composition: DynamoDB store and limiter, SQS queue, API Gateway sender (its fan-out
+        chunks invoke the fan-out function). Other drivers (a Redis store) go through ``create_store``."""
+        settings = self.settings
+        store_settings, queue_settings = settings.store, settings.queue
+        store: Any = None
+        limiter: Any = None
+        queue: Any = None
+        if store_settings.driver == "dynamodb":
+            from shared.limits.dynamodb import DynamoDBRateLimiter
+            from shared.store.dynamodb import DynamoDBChannelStore
 
-        return build_services(self.settings, sender=build_sender(self), **self.driver_clients())
+            table = store_settings.table_name
+            if not table:
+                raise ConfigurationError("SOCKLESS_STORE__TABLE_NAME is required by the dynamodb store")
+            dynamodb = self.client(
+                "dynamodb", store_settings.endpoint_url, store_settings.region, max_pool_connections=64
+            )
+            store = DynamoDBChannelStore(
+                table,
+                client=dynamodb,
+                max_connection_seconds=settings.aws.max_connection_seconds,
+                sweep_bucket_seconds=settings.aws.sweep_bucket_seconds,
+            )
+            limiter = DynamoDBRateLimiter(table, client=dynamodb)
+        if queue_settings.driver == "sqs":
+            from shared.webhooks.sqs import SqsWebhookQueue
 
-    def driver_clients(self) -> dict[str, Any]:
-        """boto3 clients for the store and queue drivers, with the endpoints the settings name."""
-        clients: dict[str, Any] = {}
-        store, queue = self.settings.store, self.settings.queue
-        if store.driver == "dynamodb":
-            clients["dynamodb"] = self.client("dynamodb", store.endpoint_url, max_pool_connections=64)
-        if queue.driver == "sqs":
-            clients["sqs"] = self.client("sqs", queue.endpoint_url)
-        return clients
+            if not queue_settings.queue_url:
+                raise ConfigurationError("SOCKLESS_QUEUE__QUEUE_URL is required by the sqs queue")
+            sqs = self.client("sqs", queue_settings.endpoint_url, queue_settings.region)
+            queue = SqsWebhookQueue(queue_settings.queue_url, client=sqs)
+        if store is None:
+            store = create_store(store_settings)
+        sender = self._sender(store)
+        return build_services(settings, sender=sender, store=store, queue=queue, limiter=limiter)
+
+    def _sender(self, resolver: Any) -> Sender:
+        from shared.sender.apigateway import ApiGatewaySender
+
+        offload = self._offload if self.settings.aws.fanout_function else None
+        return ApiGatewaySender(
+            resolver, client=self.management(), offload=offload, chunk_size=self.settings.aws.fanout_chunk_size
+        )
+
+    async def _offload(self, chunk: FanoutChunk) -> None:
+        """A chunk of a large broadcast goes to a parallel invocation of the fan-out function."""
+        await asyncio.to_thread(self.invoke_event, self.settings.aws.fanout_function, chunk.to_dict(), "fan-out")
 
     def close(self) -> None:
         """Release the drivers and the loop (Lambda never does; tests and the emulator do)."""

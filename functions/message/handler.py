@@ -6,13 +6,12 @@ A frame from a connection the store does not know (already removed by ``$disconn
 
 from __future__ import annotations
 
-import base64
 import logging
 from typing import Any
 
 from functions.runtime import Container, container
 from shared.errors import FrameError
-from shared.types import AppId, SocketId
+from shared.sender.apigateway import ApiGatewaySender, FanoutChunk
 
 log = logging.getLogger("sockless.message")
 
@@ -38,20 +37,21 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return OK
 
 
-async def _fanout(current: Container, event: dict[str, Any]) -> dict[str, Any]:
+async def _fanout(current: Container, event: dict[str, Any]) -> dict[str, int]:
     services = current.services
-    app = await services.apps.by_id(str(event["app_id"]))
-    if app is None:
-        return {"sent": 0}
-    sockets = [SocketId(s) for s in event["socket_ids"]]
-    frame = base64.b64decode(event["frame"]) if event.get("frame_b64") else str(event["frame"]).encode()
-    except_socket = SocketId(event["except_socket"]) if event.get("except_socket") else None
-    sent = await services.engine.broadcast(app, sockets, frame, except_socket)
-    return {"sent": sent, "app_id": AppId(app.id)}
+    chunk = FanoutChunk.from_dict(event)
+    app = await services.apps.by_id(chunk.app_id)
+    sender = services.sender
+    if app is None or not isinstance(sender, ApiGatewaySender):
+        return {"sent": 0, "gone": 0, "failed": len(chunk.socket_ids)}
+    delivery = await sender.deliver(chunk)
+    services.metrics.count("ws_messages_sent", app.id, delivery.sent)
+    await services.engine.drop_gone(app, delivery.gone)
+    return {"sent": delivery.sent, "gone": len(delivery.gone), "failed": delivery.failed}
 
 
-def fanout(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    """Invoked asynchronously by a sender whose broadcast was too large for one invocation to post in time:
-    posts this chunk, and cleans up the sockets that answered 410, like any broadcast."""
+def fanout(event: dict[str, Any], context: Any) -> dict[str, int]:
+    """One chunk of a broadcast too large for one invocation, handed on by the sender (async invoke): post
+    it, and clean up the sockets that answered 410, like any broadcast."""
     current = container()
     return current.run(_fanout(current, event))

@@ -90,4 +90,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         if record.message_id not in done:
             raise NotDelivered(record.message_id)
 
-    return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)
+    response = process_partial_response(
+        event=event, record_handler=record_handler, processor=processor, context=context
+    )
+    return dict(response)

@@ -8,6 +8,10 @@ Behaviour copied from AWS because the handlers depend on it (PROTOCOL.md §6.2):
 - ``DeleteConnection`` closes with 1000 and ``$disconnect`` follows; a failed ``$default`` invocation sends
   ``{"message": "Internal server error", ...}`` to the client;
 - posts over 128 KB answer 413, client messages over 128 KB close the socket with 1009.
+
+One thing AWS does and a client cannot cause: losing a ``$disconnect``. A client that closes with code
+``LOSE_DISCONNECT`` (4999) gets its socket closed with no ``$disconnect`` event, so tests can prove the 410
+cleanup and the sweep remove such connections.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ log = logging.getLogger("sockless.emulator")
 
 MAX_MESSAGE_BYTES = 128 * 1024  # API Gateway WebSocket message payload quota
 MAX_EVENT_PAYLOAD = 256 * 1024  # Lambda asynchronous invocation payload
+LOSE_DISCONNECT = 4999  # a client closing with this code plays "API Gateway never sent $disconnect"
 
 
 def _iso(epoch: float) -> str:
@@ -153,6 +158,10 @@ class Gateway:
         finally:
             if socket.deleted:
                 code, reason = 1000, "Connection deleted"
+            if code == LOSE_DISCONNECT:
+                socket.open = False
+                socket.disconnected = True
+                self.sockets.pop(socket.conn.connection_id, None)
             self._spawn(self._closed(socket, code, reason))
         return ws
 

@@ -129,6 +129,51 @@ def _handler(recorder: Recorder) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
+@dataclass
+class Hook:
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+
+class WebhookReceiver:
+    """A webhook endpoint on a free port: records every POST; answers the scripted statuses, then 200."""
+
+    def __init__(self) -> None:
+        self.hooks: list[Hook] = []
+        self.statuses: list[int] = []
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return None
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                receiver.hooks.append(Hook(self.path, {k.lower(): v for k, v in self.headers.items()}, body))
+                status = receiver.statuses.pop(0) if receiver.statuses else 200
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}/hooks"
+
+    def events(self) -> list[dict[str, Any]]:
+        return [event for hook in self.hooks for event in json.loads(hook.body)["events"]]
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
 class AwsStub:
     def __init__(self) -> None:
         self.recorder = Recorder()

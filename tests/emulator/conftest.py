@@ -19,8 +19,11 @@ from typing import Any
 import pytest
 
 from tests.conftest import DEFAULT_APP, NUMERIC_APP
+from tests.e2e.conftest import app, js, numeric_app, python_sdk  # noqa: F401  (the re-used suites' fixtures)
 from tests.emulator.awsstub import AwsStub, Recorder
+from tests.rest.conftest import connect, http, numeric, sdk, uid  # noqa: F401
 from tests.serverproc import ServerProcess
+from tests.webhooks.conftest import receiver, session  # noqa: F401
 
 EVENTS = Path(__file__).resolve().parent.parent / "events"
 EMULATE = ("--emulate-lambda", "--sweep-interval", "0")
@@ -65,6 +68,7 @@ def handler_environment(stub_url: str, table_name: str, queue_url: str, apps: li
         "AWS_SECRET_ACCESS_KEY": "testing",
         "AWS_DEFAULT_REGION": REGION,
         "SOCKLESS_APPS": json.dumps(apps),
+        "SOCKLESS_WEBHOOKS": json.dumps({"delay_seconds": 1.0}),
         "SOCKLESS_STORE": json.dumps({"driver": "dynamodb", "table_name": table_name, "region": REGION}),
         "SOCKLESS_QUEUE": json.dumps({"driver": "sqs", "queue_url": queue_url, "region": REGION}),
         "SOCKLESS_AWS": json.dumps(
@@ -94,7 +98,20 @@ def aws(monkeypatch: pytest.MonkeyPatch, handler_apps: list[dict[str, Any]]) -> 
 
     from functions import runtime
     from shared.store.dynamodb import create_table
+    from tests.aws.backend import AtomicRequests
 
+    # moto applies a DynamoDB request in several steps; real DynamoDB applies each atomically (see
+    # tests/aws/backend.py). One lock per client restores that while the handlers' calls still interleave.
+    atomic: dict[int, AtomicRequests] = {}
+    build_client = runtime.Container.client
+
+    def atomic_client(self: runtime.Container, service: str, *args: Any, **kwargs: Any) -> Any:
+        client = build_client(self, service, *args, **kwargs)
+        if service != "dynamodb":
+            return client
+        return atomic.setdefault(id(client), AtomicRequests(client))
+
+    monkeypatch.setattr(runtime.Container, "client", atomic_client)
     stub = AwsStub().start()
     for key in [k for k in os.environ if k.startswith("SOCKLESS_")]:
         monkeypatch.delenv(key)
@@ -116,6 +133,20 @@ def aws(monkeypatch: pytest.MonkeyPatch, handler_apps: list[dict[str, Any]]) -> 
 
 
 # -- emulator tests (a subprocess) ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _every_server_emulates() -> Iterator[None]:
+    """Servers the re-used suites start themselves (``ServerProcess(...)`` in their module fixtures) run
+    the emulator too; module-scoped, so it is in place before those fixtures and gone after the module."""
+    original = ServerProcess.__init__
+
+    def init(self: ServerProcess, config: dict[str, Any], *, args: tuple[str, ...] = (), **kwargs: Any) -> None:
+        original(self, config, args=args if "--emulate-lambda" in args else (*EMULATE, *args), **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(ServerProcess, "__init__", init)
+        yield
 
 
 @pytest.fixture(scope="session")
