@@ -527,19 +527,19 @@ class DynamoDBChannelStore:
     ) -> JoinResult | PresenceFull:
         chan_pk = _chan_pk(app_id, channel)
         stats_key = _key(chan_pk, STATS_SK)
-        connection_id = self._cids.get((app_id, socket_id))
-        if connection_id is None:
-            connection = await self.get_connection(app_id, socket_id)
-            if connection is None:
-                return JoinResult(joined=False)
-            connection_id = connection.connection_id
+        # The counters are read first so the first guess is right unless another writer races this one.
+        stats, member_now, connection_id = await asyncio.gather(
+            self._get(stats_key, projection="#n"),
+            self._get(_key(chan_pk, f"m#{member.user_id}"), projection="#n") if member is not None else _none(),
+            self._connection_id(app_id, socket_id),
+        )
         uid = {"uid": _s(member.user_id)} if member is not None else {}
         sub_item: Item = {**_key(chan_pk, f"s#{socket_id}"), "sid": _s(socket_id), **uid}
         if connection_id is not None:
             sub_item["cid"] = _s(connection_id)
         one = {":one": _n(1)}
-        occupied = True  # guess: the channel already has subscribers
-        known_member = False  # guess: the user has no socket in this presence channel yet
+        occupied = stats is not None  # the channel already has subscribers
+        known_member = member_now is not None  # the user already has a socket in this presence channel
         for _ in range(MAX_ATTEMPTS):
             items = [
                 self._op(
@@ -626,16 +626,19 @@ class DynamoDBChannelStore:
     ) -> LeaveResult:
         """Leave one channel; ``entry`` is the socket's own ``c#<channel>`` item when already read."""
         entry_key = _key(_conn_pk(app_id, socket_id), f"c#{channel}")
-        if entry is None:
-            entry = await self._get(entry_key)
-            if entry is None:
-                return LeaveResult(channel=channel, left=False)
-        uid = _str(entry, "uid")
         chan_pk = _chan_pk(app_id, channel)
         stats_key = _key(chan_pk, STATS_SK)
+        # The counters are read first so the first guess is right unless another writer races this one.
+        entry, stats = await asyncio.gather(
+            self._get(entry_key) if entry is None else _just(entry), self._get(stats_key, projection="#n")
+        )
+        if entry is None:
+            return LeaveResult(channel=channel, left=False)
+        uid = _str(entry, "uid")
+        member_now = await self._get(_key(chan_pk, f"m#{uid}"), projection="#n") if uid else None
         values = {":one": _n(1), ":minus": _n(-1)}
-        last = False  # guess: other sockets stay subscribed
-        last_member = False  # guess: the user keeps another socket in this presence channel
+        last = _num(stats, "n") <= 1  # no other socket stays subscribed
+        last_member = _num(member_now, "n") <= 1  # the user keeps no other socket in this presence channel
         for _ in range(MAX_ATTEMPTS):
             same_entry = "attribute_exists(#pk) AND " + ("#uid = :uid" if uid else "attribute_not_exists(#uid)")
             items = [
@@ -679,6 +682,15 @@ class DynamoDBChannelStore:
         if counter is None:
             raise StoreUnavailable(f"DynamoDB: {what} has an entry but no counter item")
         return _num(counter, "n") <= 1
+
+    async def _connection_id(self, app_id: AppId, socket_id: SocketId) -> str | None:
+        """The socket's connectionId (cached, else read); ``None`` for a connection without one or none at all
+        (then the subscribe transaction's check on the connection decides)."""
+        cached = self._cids.get((app_id, socket_id))
+        if cached is not None:
+            return cached
+        connection = await self.get_connection(app_id, socket_id)
+        return connection.connection_id if connection is not None else None
 
     async def _count(self, app_id: str, channel: str) -> int:
         return int(_num(await self._get(_key(_chan_pk(app_id, channel), STATS_SK), projection="#n"), "n"))
@@ -942,6 +954,14 @@ class DynamoDBChannelStore:
         except StoreUnavailable:
             return False
         return True
+
+
+async def _none() -> None:
+    return None
+
+
+async def _just(item: Item) -> Item:
+    return item
 
 
 async def _pause(attempt: int) -> None:

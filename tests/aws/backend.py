@@ -12,10 +12,11 @@ from __future__ import annotations
 import contextlib
 import threading
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import boto3
+from botocore.exceptions import ClientError
 from moto import mock_aws
 
 from shared.limits.dynamodb import DynamoDBRateLimiter
@@ -25,13 +26,22 @@ from shared.webhooks.sqs import SqsWebhookQueue
 REGION = "us-east-1"
 
 
+# Decides, per request, whether AWS refuses it instead of applying it: (operation, kwargs) -> error or None.
+Fault = Callable[[str, dict[str, Any]], Exception | None]
+
+
 class AtomicRequests:
-    """A boto3 client proxy that lets one request at a time through (see the module docstring)."""
+    """A boto3 client proxy that lets one request at a time through (see the module docstring).
+
+    ``calls`` records every operation; ``fault`` (settable) makes AWS refuse chosen requests, as DynamoDB
+    does with a transaction conflict or an outage, without applying them.
+    """
 
     def __init__(self, client: Any) -> None:
         self._client = client
         self._lock = threading.Lock()
         self.calls: list[str] = []
+        self.fault: Fault | None = None
 
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self._client, name)
@@ -41,9 +51,26 @@ class AtomicRequests:
         def locked(*args: Any, **kwargs: Any) -> Any:
             with self._lock:
                 self.calls.append(name)
+                error = self.fault(name, kwargs) if self.fault is not None else None
+                if error is not None:
+                    raise error
                 return attr(*args, **kwargs)
 
         return locked
+
+
+def aws_error(code: str, operation: str, status: int = 400, **extra: Any) -> ClientError:
+    """The ``ClientError`` botocore raises for an AWS error answer."""
+    response: Any = {"Error": {"Code": code, "Message": code}, "ResponseMetadata": {"HTTPStatusCode": status}, **extra}
+    return ClientError(response, operation)
+
+
+def transaction_conflict(operation: str, kwargs: dict[str, Any]) -> ClientError:
+    """DynamoDB's answer when an item of the transaction is locked by another transaction in flight."""
+    reasons = [{"Code": "TransactionConflict", "Message": "Transaction is ongoing for the item"}]
+    return aws_error(
+        "TransactionCanceledException", operation, CancellationReasons=reasons * len(kwargs["TransactItems"])
+    )
 
 
 @contextlib.contextmanager

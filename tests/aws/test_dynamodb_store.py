@@ -1,0 +1,328 @@
+"""What the DynamoDB store adds to the ``ChannelStore`` contract (run in tests/contract): the connectionId map,
+the sweep of silent connections, removals that survive a crash, pagination, TTLs and error translation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from shared.errors import StoreUnavailable
+from shared.store.base import Connection, JoinResult, Member
+from shared.store.dynamodb import REMOVAL_LEASE_SECONDS, DynamoDBChannelStore
+from shared.types import AppId, ChannelName, SocketId, UserId
+from tests.aws import backend
+from tests.aws.conftest import Clock
+
+APP = AppId("app-1")
+PRESENCE = ChannelName("presence-room")
+PUBLIC = ChannelName("news")
+
+
+def sid(n: int) -> SocketId:
+    return SocketId(f"{n}.{n}")
+
+
+async def connect(store: DynamoDBChannelStore, clock: Clock, n: int, app: AppId = APP) -> SocketId:
+    connection = Connection(app_id=app, socket_id=sid(n), connected_at=clock(), connection_id=f"cid-{n}=")
+    assert await store.add_connection(connection, None)
+    return connection.socket_id
+
+
+async def join(store: DynamoDBChannelStore, socket_id: SocketId, channel: ChannelName, user: str | None = None) -> None:
+    member = Member(UserId(user), {"name": user}) if user else None
+    assert isinstance(await store.subscribe(APP, socket_id, channel, member, 100), JoinResult)
+
+
+def items(dynamodb: tuple[backend.AtomicRequests, str]) -> list[dict[str, Any]]:
+    client, table = dynamodb
+    found: list[dict[str, Any]] = client.scan(TableName=table, ConsistentRead=True)["Items"]
+    return found
+
+
+# -- socket id <-> connectionId ---------------------------------------------------------------------------
+
+
+async def test_connection_id_maps_both_ways(
+    store: DynamoDBChannelStore, clock: Clock, dynamodb: tuple[backend.AtomicRequests, str]
+) -> None:
+    a = await connect(store, clock, 1)
+    fresh = DynamoDBChannelStore(store.table, client=dynamodb[0])  # another container: empty caches
+    assert await fresh.socket_for_connection("cid-1=") == (APP, a)
+    assert await fresh.connection_ids(APP, [a, sid(9)]) == {a: "cid-1="}
+    connection = await fresh.get_connection(APP, a)
+    assert connection is not None
+    assert connection.connection_id == "cid-1="
+    assert await fresh.socket_for_connection("unknown") is None
+
+
+async def test_connection_id_map_is_forgotten_with_the_connection(
+    store: DynamoDBChannelStore, clock: Clock, dynamodb: tuple[backend.AtomicRequests, str]
+) -> None:
+    a = await connect(store, clock, 1)
+    await store.remove_connection(APP, a)
+    fresh = DynamoDBChannelStore(store.table, client=dynamodb[0])
+    assert await fresh.socket_for_connection("cid-1=") is None
+    assert await fresh.connection_ids(APP, [a]) == {}
+
+
+async def test_fan_out_resolves_recipients_without_extra_reads(
+    store: DynamoDBChannelStore, clock: Clock, dynamodb: tuple[backend.AtomicRequests, str]
+) -> None:
+    """Subscriber items carry the connectionId: a broadcast right after ``sockets()`` reads nothing more."""
+    sockets = [await connect(store, clock, n) for n in range(12)]
+    for socket_id in sockets:
+        await join(store, socket_id, PUBLIC)
+    client, _ = dynamodb
+    reader = DynamoDBChannelStore(store.table, client=client)  # a cold container
+    client.calls.clear()
+    subscribers = await reader.sockets(APP, PUBLIC)
+    resolved = await reader.connection_ids(APP, subscribers)
+    assert len(resolved) == 12
+    assert client.calls == ["query"]
+
+
+async def test_cold_resolution_reads_in_batches_of_100(
+    store: DynamoDBChannelStore, clock: Clock, dynamodb: tuple[backend.AtomicRequests, str]
+) -> None:
+    sockets = [await connect(store, clock, n) for n in range(101)]
+    client, _ = dynamodb
+    cold = DynamoDBChannelStore(store.table, client=client)
+    client.calls.clear()
+    assert len(await cold.connection_ids(APP, sockets)) == 101
+    assert client.calls == ["batch_get_item"] * 2
+
+
+async def test_a_retried_connect_is_recorded_once(store: DynamoDBChannelStore, clock: Clock) -> None:
+    connection = Connection(app_id=APP, socket_id=sid(1), connected_at=clock(), connection_id="cid-1=")
+    assert await store.add_connection(connection, 5)
+    assert await store.add_connection(connection, 5)
+    assert await store.connection_count(APP) == 1
+
+
+# -- TTL ----------------------------------------------------------------------------------------------------
+
+
+async def test_connection_items_carry_a_ttl_past_the_longest_connection(
+    store: DynamoDBChannelStore, clock: Clock, dynamodb: tuple[backend.AtomicRequests, str]
+) -> None:
+    await connect(store, clock, 1)
+    expiring = [item for item in items(dynamodb) if "ttl" in item]
+    assert sorted(item["sk"]["S"] for item in expiring) == ["cid", "conn"]  # the connection and its id map
+    for ttl in (int(item["ttl"]["N"]) for item in expiring):
+        assert clock() + 2 * 3600 < ttl <= clock() + 3 * 86400
+
+
+async def test_an_expired_cache_item_still_in_the_table_is_ignored(
+    store: DynamoDBChannelStore, clock: Clock, dynamodb: tuple[backend.AtomicRequests, str]
+) -> None:
+    """DynamoDB deletes expired items lazily (moto never does): reads must check the expiry themselves."""
+    channel = ChannelName("cache-news")
+    await store.cache_put(APP, channel, b"frame", 30)
+    clock.advance(29)
+    cached = await store.cache_get(APP, channel)
+    assert cached is not None
+    assert cached.ttl == pytest.approx(1)
+    clock.advance(2)
+    assert await store.cache_get(APP, channel) is None
+    assert any(item["sk"]["S"] == "#cache" for item in items(dynamodb))
+
+
+# -- pagination ---------------------------------------------------------------------------------------------
+
+
+async def test_sockets_follow_pages_past_one_megabyte(
+    store: DynamoDBChannelStore, dynamodb: tuple[backend.AtomicRequests, str]
+) -> None:
+    """A Query returns at most 1 MB; a big channel needs several pages (moto pages like DynamoDB).
+
+    Subscriber items are written directly, with connectionIds padded to 1 KB so 1,200 of them fill two pages.
+    """
+    client, table = dynamodb
+    expected = [sid(n) for n in range(1200)]
+    for start in range(0, len(expected), 25):
+        requests = [
+            {
+                "PutRequest": {
+                    "Item": {
+                        "pk": {"S": f"app#{APP}#ch#{PUBLIC}"},
+                        "sk": {"S": f"s#{s}"},
+                        "sid": {"S": s},
+                        "cid": {"S": f"{s}=".ljust(1000, "x")},
+                    }
+                }
+            }
+            for s in expected[start : start + 25]
+        ]
+        client.batch_write_item(RequestItems={table: requests})
+    client.calls.clear()
+    assert sorted(await store.sockets(APP, PUBLIC)) == sorted(expected)
+    assert client.calls.count("query") >= 2
+
+
+# -- removal that survives a crash ----------------------------------------------------------------------------
+
+
+async def test_a_removal_that_died_half_way_is_finished_by_the_next_one(
+    store: DynamoDBChannelStore, clock: Clock, dynamodb: tuple[backend.AtomicRequests, str]
+) -> None:
+    """A Lambda can die between two requests; the connection keeps its claim until the lease runs out,
+    then the next removal (the sweep, a 410) finishes the job with the effects not reported yet."""
+    client, _ = dynamodb
+    a, b = await connect(store, clock, 1), await connect(store, clock, 2)
+    await join(store, a, PRESENCE, "u1")
+    await join(store, b, PRESENCE, "u2")
+    await join(store, a, PUBLIC)
+    await store.sign_in(APP, a, UserId("u1"), "{}", ())
+
+    transactions = 0
+
+    def die_on_the_third_transaction(operation: str, kwargs: dict[str, Any]) -> Exception | None:
+        nonlocal transactions
+        if operation == "transact_write_items":
+            transactions += 1
+            if transactions >= 3:
+                return backend.aws_error("InternalServerError", "TransactWriteItems", 500)
+        return None
+
+    client.fault = die_on_the_third_transaction
+    with pytest.raises(StoreUnavailable):
+        await store.remove_connection(APP, a)
+    client.fault = None
+
+    assert await store.remove_connection(APP, a) is None  # still claimed by the dead removal
+    clock.advance(REMOVAL_LEASE_SECONDS + 1)
+    finished = await store.remove_connection(APP, a)
+    assert finished is not None
+    assert finished.user_offline
+    assert await store.get_connection(APP, a) is None
+    assert dict(await store.members(APP, PRESENCE)) == {"u2": {"name": "u2"}}
+    assert list(await store.sockets(APP, PRESENCE)) == [b]
+    assert PUBLIC not in await store.channels(APP)
+    assert await store.online(APP, [UserId("u1")]) == set()
+    assert await store.connection_count(APP) == 1
+
+
+async def test_a_closing_connection_accepts_no_new_subscription(
+    store: DynamoDBChannelStore, clock: Clock, dynamodb: tuple[backend.AtomicRequests, str]
+) -> None:
+    client, _ = dynamodb
+    a = await connect(store, clock, 1)
+    await join(store, a, PUBLIC)
+    client.fault = lambda op, kw: backend.aws_error("InternalServerError", "Query", 500) if op == "query" else None
+    with pytest.raises(StoreUnavailable):
+        await store.remove_connection(APP, a)  # claimed, then died before leaving anything
+    client.fault = None
+    result = await store.subscribe(APP, a, ChannelName("other"), None, 100)
+    assert result == JoinResult(joined=False)
+    assert not await store.sign_in(APP, a, UserId("u1"), "{}", ())
+    assert not await store.touch(APP, a)
+
+
+# -- the sweep of silent connections -----------------------------------------------------------------------
+
+
+async def test_stale_connections_are_the_silent_ones(store: DynamoDBChannelStore, clock: Clock) -> None:
+    quiet = await connect(store, clock, 1)
+    busy = await connect(store, clock, 2)
+    clock.advance(200)
+    assert await store.touch(APP, busy)
+    assert await store.stale_connections(silent_for=300) == []
+    clock.advance(200)  # quiet: 400 s silent, busy: 200 s
+    stale = await store.stale_connections(silent_for=300)
+    assert [c.socket_id for c in stale] == [quiet]
+    assert stale[0].connection_id == "cid-1="
+
+
+async def test_a_stale_connection_comes_back_until_it_is_settled(store: DynamoDBChannelStore, clock: Clock) -> None:
+    """The sweep must remove it (gone) or touch it (alive); either way it stops coming back."""
+    gone, alive = await connect(store, clock, 1), await connect(store, clock, 2)
+    await join(store, gone, PRESENCE, "u1")
+    clock.advance(400)
+    assert {c.socket_id for c in await store.stale_connections(300)} == {gone, alive}
+    assert {c.socket_id for c in await store.stale_connections(300)} == {gone, alive}
+    departure = await store.remove_connection(APP, gone)
+    assert departure is not None
+    assert departure.left[0].member_removed == "u1"
+    assert await store.touch(APP, alive)
+    assert await store.stale_connections(300) == []
+    clock.advance(400)
+    assert [c.socket_id for c in await store.stale_connections(300)] == [alive]
+
+
+async def test_sweep_reads_only_what_became_due(
+    store: DynamoDBChannelStore, clock: Clock, dynamodb: tuple[backend.AtomicRequests, str]
+) -> None:
+    client, _ = dynamodb
+    for n in range(3):
+        await connect(store, clock, n)
+    clock.advance(400)
+    stale = await store.stale_connections(300)
+    for connection in stale:
+        await store.remove_connection(APP, connection.socket_id)
+    assert await store.stale_connections(300) == []
+    clock.advance(60)
+    client.calls.clear()
+    assert await store.stale_connections(300) == []
+    assert client.calls.count("query") <= 2  # one or two new buckets, not the whole history
+
+
+async def test_stale_connections_are_returned_at_most_limit_at_a_time(
+    store: DynamoDBChannelStore, clock: Clock
+) -> None:
+    for n in range(7):
+        await connect(store, clock, n)
+    clock.advance(400)
+    first = await store.stale_connections(300, limit=4)
+    assert len(first) == 4
+    for connection in first:
+        await store.remove_connection(APP, connection.socket_id)
+    rest = await store.stale_connections(300, limit=4)
+    assert len(rest) == 3
+    assert {c.socket_id for c in first} | {c.socket_id for c in rest} == {sid(n) for n in range(7)}
+
+
+# -- errors -------------------------------------------------------------------------------------------------
+
+
+async def test_aws_errors_become_store_unavailable(aws: None) -> None:
+    store = DynamoDBChannelStore("no-such-table", client=backend.client("dynamodb"))
+    with pytest.raises(StoreUnavailable, match="ResourceNotFoundException"):
+        await store.get_connection(APP, sid(1))
+    with pytest.raises(StoreUnavailable):
+        await store.subscribe(APP, sid(1), PUBLIC, None, 100)
+    assert await store.check_health() is False
+    await store.close()
+
+
+async def test_busy_items_are_retried_until_the_transaction_goes_through(
+    store: DynamoDBChannelStore, clock: Clock, dynamodb: tuple[backend.AtomicRequests, str]
+) -> None:
+    """DynamoDB cancels a transaction whose items another transaction holds; the store retries it."""
+    client, _ = dynamodb
+    a = await connect(store, clock, 1)
+    refusals = 3
+
+    def conflict_three_times(operation: str, kwargs: dict[str, Any]) -> Exception | None:
+        nonlocal refusals
+        if operation == "transact_write_items" and refusals > 0:
+            refusals -= 1
+            return backend.transaction_conflict(operation, kwargs)
+        return None
+
+    client.fault = conflict_three_times
+    result = await store.subscribe(APP, a, PRESENCE, Member(UserId("u1"), None), 100)
+    assert result == JoinResult(joined=True, occupied=True, member_added=True, subscription_count=1)
+    assert refusals == 0
+
+
+async def test_an_item_busy_for_too_long_is_store_unavailable(
+    store: DynamoDBChannelStore, clock: Clock, dynamodb: tuple[backend.AtomicRequests, str]
+) -> None:
+    client, _ = dynamodb
+    a = await connect(store, clock, 1)
+    client.fault = lambda op, kw: backend.transaction_conflict(op, kw) if op == "transact_write_items" else None
+    with pytest.raises(StoreUnavailable, match="busy"):
+        await store.subscribe(APP, a, PUBLIC, None, 100)
+    client.fault = None
+    assert list(await store.sockets(APP, PUBLIC)) == []
