@@ -13,6 +13,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from local_server.cluster import ClusterNode
 from local_server.server import create_app
 from local_server.transport import WsTransport
+from shared.debug.webhooks import tap_targets
 from shared.metrics.prometheus import PrometheusMetrics
 from shared.sender.local import LocalSender
 from shared.services import Services, build_services
@@ -76,7 +77,8 @@ class LocalServer:
             queue=self.services.queue,
             apps=self.services.apps,
             store=self.services.store,
-            targets=create_targets(http=self._http),
+            # With the debug console on, each delivery and its status shows on it.
+            targets=tap_targets(create_targets(http=self._http), self.services.engine.tap, self.services.apps),
             settings=self.settings.webhooks,
             metrics=self.metrics,
         )
