@@ -235,7 +235,7 @@ async def test_batches_are_per_target_and_at_most_batch_size(receiver: Receiver,
 async def test_a_slow_target_holds_at_most_its_share_of_the_slots(
     receiver: Receiver, http: aiohttp.ClientSession
 ) -> None:
-    receiver.delays["/slow"] = 0.5
+    receiver.delays["/slow"] = 0.8
     r = rig(
         http,
         [{"url": receiver.url("/slow")}, {"url": receiver.url("/fast")}],
@@ -253,7 +253,7 @@ async def test_a_slow_target_holds_at_most_its_share_of_the_slots(
         await asyncio.sleep(0.2)
         slow_in_flight = len(receiver.at("/slow", ok_only=False))
         await receiver.wait_events(10, "/slow", timeout=10)
-    assert fast_after < 0.3
+    assert fast_after < 0.5  # were the slow target holding all 8 slots, 0.8 s
     assert slow_in_flight <= 2  # two slots for the slow target, the others stay free
     assert r.count("webhooks_lost") == 0  # jobs pushed back while the target was busy are not attempts
 

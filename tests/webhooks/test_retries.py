@@ -131,7 +131,7 @@ async def test_down_receiver_of_one_app_does_not_hold_up_another_app(
     subscribed = time.monotonic()
     await healthy.subscribe("b-news")
     await receiver.wait_events(1, timeout=3)
-    assert receiver.at()[0].at - subscribed < 0.5
+    assert receiver.at()[0].at - subscribed < 1.0
     assert python_sdk_validates(APP_B, receiver.at()[0]) is not None
     await failing.close()
     await healthy.close()
@@ -140,14 +140,15 @@ async def test_down_receiver_of_one_app_does_not_hold_up_another_app(
 async def test_slow_receiver_neither_slows_clients_nor_starves_other_apps(
     start_server: StartServer, receiver: Receiver, session: aiohttp.ClientSession
 ) -> None:
-    """App A's receiver answers after 3 s (past the 1 s request timeout) and A keeps emitting. With 4 delivery
-    slots, A may hold one; B's webhook still leaves at once and A's clients still get fast answers."""
-    receiver.delays["/slow"] = 3.0
+    """App A's receiver answers after 5 s (past the 2 s request timeout) and A keeps emitting. With 4 delivery
+    slots, A may hold one; B's webhook still leaves at once (were A to hold all four, B would wait 2 s) and
+    A's clients still get fast answers."""
+    receiver.delays["/slow"] = 5.0
     apps = [
         {**APP_A, "webhooks": [hook(receiver, "/slow")]},
         {**APP_B, "webhooks": [hook(receiver, "/fast")]},
     ]
-    server = start_server(server_config(apps, **FAST_RETRIES, concurrency=4, request_timeout_seconds=1.0))
+    server = start_server(server_config(apps, **FAST_RETRIES, concurrency=4, request_timeout_seconds=2.0))
     busy = await PusherSocket.connect(session, server.ws_url, APP_A)
     for n in range(12):
         await busy.subscribe(f"a-{n}")
@@ -165,7 +166,7 @@ async def test_slow_receiver_neither_slows_clients_nor_starves_other_apps(
     await receiver.wait_events(1, path="/fast", timeout=3)
 
     assert client_latency < 0.3
-    assert receiver.at("/fast")[0].at - subscribed < 0.5
+    assert receiver.at("/fast")[0].at - subscribed < 1.0
     assert len(receiver.at("/slow", ok_only=False)) <= 2  # A is held to its share of the slots
     await busy.close()
     await other.close()
