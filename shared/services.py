@@ -71,7 +71,7 @@ def create_queue(settings: QueueSettings, **clients: Any) -> WebhookQueue:
     if settings.driver == "memory":
         from shared.webhooks.memory import MemoryWebhookQueue
 
-        return MemoryWebhookQueue()
+        return MemoryWebhookQueue(visibility_timeout=settings.visibility_timeout_seconds)
     if settings.driver == "redis":
         from shared.webhooks.redis import RedisWebhookQueue
 
