@@ -208,7 +208,10 @@ class DebugConsole:
             headers={**_SECURITY_HEADERS, "Content-Type": "text/event-stream", "X-Accel-Buffering": "no"}
         )
         await response.prepare(request)
-        subscription = self.tap.subscribe({app.id})
+        # A tab may ask for a smaller buffer than the server's (``?buffer=N``), never a larger one.
+        asked = request.query.get("buffer", "")
+        size = min(max(int(asked), 10), self.tap.buffer_size) if asked.isdigit() else None
+        subscription = self.tap.subscribe({app.id}, maxsize=size)
         try:
             await self._pump(response, subscription, app)
         except (ConnectionError, asyncio.CancelledError):
