@@ -59,13 +59,13 @@ class AtomicRequests:
         return locked
 
 
-def aws_error(code: str, operation: str, status: int = 400, **extra: Any) -> ClientError:
+def aws_error(code: str, operation: str, status: int = 400, **extra: Any) -> Exception:
     """The ``ClientError`` botocore raises for an AWS error answer."""
     response: Any = {"Error": {"Code": code, "Message": code}, "ResponseMetadata": {"HTTPStatusCode": status}, **extra}
     return ClientError(response, operation)
 
 
-def transaction_conflict(operation: str, kwargs: dict[str, Any]) -> ClientError:
+def transaction_conflict(operation: str, kwargs: dict[str, Any]) -> Exception:
     """DynamoDB's answer when an item of the transaction is locked by another transaction in flight."""
     reasons = [{"Code": "TransactionConflict", "Message": "Transaction is ongoing for the item"}]
     return aws_error(
