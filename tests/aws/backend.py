@@ -62,7 +62,8 @@ class AtomicRequests:
 def aws_error(code: str, operation: str, status: int = 400, **extra: Any) -> Exception:
     """The ``ClientError`` botocore raises for an AWS error answer."""
     response: Any = {"Error": {"Code": code, "Message": code}, "ResponseMetadata": {"HTTPStatusCode": status}, **extra}
-    return ClientError(response, operation)
+    error: Exception = ClientError(response, operation)
+    return error
 
 
 def transaction_conflict(operation: str, kwargs: dict[str, Any]) -> Exception:
