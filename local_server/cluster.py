@@ -24,8 +24,10 @@ import re
 import secrets
 import socket
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector, CollectorRegistry
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
@@ -92,6 +94,9 @@ class ClusterNode:
     async def start(self, engine: Engine) -> None:
         """Check Redis (an unreachable store fails start-up loudly), take the lease, start the tasks."""
         self.engine = engine
+        registry = getattr(engine.metrics, "registry", None)
+        if isinstance(registry, CollectorRegistry):
+            registry.register(ClusterCollector(self))
         try:
             await self.client.ping()
             info = await self.client.info("server")
@@ -291,3 +296,41 @@ class ClusterNode:
         for app_id in sorted(self.store.node_apps):
             live = sorted(await self.store.node_sockets(app_id, self.node_id) & held)
             await self.store.refresh_ttl(app_id, live)
+
+
+class ClusterCollector(Collector):
+    """Exports the node's counters on the local server's ``/metrics`` (read when scraped)."""
+
+    def __init__(self, node: ClusterNode) -> None:
+        self.node = node
+
+    def collect(self) -> Iterator[Metric]:
+        node = self.node
+        errors = CounterMetricFamily(
+            "sockless_redis_errors", "Redis operations that failed, by component", labels=["component"]
+        )
+        components: dict[str, object] = {"store": node.store, "sender": node.sender, "cluster": node}
+        if node.engine is not None:
+            components["queue"] = node.engine.webhooks.queue
+            components["limiter"] = node.engine.limiter
+        for name, component in components.items():
+            count = getattr(component, "errors", None)
+            if isinstance(count, int):
+                errors.add_metric([name], count)
+        yield errors
+        yield CounterMetricFamily(
+            "sockless_cluster_messages_published", "Pub/sub messages sent to peer nodes", value=node.sender.published
+        )
+        yield CounterMetricFamily(
+            "sockless_cluster_frames_relayed",
+            "Frames written to local sockets for peer nodes",
+            value=node.sender.relayed,
+        )
+        yield CounterMetricFamily(
+            "sockless_cluster_connections_reaped", "Connections of dead nodes removed by this node", value=node.reaped
+        )
+        yield GaugeMetricFamily(
+            "sockless_cluster_listening",
+            "1 while subscribed to this node's pub/sub channel",
+            value=node.sender.listening,
+        )

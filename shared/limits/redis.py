@@ -7,7 +7,6 @@ WebSocket loop, would take client traffic down with the backend.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 
@@ -15,7 +14,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from shared.limits.memory import MemoryRateLimiter
-from shared.store.redis import HEALTH_TIMEOUT_SECONDS
+from shared.store.redis import CountsErrors
 
 log = logging.getLogger("sockless.redis")
 
@@ -33,7 +32,7 @@ return 1
 _LOG_EVERY_SECONDS = 10.0
 
 
-class RedisRateLimiter:
+class RedisRateLimiter(CountsErrors):
     def __init__(self, client: Redis, *, prefix: str = "sockless", owns_client: bool = False) -> None:
         self.client = client
         self.prefix = prefix
@@ -41,18 +40,17 @@ class RedisRateLimiter:
         self._hit = client.register_script(_HIT)
         self._fallback = MemoryRateLimiter()
         self._last_log = 0.0
-        self.failures = 0
 
     async def hit(self, key: str, limit: int, window_seconds: float) -> bool:
         window_ms = max(int(window_seconds * 1000), 0)  # PEXPIRE 0 deletes the key: a 0 s window is a probe
         try:
             return bool(await self._hit(keys=[f"{self.prefix}:rl:{key}"], args=[limit, window_ms]))
         except (RedisError, OSError) as exc:
-            self.failures += 1
+            self.errors += 1
             now = time.monotonic()
             if now - self._last_log >= _LOG_EVERY_SECONDS:
                 self._last_log = now
-                log.error("rate limiter: redis unavailable, counting in process (%d failures): %s", self.failures, exc)
+                log.error("rate limiter: redis unavailable, counting in process (%d failures): %s", self.errors, exc)
             return await self._fallback.hit(key, limit, window_seconds)
 
     async def close(self) -> None:
@@ -60,7 +58,4 @@ class RedisRateLimiter:
             await self.client.aclose()
 
     async def check_health(self) -> bool:
-        try:
-            return bool(await asyncio.wait_for(self.client.ping(), HEALTH_TIMEOUT_SECONDS))
-        except (RedisError, OSError):
-            return False
+        return await self.ping(self.client)

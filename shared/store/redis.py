@@ -60,13 +60,28 @@ def connect_redis(url: str, *, cluster_mode: bool = False) -> Redis:
     return Redis.from_url(url, **options)
 
 
-@contextlib.contextmanager
-def unavailable(what: str) -> Iterator[None]:
-    """Translate client errors into the project's ``StoreUnavailable`` (STYLE.md §5)."""
-    try:
-        yield
-    except (RedisError, OSError) as exc:
-        raise StoreUnavailable(f"redis {what} failed: {exc}") from exc
+class CountsErrors:
+    """Translates client errors into the project's ``StoreUnavailable`` (STYLE.md §5), counting them
+    (the local server exports the count as ``sockless_redis_errors_total``)."""
+
+    errors: int = 0
+
+    @contextlib.contextmanager
+    def unavailable(self, what: str) -> Iterator[None]:
+        try:
+            yield
+        except (RedisError, OSError) as exc:
+            self.errors += 1
+            raise StoreUnavailable(f"redis {what} failed: {exc}") from exc
+
+    async def ping(self, client: Redis) -> bool:
+        """The drivers' ``check_health``: a PING answered within ``HEALTH_TIMEOUT_SECONDS``."""
+        try:
+            return bool(await asyncio.wait_for(client.ping(), HEALTH_TIMEOUT_SECONDS))
+        except (RedisError, OSError) as exc:
+            self.errors += 1
+            log.warning("redis health check failed: %s", exc or type(exc).__name__)
+            return False
 
 
 def app_prefix(prefix: str, app_id: str) -> str:
@@ -78,7 +93,7 @@ def _str(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-class RedisChannelStore:
+class RedisChannelStore(CountsErrors):
     """See ``shared/store/redis_scripts.py`` for the key layout.
 
     ``node_id`` is set on the local server: each connection records the node that holds its socket, so
@@ -138,7 +153,7 @@ class RedisChannelStore:
             repr(self._clock()),
         ]
         app_id = connection.app_id
-        with unavailable("add_connection"):
+        with self.unavailable("add_connection"):
             added = await self._add(keys=[self._p(app_id)], args=args)
             if not added:
                 return False
@@ -174,7 +189,7 @@ class RedisChannelStore:
         )
 
     async def get_connection(self, app_id: AppId, socket_id: SocketId) -> Connection | None:
-        with unavailable("get_connection"):
+        with self.unavailable("get_connection"):
             raw = await self.client.hget(self._p(app_id) + "conns", socket_id)
         return None if raw is None else self._connection(app_id, socket_id, raw)
 
@@ -182,19 +197,19 @@ class RedisChannelStore:
         self, app_id: AppId, socket_id: SocketId, user_id: UserId, user_data: str, watchlist: tuple[UserId, ...]
     ) -> bool:
         args: list[str | int] = [self.ttl_seconds, socket_id, user_id, user_data, json.dumps(list(watchlist))]
-        with unavailable("sign_in"):
+        with self.unavailable("sign_in"):
             result = await self._sign_in(keys=[self._p(app_id)], args=args)
         return int(result) == 1
 
     async def remove_connection(self, app_id: AppId, socket_id: SocketId) -> Departure | None:
-        with unavailable("remove_connection"):
+        with self.unavailable("remove_connection"):
             result = await self._remove(keys=[self._p(app_id)], args=[self.ttl_seconds, socket_id])
         if result is None:
             return None
         raw, offline, left = result
         connection = self._connection(app_id, socket_id, raw)
         if connection.connection_id is not None:
-            with unavailable("remove_connection"):
+            with self.unavailable("remove_connection"):
                 await self.client.delete(self._cid_key(connection.connection_id))
         return Departure(
             connection=connection,
@@ -220,7 +235,7 @@ class RedisChannelStore:
     ) -> JoinResult | PresenceFull:
         user_id, info = ("", "") if member is None else (member.user_id, json.dumps(member.user_info))
         args: list[str | int] = [self.ttl_seconds, socket_id, channel, user_id, info, max_members]
-        with unavailable("subscribe"):
+        with self.unavailable("subscribe"):
             result = await self._subscribe(keys=[self._p(app_id)], args=args)
         if int(result[0]) == -1:
             return PresenceFull(limit=max_members)
@@ -230,12 +245,12 @@ class RedisChannelStore:
         )
 
     async def unsubscribe(self, app_id: AppId, socket_id: SocketId, channel: ChannelName) -> LeaveResult:
-        with unavailable("unsubscribe"):
+        with self.unavailable("unsubscribe"):
             result = await self._unsubscribe(keys=[self._p(app_id)], args=[self.ttl_seconds, socket_id, channel])
         return self._leave_result(result)
 
     async def subscription(self, app_id: AppId, socket_id: SocketId, channel: ChannelName) -> Subscription | None:
-        with unavailable("subscription"):
+        with self.unavailable("subscription"):
             mark = await self.client.hget(self._p(app_id) + "ch:" + channel, socket_id)
         if mark is None:
             return None
@@ -243,12 +258,12 @@ class RedisChannelStore:
         return Subscription(user_id=UserId(user[1:]) if user else None)
 
     async def sockets(self, app_id: AppId, channel: ChannelName) -> Collection[SocketId]:
-        with unavailable("sockets"):
+        with self.unavailable("sockets"):
             keys = await self.client.hkeys(self._p(app_id) + "ch:" + channel)
         return [SocketId(_str(k)) for k in keys]
 
     async def members(self, app_id: AppId, channel: ChannelName) -> Mapping[UserId, Any]:
-        with unavailable("members"):
+        with self.unavailable("members"):
             raw = await self.client.hgetall(self._p(app_id) + "mi:" + channel)
         return {UserId(_str(k)): json.loads(v) for k, v in raw.items()}
 
@@ -257,7 +272,7 @@ class RedisChannelStore:
         return ChannelStats(subscription_count=count, user_count=members if channel.startswith("presence-") else None)
 
     async def channels(self, app_id: AppId, prefix: str = "") -> Mapping[ChannelName, ChannelStats]:
-        with unavailable("channels"):
+        with self.unavailable("channels"):
             flat = await self._channels(keys=[self._p(app_id)], args=[self.ttl_seconds, prefix])
         out: dict[ChannelName, ChannelStats] = {}
         for i in range(0, len(flat), 3):
@@ -267,7 +282,7 @@ class RedisChannelStore:
 
     async def channel_stats(self, app_id: AppId, channel: ChannelName) -> ChannelStats:
         p = self._p(app_id)
-        with unavailable("channel_stats"):
+        with self.unavailable("channel_stats"):
             count = await self.client.hlen(p + "ch:" + channel)
             members = await self.client.hlen(p + "mc:" + channel) if channel.startswith("presence-") else 0
         return self._stats(channel, int(count), int(members))
@@ -275,12 +290,12 @@ class RedisChannelStore:
     # -- users -----------------------------------------------------------------------------------------
 
     async def user_sockets(self, app_id: AppId, user_id: UserId) -> Collection[SocketId]:
-        with unavailable("user_sockets"):
+        with self.unavailable("user_sockets"):
             members = await self.client.smembers(self._p(app_id) + "u:" + user_id)
         return [SocketId(_str(m)) for m in members]
 
     async def watchers(self, app_id: AppId, user_id: UserId) -> Collection[SocketId]:
-        with unavailable("watchers"):
+        with self.unavailable("watchers"):
             members = await self.client.smembers(self._p(app_id) + "w:" + user_id)
         return [SocketId(_str(m)) for m in members]
 
@@ -288,23 +303,23 @@ class RedisChannelStore:
         ids = list(user_ids)
         if not ids:
             return set()
-        with unavailable("online"):
+        with self.unavailable("online"):
             found = await self._online(keys=[self._p(app_id)], args=[self.ttl_seconds, *ids])
         return {UserId(_str(u)) for u in found}
 
     async def connection_count(self, app_id: AppId) -> int:
-        with unavailable("connection_count"):
+        with self.unavailable("connection_count"):
             return int(await self.client.hlen(self._p(app_id) + "conns"))
 
     # -- cache channels --------------------------------------------------------------------------------
 
     async def cache_put(self, app_id: AppId, channel: ChannelName, frame: bytes, ttl: float) -> None:
-        with unavailable("cache_put"):
+        with self.unavailable("cache_put"):
             await self.client.set(self._p(app_id) + "cache:" + channel, frame, px=max(int(ttl * 1000), 1))
 
     async def cache_get(self, app_id: AppId, channel: ChannelName) -> CachedEvent | None:
         key = self._p(app_id) + "cache:" + channel
-        with unavailable("cache_get"):
+        with self.unavailable("cache_get"):
             frame = await self.client.get(key)
             left_ms = await self.client.pttl(key) if frame is not None else -2
         if frame is None or left_ms == -2:
@@ -319,31 +334,31 @@ class RedisChannelStore:
         return f"{self.prefix}:nodeapps:{node_id}"
 
     async def apps_of_node(self, node_id: str) -> set[AppId]:
-        with unavailable("apps_of_node"):
+        with self.unavailable("apps_of_node"):
             members = await self.client.smembers(self.node_apps_key(node_id))
         return {AppId(_str(m)) for m in members}
 
     async def node_sockets(self, app_id: AppId, node_id: str) -> set[SocketId]:
-        with unavailable("node_sockets"):
+        with self.unavailable("node_sockets"):
             members = await self.client.smembers(self._p(app_id) + "node:" + node_id)
         return {SocketId(_str(m)) for m in members}
 
     async def socket_nodes(self, app_id: AppId, socket_ids: Sequence[SocketId]) -> list[str | None]:
         """The node holding each socket (``None``: not connected any more), in the order given."""
-        with unavailable("socket_nodes"):
+        with self.unavailable("socket_nodes"):
             nodes = await self.client.hmget(self._p(app_id) + "sn", list(socket_ids))
         return [None if n is None else _str(n) for n in nodes]
 
     async def connected_since(self, app_id: AppId, socket_ids: Sequence[SocketId]) -> list[float | None]:
         """``connected_at`` of each socket (``None``: no such connection), in the order given."""
-        with unavailable("connected_since"):
+        with self.unavailable("connected_since"):
             records = await self.client.hmget(self._p(app_id) + "conns", list(socket_ids))
         return [None if r is None else float(json.loads(r)["at"]) for r in records]
 
     async def refresh_ttl(self, app_id: AppId, socket_ids: Sequence[SocketId], batch: int = 500) -> int:
         """Refresh the TTL of every key the given (live) sockets use; returns how many still exist."""
         alive = 0
-        with unavailable("refresh_ttl"):
+        with self.unavailable("refresh_ttl"):
             for start in range(0, max(len(socket_ids), 1), batch):
                 chunk = list(socket_ids[start : start + batch])
                 args: list[str | int] = [self.ttl_seconds, self.node_id or "", *chunk]
@@ -354,7 +369,7 @@ class RedisChannelStore:
 
     async def forget_node(self, node_id: str, app_id: AppId | None = None) -> None:
         """Drop a (dead, emptied) node's registry: its node set in ``app_id``, or its app list."""
-        with unavailable("forget_node"):
+        with self.unavailable("forget_node"):
             if app_id is not None:
                 await self.client.delete(self._p(app_id) + "node:" + node_id)
             else:
@@ -364,7 +379,7 @@ class RedisChannelStore:
 
     async def socket_for_connection(self, connection_id: str) -> tuple[AppId, SocketId] | None:
         """The (app, socket) an API Gateway connectionId was recorded with (``$default``/``$disconnect``)."""
-        with unavailable("socket_for_connection"):
+        with self.unavailable("socket_for_connection"):
             found = await self.client.get(self._cid_key(connection_id))
         if found is None:
             return None
@@ -376,13 +391,13 @@ class RedisChannelStore:
         ids = list(dict.fromkeys(socket_ids))
         if not ids:
             return {}
-        with unavailable("connection_ids"):
+        with self.unavailable("connection_ids"):
             found = await self.client.hmget(self._p(app_id) + "cid", ids)
         return {socket_id: _str(cid) for socket_id, cid in zip(ids, found, strict=True) if cid is not None}
 
     async def touch(self, app_id: AppId, socket_id: SocketId) -> bool:
         """Record a sign of life; ``False`` when the connection is gone."""
-        with unavailable("touch"):
+        with self.unavailable("touch"):
             seen = await self._seen(keys=[self._p(app_id)], args=[self.ttl_seconds, socket_id, repr(self._clock())])
         return bool(seen)
 
@@ -391,7 +406,7 @@ class RedisChannelStore:
         first; returned again until the caller removes or touches them."""
         cutoff = self._clock() - silent_for
         stale: list[Connection] = []
-        with unavailable("stale_connections"):
+        with self.unavailable("stale_connections"):
             apps = sorted(AppId(_str(a)) for a in await self.client.smembers(f"{self.prefix}:apps"))
             for app_id in apps:
                 p = self._p(app_id)
@@ -414,8 +429,4 @@ class RedisChannelStore:
             await self.client.aclose()
 
     async def check_health(self) -> bool:
-        try:
-            return bool(await asyncio.wait_for(self.client.ping(), HEALTH_TIMEOUT_SECONDS))
-        except (RedisError, OSError) as exc:
-            log.warning("redis health check failed: %s", exc)
-            return False
+        return await self.ping(self.client)

@@ -16,16 +16,14 @@ Times come from the Redis server (``TIME``), so the nodes' clocks need not agree
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 import uuid
 from collections.abc import Sequence
 
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
-from shared.store.redis import HEALTH_TIMEOUT_SECONDS, unavailable
+from shared.store.redis import CountsErrors
 from shared.webhooks.base import MAX_DELAY_SECONDS, WebhookJob
 
 _NOW = """
@@ -94,7 +92,7 @@ return 1
 _MAX_BLOCK_SECONDS = 1.0
 
 
-class RedisWebhookQueue:
+class RedisWebhookQueue(CountsErrors):
     def __init__(
         self,
         client: Redis,
@@ -114,7 +112,7 @@ class RedisWebhookQueue:
     async def push(self, job: WebhookJob, delay_seconds: float = 0.0) -> None:
         delay_ms = int(min(max(delay_seconds, 0.0), MAX_DELAY_SECONDS) * 1000)
         payload = json.dumps(job.to_dict(), separators=(",", ":"))
-        with unavailable("webhook push"):
+        with self.unavailable("webhook push"):
             await self._push(keys=[self._q], args=[uuid.uuid4().hex, payload, delay_ms])
 
     async def receive(self, max_items: int, wait_seconds: float) -> list[WebhookJob]:
@@ -123,7 +121,7 @@ class RedisWebhookQueue:
         deadline = time.monotonic() + wait_seconds
         visibility_ms = int(self.visibility_timeout * 1000)
         while True:
-            with unavailable("webhook receive"):
+            with self.unavailable("webhook receive"):
                 result = await self._receive(keys=[self._q], args=[max_items, visibility_ms])
             next_due_ms = int(result[0])
             jobs = [
@@ -136,7 +134,7 @@ class RedisWebhookQueue:
             block = min(remaining, _MAX_BLOCK_SECONDS)
             if next_due_ms >= 0:
                 block = min(block, next_due_ms / 1000)
-            with unavailable("webhook receive"):
+            with self.unavailable("webhook receive"):
                 # BLPOP's timeout 0 means forever: never pass it.
                 await self.client.blpop([self._q + "bell"], timeout=max(block, 0.01))
 
@@ -147,11 +145,11 @@ class RedisWebhookQueue:
                 entry, _, token = job.receipt.partition(":")
                 args += [entry, token]
         if args:
-            with unavailable("webhook ack"):
+            with self.unavailable("webhook ack"):
                 await self._ack(keys=[self._q], args=args)
 
     async def pending(self) -> int:
-        with unavailable("webhook pending"):
+        with self.unavailable("webhook pending"):
             return int(await self.client.hlen(self._q + "jobs"))
 
     async def close(self) -> None:
@@ -159,10 +157,7 @@ class RedisWebhookQueue:
             await self.client.aclose()
 
     async def check_health(self) -> bool:
-        try:
-            return bool(await asyncio.wait_for(self.client.ping(), HEALTH_TIMEOUT_SECONDS))
-        except (RedisError, OSError):
-            return False
+        return await self.ping(self.client)
 
 
 def _s(value: bytes | str) -> str:

@@ -133,7 +133,7 @@ async def test_rate_limiter_counts_in_process_while_redis_is_unreachable() -> No
     limiter = RedisRateLimiter(connect_redis(f"redis://127.0.0.1:{free_port()}/0"), owns_client=True)
     try:
         assert [await limiter.hit("k", 2, 10.0) for _ in range(3)] == [True, True, False]
-        assert limiter.failures == 3
+        assert limiter.errors == 3
         assert await limiter.check_health() is False
     finally:
         await limiter.close()
