@@ -47,7 +47,7 @@ def acknowledge_findings(stack: SocklessStack) -> None:
         f"<{stack.get_logical_id(stack.websocket.api.node.default_child)}>/{stack.config.stage_name}/*/@connections/*]"  # type: ignore[arg-type]
     )
     for name, function in stack.functions.items():
-        if function.role.node.try_find_child("DefaultPolicy") is None:
+        if not stack.function_specs[name].posts:
             continue
         acknowledge(
             function.role,
@@ -56,6 +56,7 @@ def acknowledge_findings(stack: SocklessStack) -> None:
             "runtime; the grant is execute-api:ManageConnections on this API's own stage's @connections only "
             "(POST, GET and DELETE methods), not on any other API or stage.",
         )
+    for name, function in stack.functions.items():
         if stack.network is not None:
             acknowledge(
                 function.role,

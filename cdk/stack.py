@@ -126,6 +126,7 @@ class SocklessStack(cdk.Stack):
     def __init__(self, scope: Construct, construct_id: str, *, config: DeployConfig, **kwargs: object) -> None:
         super().__init__(scope, construct_id, **kwargs)  # type: ignore[arg-type]
         self.config = config
+        self.function_specs = FUNCTIONS
 
         # -- state -------------------------------------------------------------------------------------------
         self.network: Network | None = None

@@ -1,0 +1,143 @@
+"""App definitions from the apps file with secrets in Secrets Manager, and the outputs a team deploys for."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cdk.config import ConfigError, load_apps
+from cdk.stack import FUNCTIONS
+from tests.cdk.conftest import REPO_ROOT, Synth, render, synthesize
+
+HANDLER = FUNCTIONS["message"].handler
+
+
+def _write(tmp_path: Path, apps: Any) -> Path:
+    path = tmp_path / "apps.json"
+    path.write_text(json.dumps(apps))
+    return path
+
+
+def _apps_env(synth: Synth) -> list[dict[str, Any]]:
+    apps: list[dict[str, Any]] = json.loads(render(synth.environment(HANDLER)["SOCKLESS_APPS"]))
+    return apps
+
+
+def test_each_app_gets_a_generated_secret_resolved_at_deploy_time(dynamodb: Synth) -> None:
+    [app] = _apps_env(dynamodb)
+    secret_id, secret = dynamodb.one("AWS::SecretsManager::Secret")
+    assert app["id"] == "100001" and app["key"] == "sockless-app-key"
+    assert app["secret"] == f"{{{{resolve:secretsmanager:<{secret_id}>:SecretString:::}}}}"
+    generated = secret["Properties"]["GenerateSecretString"]
+    assert generated["PasswordLength"] >= 32 and generated["ExcludePunctuation"] is True
+    # A teardown must not delete what every customer backend signs with.
+    assert secret["DeletionPolicy"] == "Retain"
+
+
+def test_every_function_gets_the_secret_as_a_reference_never_a_value(dynamodb: Synth) -> None:
+    for spec in FUNCTIONS.values():
+        apps = json.loads(render(dynamodb.environment(spec.handler)["SOCKLESS_APPS"]))
+        assert [re.fullmatch(r"\{\{resolve:secretsmanager:<\w+>:SecretString:::\}\}", a["secret"]) is not None for a in apps] == [
+            True
+        ]
+
+
+def test_apps_keep_every_setting_of_the_file(tmp_path: Path) -> None:
+    apps = [
+        {"id": "1", "key": "k1", "max_connections": 5, "enable_client_messages": True,
+         "webhooks": [{"url": "https://example.com/hooks", "event_types": ["channel_occupied"]}]},
+        {"id": "2", "key": "k2", "secret_arn": "arn:aws:secretsmanager:eu-west-1:123456789012:secret:pusher-AbCdEf",
+         "secret_json_key": "secret"},
+    ]
+    synth = synthesize({"apps_file": str(_write(tmp_path, apps))})
+    first, second = _apps_env(synth)
+    assert {k: v for k, v in first.items() if k != "secret"} == apps[0]
+    # An existing secret is referenced, not created; a JSON secret is read by key.
+    assert len(synth.of_type("AWS::SecretsManager::Secret")) == 1
+    assert second["secret"] == (
+        "{{resolve:secretsmanager:arn:aws:secretsmanager:eu-west-1:123456789012:secret:pusher-AbCdEf:SecretString:secret::}}"
+    )
+    assert "secret_arn" not in second and "secret_json_key" not in second
+
+
+def test_a_literal_secret_in_the_apps_file_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="literal 'secret'"):
+        load_apps(_write(tmp_path, [{"id": "1", "key": "k", "secret": "s3cr3t"}]))
+
+
+@pytest.mark.parametrize(
+    ("apps", "message"),
+    [
+        pytest.param([{"id": "1", "key": "k", "max_conections": 5}], "max_conections", id="unknown-field"),
+        pytest.param([{"id": "bad id", "key": "k"}], "app id must be", id="bad-id"),
+        pytest.param([{"id": "1", "key": "k"}, {"id": "2", "key": "k"}], "duplicate app key", id="duplicate-key"),
+        pytest.param([], "non-empty list", id="empty"),
+    ],
+)
+def test_invalid_apps_files_fail_the_synth_with_the_reason(tmp_path: Path, apps: Any, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_apps(_write(tmp_path, apps))
+
+
+def test_too_many_apps_for_lambdas_environment_fail_the_synth(tmp_path: Path) -> None:
+    apps = [{"id": str(n), "key": f"key-{n}", "allowed_origins": ["https://example.com"]} for n in range(40)]
+    with pytest.raises(ValueError, match="4 KB environment"):
+        synthesize({"apps_file": str(_write(tmp_path, apps))})
+
+
+def test_bumping_apps_revision_redeploys_the_functions_to_reread_secrets() -> None:
+    synth = synthesize({"apps_revision": "2"})
+    assert synth.environment(HANDLER)["APPS_REVISION"] == "2"
+
+
+def test_outputs_name_the_one_host_and_the_apis_behind_it(dynamodb: Synth) -> None:
+    outputs = dynamodb.json["Outputs"]
+    distribution_id, _ = dynamodb.one("AWS::CloudFront::Distribution")
+    host = {"Fn::GetAtt": [distribution_id, "DomainName"]}
+    assert outputs["WebSocketHost"]["Value"] == host
+    assert outputs["HttpHost"]["Value"] == host
+    ws_api, _ = dynamodb.one("AWS::ApiGatewayV2::Api", ProtocolType="WEBSOCKET")
+    assert render(outputs["WebSocketApiUrl"]["Value"]) == f"wss://<{ws_api}>.execute-api.<AWS::Region>.<AWS::URLSuffix>/prod"
+    secret_id, _ = dynamodb.one("AWS::SecretsManager::Secret")
+    assert outputs["AppSecret100001"]["Value"] == {"Ref": secret_id}
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
+def test_the_pusher_js_snippet_configures_a_real_pusher_js_client(dynamodb: Synth) -> None:
+    """Evaluate the output under Node with pusher-js itself: it must build a client for the CloudFront host
+    on wss/443 with the app's key (the connection attempt itself is cut short)."""
+    [distribution_id] = dynamodb.of_type("AWS::CloudFront::Distribution")
+    host = "d111111abcdef8.cloudfront.net"
+    snippet = render(dynamodb.json["Outputs"]["PusherJsConfig"]["Value"], {distribution_id: host})
+    script = (
+        "import Pusher from 'pusher-js';\n"
+        f"const pusher = {snippet};\n"
+        "pusher.disconnect();\n"
+        "console.log(JSON.stringify({key: pusher.key, host: pusher.config.wsHost, port: pusher.config.wssPort,"
+        " tls: pusher.config.useTLS, transports: pusher.config.enabledTransports}));\n"
+    )
+    result = subprocess.run(
+        ["node", "--input-type=module", "-e", script], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.splitlines()[-1]) == {
+        "key": "sockless-app-key", "host": host, "port": 443, "tls": True, "transports": ["ws", "wss"]
+    }
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
+def test_the_laravel_echo_snippet_is_valid_javascript_with_the_same_options(dynamodb: Synth) -> None:
+    [distribution_id] = dynamodb.of_type("AWS::CloudFront::Distribution")
+    snippet = render(dynamodb.json["Outputs"]["LaravelEchoConfig"]["Value"], {distribution_id: "d1.cloudfront.net"})
+    script = f"class Echo {{ constructor(o) {{ console.log(JSON.stringify(o)); }} }}; {snippet};"
+    result = subprocess.run(["node", "-e", script], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    options = json.loads(result.stdout)
+    assert options["broadcaster"] == "pusher" and options["key"] == "sockless-app-key"
+    assert (options["wsHost"], options["wssPort"], options["forceTLS"]) == ("d1.cloudfront.net", 443, True)

@@ -1,0 +1,99 @@
+"""The webhook queue (DLQ, partial batch failures) and the alarms and dashboard that watch everything."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cdk.stack import FUNCTIONS
+from tests.cdk.conftest import Synth, render, synthesize
+
+
+def _queues(synth: Synth) -> tuple[tuple[str, dict[str, Any]], tuple[str, dict[str, Any]]]:
+    """(queue, dead-letter queue), each as (logical id, properties)."""
+    queues = synth.of_type("AWS::SQS::Queue")
+    [main_id] = [k for k, v in queues.items() if "RedrivePolicy" in v["Properties"]]
+    dlq_id = queues[main_id]["Properties"]["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"][0]
+    return (main_id, queues[main_id]["Properties"]), (dlq_id, queues[dlq_id]["Properties"])
+
+
+def test_webhooks_queue_gives_up_into_a_dead_letter_queue_after_five_receives(either: Synth) -> None:
+    (_, queue), (_, dlq) = _queues(either)
+    assert queue["RedrivePolicy"]["maxReceiveCount"] == 5
+    assert queue["VisibilityTimeout"] == 6 * FUNCTIONS["webhooks"].timeout_seconds
+    assert dlq["MessageRetentionPeriod"] == 14 * 24 * 3600
+    for props in (queue, dlq):
+        assert props["SqsManagedSseEnabled"] is True
+
+
+def test_webhook_queues_refuse_unencrypted_transport(either: Synth) -> None:
+    (queue_id, _), (dlq_id, _) = _queues(either)
+    for queue in (queue_id, dlq_id):
+        [policy] = [
+            p["Properties"]["PolicyDocument"]["Statement"]
+            for p in either.of_type("AWS::SQS::QueuePolicy").values()
+            if p["Properties"]["Queues"] == [{"Ref": queue}]
+        ]
+        assert {"Effect": "Deny", "Condition": {"Bool": {"aws:SecureTransport": "false"}}}.items() <= policy[0].items()
+
+
+def test_the_worker_reports_partial_batch_failures_with_bounded_concurrency(either: Synth) -> None:
+    (queue_id, _), _ = _queues(either)
+    worker_id, _ = either.function(FUNCTIONS["webhooks"].handler)
+    _, mapping = either.one("AWS::Lambda::EventSourceMapping", FunctionName={"Ref": worker_id})
+    props = mapping["Properties"]
+    assert props["EventSourceArn"] == {"Fn::GetAtt": [queue_id, "Arn"]}
+    assert props["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert props["BatchSize"] == 10
+    assert props["ScalingConfig"] == {"MaximumConcurrency": 10}
+
+
+def _alarms(synth: Synth) -> list[dict[str, Any]]:
+    return [a["Properties"] for a in synth.of_type("AWS::CloudWatch::Alarm").values()]
+
+
+def test_every_function_has_error_and_throttle_alarms(either: Synth) -> None:
+    alarms = _alarms(either)
+    for spec in FUNCTIONS.values():
+        function_id, _ = either.function(spec.handler)
+        for metric in ("Errors", "Throttles"):
+            [alarm] = [
+                a for a in alarms
+                if a.get("MetricName") == metric and a["Dimensions"] == [{"Name": "FunctionName", "Value": {"Ref": function_id}}]
+            ]
+            assert (alarm["Threshold"], alarm["ComparisonOperator"]) == (1, "GreaterThanOrEqualToThreshold")
+            assert alarm["TreatMissingData"] == "notBreaching"
+
+
+def test_dead_letters_and_a_stale_backlog_raise_alarms(either: Synth) -> None:
+    (queue_id, _), (dlq_id, _) = _queues(either)
+    alarms = {(a["MetricName"], render(a["Dimensions"][0]["Value"])): a for a in _alarms(either) if a["Namespace"] == "AWS/SQS"}
+    dlq_alarm = alarms[("ApproximateNumberOfMessagesVisible", f"<{dlq_id}.QueueName>")]
+    assert dlq_alarm["Threshold"] == 1
+    backlog = alarms[("ApproximateAgeOfOldestMessage", f"<{queue_id}.QueueName>")]
+    assert backlog["Threshold"] == 300
+
+
+def test_every_alarm_notifies_the_alarm_topic(either: Synth) -> None:
+    topic_id, _ = either.one("AWS::SNS::Topic")
+    for alarm in _alarms(either):
+        assert alarm["AlarmActions"] == [{"Ref": topic_id}]
+
+
+def test_an_email_can_subscribe_to_alarms_at_deploy_time() -> None:
+    synth = synthesize({"alarm_email": "ops@example.com"})
+    topic_id, _ = synth.one("AWS::SNS::Topic")
+    synth.template.has_resource_properties(
+        "AWS::SNS::Subscription", {"Protocol": "email", "Endpoint": "ops@example.com", "TopicArn": {"Ref": topic_id}}
+    )
+
+
+def test_the_dashboard_shows_the_apis_the_functions_and_the_queue(either: Synth) -> None:
+    _, dashboard = either.one("AWS::CloudWatch::Dashboard")
+    body = render(dashboard["Properties"]["DashboardBody"])
+    for metric in ("ConnectCount", "MessageCount", "IntegrationError", "Invocations", "Throttles", "Duration",
+                   "ApproximateNumberOfMessagesVisible", "ApproximateAgeOfOldestMessage"):
+        assert f'"{metric}"' in body, metric
+    for spec in FUNCTIONS.values():
+        function_id, _ = either.function(spec.handler)
+        assert f"<{function_id}>" in body
+    assert '"alarm"' in body  # the alarm status widget
