@@ -24,6 +24,26 @@ def text_frame(payload: bytes) -> bytes:
     return struct.pack("!BBQ", 0x81, 127, n) + payload
 
 
+class _LastFrame:
+    """Frames the most recent payload once: a broadcast hands the *same* bytes object to every transport, so all
+    subscribers after the first reuse the framed bytes instead of building header + payload again."""
+
+    __slots__ = ("payload", "wire")
+
+    def __init__(self) -> None:
+        self.payload: bytes | None = None
+        self.wire = b""
+
+    def __call__(self, payload: bytes) -> bytes:
+        if payload is not self.payload:
+            self.wire = text_frame(payload)
+            self.payload = payload
+        return self.wire
+
+
+framed = _LastFrame()
+
+
 class WsTransport:
     __slots__ = ("_transport", "closing", "last_seen", "pinged_at", "ws")
 
@@ -42,7 +62,7 @@ class WsTransport:
             self.closing = True
             transport.abort()
             return
-        transport.write(text_frame(frame))
+        transport.write(framed(frame))
 
     def seen(self, now: float) -> None:
         self.last_seen = now
