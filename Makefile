@@ -4,14 +4,14 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTHON ?= python3
 
-.PHONY: install serve emulate test test-unit lint typecheck node clean
+.PHONY: install serve emulate test test-unit lint typecheck node synth clean
 
 install: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[server,aws,dev]'
+	$(PY) -m pip install -q -e '.[server,aws,dev,infra]'
 	touch $@
 
 node: node_modules/.installed
@@ -32,6 +32,19 @@ test: install node
 
 test-unit: install
 	$(PY) -m pytest tests/unit -q
+
+# The CDK app synthesized into cdk.out/ with the local npm CLI (docs/deploy.md). The Lambda bundle's wheels
+# are downloaded once into $(WHEELHOUSE); after that, synth runs offline. CDK_ARGS='-c store=valkey' etc.
+WHEELHOUSE ?= build/wheelhouse
+CDK_ENV := CDK_DISABLE_CLI_TELEMETRY=true CDK_DISABLE_VERSION_CHECK=true NPM_CONFIG_UPDATE_NOTIFIER=false \
+	JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION=20 SOCKLESS_WHEELHOUSE=$(abspath $(WHEELHOUSE))
+
+$(WHEELHOUSE)/.downloaded: pyproject.toml
+	$(PY) -m cdk.components.bundle wheelhouse $(WHEELHOUSE)
+	touch $@
+
+synth: install node $(WHEELHOUSE)/.downloaded
+	$(CDK_ENV) node_modules/.bin/cdk synth --quiet $(CDK_ARGS)
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -163,3 +163,29 @@ def lambda_code(spec: BundleSpec, *, root: Path = REPO_ROOT) -> lambda_.Code:
             local=LocalPythonBundling(spec, root),  # type: ignore[arg-type]
         ),
     )
+
+
+def download_wheelhouse(directory: Path) -> None:
+    """``pip download`` every wheel either bundle needs into ``directory``, once, so later synths (which
+    find it through ``$SOCKLESS_WHEELHOUSE``) work offline."""
+    from cdk.components.functions import ARCHITECTURE, RUNTIME  # the one place the runtime is chosen
+
+    spec = BundleSpec(RUNTIME, ARCHITECTURE, pinned_requirements(RUNTIME_DEPENDENCIES + VALKEY_DEPENDENCIES))
+    directory.mkdir(parents=True, exist_ok=True)
+    subprocess.run(
+        [
+            sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check",
+            "--dest", str(directory),
+            "--platform", spec.platform, "--implementation", "cp", "--python-version", spec.python_version,
+            "--only-binary=:all:",
+            *spec.requirements,
+        ],
+        check=True,
+    )  # fmt: skip
+
+
+if __name__ == "__main__":
+    # python -m cdk.components.bundle wheelhouse DIR
+    if len(sys.argv) != 3 or sys.argv[1] != "wheelhouse":
+        raise SystemExit("usage: python -m cdk.components.bundle wheelhouse DIR")
+    download_wheelhouse(Path(sys.argv[2]))
