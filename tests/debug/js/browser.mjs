@@ -4,7 +4,7 @@
 //   stdin  {"id": 1, "cmd": "open", "url": "..."}   a command
 //   stdout {"id": 1, "ok": true, "result": ...}     its reply (or "ok": false, "error": "...")
 //   stdout {"report": "console", ...}               what the page logged, and page errors
-// Commands: open {url}, wait {selector, text?, timeout?} (visible), texts {selector}, count {selector},
+// Commands: open {url}, wait {selector, text?, ms?} (until visible), texts {selector}, count {selector},
 // fill {selector, value}, click {selector}, check {selector, on}, screenshot {path, fullPage?}, content, quit.
 
 import { createInterface } from 'node:readline';
@@ -41,8 +41,8 @@ const commands = {
     const response = await page.goto(url, { waitUntil: 'domcontentloaded' });
     return { status: response ? response.status() : null };
   },
-  async wait({ selector, text, timeout }) {
-    await locate(selector, text).first().waitFor({ state: 'visible', timeout: timeout ?? 5000 });
+  async wait({ selector, text, ms }) {
+    await locate(selector, text).first().waitFor({ state: 'visible', timeout: ms ?? 5000 });
     return true;
   },
   async texts({ selector }) {
