@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTHON ?= python3
 
-.PHONY: install serve emulate test test-unit lint typecheck node synth clean
+.PHONY: install serve emulate test test-unit lint typecheck node chromium synth clean
 
 install: $(VENV)/.installed
 
@@ -14,14 +14,22 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e '.[server,aws,dev,infra]'
 	touch $@
 
-node: node_modules/.installed
+node: node_modules/.installed chromium
+
+# Debian's Chromium for the debug console's browser tests (playwright-core drives it); where apt is not
+# available they are skipped, with the reason, instead of failing the build.
+chromium:
+	@test -x /usr/bin/chromium || { command -v apt-get >/dev/null && (apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null; } || \
+	  echo "chromium not installed: the debug console's browser tests will be skipped" >&2
 
 node_modules/.installed: package.json
 	npm install --no-audit --no-fund --loglevel=error
 	touch $@
 
+# With the debug console on (http://127.0.0.1:6001/debug, docs/debug-console.md).
 serve: install
-	$(PY) -m local_server $(if $(CONFIG),--config $(CONFIG),)
+	SOCKLESS_DEBUG_CONSOLE=$${SOCKLESS_DEBUG_CONSOLE:-true} $(PY) -m local_server $(if $(CONFIG),--config $(CONFIG),)
 
 # The Lambda code path on this machine: emulated API Gateway + Lambda, DynamoDB and SQS in moto.
 emulate: install
