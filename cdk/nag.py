@@ -7,9 +7,10 @@ keeps it. A new finding anywhere else still fails the synth.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import aws_cdk as cdk
+from aws_cdk import aws_iam as iam
 from constructs import IConstruct
 
 if TYPE_CHECKING:
@@ -37,21 +38,42 @@ def acknowledge(scope: IConstruct, rule: str, reason: str) -> None:
     cdk.Validations.of(scope).acknowledge(cdk.Acknowledgment(id=rule, reason=reason))
 
 
+def _finding_form(value: Any) -> str:
+    """A resolved CloudFormation value as cdk-nag spells it in finding ids (``<Ref>``, ``<Id.Attr>``)."""
+    if isinstance(value, str):
+        return value
+    if "Fn::Join" in value:
+        separator, parts = value["Fn::Join"]
+        return str(separator).join(_finding_form(part) for part in parts)
+    if "Ref" in value:
+        return f"<{value['Ref']}>"
+    if "Fn::GetAtt" in value:
+        return "<{}.{}>".format(*value["Fn::GetAtt"])
+    raise ValueError(f"cannot spell {value!r} as a cdk-nag finding")
+
+
+def _manage_connections_resource(stack: cdk.Stack, role: iam.IRole) -> str:
+    """The @connections resource of ``role``'s ManageConnections grant, exactly as the template has it (the
+    region and partition are literals when the CLI knows them, references otherwise)."""
+    policy = role.node.find_child("DefaultPolicy")
+    document = stack.resolve(policy.document)  # type: ignore[attr-defined]
+    [resource] = [
+        s["Resource"] for s in document["Statement"] if s["Action"] == "execute-api:ManageConnections"
+    ]
+    return _finding_form(resource)
+
+
 def acknowledge_findings(stack: SocklessStack) -> None:
     for function in stack.functions.values():
         acknowledge(function.function, "AwsSolutions-L1", LATEST_RUNTIME_REASON)
 
     # ManageConnections needs the connection id in the resource; ids are minted by API Gateway per connection.
-    connections_arn = (
-        f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:execute-api:<AWS::Region>:<AWS::AccountId>:"
-        f"<{stack.get_logical_id(stack.websocket.api.node.default_child)}>/{stack.config.stage_name}/*/@connections/*]"  # type: ignore[arg-type]
-    )
     for name, function in stack.functions.items():
         if not stack.function_specs[name].posts:
             continue
         acknowledge(
             function.role,
-            connections_arn,
+            f"AwsSolutions-IAM5[Resource::{_manage_connections_resource(stack, function.role)}]",
             f"{name} posts frames to, reads and deletes WebSocket connections whose ids API Gateway assigns at "
             "runtime; the grant is execute-api:ManageConnections on this API's own stage's @connections only "
             "(POST, GET and DELETE methods), not on any other API or stage.",

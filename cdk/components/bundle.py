@@ -145,7 +145,7 @@ class LocalPythonBundling:
         self._spec = spec
         self._root = root
 
-    def try_bundle(self, output_dir: str, **_options: Any) -> bool:
+    def try_bundle(self, output_dir: str, options: Any = None) -> bool:  # jsii passes the options struct
         build_bundle(Path(output_dir), self._spec, root=self._root)
         return True
 
