@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from typing import Any, cast
 
-from redis.asyncio import Redis, RedisCluster
+from redis.asyncio import BlockingConnectionPool, Redis, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import RedisError
@@ -39,6 +39,8 @@ log = logging.getLogger("sockless.redis")
 
 DEFAULT_TTL_SECONDS = 86400
 HEALTH_TIMEOUT_SECONDS = 1.0
+MAX_CONNECTIONS = 64
+POOL_WAIT_SECONDS = 5.0
 
 
 def connect_redis(url: str, *, cluster_mode: bool = False) -> Redis:
@@ -56,8 +58,11 @@ def connect_redis(url: str, *, cluster_mode: bool = False) -> Redis:
         "retry": Retry(ExponentialBackoff(cap=0.2, base=0.02), 1),
     }
     if cluster_mode:
-        return cast(Redis, RedisCluster.from_url(url, **options))
-    return Redis.from_url(url, **options)
+        return cast(Redis, RedisCluster.from_url(url, max_connections=MAX_CONNECTIONS, **options))
+    # A bounded pool whose callers wait for a free connection: a burst of subscribes must queue up,
+    # not fail with "Too many connections" (the default pool's behaviour at 100).
+    pool = BlockingConnectionPool.from_url(url, max_connections=MAX_CONNECTIONS, timeout=POOL_WAIT_SECONDS, **options)
+    return Redis.from_pool(pool)
 
 
 class CountsErrors:
