@@ -17,12 +17,9 @@ from typing import Any
 
 from shared.aws_io import AWS_ERRORS, AwsCaller, error_code, unavailable
 from shared.errors import StoreUnavailable
+from shared.store.dynamodb_table import n
 
 MAX_ATTEMPTS = 5
-
-
-def _n(value: float) -> dict[str, str]:
-    return {"N": repr(float(value)) if not float(value).is_integer() else str(int(value))}
 
 
 class DynamoDBRateLimiter:
@@ -70,7 +67,7 @@ class DynamoDBRateLimiter:
                 UpdateExpression="ADD #n :one",
                 ConditionExpression="#until > :now AND #n < :limit",
                 ExpressionAttributeNames=names,
-                ExpressionAttributeValues={":one": _n(1), ":now": _n(now), ":limit": _n(limit)},
+                ExpressionAttributeValues={":one": n(1), ":now": n(now), ":limit": n(limit)},
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
             if counted:
@@ -81,10 +78,10 @@ class DynamoDBRateLimiter:
             until = now + window_seconds
             opened, _ = await self._write(
                 "put_item",
-                Item={**item_key, "n": _n(1), "until": _n(until), "ttl": _n(int(until) + 60)},
+                Item={**item_key, "n": n(1), "until": n(until), "ttl": n(int(until) + 60)},
                 ConditionExpression="attribute_not_exists(#until) OR #until <= :now",
                 ExpressionAttributeNames={"#until": "until"},
-                ExpressionAttributeValues={":now": _n(now)},
+                ExpressionAttributeValues={":now": n(now)},
             )
             if opened:
                 return True
