@@ -135,7 +135,11 @@ class Container:
                     "lambda", region_name=region, endpoint_url=self.settings.aws.lambda_endpoint_url, config=config
                 )
 
-            self._targets = create_targets(http_client=Urllib3Client(), lambda_factory=lambda_factory)
+            from shared import debug
+            from shared.debug.webhooks import tap_targets
+
+            targets = create_targets(http_client=Urllib3Client(), lambda_factory=lambda_factory)
+            self._targets = tap_targets(targets, debug.installed(), self.services.apps)
         return self._targets
 
     # -- services --------------------------------------------------------------------------------------
@@ -144,6 +148,10 @@ class Container:
     def services(self) -> Services:
         if self._services is None:
             self._services = self._build()
+            from shared import debug
+
+            if (tap := debug.installed()) is not None:  # the emulator's debug console, in this process
+                debug.attach(self._services.engine, tap)
         return self._services
 
     @property

@@ -26,7 +26,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from html import escape
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
 
 from aiohttp import web
 
@@ -37,6 +38,11 @@ from shared.http_api.base import HttpRequest, HttpResponse
 from shared.limits.base import RateLimiter
 from shared.services import Services
 from shared.settings import AppConfig, Settings
+
+if TYPE_CHECKING:
+    from local_server.emulator.aws import Resources
+    from local_server.emulator.gateway import Gateway
+    from local_server.emulator.lambdas import LambdaService
 
 STATIC = Path(__file__).resolve().parent / "static"
 COOKIE = "sockless_debug"
@@ -74,6 +80,7 @@ class Backend:
     state: Callable[[AppConfig], Awaitable[dict[str, Any]]]  # connections and channels of an app
     limiter: RateLimiter  # login attempts per address
     lambda_invocations: bool = False  # the emulator reports its Lambda invocations
+    close: Callable[[], Awaitable[None]] | None = None  # releases what the backend opened
 
 
 def services_backend(services: Services) -> Backend:
@@ -298,6 +305,8 @@ class DebugConsole:
 
         async def end_streams(_app: web.Application) -> None:
             self.tap.close()
+            if self.backend.close is not None:
+                await self.backend.close()
 
         app.on_shutdown.append(end_streams)
 
@@ -329,3 +338,62 @@ def mount(app: web.Application, services: Services, settings: Settings | None = 
     console.add_routes(app)
     app[CONSOLE] = console
     return console
+
+
+def emulator_console(
+    settings: Settings, lambdas: LambdaService, gateway: Gateway, resources: Resources
+) -> DebugConsole:
+    """The emulator's console: the same page, fed by the engines of its Lambda "containers" (worker threads
+    of this process, which attach to the installed tap when they build their services) and by every
+    invocation with its handler and duration. The Event Creator goes through the ``http_api`` function,
+    and the channel list is read from the DynamoDB table (in moto) the functions use. Add the routes with
+    ``gateway.public_app(console.add_routes)``."""
+    from local_server.emulator import events
+    from shared.debug import install
+    from shared.limits.memory import MemoryRateLimiter
+    from shared.store.dynamodb import DynamoDBChannelStore
+
+    tap = DebugTap()
+    install(tap)
+    lambdas.observer = tap.lambda_invocation
+    store = DynamoDBChannelStore(resources.table_name, region=resources.region, endpoint_url=resources.moto_url)
+
+    async def rest(request: HttpRequest) -> HttpResponse:
+        event = events.http_v2(
+            method=request.method,
+            raw_path=request.path,
+            raw_query=urlencode(request.query),
+            headers=dict(request.headers),
+            body=request.body,
+            source_ip=request.ip or "127.0.0.1",
+            api_id=gateway.api_id,
+            stage=gateway.http_stage,
+            domain_name=settings.host,
+        )
+        result = await lambdas.invoke(gateway.functions.http_api, event)
+        if not isinstance(result, dict) or "statusCode" not in result:
+            return HttpResponse(200, result)
+        raw = result.get("body") or ""
+        try:
+            body = json.loads(raw) if raw else {}
+        except ValueError:
+            body = {"body": raw}
+        return HttpResponse(int(result["statusCode"]), body)
+
+    async def state(app: AppConfig) -> dict[str, Any]:
+        return await app_state(store, app.id)
+
+    async def close() -> None:
+        install(None)
+        lambdas.observer = None
+        await store.close()
+
+    backend = Backend(
+        apps=settings.apps,
+        rest=rest,
+        state=state,
+        limiter=MemoryRateLimiter(),
+        lambda_invocations=True,
+        close=close,
+    )
+    return DebugConsole(tap, backend, host=settings.host, admin_token=settings.admin_token)

@@ -22,6 +22,7 @@ import contextlib
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -276,11 +277,14 @@ class Gateway:
 
     # -- applications ------------------------------------------------------------------------------------
 
-    def public_app(self) -> web.Application:
+    def public_app(self, extra_routes: Callable[[web.Application], None] | None = None) -> web.Application:
+        """``extra_routes`` adds the emulator's own pages (the debug console) ahead of the 403 catch-all."""
         app = web.Application(client_max_size=10 * 1024 * 1024)  # HTTP API payload quota
         app.router.add_get("/app/{key}", self.websocket)
         app.router.add_get("/", self.websocket)
         app.router.add_route("*", "/apps/{tail:.*}", self.http_api)
+        if extra_routes is not None:
+            extra_routes(app)
         app.router.add_route("*", "/{tail:.*}", _forbidden)
         return app
 

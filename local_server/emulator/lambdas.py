@@ -94,6 +94,9 @@ class LambdaService:
         self._lock = threading.Lock()
         self._pending: set[asyncio.Future[Any]] = set()
         self.stats = Stats()
+        # Told of every invocation (function name, wall time in ms, error type or None), on the worker
+        # thread that ran it: the debug console's Lambda rows (local_server/debug.py).
+        self.observer: Callable[[str, float, str | None], None] | None = None
 
     def name(self, kind: str) -> str:
         return f"{self.prefix}-{kind}"
@@ -127,9 +130,11 @@ class LambdaService:
         handler = self._handler(function_name)
         context = LambdaContext(function_name=function_name, region=self.region)
         cpu = time.thread_time()
+        error: str | None = None
         try:
             return handler(event, context)
         except Exception as exc:
+            error = type(exc).__name__
             with self._lock:
                 self.stats.errors[function_name] = self.stats.errors.get(function_name, 0) + 1
             log.exception("function %s failed", function_name)
@@ -139,6 +144,8 @@ class LambdaService:
                 self.stats.invocations[function_name] = self.stats.invocations.get(function_name, 0) + 1
                 spent = time.thread_time() - cpu
                 self.stats.cpu_seconds[function_name] = self.stats.cpu_seconds.get(function_name, 0.0) + spent
+            if self.observer is not None:
+                self.observer(function_name, (time.monotonic() - context.started) * 1000, error)
 
     async def invoke(self, function_name: str, event: Any) -> Any:
         """``RequestResponse``: wait for the result; raises ``FunctionError`` or ``KeyError`` (no such function)."""

@@ -96,7 +96,13 @@ class Emulator:
         self._mapping.start()
         if self.options.sweep_interval > 0:
             self._sweep = asyncio.create_task(self._schedule_sweep(self.options.sweep_interval))
-        self.port = await self._serve(self.gateway.public_app(), self.settings.host, self.settings.port)
+        extra_routes = None
+        if self.settings.debug_console:  # GET /debug with the Lambda invocations (docs/debug-console.md)
+            from local_server.debug import emulator_console
+
+            extra_routes = emulator_console(self.settings, self.lambdas, self.gateway, resources).add_routes
+        public = self.gateway.public_app(extra_routes)
+        self.port = await self._serve(public, self.settings.host, self.settings.port)
         log.info("emulating API Gateway + Lambda on %s (AWS endpoint %s, moto %s)", self.port, self.aws_url, moto_url)
 
     async def _schedule_sweep(self, interval: float) -> None:

@@ -175,7 +175,8 @@ class DebugTap:
                     subscription.offer(item)
 
     def tally_sent(self, app_id: str, amount: float) -> None:
-        self.sent[app_id] = self.sent.get(app_id, 0.0) + amount
+        with self.lock:  # the emulator's containers count from several threads
+            self.sent[app_id] = self.sent.get(app_id, 0.0) + amount
 
     # -- what the engine reports ----------------------------------------------------------------------
 

@@ -17,6 +17,7 @@ class Stream:
         self.response = response
         self.seen: list[Message] = []
         self.raw = ""  # every byte of every message, to prove what never appears
+        self._taken: set[int] = set()  # indexes in ``seen`` already returned by :meth:`wait`
 
     @classmethod
     async def open(cls, session: aiohttp.ClientSession, base_url: str, app: str = "app-id", **kwargs: Any) -> Stream:
@@ -41,8 +42,16 @@ class Stream:
             elif line.startswith("data: "):
                 data.append(line[6:].rstrip("\n"))
 
-    async def wait(self, match: Callable[[Message], bool], timeout: float = 5.0, what: str = "message") -> Message:
-        """The next message that matches (those before it are only recorded in ``seen``)."""
+    async def wait(
+        self, match: Callable[[Message], bool], timeout: float = 5.0, what: str = "message", *, fresh: bool = False
+    ) -> Message:
+        """The first message not yet returned by a wait that matches, whether it already arrived or not:
+        events of different sources (e.g. a Lambda invocation and the engine event inside it) may come in
+        either order. ``fresh``: only messages that arrive from now on (snapshots: state, rate)."""
+        for index, message in enumerate(self.seen):
+            if not fresh and index not in self._taken and match(message):
+                self._taken.add(index)
+                return message
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:
@@ -53,6 +62,7 @@ class Stream:
                 recent = "\n".join(json.dumps(m)[:300] for m in self.seen[-20:])
                 raise AssertionError(f"no {what} within {timeout}s; last messages:\n{recent}") from None
             if match(message):
+                self._taken.add(len(self.seen) - 1)
                 return message
 
     async def event(self, kind: str, timeout: float = 5.0, **fields: Any) -> Message:
@@ -64,7 +74,8 @@ class Stream:
         return await self.wait(match, timeout, f"{kind} {fields}")
 
     async def state(self, match: Callable[[Message], bool], timeout: float = 5.0) -> Message:
-        return await self.wait(lambda m: m.get("type") == "state" and match(m), timeout, "matching state")
+        """The next state snapshot that matches (an older one describes the past)."""
+        return await self.wait(lambda m: m.get("type") == "state" and match(m), timeout, "matching state", fresh=True)
 
     def close(self) -> None:
         self.response.close()

@@ -152,7 +152,9 @@ async def test_messages_per_second_counts_frames_sent_to_clients(
                 assert response.status == 200
         rate = await stream.wait(lambda m: m.get("type") == "rate" and m["messages_per_second"] > 0, 4, "a rate")
         assert rate["messages_per_second"] <= 30 / 0.5
-        quiet = await stream.wait(lambda m: m.get("type") == "rate" and m["messages_per_second"] == 0, 4, "quiet")
+        quiet = await stream.wait(
+            lambda m: m.get("type") == "rate" and m["messages_per_second"] == 0, 4, "quiet", fresh=True
+        )
         assert quiet["dropped"] == 0
     finally:
         stream.close()

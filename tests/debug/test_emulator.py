@@ -1,0 +1,87 @@
+"""The same console on the emulator (``--emulate-lambda``): the engines of the Lambda "containers" report to
+it, every invocation shows with its handler and duration, the Event Creator goes through the ``http_api``
+function and the channel list comes from the DynamoDB table (moto)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+
+import aiohttp
+import pytest
+
+from tests.conftest import DEFAULT_APP
+from tests.debug.browser import Browser, browser_missing
+from tests.debug.sse import Stream, channel
+from tests.e2e.jsdriver import App, NodeDriver
+from tests.serverproc import ServerProcess
+
+EMULATE = ("--emulate-lambda", "--sweep-interval", "0")
+
+
+@pytest.fixture(scope="module")
+def emulator() -> Iterator[ServerProcess]:
+    proc = ServerProcess({"apps": [DEFAULT_APP], "debug_console": True}, args=EMULATE).start(timeout=60)
+    yield proc
+    proc.cleanup()
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    reason = browser_missing()
+    if reason is not None:
+        pytest.skip(f"browser tests: {reason}")
+    page = await Browser.start()
+    try:
+        yield page
+    finally:
+        await page.close()
+
+
+async def test_the_emulator_console_shows_lambda_invocations_and_the_engine_events(
+    emulator: ServerProcess, session: aiohttp.ClientSession, js: NodeDriver, app: App
+) -> None:
+    async with session.get(emulator.url + "/debug/session") as response:
+        assert (await response.json())["lambda"] is True
+    stream = await Stream.open(session, emulator.url)
+    try:
+        client = await js.client("lambda-client", app, emulator.port)
+        socket_id = await client.socket_id()
+        connect = await stream.event("lambda", function="sockless-connect", timeout=10)
+        assert connect["duration_ms"] > 0
+        assert "error" not in connect
+        await stream.event("connection", socket_id=socket_id, timeout=10)
+
+        await client.subscribe("emulated", "hello")
+        await stream.event("lambda", function="sockless-message", timeout=10)
+        await stream.event("subscribed", socket_id=socket_id, channel="emulated", timeout=10)
+        await stream.state(lambda s: (channel(s, "emulated") or {}).get("subscription_count") == 1, timeout=10)
+
+        url = f"{emulator.url}/debug/apps/app-id/events"
+        async with session.post(url, json={"channel": "emulated", "name": "hello", "data": '{"via":"lambda"}'}) as r:
+            assert r.status == 200, await r.text()
+        assert (await client.expect("hello", "emulated", timeout=10))["data"] == {"via": "lambda"}
+        await stream.event("lambda", function="sockless-http_api", timeout=10)
+        await stream.event("api_message", event="hello", timeout=10)
+        async with session.post(url, json={"channel": "emulated", "name": "", "data": "x"}) as r:
+            assert r.status == 400  # the http_api function's own validation
+
+        await client.disconnect()
+        await stream.event("lambda", function="sockless-disconnect", timeout=10)
+        await stream.event("disconnection", socket_id=socket_id, timeout=10)
+    finally:
+        stream.close()
+    assert DEFAULT_APP["secret"] not in stream.raw
+
+
+async def test_the_emulator_page_lists_lambda_rows(
+    emulator: ServerProcess, browser: Browser, js: NodeDriver, app: App
+) -> None:
+    await browser.open(f"{emulator.url}/debug")
+    await browser.wait("#status", "live")
+    await browser.wait("#kind-lambda")
+    client = await js.client("lambda-page", app, emulator.port)
+    await client.subscribe("emulated-page")
+    await browser.wait('#log tbody tr[data-type="lambda"]', "sockless-connect", timeout=10)
+    await browser.wait('#log tbody tr[data-type="lambda"]', "ms", timeout=10)
+    await browser.wait('#channels tr[data-channel="emulated-page"] td.count', "1", timeout=10)
+    assert not browser.page_errors(), browser.page_log()
