@@ -81,13 +81,10 @@ def client(service: str, moto_url: str, region: str = REGION) -> Any:
 
 def create_resources(moto_url: str, *, prefix: str = "sockless", region: str = REGION) -> Resources:
     """The table and queues of the CDK stack: one table (TTL on), a webhook queue with a DLQ."""
+    from shared.store.dynamodb import create_table
+
     table_name = f"{prefix}-state"
-    try:
-        from shared.store.dynamodb import create_table
-    except ImportError:  # TODO(emulator): drop once the DynamoDB driver lands
-        pass
-    else:
-        create_table(client("dynamodb", moto_url, region), table_name)
+    create_table(client("dynamodb", moto_url, region), table_name)
     sqs = client("sqs", moto_url, region)
     dlq_url = sqs.create_queue(QueueName=f"{prefix}-webhooks-dlq")["QueueUrl"]
     dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]

@@ -72,6 +72,9 @@ class Emulator:
         return int(sockets[0].getsockname()[1]) if sockets else port
 
     async def start(self) -> None:
+        # moto's request log and botocore's credential notes would drown the handlers' own logs.
+        for noisy in ("werkzeug", "botocore", "moto"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
         aws.use_fake_credentials()
         moto_url = await asyncio.to_thread(self.moto.start)
         resources = await asyncio.to_thread(aws.create_resources, moto_url, prefix=self.options.prefix)
