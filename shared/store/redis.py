@@ -43,6 +43,17 @@ MAX_CONNECTIONS = 64
 POOL_WAIT_SECONDS = 5.0
 
 
+class _ClusterClient(RedisCluster):
+    """redis-py 8.1's async cluster client breaks commands issued concurrently before its first one has
+    discovered the cluster (``'NoneType' object has no attribute 'writelines'``): the command policy lookup
+    runs ahead of the locked initialization. Initializing first, under its lock, avoids that."""
+
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        if self._initialize:
+            await self.initialize()
+        return await super().execute_command(*args, **kwargs)
+
+
 def connect_redis(url: str, *, cluster_mode: bool = False) -> Redis:
     """A lazily connecting client (nothing happens on the network until the first command).
 
@@ -58,7 +69,7 @@ def connect_redis(url: str, *, cluster_mode: bool = False) -> Redis:
         "retry": Retry(ExponentialBackoff(cap=0.2, base=0.02), 1),
     }
     if cluster_mode:
-        return cast(Redis, RedisCluster.from_url(url, max_connections=MAX_CONNECTIONS, **options))
+        return cast(Redis, _ClusterClient.from_url(url, max_connections=MAX_CONNECTIONS, **options))
     # A bounded pool whose callers wait for a free connection: a burst of subscribes must queue up,
     # not fail with "Too many connections" (the default pool's behaviour at 100).
     pool = BlockingConnectionPool.from_url(url, max_connections=MAX_CONNECTIONS, timeout=POOL_WAIT_SECONDS, **options)

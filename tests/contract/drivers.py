@@ -86,6 +86,11 @@ STORE_DRIVERS["redis"] = redis_backend.redis_store
 LIMITER_DRIVERS["redis"] = redis_backend.redis_limiter
 QUEUE_DRIVERS["redis"] = lambda: redis_backend.redis_queue(QUEUE_VISIBILITY_TIMEOUT)
 DRIVER_MARKS["redis"] = (pytest.mark.redis,)
+# The same drivers in cluster mode (ElastiCache Serverless), on a three-shard Redis Cluster.
+STORE_DRIVERS["redis-cluster"] = lambda: redis_backend.redis_store(cluster_mode=True)
+LIMITER_DRIVERS["redis-cluster"] = lambda: redis_backend.redis_limiter(cluster_mode=True)
+QUEUE_DRIVERS["redis-cluster"] = lambda: redis_backend.redis_queue(QUEUE_VISIBILITY_TIMEOUT, cluster_mode=True)
+DRIVER_MARKS["redis-cluster"] = (pytest.mark.redis,)
 
 # DynamoDB and SQS in moto (in-process ``mock_aws``), a fresh table or queue per test.
 STORE_DRIVERS["dynamodb"] = aws_backend.dynamodb_store

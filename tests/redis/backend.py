@@ -3,12 +3,22 @@
 ``SOCKLESS_TEST_REDIS_URL`` (default ``redis://127.0.0.1:6379/15``) names it. Each factory uses a unique
 key prefix and deletes every key under it afterwards, so tests never see each other's state and can run
 against a Redis that holds other data. A missing Redis is a failure, never a silent skip.
+
+The ``cluster`` factories run the same drivers in cluster mode (what ElastiCache Serverless requires)
+against ``SOCKLESS_TEST_REDIS_CLUSTER_URL``, or else a three-shard Redis Cluster of local ``redis-server``
+processes started on first use and stopped when the test process exits.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
 import uuid
 from collections.abc import AsyncIterator
 
@@ -36,10 +46,86 @@ async def flush_prefix(client: Redis, prefix: str) -> None:
         await client.delete(*batch)
 
 
+_cluster_url: str | None = os.environ.get("SOCKLESS_TEST_REDIS_CLUSTER_URL")
+SERVER_ARGS = ("redis-server", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no")
+
+
+def _free_cluster_port() -> int:
+    """A free port whose cluster bus port (port + 10000) is valid and free too."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if port + 10000 > 65535:
+            continue
+        with socket.socket() as bus:
+            try:
+                bus.bind(("127.0.0.1", port + 10000))
+            except OSError:
+                continue
+        return port
+
+
+def redis_cluster_url() -> str:
+    """A Redis Cluster with three primaries (every app's slot may live on a different shard)."""
+    global _cluster_url
+    if _cluster_url is not None:
+        return _cluster_url
+    workdir = tempfile.mkdtemp(prefix="sockless-redis-cluster-")
+    ports = [_free_cluster_port() for _ in range(3)]
+    procs = []
+    for port in ports:
+        directory = os.path.join(workdir, str(port))
+        os.makedirs(directory)
+        procs.append(
+            subprocess.Popen(
+                [*SERVER_ARGS, "--port", str(port), "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"],
+                cwd=directory,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
+
+    def stop() -> None:
+        for proc in procs:
+            proc.kill()
+            proc.wait()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    atexit.register(stop)
+    for port in ports:
+        deadline = time.monotonic() + 10
+        while subprocess.run(["redis-cli", "-p", str(port), "ping"], capture_output=True).stdout.strip() != b"PONG":
+            assert time.monotonic() < deadline, "redis-server (cluster) did not start"
+            time.sleep(0.05)
+    subprocess.run(
+        [
+            "redis-cli",
+            "--cluster",
+            "create",
+            *(f"127.0.0.1:{p}" for p in ports),
+            "--cluster-replicas",
+            "0",
+            "--cluster-yes",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    deadline = time.monotonic() + 15
+    while (
+        b"cluster_state:ok"
+        not in subprocess.run(["redis-cli", "-p", str(ports[0]), "cluster", "info"], capture_output=True).stdout
+    ):
+        assert time.monotonic() < deadline, "redis cluster did not converge"
+        time.sleep(0.1)
+    _cluster_url = f"redis://127.0.0.1:{ports[0]}/0"
+    return _cluster_url
+
+
 @contextlib.asynccontextmanager
-async def redis_client(prefix: str) -> AsyncIterator[Redis]:
-    """A client for the test Redis; every key under ``prefix`` is deleted on exit."""
-    client = connect_redis(REDIS_URL)
+async def redis_client(prefix: str, *, cluster_mode: bool = False) -> AsyncIterator[Redis]:
+    """A client for the test Redis (or the test cluster); every key under ``prefix`` is deleted on exit."""
+    client = connect_redis(redis_cluster_url() if cluster_mode else REDIS_URL, cluster_mode=cluster_mode)
     try:
         yield client
     finally:
@@ -48,9 +134,9 @@ async def redis_client(prefix: str) -> AsyncIterator[Redis]:
 
 
 @contextlib.asynccontextmanager
-async def redis_store(node_id: str | None = None) -> AsyncIterator[RedisChannelStore]:
+async def redis_store(node_id: str | None = None, cluster_mode: bool = False) -> AsyncIterator[RedisChannelStore]:
     prefix = unique_prefix()
-    async with redis_client(prefix) as client:
+    async with redis_client(prefix, cluster_mode=cluster_mode) as client:
         store = RedisChannelStore(client, prefix=prefix, node_id=node_id)
         try:
             yield store
@@ -59,9 +145,9 @@ async def redis_store(node_id: str | None = None) -> AsyncIterator[RedisChannelS
 
 
 @contextlib.asynccontextmanager
-async def redis_limiter() -> AsyncIterator[RedisRateLimiter]:
+async def redis_limiter(cluster_mode: bool = False) -> AsyncIterator[RedisRateLimiter]:
     prefix = unique_prefix()
-    async with redis_client(prefix) as client:
+    async with redis_client(prefix, cluster_mode=cluster_mode) as client:
         limiter = RedisRateLimiter(client, prefix=prefix)
         try:
             yield limiter
@@ -70,9 +156,9 @@ async def redis_limiter() -> AsyncIterator[RedisRateLimiter]:
 
 
 @contextlib.asynccontextmanager
-async def redis_queue(visibility_timeout: float = 1.0) -> AsyncIterator[RedisWebhookQueue]:
+async def redis_queue(visibility_timeout: float = 1.0, cluster_mode: bool = False) -> AsyncIterator[RedisWebhookQueue]:
     prefix = unique_prefix()
-    async with redis_client(prefix) as client:
+    async with redis_client(prefix, cluster_mode=cluster_mode) as client:
         queue = RedisWebhookQueue(client, prefix=prefix, visibility_timeout=visibility_timeout)
         try:
             yield queue
