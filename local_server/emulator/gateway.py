@@ -278,14 +278,14 @@ class Gateway:
     # -- applications ------------------------------------------------------------------------------------
 
     def public_app(self, extra_routes: Callable[[web.Application], None] | None = None) -> web.Application:
-        """``extra_routes`` adds the emulator's own pages (the debug console) ahead of the 403 catch-all."""
+        """``extra_routes`` adds the emulator's own pages (the debug console) ahead of the 404 catch-all."""
         app = web.Application(client_max_size=10 * 1024 * 1024)  # HTTP API payload quota
         app.router.add_get("/app/{key}", self.websocket)
         app.router.add_get("/", self.websocket)
         app.router.add_route("*", "/apps/{tail:.*}", self.http_api)
         if extra_routes is not None:
             extra_routes(app)
-        app.router.add_route("*", "/{tail:.*}", _forbidden)
+        app.router.add_route("*", "/{tail:.*}", _not_found)
         return app
 
     def aws_app(self) -> web.Application:
@@ -309,9 +309,10 @@ class Gateway:
             await asyncio.wait(set(self._tasks), timeout=max(deadline - time.monotonic(), 0.01))
 
 
-async def _forbidden(request: web.Request) -> web.Response:
-    # API Gateway answers 403 for any path after the stage, and CloudFront routes nothing else here.
-    return web.json_response({"message": "Forbidden"}, status=403)
+async def _not_found(request: web.Request) -> web.Response:
+    # What the deployed CloudFront Function (cdk/cloudfront/rewrite.js) answers for any path that is
+    # neither /app/{key} (WebSocket API) nor /apps/... (HTTP API).
+    return web.Response(status=404, text="sockless: WebSocket clients connect to /app/{key}\n")
 
 
 def http_response(result: Any) -> web.Response:

@@ -207,6 +207,33 @@ async def test_concurrent_joins_leaves_and_disconnects_leave_the_right_members_a
             await socket.close()
 
 
+async def test_a_reconnect_within_the_delay_sends_neither_departure_nor_arrival_in_whatever_order(
+    start_server: StartServer, receiver: Receiver
+) -> None:
+    # The local suite's page-reload test, with webhook order left free: on AWS each event is its own
+    # SQS message and a standard queue keeps no order.
+    server = start_server(hooked(receiver))
+    async with aiohttp.ClientSession() as http:
+        first = await PusherSocket.connect(http, server.ws_url, APP_A)
+        await first.subscribe("presence-lobby", "u1")
+        await receiver.wait_events(1, name="member_added", timeout=15)
+        await first.close()
+        await asyncio.sleep(0.2)
+        second = await PusherSocket.connect(http, server.ws_url, APP_A)
+        await second.subscribe("presence-lobby", "u1")
+        await asyncio.sleep(DELAY + 2.5)  # past the first socket's delayed departures and SQS's rounding
+        assert sorted(e["name"] for e in receiver.events()) == ["channel_occupied", "member_added"]
+        await second.close()
+        await receiver.wait_events(1, name="channel_vacated", timeout=15)
+        await receiver.wait_events(1, name="member_removed", timeout=15)
+        assert sorted(e["name"] for e in receiver.events()) == [
+            "channel_occupied",
+            "channel_vacated",
+            "member_added",
+            "member_removed",
+        ]
+
+
 # -- stale connections ------------------------------------------------------------------------------------
 
 

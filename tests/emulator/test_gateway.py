@@ -154,12 +154,13 @@ async def test_http_api_builds_a_payload_v2_event_and_maps_the_response(
     assert event["headers"]["content-type"] == "application/json"
 
 
-async def test_other_paths_are_forbidden_like_api_gateway(
+async def test_other_paths_get_the_cloudfront_functions_404(
     echo: tuple[ServerProcess, EchoLog], http: aiohttp.ClientSession
 ) -> None:
     proc, _log = echo
     async with http.get(f"{proc.url}/nope") as response:
-        assert response.status == 403
+        assert response.status == 404
+        assert await response.text() == "sockless: WebSocket clients connect to /app/{key}\n"
 
 
 async def test_sqs_mapping_deletes_successes_and_redelivers_reported_failures(
