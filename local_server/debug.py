@@ -246,8 +246,9 @@ class DebugConsole:
                 chunks.append(b"".join(b"data: " + item.encode() + b"\n\n" for item in items))
             now = loop.time()
             if now >= next_tick:
-                sent = self.tap.sent.get(app.id, 0.0)
-                rate = (sent - sent_before) / max(now - tick_at, 1e-3)
+                sent, elapsed = self.tap.sent.get(app.id, 0.0), now - tick_at
+                # The first tick comes at once: too short a window to divide by.
+                rate = (sent - sent_before) / elapsed if elapsed >= TICK_SECONDS / 2 else 0.0
                 sent_before, tick_at, next_tick = sent, now, now + TICK_SECONDS
                 total = subscription.total_dropped
                 chunks.append(_sse({"type": "rate", "messages_per_second": round(rate, 1), "dropped": total}))

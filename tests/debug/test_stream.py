@@ -185,8 +185,8 @@ async def test_a_slow_console_tab_never_slows_the_server_and_learns_what_it_miss
                 assert response.status == 200
             timings.append(time.perf_counter() - started)
         timings.sort()
-        assert timings[len(timings) // 2] < 0.05, f"median publish {timings[len(timings) // 2]:.3f}s"
-        assert timings[-5] < 0.5
+        assert timings[len(timings) // 2] < 0.1, f"median publish {timings[len(timings) // 2]:.3f}s"
+        assert timings[-5] < 1.0
         async with session.get(f"{console.url}/up") as response:
             assert response.status == 200
 
