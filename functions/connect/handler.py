@@ -106,18 +106,28 @@ def welcome(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return {"delivered": delivered}
 
 
+FIRST_RETRY_SECONDS = 0.01
+
+
 def post_until_open(current: Container, connection_id: str, frame: bytes) -> bool:
-    """Post ``frame``; on GoneException retry every ``welcome_retry_interval_ms`` for up to
-    ``welcome_retry_seconds`` (the connection may not be open yet). ``False`` if it never opened."""
+    """Post ``frame``; on GoneException (the upgrade is still completing) retry after 10 ms, doubling up to
+    ``welcome_retry_interval_ms``, for up to ``welcome_retry_seconds``; throttling is retried the same way.
+    ``False`` if the connection never opened.
+
+    The first retries are short because the race is short: the welcome usually loses it by a few
+    milliseconds (bench/welcome_latency.py), and every millisecond here is one pusher-js waits.
+    """
     settings = current.settings.aws
     interval = settings.welcome_retry_interval_ms / 1000
     deadline = time.monotonic() + settings.welcome_retry_seconds
     client = current.management()
+    wait = min(FIRST_RETRY_SECONDS, interval)
     while True:
         try:
             client.post_to_connection(ConnectionId=connection_id, Data=frame)
             return True
-        except client.exceptions.GoneException:
-            if time.monotonic() + interval > deadline:
+        except (client.exceptions.GoneException, client.exceptions.LimitExceededException):
+            if time.monotonic() + wait > deadline:
                 return False
-            time.sleep(interval)
+            time.sleep(wait)
+            wait = min(wait * 2, interval)
