@@ -157,7 +157,9 @@ def from_context(get: Any) -> DeployConfig:
         apps=load_apps(apps_file),
         ping_route=_choice(value("ping_route", defaults.ping_route), "ping_route", ("mock", "lambda")),  # type: ignore[arg-type]
         stage_name=stage_name,
-        log_retention_days=_int(value("log_retention_days", defaults.log_retention_days), "log_retention_days", minimum=1),
+        log_retention_days=_int(
+            value("log_retention_days", defaults.log_retention_days), "log_retention_days", minimum=1
+        ),
         fanout_reserved_concurrency=_int(
             value("fanout_reserved_concurrency", defaults.fanout_reserved_concurrency), "fanout_reserved_concurrency"
         ),
@@ -166,8 +168,12 @@ def from_context(get: Any) -> DeployConfig:
         ),
         alarm_email=str(alarm_email) if alarm_email else None,
         apigw_logging_role=_flag(value("apigw_logging_role", defaults.apigw_logging_role), "apigw_logging_role"),
-        execute_api_endpoint=_flag(value("execute_api_endpoint", defaults.execute_api_endpoint), "execute_api_endpoint"),
-        stage_throttle_rate=_int(value("stage_throttle_rate", defaults.stage_throttle_rate), "stage_throttle_rate", minimum=1),
+        execute_api_endpoint=_flag(
+            value("execute_api_endpoint", defaults.execute_api_endpoint), "execute_api_endpoint"
+        ),
+        stage_throttle_rate=_int(
+            value("stage_throttle_rate", defaults.stage_throttle_rate), "stage_throttle_rate", minimum=1
+        ),
         stage_throttle_burst=_int(
             value("stage_throttle_burst", defaults.stage_throttle_burst), "stage_throttle_burst", minimum=1
         ),

@@ -57,9 +57,7 @@ def _manage_connections_resource(stack: cdk.Stack, role: iam.IRole) -> str:
     region and partition are literals when the CLI knows them, references otherwise)."""
     policy = role.node.find_child("DefaultPolicy")
     document = stack.resolve(policy.document)  # type: ignore[attr-defined]
-    [resource] = [
-        s["Resource"] for s in document["Statement"] if s["Action"] == "execute-api:ManageConnections"
-    ]
+    [resource] = [s["Resource"] for s in document["Statement"] if s["Action"] == "execute-api:ManageConnections"]
     return _finding_form(resource)
 
 
@@ -87,7 +85,7 @@ def acknowledge_findings(stack: SocklessStack) -> None:
                 "and ec2:CreateNetworkInterface/Describe*/Delete*/Assign*/Unassign* support no resource scoping.",
             )
 
-    for route in (stack.websocket.api.node.find_all()):
+    for route in stack.websocket.api.node.find_all():
         if isinstance(route, cdk.aws_apigatewayv2.CfnRoute):
             acknowledge(route, "AwsSolutions-APIG4", APIG4_WEBSOCKET_REASON)
     for route in stack.rest.api.node.find_all():

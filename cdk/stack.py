@@ -269,7 +269,11 @@ class SocklessStack(cdk.Stack):
                     continue
                 name = target["function_name"]
                 region = target.get("region", "us-east-1")
-                arns.add(name if name.startswith("arn:") else f"arn:{self.partition}:lambda:{region}:{self.account}:function:{name}")
+                arns.add(
+                    name
+                    if name.startswith("arn:")
+                    else f"arn:{self.partition}:lambda:{region}:{self.account}:function:{name}"
+                )
         if arns:
             worker.add_to_role_policy(iam.PolicyStatement(actions=["lambda:InvokeFunction"], resources=sorted(arns)))
 

@@ -25,4 +25,4 @@ class _AccessLogSettings:
 
 def access_logs(log_group: logs.ILogGroup, log_format: str) -> apigwv2.IAccessLogSettings:
     """Access logs to ``log_group``, one line per request in ``log_format`` ($context variables)."""
-    return _AccessLogSettings(log_group, log_format)  # type: ignore[return-value]
+    return _AccessLogSettings(log_group, log_format)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import compileall
 import hashlib
+import itertools
 import os
 import py_compile
 import shutil
@@ -63,7 +64,8 @@ def pinned_requirements(names: tuple[str, ...], pyproject: Path = REPO_ROOT / "p
     """
     project = tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]
     pins: dict[str, str] = {}
-    for requirement in [*project["dependencies"], *sum(project.get("optional-dependencies", {}).values(), [])]:
+    extras = project.get("optional-dependencies", {}).values()
+    for requirement in itertools.chain(project["dependencies"], *extras):
         name, sep, version = requirement.partition("==")
         if sep:
             pins[_normalise(name.split("[")[0])] = version.strip()

@@ -89,7 +89,10 @@ class Monitoring(Construct):
             cloudwatch.GraphWidget(
                 title="REST API: requests and errors",
                 left=[rest_api.metric_count(period=FIVE_MINUTES)],
-                right=[rest_api.metric_client_error(period=FIVE_MINUTES), rest_api.metric_server_error(period=FIVE_MINUTES)],
+                right=[
+                    rest_api.metric_client_error(period=FIVE_MINUTES),
+                    rest_api.metric_server_error(period=FIVE_MINUTES),
+                ],
                 width=12,
             ),
         )

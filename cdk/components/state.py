@@ -68,7 +68,9 @@ class DynamoDbStore(Construct):
         return {"SOCKLESS_STORE__DRIVER": "dynamodb", "SOCKLESS_STORE__TABLE_NAME": self.table.table_name}
 
     def grant(self, grantee: iam.IGrantable) -> None:
-        iam.Grant.add_to_principal(grantee=grantee, actions=list(DYNAMODB_DATA_ACTIONS), resource_arns=[self.table.table_arn])
+        iam.Grant.add_to_principal(
+            grantee=grantee, actions=list(DYNAMODB_DATA_ACTIONS), resource_arns=[self.table.table_arn]
+        )
 
 
 class ValkeyStore(Construct):

@@ -19,8 +19,8 @@ from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from cdk.components.access_logs import access_logs
-from shared.protocol import frames
 from cdk.components.functions import retention
+from shared.protocol import frames
 
 ROUTE_SELECTION = "$request.body.event"
 PING_ROUTE_KEY = "pusher:ping"

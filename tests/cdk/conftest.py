@@ -21,7 +21,7 @@ from aws_cdk.assertions import Template
 from cdk.app import build_app
 from cdk.stack import SocklessStack
 
-SKIP_BUNDLING = {"aws:cdk:bundling-stacks": []}
+SKIP_BUNDLING: dict[str, Any] = {"aws:cdk:bundling-stacks": []}
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -81,7 +81,7 @@ def synthesize(context: dict[str, Any] | None = None) -> Synth:
     app, stack = build_app({**SKIP_BUNDLING, **(context or {})})
     app.synth()
     template = Template.from_stack(stack)
-    return Synth(stack, template, template.to_json())
+    return Synth(stack, template, dict(template.to_json()))
 
 
 @pytest.fixture(scope="session")

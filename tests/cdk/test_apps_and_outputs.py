@@ -43,17 +43,26 @@ def test_each_app_gets_a_generated_secret_resolved_at_deploy_time(dynamodb: Synt
 def test_every_function_gets_the_secret_as_a_reference_never_a_value(dynamodb: Synth) -> None:
     for spec in FUNCTIONS.values():
         apps = json.loads(render(dynamodb.environment(spec.handler)["SOCKLESS_APPS"]))
-        assert [re.fullmatch(r"\{\{resolve:secretsmanager:<\w+>:SecretString:::\}\}", a["secret"]) is not None for a in apps] == [
-            True
-        ]
+        assert [
+            re.fullmatch(r"\{\{resolve:secretsmanager:<\w+>:SecretString:::\}\}", a["secret"]) is not None for a in apps
+        ] == [True]
 
 
 def test_apps_keep_every_setting_of_the_file(tmp_path: Path) -> None:
     apps = [
-        {"id": "1", "key": "k1", "max_connections": 5, "enable_client_messages": True,
-         "webhooks": [{"url": "https://example.com/hooks", "event_types": ["channel_occupied"]}]},
-        {"id": "2", "key": "k2", "secret_arn": "arn:aws:secretsmanager:eu-west-1:123456789012:secret:pusher-AbCdEf",
-         "secret_json_key": "secret"},
+        {
+            "id": "1",
+            "key": "k1",
+            "max_connections": 5,
+            "enable_client_messages": True,
+            "webhooks": [{"url": "https://example.com/hooks", "event_types": ["channel_occupied"]}],
+        },
+        {
+            "id": "2",
+            "key": "k2",
+            "secret_arn": "arn:aws:secretsmanager:eu-west-1:123456789012:secret:pusher-AbCdEf",
+            "secret_json_key": "secret",
+        },
     ]
     synth = synthesize({"apps_file": str(_write(tmp_path, apps))})
     first, second = _apps_env(synth)
@@ -103,7 +112,10 @@ def test_outputs_name_the_one_host_and_the_apis_behind_it(dynamodb: Synth) -> No
     assert outputs["WebSocketHost"]["Value"] == host
     assert outputs["HttpHost"]["Value"] == host
     ws_api, _ = dynamodb.one("AWS::ApiGatewayV2::Api", ProtocolType="WEBSOCKET")
-    assert render(outputs["WebSocketApiUrl"]["Value"]) == f"wss://<{ws_api}>.execute-api.<AWS::Region>.<AWS::URLSuffix>/prod"
+    assert (
+        render(outputs["WebSocketApiUrl"]["Value"])
+        == f"wss://<{ws_api}>.execute-api.<AWS::Region>.<AWS::URLSuffix>/prod"
+    )
     secret_id, _ = dynamodb.one("AWS::SecretsManager::Secret")
     assert outputs["AppSecret100001"]["Value"] == {"Ref": secret_id}
 
@@ -127,7 +139,11 @@ def test_the_pusher_js_snippet_configures_a_real_pusher_js_client(dynamodb: Synt
     )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout.splitlines()[-1]) == {
-        "key": "sockless-app-key", "host": host, "port": 443, "tls": True, "transports": ["ws", "wss"]
+        "key": "sockless-app-key",
+        "host": host,
+        "port": 443,
+        "tls": True,
+        "transports": ["ws", "wss"],
     }
 
 

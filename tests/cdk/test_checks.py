@@ -16,7 +16,7 @@ import pytest
 from aws_cdk import aws_sqs as sqs
 
 from cdk.app import build_app
-from tests.cdk.conftest import SKIP_BUNDLING, Synth
+from tests.cdk.conftest import SKIP_BUNDLING, Synth, synthesize
 
 # W3005 (a DependsOn already implied by a Ref/GetAtt) is how CDK makes a function wait for its role's
 # policy; it is harmless and not ours to change (TOOLING.md).
@@ -31,6 +31,14 @@ def test_an_unacknowledged_finding_fails_the_synth() -> None:
         app.synth()
 
 
+def test_checks_pass_when_the_cli_knows_the_account_and_region(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``cdk deploy`` resolves region and partition into literals, which changes cdk-nag's finding ids."""
+    monkeypatch.setenv("CDK_DEFAULT_ACCOUNT", "123456789012")
+    monkeypatch.setenv("CDK_DEFAULT_REGION", "eu-west-1")
+    synth = synthesize({"store": "valkey"})
+    assert synth.stack.region == "eu-west-1"
+
+
 def acknowledgements(synth: Synth) -> list[tuple[str, str, str]]:
     """(construct path, rule id, reason) of every cdk-nag acknowledgement in the stack (CDK itself adds some
     for its own CloudFormation validation, e.g. W3010 for the VPC's availability zones: not ours)."""
@@ -40,7 +48,7 @@ def acknowledgements(synth: Synth) -> list[tuple[str, str, str]]:
             if entry.type == cdk.Validations.ACKNOWLEDGED_RULES_METADATA_KEY:
                 for rule, reason in entry.data.items():
                     if "AwsSolutions-" in rule:
-                            out.append((construct.node.path, rule.removeprefix("Annotation::"), reason))
+                        out.append((construct.node.path, rule.removeprefix("Annotation::"), reason))
     return out
 
 
@@ -66,8 +74,15 @@ def test_the_acknowledged_rules_are_the_ones_this_design_explains(dynamodb: Synt
         return {rule.split("[")[0] for _, rule, _ in acknowledgements(synth)}
 
     common = {
-        "AwsSolutions-L1", "AwsSolutions-IAM5", "AwsSolutions-APIG4", "AwsSolutions-SMG4", "AwsSolutions-IAM4",
-        "AwsSolutions-CFR1", "AwsSolutions-CFR2", "AwsSolutions-CFR3", "AwsSolutions-CFR4",
+        "AwsSolutions-L1",
+        "AwsSolutions-IAM5",
+        "AwsSolutions-APIG4",
+        "AwsSolutions-SMG4",
+        "AwsSolutions-IAM4",
+        "AwsSolutions-CFR1",
+        "AwsSolutions-CFR2",
+        "AwsSolutions-CFR3",
+        "AwsSolutions-CFR4",
     }
     assert rules(dynamodb) == common
     assert rules(valkey) == common
@@ -91,7 +106,9 @@ def test_cfn_lint_would_catch_a_bad_iam_action(dynamodb: Synth, tmp_path: Path) 
     """The lint really inspects our policies (it caught dynamodb:TransactWriteItems, which is not an action)."""
     broken = json.loads(json.dumps(dynamodb.json))
     policy = next(iter(dynamodb.of_type("AWS::IAM::Policy")))
-    broken["Resources"][policy]["Properties"]["PolicyDocument"]["Statement"][0]["Action"] = "dynamodb:TransactWriteItems"
+    broken["Resources"][policy]["Properties"]["PolicyDocument"]["Statement"][0]["Action"] = (
+        "dynamodb:TransactWriteItems"
+    )
     template = tmp_path / "broken.template.json"
     template.write_text(json.dumps(broken))
     result = subprocess.run(

@@ -65,7 +65,8 @@ def test_only_the_functions_security_group_reaches_valkey(valkey: Synth) -> None
     [group] = cache["Properties"]["SecurityGroupIds"]
     cache_group = group["Fn::GetAtt"][0]
     ingress = [
-        r["Properties"] for r in valkey.of_type("AWS::EC2::SecurityGroupIngress").values()
+        r["Properties"]
+        for r in valkey.of_type("AWS::EC2::SecurityGroupIngress").values()
         if r["Properties"]["GroupId"] == {"Fn::GetAtt": [cache_group, "GroupId"]}
     ]
     assert sorted(i["FromPort"] for i in ingress) == [6379, 6380]
@@ -83,11 +84,15 @@ def test_valkey_functions_run_in_the_private_subnets_with_the_redis_driver(valke
     _, cache = valkey.one("AWS::ElastiCache::ServerlessCache")
     for spec in FUNCTIONS.values():
         props = valkey.function(spec.handler)[1]["Properties"]
-        assert {s["Ref"] for s in props["VpcConfig"]["SubnetIds"]} == {s["Ref"] for s in cache["Properties"]["SubnetIds"]}
+        assert {s["Ref"] for s in props["VpcConfig"]["SubnetIds"]} == {
+            s["Ref"] for s in cache["Properties"]["SubnetIds"]
+        }
         env = props["Environment"]["Variables"]
         assert env["SOCKLESS_STORE__DRIVER"] == "redis"
         cache_id = next(iter(valkey.of_type("AWS::ElastiCache::ServerlessCache")))
-        assert render(env["SOCKLESS_STORE__URL"]) == f"rediss://<{cache_id}.Endpoint.Address>:<{cache_id}.Endpoint.Port>"
+        assert (
+            render(env["SOCKLESS_STORE__URL"]) == f"rediss://<{cache_id}.Endpoint.Address>:<{cache_id}.Endpoint.Port>"
+        )
 
 
 def test_valkey_variant_reaches_the_management_api_through_an_execute_api_endpoint(valkey: Synth) -> None:
@@ -98,7 +103,8 @@ def test_valkey_variant_reaches_the_management_api_through_an_execute_api_endpoi
     [group] = props["SecurityGroupIds"]
     group_id = group["Fn::GetAtt"][0]
     [rule] = [
-        r["Properties"] for r in valkey.of_type("AWS::EC2::SecurityGroupIngress").values()
+        r["Properties"]
+        for r in valkey.of_type("AWS::EC2::SecurityGroupIngress").values()
         if r["Properties"]["GroupId"] == {"Fn::GetAtt": [group_id, "GroupId"]}
     ]
     assert (rule["FromPort"], rule["ToPort"]) == (443, 443)

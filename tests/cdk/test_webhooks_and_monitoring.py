@@ -57,8 +57,10 @@ def test_every_function_has_error_and_throttle_alarms(either: Synth) -> None:
         function_id, _ = either.function(spec.handler)
         for metric in ("Errors", "Throttles"):
             [alarm] = [
-                a for a in alarms
-                if a.get("MetricName") == metric and a["Dimensions"] == [{"Name": "FunctionName", "Value": {"Ref": function_id}}]
+                a
+                for a in alarms
+                if a.get("MetricName") == metric
+                and a["Dimensions"] == [{"Name": "FunctionName", "Value": {"Ref": function_id}}]
             ]
             assert (alarm["Threshold"], alarm["ComparisonOperator"]) == (1, "GreaterThanOrEqualToThreshold")
             assert alarm["TreatMissingData"] == "notBreaching"
@@ -66,7 +68,11 @@ def test_every_function_has_error_and_throttle_alarms(either: Synth) -> None:
 
 def test_dead_letters_and_a_stale_backlog_raise_alarms(either: Synth) -> None:
     (queue_id, _), (dlq_id, _) = _queues(either)
-    alarms = {(a["MetricName"], render(a["Dimensions"][0]["Value"])): a for a in _alarms(either) if a["Namespace"] == "AWS/SQS"}
+    alarms = {
+        (a["MetricName"], render(a["Dimensions"][0]["Value"])): a
+        for a in _alarms(either)
+        if a["Namespace"] == "AWS/SQS"
+    }
     dlq_alarm = alarms[("ApproximateNumberOfMessagesVisible", f"<{dlq_id}.QueueName>")]
     assert dlq_alarm["Threshold"] == 1
     backlog = alarms[("ApproximateAgeOfOldestMessage", f"<{queue_id}.QueueName>")]
@@ -90,8 +96,16 @@ def test_an_email_can_subscribe_to_alarms_at_deploy_time() -> None:
 def test_the_dashboard_shows_the_apis_the_functions_and_the_queue(either: Synth) -> None:
     _, dashboard = either.one("AWS::CloudWatch::Dashboard")
     body = render(dashboard["Properties"]["DashboardBody"])
-    for metric in ("ConnectCount", "MessageCount", "IntegrationError", "Invocations", "Throttles", "Duration",
-                   "ApproximateNumberOfMessagesVisible", "ApproximateAgeOfOldestMessage"):
+    for metric in (
+        "ConnectCount",
+        "MessageCount",
+        "IntegrationError",
+        "Invocations",
+        "Throttles",
+        "Duration",
+        "ApproximateNumberOfMessagesVisible",
+        "ApproximateAgeOfOldestMessage",
+    ):
         assert f'"{metric}"' in body, metric
     for spec in FUNCTIONS.values():
         function_id, _ = either.function(spec.handler)

@@ -83,12 +83,14 @@ def test_the_ping_route_key_is_the_event_pusher_js_sends() -> None:
 def test_ping_can_go_through_lambda_instead() -> None:
     synth = synthesize({"ping_route": "lambda"})
     assert not synth.of_type("AWS::ApiGatewayV2::IntegrationResponse")
-    assert "pusher:ping" not in [r["Properties"]["RouteKey"] for r in synth.of_type("AWS::ApiGatewayV2::Route").values()]
+    assert "pusher:ping" not in [
+        r["Properties"]["RouteKey"] for r in synth.of_type("AWS::ApiGatewayV2::Route").values()
+    ]
 
 
 def test_stage_throttles_and_writes_access_logs_with_retention(either: Synth) -> None:
     api_id = _websocket_api(either)
-    stage_id, stage = either.one("AWS::ApiGatewayV2::Stage", ApiId={"Ref": api_id})
+    _, stage = either.one("AWS::ApiGatewayV2::Stage", ApiId={"Ref": api_id})
     props = stage["Properties"]
     assert props["StageName"] == "prod"
     assert props["AutoDeploy"] is True
