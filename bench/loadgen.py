@@ -12,6 +12,7 @@ import json
 import os
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,9 +32,16 @@ class Target:
     port: int
     pid: int
 
-    def cpu_seconds(self) -> float:
+    def cpu_split(self) -> tuple[float, float]:
+        """(user, system) CPU seconds of the server process: user time is Python, system time mostly the kernel's
+        socket work. Both count only while the process runs, so they hold up on a busy machine where wall-clock
+        figures do not."""
         fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        tick = os.sysconf("SC_CLK_TCK")
+        return int(fields[11]) / tick, int(fields[12]) / tick
+
+    def cpu_seconds(self) -> float:
+        return sum(self.cpu_split())
 
     def rss_kb(self) -> int:
         for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
@@ -46,6 +54,39 @@ class Target:
 class Result:
     scenario: str
     figures: dict[str, float] = field(default_factory=dict)
+
+
+class CpuWindow:
+    """Server CPU (user/system) and this generator's own CPU share over a measured window.
+
+    The generator's share says whether the bench itself was the bottleneck: near 100 % of its core, a
+    figure measures the generator, not the server.
+    """
+
+    def __init__(self, target: Target) -> None:
+        self.target = target
+        self.server0 = target.cpu_split()
+        self.gen0 = _own_cpu()
+        self.t0 = time.perf_counter()
+
+    def figures(self, units: float, unit: str, scale: float = 1e6) -> dict[str, float]:
+        """CPU per ``unit`` (µs by default) of server user+system time, its split, and the generator's share."""
+        user1, sys1 = self.target.cpu_split()
+        wall = time.perf_counter() - self.t0
+        user, system = user1 - self.server0[0], sys1 - self.server0[1]
+        units = max(units, 1)
+        return {
+            f"cpu_us_per_{unit}": (user + system) * scale / units,
+            f"user_us_per_{unit}": user * scale / units,
+            f"sys_us_per_{unit}": system * scale / units,
+            "server_cpu_pct": 100 * (user + system) / wall,
+            "generator_cpu_pct": 100 * (_own_cpu() - self.gen0) / wall,
+        }
+
+
+def _own_cpu() -> float:
+    times = os.times()
+    return times.user + times.system
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -100,15 +141,13 @@ async def subscribe_all(clients: list[WsClient], channel: str, private: bool = F
         data: dict[str, Any] = {"channel": channel}
         if private:
             data["auth"] = f"{APP_KEY}:{sign_channel(APP_SECRET, client.socket_id, channel)}"
-        futures.append(
-            client.wait_for(
-                lambda m, c=channel: (
-                    m.get("event") == "pusher_internal:subscription_succeeded" and m.get("channel") == c
-                )
-            )
-        )
+        futures.append(client.wait_for(_subscribed(channel)))
         client.send({"event": "pusher:subscribe", "data": data})
     await asyncio.wait_for(asyncio.gather(*futures), 60)
+
+
+def _subscribed(channel: str) -> Callable[[dict[str, Any]], bool]:
+    return lambda m: m.get("event") == "pusher_internal:subscription_succeeded" and m.get("channel") == channel
 
 
 def close_all(clients: list[WsClient]) -> None:
@@ -142,7 +181,7 @@ async def fanout(target: Target, subscribers: int, seconds: float = 5.0, in_flig
                 await publisher.publish("fanout", '{"x":1}')
                 published += 1
 
-        cpu0, t0 = target.cpu_seconds(), time.perf_counter()
+        window, t0 = CpuWindow(target), time.perf_counter()
         tasks = [asyncio.create_task(loop()) for _ in range(in_flight)]
         await asyncio.sleep(seconds)
         stop = True
@@ -151,16 +190,13 @@ async def fanout(target: Target, subscribers: int, seconds: float = 5.0, in_flig
         deadline = time.perf_counter() + 30
         while sum(c.nbytes for c in clients) // frame_size < expected and time.perf_counter() < deadline:
             await asyncio.sleep(0.005)
-        t1, cpu1 = time.perf_counter(), target.cpu_seconds()
+        t1 = time.perf_counter()
     delivered = sum(c.nbytes for c in clients) // frame_size
+    cpu = window.figures(delivered, "delivery")
     close_all(clients)
     return Result(
         f"fanout {subscribers}",
-        {
-            "deliveries_per_s": delivered / (t1 - t0),
-            "cpu_us_per_delivery": (cpu1 - cpu0) * 1e6 / max(delivered, 1),
-            "lost": float(expected - delivered),
-        },
+        {"deliveries_per_s": delivered / (t1 - t0), **cpu, "lost": float(expected - delivered)},
     )
 
 
@@ -177,6 +213,7 @@ async def latency(target: Target, subscribers: int, rate: float, seconds: float 
     async with aiohttp.ClientSession() as session:
         publisher = Publisher(target, session)
         interval = 1.0 / rate
+        window = CpuWindow(target)
         start = time.perf_counter()
         pending: set[asyncio.Task[None]] = set()
         for i in range(int(seconds * rate)):
@@ -190,10 +227,17 @@ async def latency(target: Target, subscribers: int, rate: float, seconds: float 
             task.add_done_callback(pending.discard)
         await asyncio.gather(*pending)
         await asyncio.sleep(0.5)
+    cpu = window.figures(len(samples), "delivery")
     close_all(clients)
     return Result(
         f"latency {subscribers}x{rate:g}/s",
-        {"p50_ms": percentile(samples, 50), "p99_ms": percentile(samples, 99), "samples": float(len(samples))},
+        {
+            "p50_ms": percentile(samples, 50),
+            "p99_ms": percentile(samples, 99),
+            "samples": float(len(samples)),
+            "cpu_us_per_delivery": cpu["cpu_us_per_delivery"],
+            "generator_cpu_pct": cpu["generator_cpu_pct"],
+        },
     )
 
 
@@ -211,6 +255,7 @@ async def presence(target: Target, members: int = 500, rate: float = 200.0) -> R
     channel = "presence-bench"
     await _join_presence(observer, channel, "observer")
     clients = await open_clients(target, members)
+    window = CpuWindow(target)
     start = time.perf_counter()
     for i, client in enumerate(clients):
         delay = start + i / rate - time.perf_counter()
@@ -222,10 +267,17 @@ async def presence(target: Target, members: int = 500, rate: float = 200.0) -> R
     deadline = time.perf_counter() + 30
     while len(samples) < members and time.perf_counter() < deadline:
         await asyncio.sleep(0.01)
+    cpu = window.figures(len(samples), "join")
     close_all([observer, *clients])
     return Result(
         f"presence {members} joining at {rate:g}/s",
-        {"p50_ms": percentile(samples, 50), "p99_ms": percentile(samples, 99), "seen": float(len(samples))},
+        {
+            "p50_ms": percentile(samples, 50),
+            "p99_ms": percentile(samples, 99),
+            "seen": float(len(samples)),
+            "cpu_us_per_join": cpu["cpu_us_per_join"],
+            "generator_cpu_pct": cpu["generator_cpu_pct"],
+        },
     )
 
 
@@ -254,6 +306,7 @@ async def client_events(target: Target, receivers: int = 499, events: int = 100,
     clients = await open_clients(target, receivers + 1, on_frame=on_frame)
     await subscribe_all(clients, "private-bench", private=True)
     sender = clients[0]
+    window = CpuWindow(target)
     start = time.perf_counter()
     for i in range(events):
         delay = start + i / rate - time.perf_counter()
@@ -263,24 +316,38 @@ async def client_events(target: Target, receivers: int = 499, events: int = 100,
     deadline = time.perf_counter() + 30
     while len(samples) < events * receivers and time.perf_counter() < deadline:
         await asyncio.sleep(0.01)
+    cpu = window.figures(len(samples), "delivery")
     close_all(clients)
     return Result(
         f"client events {events} x {receivers}",
-        {"p50_ms": percentile(samples, 50), "p99_ms": percentile(samples, 99), "delivered": float(len(samples))},
+        {
+            "p50_ms": percentile(samples, 50),
+            "p99_ms": percentile(samples, 99),
+            "delivered": float(len(samples)),
+            "cpu_us_per_delivery": cpu["cpu_us_per_delivery"],
+            "generator_cpu_pct": cpu["generator_cpu_pct"],
+        },
     )
 
 
 async def idle(target: Target, connections: int = 10_000, concurrency: int = 200) -> Result:
     rss0 = target.rss_kb()
+    window = CpuWindow(target)
     t0 = time.perf_counter()
     clients = await open_clients(target, connections, concurrency=concurrency)
     t1 = time.perf_counter()
+    cpu = window.figures(connections, "connection")
     await asyncio.sleep(1.0)
     rss1 = target.rss_kb()
     close_all(clients)
     return Result(
         f"idle {connections}",
-        {"opened_per_s": connections / (t1 - t0), "rss_kb_per_connection": (rss1 - rss0) / connections},
+        {
+            "opened_per_s": connections / (t1 - t0),
+            "rss_kb_per_connection": (rss1 - rss0) / connections,
+            "cpu_us_per_connection": cpu["cpu_us_per_connection"],
+            "generator_cpu_pct": cpu["generator_cpu_pct"],
+        },
     )
 
 

@@ -1,9 +1,10 @@
 """Run the benchmark matrix: sockless vs the raw-ceiling server, side by side in one session.
 
-    .venv/bin/python -m bench.run [--scenarios fanout,latency,presence,client,idle] [--seconds 5]
+    .venv/bin/python -m bench.run [--scenarios fanout,latency,presence,client,idle] [--seconds 5] [--repeat 3]
 
 Each server runs pinned to core 0 and this load generator to core 1; before each round the machine's load is
-sampled and printed beside the figure, because these machines are noisy. Prints a markdown table.
+sampled and printed beside the figure, because these machines are noisy. With ``--repeat`` the servers take
+turns (A B B A ...) and the table shows medians with their range. Prints a markdown table.
 """
 
 from __future__ import annotations
@@ -13,12 +14,15 @@ import asyncio
 import json
 import os
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 from bench import loadgen
 from bench.loadgen import Result, Target
@@ -97,15 +101,17 @@ def start(kind: str) -> tuple[subprocess.Popen[bytes], Target]:
     return proc, Target("127.0.0.1", port, proc.pid)
 
 
-Scenario = Callable[[Target], Awaitable[Result]]
+Scenario = Callable[[Target], Coroutine[Any, Any, Result]]
 
 
-def scenarios(names: set[str], seconds: float) -> list[tuple[str, Scenario, bool]]:
+def scenarios(
+    names: set[str], seconds: float, sizes: tuple[int, ...] = (100, 1000, 5000)
+) -> list[tuple[str, Scenario, bool]]:
     """(name, scenario, also run on the ceiling server?)"""
     table: list[tuple[str, Scenario, bool]] = []
     if "fanout" in names:
-        for n in (100, 1000, 5000):
-            table.append(("fanout", lambda t, n=n: loadgen.fanout(t, n, seconds), True))
+        for n in sizes:
+            table.append(("fanout", partial(loadgen.fanout, subscribers=n, seconds=seconds), True))
     if "latency" in names:
         table.append(("latency", lambda t: loadgen.latency(t, 1000, 20, seconds), True))
         table.append(("latency", lambda t: loadgen.latency(t, 5000, 4, seconds), True))
@@ -118,43 +124,67 @@ def scenarios(names: set[str], seconds: float) -> list[tuple[str, Scenario, bool
     return table
 
 
+def run_round(kind: str, scenario: Scenario) -> tuple[Result, str]:
+    proc, target = start(kind)
+    try:
+        load = wait_quiet()
+        return asyncio.run(scenario(target)), load
+    finally:
+        proc.terminate()
+        proc.wait(20)
+
+
+def spread(values: list[float]) -> str:
+    """Median, with the range over the repeats when there are several."""
+    mid = statistics.median(values)
+    if len(values) == 1:
+        return f"{mid:,.1f}"
+    return f"{mid:,.1f} ({min(values):,.1f} to {max(values):,.1f})"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--scenarios", default="fanout,latency,presence,client,idle")
     parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--repeat", type=int, default=1, help="rounds per server; the table shows medians")
+    parser.add_argument("--sizes", default="100,1000,5000", help="fan-out channel sizes")
+    parser.add_argument("--json", help="also write every round's figures to this file")
     args = parser.parse_args()
     os.sched_setaffinity(0, {1})
+    print(f"load average before: {Path('/proc/loadavg').read_text().strip()}", flush=True)
     rows = []
-    for _name, scenario, with_ceiling in scenarios(set(args.scenarios.split(",")), args.seconds):
-        results: dict[str, tuple[Result, str]] = {}
-        for kind in ("sockless", "ceiling") if with_ceiling else ("sockless",):
-            proc, target = start(kind)
-            try:
-                load = wait_quiet()
-                results[kind] = (asyncio.run(scenario(target)), load)
-            finally:
-                proc.terminate()
-                proc.wait(20)
-        ours, load = results["sockless"]
-        for key, value in ours.figures.items():
-            ceiling = results.get("ceiling")
-            ref = ceiling[0].figures.get(key) if ceiling else None
-            ratio = f"{value / ref:.2f}" if ref else "-"
-            rows.append(
-                (
-                    ours.scenario,
-                    key,
-                    f"{value:,.1f}",
-                    f"{ref:,.1f}" if ref else "-",
-                    ratio,
-                    f"{load} / {ceiling[1] if ceiling else '-'}",
-                )
-            )
-            print(f"{ours.scenario:<28} {key:<22} {value:>12,.1f} {ref or 0:>12,.1f} {ratio:>6}", flush=True)
-    print("\n| scenario | figure | sockless | ceiling | ratio | load before (cores 0/1) |")
+    raw: list[dict[str, object]] = []
+    for _name, scenario, with_ceiling in scenarios(
+        set(args.scenarios.split(",")), args.seconds, tuple(int(n) for n in args.sizes.split(","))
+    ):
+        kinds = ["sockless", "ceiling"] if with_ceiling else ["sockless"]
+        runs: dict[str, list[tuple[Result, str]]] = {kind: [] for kind in kinds}
+        for round_ in range(args.repeat):
+            # Alternate the order so a load that drifts during the session does not favour one server.
+            for kind in kinds if round_ % 2 == 0 else kinds[::-1]:
+                result, load = run_round(kind, scenario)
+                runs[kind].append((result, load))
+                raw.append({"server": kind, "scenario": result.scenario, "load": load, **result.figures})
+                print(f"  {kind:<9} {result.scenario:<30} load {load:<9} {_brief(result)}", flush=True)
+        ours = runs["sockless"]
+        ceiling = runs.get("ceiling", [])
+        for key in ours[0][0].figures:
+            mine = [r.figures[key] for r, _ in ours]
+            ref = [r.figures[key] for r, _ in ceiling if key in r.figures]
+            ratio = f"{statistics.median(mine) / statistics.median(ref):.2f}" if ref and statistics.median(ref) else "-"
+            loads = ", ".join(load for _, load in ours) + " / " + (", ".join(load for _, load in ceiling) or "-")
+            rows.append((ours[0][0].scenario, key, spread(mine), spread(ref) if ref else "-", ratio, loads))
+    if args.json:
+        Path(args.json).write_text(json.dumps(raw, indent=1))
+    print(f"\nload average after: {Path('/proc/loadavg').read_text().strip()}")
+    print("\n| scenario | figure | sockless | ceiling | ratio | load before (cores 0/1), sockless / ceiling |")
     print("|---|---|---|---|---|---|")
     for row in rows:
         print("| " + " | ".join(row) + " |")
+
+
+def _brief(result: Result) -> str:
+    return " ".join(f"{k}={v:,.1f}" for k, v in result.figures.items())
 
 
 if __name__ == "__main__":
