@@ -234,6 +234,41 @@ async def test_a_reconnect_within_the_delay_sends_neither_departure_nor_arrival_
         ]
 
 
+async def test_client_event_webhooks_carry_data_socket_id_and_presence_user_id_in_either_order(
+    start_server: StartServer, receiver: Receiver
+) -> None:
+    # The local suite's client_event test; two frames are two concurrent invocations here, so the two
+    # webhooks may come in either order.
+    server = start_server(hooked(receiver))
+    async with aiohttp.ClientSession() as http:
+        client = await PusherSocket.connect(http, server.ws_url, APP_A)
+        await client.subscribe("private-chat")
+        await client.subscribe("presence-chat", "u7", None)
+        await client.send("client-typing", {"text": "hé"}, channel="private-chat")
+        await client.send("client-typing", "raw string", channel="presence-chat")
+        await receiver.wait_events(2, name="client_event", timeout=15)
+        by_channel = {e["channel"]: e for e in receiver.events(name="client_event")}
+        assert by_channel == {
+            "private-chat": {
+                "name": "client_event",
+                "channel": "private-chat",
+                "event": "client-typing",
+                "data": '{"text":"hé"}',
+                "socket_id": client.socket_id,
+            },
+            "presence-chat": {
+                "name": "client_event",
+                "channel": "presence-chat",
+                "event": "client-typing",
+                "data": "raw string",
+                "socket_id": client.socket_id,
+                "user_id": "u7",
+            },
+        }
+        assert all(python_sdk_validates(APP_A, r) is not None for r in receiver.at())
+        await client.close()
+
+
 # -- stale connections ------------------------------------------------------------------------------------
 
 

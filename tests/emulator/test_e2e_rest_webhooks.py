@@ -42,7 +42,6 @@ from tests.webhooks.test_delay import (  # noqa: F401
 from tests.webhooks.test_events import (  # noqa: F401
     test_both_sdks_reject_a_webhook_signed_with_another_secret_or_altered,
     test_cache_miss_when_a_cache_channel_has_nothing_cached,
-    test_client_event_carries_event_data_socket_id_and_presence_user_id,
     test_custom_headers_are_sent_but_cannot_replace_the_signature,
     test_occupied_and_vacated_are_signed_and_both_sdks_accept_them,
     test_presence_members_added_and_removed_once_per_user,
