@@ -21,6 +21,8 @@ PingRoute = Literal["mock", "lambda"]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_APPS_FILE = REPO_ROOT / "cdk" / "apps.example.json"
+# The retention periods CloudWatch Logs offers (up to a year).
+LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 180, 365)
 # Keys of an app entry that only the deployment understands (where its secret lives).
 SECRET_KEYS = ("secret_arn", "secret_json_key")
 
@@ -149,6 +151,9 @@ def from_context(get: Any) -> DeployConfig:
     domain_name, certificate_arn = value("domain_name", None), value("certificate_arn", None)
     if bool(domain_name) != bool(certificate_arn):
         raise ConfigError("context 'domain_name' and 'certificate_arn' go together (an ACM certificate in us-east-1)")
+    retention_days = _int(value("log_retention_days", defaults.log_retention_days), "log_retention_days", minimum=1)
+    if retention_days not in LOG_RETENTION_DAYS:
+        raise ConfigError(f"context 'log_retention_days' must be one of {LOG_RETENTION_DAYS}, not {retention_days}")
     stage_name = str(value("stage_name", defaults.stage_name))
     if not re.fullmatch(r"[A-Za-z0-9_]{1,64}", stage_name):
         raise ConfigError(f"context 'stage_name' must be letters, digits or _, not {stage_name!r}")
@@ -157,9 +162,7 @@ def from_context(get: Any) -> DeployConfig:
         apps=load_apps(apps_file),
         ping_route=_choice(value("ping_route", defaults.ping_route), "ping_route", ("mock", "lambda")),  # type: ignore[arg-type]
         stage_name=stage_name,
-        log_retention_days=_int(
-            value("log_retention_days", defaults.log_retention_days), "log_retention_days", minimum=1
-        ),
+        log_retention_days=retention_days,
         fanout_reserved_concurrency=_int(
             value("fanout_reserved_concurrency", defaults.fanout_reserved_concurrency), "fanout_reserved_concurrency"
         ),

@@ -20,6 +20,7 @@ from constructs import Construct
 RUNTIME = lambda_.Runtime.PYTHON_3_11
 ARCHITECTURE = lambda_.Architecture.ARM_64
 
+# Keep in step with cdk.config.LOG_RETENTION_DAYS (a test checks they match).
 RETENTION = {
     1: logs.RetentionDays.ONE_DAY,
     3: logs.RetentionDays.THREE_DAYS,

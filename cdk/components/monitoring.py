@@ -22,6 +22,8 @@ from constructs import Construct
 FIVE_MINUTES = cdk.Duration.minutes(5)
 # A webhook older than this has missed Pusher's delivery window (retries stop after 5 minutes).
 WEBHOOK_AGE_ALARM_SECONDS = 300
+# Queued webhooks that say the workers (or the endpoints they call) are falling behind.
+WEBHOOK_DEPTH_ALARM = 1000
 POWERTOOLS_NAMESPACE = "Sockless"
 
 
@@ -60,6 +62,12 @@ class Monitoring(Construct):
             "WebhookDeadLetters",
             dead_letters.metric_approximate_number_of_messages_visible(period=FIVE_MINUTES, statistic="Maximum"),
             "sockless webhooks: events gave up after every retry and wait in the DLQ",
+        )
+        self._alarm(
+            "WebhookQueueDepth",
+            webhook_queue.metric_approximate_number_of_messages_visible(period=FIVE_MINUTES, statistic="Maximum"),
+            "sockless webhooks: more webhooks waiting than the workers keep up with",
+            threshold=WEBHOOK_DEPTH_ALARM,
         )
         self._alarm(
             "WebhookBacklog",

@@ -66,7 +66,7 @@ def test_every_function_has_error_and_throttle_alarms(either: Synth) -> None:
             assert alarm["TreatMissingData"] == "notBreaching"
 
 
-def test_dead_letters_and_a_stale_backlog_raise_alarms(either: Synth) -> None:
+def test_dead_letters_a_deep_queue_and_a_stale_backlog_raise_alarms(either: Synth) -> None:
     (queue_id, _), (dlq_id, _) = _queues(either)
     alarms = {
         (a["MetricName"], render(a["Dimensions"][0]["Value"])): a
@@ -77,6 +77,8 @@ def test_dead_letters_and_a_stale_backlog_raise_alarms(either: Synth) -> None:
     assert dlq_alarm["Threshold"] == 1
     backlog = alarms[("ApproximateAgeOfOldestMessage", f"<{queue_id}.QueueName>")]
     assert backlog["Threshold"] == 300
+    depth = alarms[("ApproximateNumberOfMessagesVisible", f"<{queue_id}.QueueName>")]
+    assert depth["Threshold"] == 1000
 
 
 def test_every_alarm_notifies_the_alarm_topic(either: Synth) -> None:
