@@ -19,6 +19,7 @@ import threading
 from collections.abc import Coroutine, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from functions.observability import EmfMetrics, entry_point
 from shared.services import Services, build_services, create_store
 from shared.settings import Settings, load_settings
 
@@ -54,6 +55,7 @@ class Container:
         self._session: Any = None
         self._clients: dict[tuple[str, str | None], Any] = {}
         self._services: Services | None = None
+        self.metrics = EmfMetrics()
         self._targets: Targets | None = None
         self._connections: Connections | None = None
         self._lock = threading.Lock()
@@ -197,7 +199,7 @@ class Container:
         if store is None:
             store = create_store(store_settings)
         sender = self._sender(store)
-        return build_services(settings, sender=sender, store=store, queue=queue, limiter=limiter)
+        return build_services(settings, sender=sender, store=store, queue=queue, limiter=limiter, metrics=self.metrics)
 
     def _sender(self, resolver: Any) -> Sender:
         from shared.sender.apigateway import ApiGatewaySender
@@ -250,3 +252,13 @@ def reset() -> None:
     _local.container = None
     if current is not None:
         current.close()
+
+
+def _flush_metrics() -> None:
+    current: Container | None = getattr(_local, "container", None)
+    if current is not None:
+        current.metrics.flush()
+
+
+# Every Lambda entry point: Powertools log context, and this invocation's metrics written when it ends.
+entry = entry_point(_flush_metrics)

@@ -19,7 +19,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from functions.runtime import Container, container
+from functions.runtime import Container, container, entry
 from shared.errors import OverCapacity, PusherError
 from shared.protocol import frames
 from shared.types import AppId, SocketId
@@ -71,6 +71,7 @@ async def _accept(current: Container, event: Mapping[str, Any]) -> dict[str, Any
     return {"connection_id": connection_id, "app_id": app.id, "socket_id": connection.socket_id}
 
 
+@entry
 def connect(event: dict[str, Any], context: Any) -> dict[str, Any]:
     current = container(event)
     payload = current.run(_accept(current, event))
@@ -78,6 +79,7 @@ def connect(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return OK
 
 
+@entry
 def disconnect(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """Idempotent: a second ``$disconnect``, or one for a connection the sweep already removed, is a no-op."""
     current = container(event)
@@ -85,6 +87,7 @@ def disconnect(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return OK
 
 
+@entry
 def welcome(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """Post the first frame as soon as the connection is open; a refusal is followed by DeleteConnection."""
     current = container()

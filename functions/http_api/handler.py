@@ -15,7 +15,7 @@ from urllib.parse import parse_qsl, unquote
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 
-from functions.runtime import container
+from functions.runtime import container, entry
 from shared.http_api.base import HttpRequest
 
 METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
@@ -59,6 +59,7 @@ def rest() -> Response[str]:
     )
 
 
+@entry
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     result: dict[str, Any] = app.resolve(event, context)
     return result

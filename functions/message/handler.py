@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from functions.runtime import Container, container
+from functions.runtime import Container, container, entry
 from shared.errors import FrameError
 from shared.sender.apigateway import ApiGatewaySender, FanoutChunk
 
@@ -31,6 +31,7 @@ async def _handle(current: Container, event: dict[str, Any]) -> None:
     await engine.handle(app, socket_id, body)
 
 
+@entry
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     current = container(event)
     current.run(_handle(current, event))
@@ -50,6 +51,7 @@ async def _fanout(current: Container, event: dict[str, Any]) -> dict[str, int]:
     return {"sent": delivery.sent, "gone": len(delivery.gone), "failed": delivery.failed}
 
 
+@entry
 def fanout(event: dict[str, Any], context: Any) -> dict[str, int]:
     """One chunk of a broadcast too large for one invocation, handed on by the sender (async invoke): post
     it, and clean up the sockets that answered 410, like any broadcast."""

@@ -19,7 +19,7 @@ import logging
 import time
 from typing import Any
 
-from functions.runtime import Container, container
+from functions.runtime import Container, container, entry
 from shared.store.base import Connection
 
 log = logging.getLogger("sockless.sweep")
@@ -56,6 +56,7 @@ async def sweep(current: Container) -> dict[str, int]:
     return {"checked": checked, "removed": removed}
 
 
+@entry
 def handler(event: dict[str, Any], context: Any) -> dict[str, int]:
     current = container()
     return current.run(sweep(current))

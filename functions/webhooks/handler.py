@@ -17,7 +17,7 @@ from typing import Any
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
-from functions.runtime import Container, container
+from functions.runtime import Container, container, entry
 from shared.webhooks.base import WebhookJob, WebhookQueue
 from shared.webhooks.dispatcher import WebhookDispatcher
 
@@ -82,6 +82,7 @@ async def deliver(current: Container, records: Sequence[dict[str, Any]]) -> set[
     return queue.acked
 
 
+@entry
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     current = container()
     done = current.run(deliver(current, event.get("Records", [])))

@@ -392,3 +392,22 @@ def test_a_failing_receiver_gets_a_delayed_retry_and_the_record_is_done(aws: Aws
 
 def test_recorded_schedule_runs_a_sweep_that_finds_nothing_on_an_empty_table(aws: Aws) -> None:
     assert sweep(recorded("scheduled_sweep.json"), CONTEXT) == {"checked": 0, "removed": 0}
+
+
+# -- observability --------------------------------------------------------------------------------------
+
+
+def test_an_invocation_writes_its_counts_as_one_emf_document_per_app(
+    aws: Aws, capsys: pytest.CaptureFixture[str]
+) -> None:
+    open_socket(aws, "sub-cid=", "numeric-key")
+    send("sub-cid=", {"event": "pusher:subscribe", "data": {"channel": "my-channel"}})
+    capsys.readouterr()
+    event = signed_http_event("http_v2_events.json", NUMERIC_APP["secret"], "/apps/12345/events")
+    assert http_api(event, CONTEXT)["statusCode"] == 200
+    documents = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    [emf] = documents  # one app touched: one document
+    assert emf["app_id"] == "12345"
+    [directive] = emf["_aws"]["CloudWatchMetrics"]
+    assert directive["Namespace"] == "sockless" and directive["Dimensions"] == [["app_id"]]
+    assert emf["http_calls"] == [1.0] and emf["ws_messages_sent"] == [1.0]
