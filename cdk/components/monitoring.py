@@ -24,7 +24,8 @@ FIVE_MINUTES = cdk.Duration.minutes(5)
 WEBHOOK_AGE_ALARM_SECONDS = 300
 # Queued webhooks that say the workers (or the endpoints they call) are falling behind.
 WEBHOOK_DEPTH_ALARM = 1000
-POWERTOOLS_NAMESPACE = "Sockless"
+# The namespace functions/observability.py publishes the engine's EMF metrics under (a test keeps them equal).
+POWERTOOLS_NAMESPACE = "sockless"
 
 
 class Monitoring(Construct):

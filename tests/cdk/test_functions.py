@@ -141,8 +141,10 @@ def test_connect_knows_the_welcome_function_and_broadcasters_the_fanout(either: 
         assert (env.get("SOCKLESS_AWS__FANOUT_FUNCTION") == {"Ref": fanout_id}) is spec.fans_out, name
 
 
-def test_powertools_logs_and_metrics_are_named(either: Synth) -> None:
+def test_powertools_logs_and_metrics_are_named_like_the_handlers_metrics(either: Synth) -> None:
+    from functions.observability import NAMESPACE
+
     for handler in HANDLERS.values():
         env = either.environment(handler)
         assert env["POWERTOOLS_SERVICE_NAME"] == "sockless"
-        assert env["POWERTOOLS_METRICS_NAMESPACE"] == "Sockless"
+        assert env["POWERTOOLS_METRICS_NAMESPACE"] == NAMESPACE
