@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,9 +45,21 @@ class Moto:
         from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
         from werkzeug.serving import make_server
 
+        requests = self.requests = Counter[str]()
+
+        def counting(app: Any) -> Any:
+            """Count each AWS request by operation (what DynamoDB and SQS bill)."""
+
+            def wsgi(environ: dict[str, Any], start_response: Any) -> Any:
+                target = environ.get("HTTP_X_AMZ_TARGET", "")
+                requests[target.rpartition(".")[2] or environ.get("QUERY_STRING", "")[:40] or "?"] += 1
+                return app(environ, start_response)
+
+            return wsgi
+
         class SerialMotoServer(ThreadedMotoServer):
             def _server_entry(self) -> None:
-                app = DomainDispatcherApplication(create_backend_app)
+                app = counting(DomainDispatcherApplication(create_backend_app))
                 self._server = make_server(
                     self._ip_address, self._port, app, threaded=False, request_handler=MotoRequestHandler
                 )

@@ -66,6 +66,26 @@ class Socket:
     disconnected: bool = False  # $disconnect sent
 
 
+@dataclass
+class Meter:
+    """What API Gateway bills (and throttles): messages both ways in 32 KB units, connection time,
+    management API calls (docs/aws.md "Measurements", bench/handler_cost.py)."""
+
+    connects: int = 0
+    messages_in: int = 0  # client frames, in 32 KB units
+    messages_out: int = 0  # posts delivered, in 32 KB units
+    posts: int = 0  # PostToConnection calls, delivered or not
+    gone: int = 0  # posts answered 410
+    gets: int = 0
+    deletes: int = 0
+    http_requests: int = 0  # HTTP API requests (REST)
+    closed_connection_seconds: float = 0.0
+
+    @staticmethod
+    def units(size: int) -> int:
+        return max(1, -(-size // (32 * 1024)))
+
+
 @dataclass(frozen=True)
 class Functions:
     connect: str
@@ -90,6 +110,7 @@ class Gateway:
         self.stage = stage
         self.http_stage = http_stage
         self.sockets: dict[str, Socket] = {}
+        self.meter = Meter()
         self._tasks: set[asyncio.Task[Any]] = set()
         self.closing = False
 
@@ -144,6 +165,8 @@ class Gateway:
             raise
         socket.ws = ws
         socket.open = True
+        socket.connected = time.time()
+        self.meter.connects += 1
         code, reason = 1005, "Client-side close frame status not set"
         try:
             async for msg in ws:
@@ -167,6 +190,7 @@ class Gateway:
         return ws
 
     async def _message(self, socket: Socket, body: str | bytes) -> None:
+        self.meter.messages_in += Meter.units(len(body.encode() if isinstance(body, str) else body))
         event = events.ws_message(socket.conn, body)
         try:
             await self._invoke(self.functions.message, event)
@@ -180,6 +204,8 @@ class Gateway:
         if socket.disconnected:
             return
         socket.disconnected = True
+        if socket.ws is not None:
+            self.meter.closed_connection_seconds += time.time() - socket.connected
         socket.open = False
         self.sockets.pop(socket.conn.connection_id, None)
         event = events.ws_disconnect(socket.conn, code, reason)
@@ -200,6 +226,7 @@ class Gateway:
             return True
 
     async def http_api(self, request: web.Request) -> web.StreamResponse:
+        self.meter.http_requests += 1
         body = await request.read()
         event = events.http_v2(
             method=request.method,
@@ -222,16 +249,21 @@ class Gateway:
 
     async def post_to_connection(self, request: web.Request) -> web.Response:
         data = await request.read()
+        self.meter.posts += 1
         socket = self.sockets.get(request.match_info["connection_id"])
         if socket is None or not socket.open:
+            self.meter.gone += 1
             return _aws_error(410, "GoneException", "")
         if len(data) > MAX_MESSAGE_BYTES:
             return _aws_error(413, "PayloadTooLargeException", "Message too long")
         if not await self._send(socket, data):
+            self.meter.gone += 1
             return _aws_error(410, "GoneException", "")
+        self.meter.messages_out += Meter.units(len(data))
         return web.Response(status=200)
 
     async def get_connection(self, request: web.Request) -> web.Response:
+        self.meter.gets += 1
         socket = self.sockets.get(request.match_info["connection_id"])
         if socket is None or not socket.open:
             return _aws_error(410, "GoneException", "")
@@ -241,6 +273,7 @@ class Gateway:
         )
 
     async def delete_connection(self, request: web.Request) -> web.Response:
+        self.meter.deletes += 1
         socket = self.sockets.get(request.match_info["connection_id"])
         if socket is None or not socket.open or socket.ws is None:
             return _aws_error(410, "GoneException", "")
@@ -297,6 +330,14 @@ class Gateway:
             app.router.add_delete(path, self.delete_connection)
         app.router.add_post("/2015-03-31/functions/{name}/invocations", self.invoke)
         return app
+
+    def metered(self) -> dict[str, float]:
+        """The meter, with the connection time of the sockets still open counted up to now."""
+        now = time.time()
+        open_seconds = sum(now - s.connected for s in self.sockets.values() if s.open)
+        values: dict[str, float] = dict(vars(self.meter))
+        values["connection_seconds"] = values.pop("closed_connection_seconds") + open_seconds
+        return values
 
     async def close(self, timeout: float) -> None:
         """Close every socket (1001 going away, each followed by ``$disconnect``) and wait for the handlers."""

@@ -80,6 +80,7 @@ class Stats:
     invocations: dict[str, int] = field(default_factory=dict)
     errors: dict[str, int] = field(default_factory=dict)
     cpu_seconds: dict[str, float] = field(default_factory=dict)
+    wall_seconds: dict[str, float] = field(default_factory=dict)  # billed duration (GB-s = this x memory)
 
 
 class LambdaService:
@@ -144,6 +145,8 @@ class LambdaService:
                 self.stats.invocations[function_name] = self.stats.invocations.get(function_name, 0) + 1
                 spent = time.thread_time() - cpu
                 self.stats.cpu_seconds[function_name] = self.stats.cpu_seconds.get(function_name, 0.0) + spent
+                wall = time.monotonic() - context.started
+                self.stats.wall_seconds[function_name] = self.stats.wall_seconds.get(function_name, 0.0) + wall
             if self.observer is not None:
                 self.observer(function_name, (time.monotonic() - context.started) * 1000, error)
 

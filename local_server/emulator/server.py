@@ -11,6 +11,7 @@ import asyncio
 import logging
 import os
 import signal
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -104,9 +105,34 @@ class Emulator:
             from local_server.debug import emulator_console
 
             extra_routes = emulator_console(self.settings, self.lambdas, self.gateway, resources).add_routes
-        public = self.gateway.public_app(extra_routes)
+        public = self.gateway.public_app(self._with_stats(extra_routes))
         self.port = await self._serve(public, self.settings.host, self.settings.port)
         log.info("emulating API Gateway + Lambda on %s (AWS endpoint %s, moto %s)", self.port, self.aws_url, moto_url)
+
+    def _with_stats(self, extra_routes: Callable[[web.Application], None] | None) -> Callable[[web.Application], None]:
+        """``GET /@emulator/stats``: what a scenario cost in billable units (bench/handler_cost.py)."""
+
+        async def stats(_request: web.Request) -> web.Response:
+            lambdas = self.lambdas.stats
+            return web.json_response(
+                {
+                    "lambda": {
+                        "invocations": lambdas.invocations,
+                        "errors": lambdas.errors,
+                        "cpu_seconds": lambdas.cpu_seconds,
+                        "wall_seconds": lambdas.wall_seconds,
+                    },
+                    "api_gateway": self.gateway.metered(),
+                    "aws_requests": dict(self.moto.requests),
+                }
+            )
+
+        def add(app: web.Application) -> None:
+            app.router.add_get("/@emulator/stats", stats)
+            if extra_routes is not None:
+                extra_routes(app)
+
+        return add
 
     async def _schedule_sweep(self, interval: float) -> None:
         name = self.lambdas.name("sweep")
