@@ -74,13 +74,15 @@ class CpuWindow:
         user1, sys1 = self.target.cpu_split()
         wall = time.perf_counter() - self.t0
         user, system = user1 - self.server0[0], sys1 - self.server0[1]
+        generator = _own_cpu() - self.gen0
         units = max(units, 1)
         return {
             f"cpu_us_per_{unit}": (user + system) * scale / units,
             f"user_us_per_{unit}": user * scale / units,
             f"sys_us_per_{unit}": system * scale / units,
             "server_cpu_pct": 100 * (user + system) / wall,
-            "generator_cpu_pct": 100 * (_own_cpu() - self.gen0) / wall,
+            "generator_cpu_pct": 100 * generator / wall,
+            f"generator_us_per_{unit}": generator * scale / units,
         }
 
 

@@ -13,7 +13,7 @@ import os
 import struct
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 
 def client_frame(payload: bytes, opcode: int = 0x1) -> bytes:
@@ -27,7 +27,12 @@ def client_frame(payload: bytes, opcode: int = 0x1) -> bytes:
     return header + b"\x00\x00\x00\x00" + payload  # zero mask key: payload unchanged
 
 
-class WsClient(asyncio.Protocol):
+# Every client reads into this one buffer (a BufferedProtocol: no bytes object allocated per read); each read
+# is consumed before the next one starts, on the one thread of the generator.
+_READ_BUFFER = memoryview(bytearray(256 * 1024))
+
+
+class WsClient(asyncio.BufferedProtocol):
     """Counts text frames; hands each one to ``on_frame`` when set (parse only what a scenario needs)."""
 
     def __init__(self, on_frame: Callable[[WsClient, bytes, float], None] | None = None) -> None:
@@ -47,8 +52,7 @@ class WsClient(asyncio.Protocol):
         self.nbytes = 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's transports are not asyncio subclasses
 
     def send(self, message: dict[str, Any]) -> None:
         assert self.transport is not None
@@ -59,10 +63,16 @@ class WsClient(asyncio.Protocol):
         self.waiters.append((predicate, future))
         return future
 
-    def data_received(self, data: bytes) -> None:
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return _READ_BUFFER
+
+    def buffer_updated(self, nbytes: int) -> None:
         if self.counting:
-            self.nbytes += len(data)
+            self.nbytes += nbytes
             return
+        self.data_received(_READ_BUFFER[:nbytes])
+
+    def data_received(self, data: bytes | memoryview) -> None:
         buf = self.buffer
         buf += data
         if not self._upgraded:
