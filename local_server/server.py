@@ -11,7 +11,7 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from local_server import debug
-from local_server.transport import WsTransport
+from local_server.transport import Cork, WsTransport
 from shared.errors import FrameError, OverCapacity, PathNotFound, PusherError
 from shared.http_api import openapi
 from shared.http_api.base import HttpRequest
@@ -24,6 +24,7 @@ log = logging.getLogger("sockless")
 
 SERVICES = web.AppKey("services", Services)
 SENDER = web.AppKey("sender", LocalSender)
+CORK = web.AppKey("cork", Cork)
 
 
 def _json(status: int, body: Any) -> web.Response:
@@ -64,7 +65,7 @@ async def websocket(request: web.Request) -> web.StreamResponse:
         raise
     loop = asyncio.get_running_loop()
     assert request.transport is not None
-    transport = WsTransport(ws, request.transport, loop.time())
+    transport = WsTransport(ws, request.transport, loop.time(), request.app[CORK])
     sender.register(socket_id, transport)
     max_frame = engine.max_frame_bytes
     try:
@@ -184,6 +185,7 @@ def create_app(services: Services, sender: LocalSender) -> web.Application:
     app = web.Application(client_max_size=services.settings.max_http_body_kb * 1024 + 1)
     app[SERVICES] = services
     app[SENDER] = sender
+    app[CORK] = Cork()
     app.router.add_get("/app/{key}", websocket)
     # [\s\S]: a decoded path may hold a newline (%0A), which ".*" would not match, leaving aiohttp's text 404.
     app.router.add_route("*", "/apps/{tail:[\\s\\S]*}", rest)

@@ -1,7 +1,9 @@
-"""One WebSocket as the engine's ``Transport``: frames written straight to the socket, activity tracked.
+"""One WebSocket as the engine's ``Transport``: frames corked per event-loop iteration, activity tracked.
 
-Frames are written as pre-built unmasked WebSocket text frames with one ``transport.write`` call, so a
-broadcast costs one header build and one write per subscriber, never an ``await``.
+Frames are pre-built unmasked WebSocket text frames. A write never awaits and never calls the kernel: it
+queues the frame on the socket and the socket joins the :class:`Cork`'s list. Once per event-loop iteration
+the cork sends each listed socket everything queued for it in one ``transport.write``, so sixteen publishes
+handled in the same iteration cost each subscriber one send, not sixteen (uWebSockets corks the same way).
 """
 
 from __future__ import annotations
@@ -11,8 +13,11 @@ import struct
 
 from aiohttp import web
 
-# A client that does not read its socket must not grow our memory without bound (uWS/soketi do the same).
+# A client that does not read its socket must not grow our memory without bound (uWS/soketi do the same):
+# past this many bytes waiting in its write buffer it is closed with 4100, so pusher-js backs off and
+# reconnects instead of hammering a server it cannot keep up with.
 MAX_WRITE_BUFFER = 8 * 1024 * 1024
+SLOW_CONSUMER_CODE = 4100
 
 
 def text_frame(payload: bytes) -> bytes:
@@ -44,25 +49,73 @@ class _LastFrame:
 framed = _LastFrame()
 
 
-class WsTransport:
-    __slots__ = ("_transport", "closing", "last_seen", "pinged_at", "ws")
+class Cork:
+    """The sockets with frames queued in this event-loop iteration; one callback at the start of the next
+    iteration sends them. One per server (per event loop)."""
 
-    def __init__(self, ws: web.WebSocketResponse, transport: asyncio.Transport, now: float) -> None:
+    __slots__ = ("_closing", "_dirty")
+
+    def __init__(self) -> None:
+        self._dirty: list[WsTransport] = []
+        self._closing: set[asyncio.Task[None]] = set()
+
+    def add(self, transport: WsTransport) -> None:
+        if not self._dirty:
+            asyncio.get_running_loop().call_soon(self.flush)
+        self._dirty.append(transport)
+
+    def flush(self) -> None:
+        dirty, self._dirty = self._dirty, []
+        for transport in dirty:
+            transport.flush()
+
+    def close_later(self, transport: WsTransport, code: int, reason: str) -> None:
+        task = asyncio.get_running_loop().create_task(transport.close_now(code, reason))
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+
+class WsTransport:
+    __slots__ = ("_cork", "_out", "_transport", "closing", "last_seen", "pinged_at", "ws")
+
+    def __init__(self, ws: web.WebSocketResponse, transport: asyncio.Transport, now: float, cork: Cork) -> None:
         self.ws = ws
         self._transport = transport
+        self._cork = cork
+        # Frames waiting for the cork: None, one frame, or a list of frames (most sockets hold one at a time).
+        self._out: bytes | list[bytes] | None = None
         self.last_seen = now
         self.pinged_at: float | None = None
         self.closing = False
 
     def write(self, frame: bytes) -> None:
+        if self.closing:
+            return
+        wire = framed(frame)
+        out = self._out
+        if out is None:
+            self._out = wire
+            self._cork.add(self)
+        elif isinstance(out, list):
+            out.append(wire)
+        else:
+            self._out = [out, wire]
+
+    def flush(self) -> None:
+        """Send what is queued now (the cork calls this once per iteration; close calls it first)."""
+        out = self._out
+        if out is None:
+            return
+        self._out = None
         transport = self._transport
         if self.closing or transport.is_closing():
             return
-        if transport.get_write_buffer_size() > MAX_WRITE_BUFFER:
+        data = b"".join(out) if isinstance(out, list) else out
+        if transport.get_write_buffer_size() + len(data) > MAX_WRITE_BUFFER:
             self.closing = True
-            transport.abort()
+            self._cork.close_later(self, SLOW_CONSUMER_CODE, "Client is not reading its frames fast enough")
             return
-        transport.write(framed(frame))
+        transport.write(data)
 
     def seen(self, now: float) -> None:
         self.last_seen = now
@@ -71,7 +124,13 @@ class WsTransport:
     async def close(self, code: int, reason: str) -> None:
         if self.closing:
             return
+        self.flush()  # frames written before the close go out before the close frame
         self.closing = True
+        await self.close_now(code, reason)
+
+    async def close_now(self, code: int, reason: str) -> None:
+        """Send the close frame and wait (5 s at most) for the client's; a client that does not answer, or
+        does not read at all, is cut off."""
         try:
             await asyncio.wait_for(self.ws.close(code=code, message=reason.encode()[:120]), timeout=5)
         except (TimeoutError, ConnectionError, RuntimeError):
