@@ -1,13 +1,17 @@
 """The raw ceiling: a minimal aiohttp server with no Pusher logic (no auth, no signatures, no store).
 
 It accepts `/app/{key}`, answers `pusher:subscribe`, and on `POST /apps/{id}/events` builds each frame once and
-writes the same bytes to every subscriber's transport. It is the most a Python server can do on this machine,
-the reference the sockless figures are compared with in the same benchmark session.
+writes the same bytes to every subscriber's transport: the reference the issue defines, which the sockless figures
+are compared with in the same benchmark session.
+
+With ``--cork`` it queues each subscriber's frames and sends them once per event-loop iteration, as sockless
+does: the same trick with no Pusher logic, so the comparison shows what the Pusher logic costs apart from it.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import random
 
@@ -15,14 +19,36 @@ from aiohttp import WSMsgType, web
 
 from local_server.transport import text_frame
 
-channels: dict[str, dict[int, object]] = {}
+channels: dict[str, dict[int, asyncio.Transport]] = {}
+pending: dict[asyncio.Transport, list[bytes]] = {}
+
+
+def corked_write(transport: asyncio.Transport, frame: bytes) -> None:
+    out = pending.get(transport)
+    if out is None:
+        if not pending:
+            asyncio.get_running_loop().call_soon(flush)
+        pending[transport] = [frame]
+    else:
+        out.append(frame)
+
+
+def flush() -> None:
+    items = list(pending.items())
+    pending.clear()
+    for transport, frames in items:
+        if not transport.is_closing():
+            transport.write(frames[0] if len(frames) == 1 else b"".join(frames))
+
+
+cork = False
 
 
 async def ws_handler(request: web.Request) -> web.WebSocketResponse:
     ws = web.WebSocketResponse(autoping=False, compress=False)
     await ws.prepare(request)
     transport = request.transport
-    assert transport is not None
+    assert isinstance(transport, asyncio.Transport)
     socket_id = f"{random.randrange(10**9)}.{random.randrange(10**9)}"
     data = json.dumps({"socket_id": socket_id, "activity_timeout": 120})
     await ws.send_str(json.dumps({"event": "pusher:connection_established", "data": data}))
@@ -55,15 +81,23 @@ async def events(request: web.Request) -> web.Response:
                 {"event": body["name"], "channel": channel, "data": body["data"]}, separators=(",", ":")
             ).encode()
         )
-        for transport in channels.get(channel, {}).values():
-            transport.write(frame)  # type: ignore[attr-defined]
+        subscribers = channels.get(channel, {}).values()
+        if cork:
+            for transport in subscribers:
+                corked_write(transport, frame)
+        else:
+            for transport in subscribers:
+                transport.write(frame)
     return web.json_response({})
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, default=6002)
+    parser.add_argument("--cork", action="store_true", help="send each subscriber's frames once per loop iteration")
     args = parser.parse_args()
+    global cork
+    cork = args.cork
     app = web.Application()
     app.router.add_get("/app/{key}", ws_handler)
     app.router.add_post("/apps/{app_id}/events", events)

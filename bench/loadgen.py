@@ -238,6 +238,8 @@ async def latency(target: Target, subscribers: int, rate: float, seconds: float 
             "p99_ms": percentile(samples, 99),
             "samples": float(len(samples)),
             "cpu_us_per_delivery": cpu["cpu_us_per_delivery"],
+            "user_us_per_delivery": cpu["user_us_per_delivery"],
+            "sys_us_per_delivery": cpu["sys_us_per_delivery"],
             "generator_cpu_pct": cpu["generator_cpu_pct"],
         },
     )

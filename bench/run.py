@@ -84,8 +84,12 @@ def start(kind: str) -> tuple[subprocess.Popen[bytes], Target]:
         with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
             json.dump(config, f)
         cmd = [sys.executable, "-m", "local_server", "--config", f.name]
-    else:
+    elif kind in ("ceiling", "ceiling-cork"):
         cmd = [sys.executable, "-m", "bench.ceiling_server", "--port", str(port)]
+        if kind == "ceiling-cork":
+            cmd.append("--cork")
+    else:
+        raise ValueError(f"unknown server {kind!r}")
     proc = subprocess.Popen(["taskset", "-c", "0", *cmd], cwd=ROOT, stdout=subprocess.DEVNULL)
     deadline = time.monotonic() + 30
     while True:
@@ -148,17 +152,23 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--repeat", type=int, default=1, help="rounds per server; the table shows medians")
     parser.add_argument("--sizes", default="100,1000,5000", help="fan-out channel sizes")
-    parser.add_argument("--servers", default="sockless,ceiling", help="which servers to run (quick experiments)")
+    parser.add_argument(
+        "--servers",
+        default="sockless,ceiling,ceiling-cork",
+        help="sockless first, then the references its figures are divided by",
+    )
     parser.add_argument("--json", help="also write every round's figures to this file")
     args = parser.parse_args()
     os.sched_setaffinity(0, {1})
     print(f"load average before: {Path('/proc/loadavg').read_text().strip()}", flush=True)
+    servers = args.servers.split(",")
+    refs = servers[1:]
     rows = []
     raw: list[dict[str, object]] = []
     for _name, scenario, with_ceiling in scenarios(
         set(args.scenarios.split(",")), args.seconds, tuple(int(n) for n in args.sizes.split(","))
     ):
-        kinds = [k for k in args.servers.split(",") if with_ceiling or k == "sockless"]
+        kinds = servers if with_ceiling else servers[:1]
         runs: dict[str, list[tuple[Result, str]]] = {kind: [] for kind in kinds}
         for round_ in range(args.repeat):
             # Alternate the order so a load that drifts during the session does not favour one server.
@@ -166,20 +176,27 @@ def main() -> None:
                 result, load = run_round(kind, scenario)
                 runs[kind].append((result, load))
                 raw.append({"server": kind, "scenario": result.scenario, "load": load, **result.figures})
-                print(f"  {kind:<9} {result.scenario:<30} load {load:<9} {_brief(result)}", flush=True)
-        ours = runs.get("sockless") or runs[kinds[0]]
-        ceiling = runs.get("ceiling", []) if "sockless" in runs else []
+                print(f"  {kind:<12} {result.scenario:<30} load {load:<9} {_brief(result)}", flush=True)
+        ours = runs[servers[0]]
         for key in ours[0][0].figures:
             mine = [r.figures[key] for r, _ in ours]
-            ref = [r.figures[key] for r, _ in ceiling if key in r.figures]
-            ratio = f"{statistics.median(mine) / statistics.median(ref):.2f}" if ref and statistics.median(ref) else "-"
-            loads = ", ".join(load for _, load in ours) + " / " + (", ".join(load for _, load in ceiling) or "-")
-            rows.append((ours[0][0].scenario, key, spread(mine), spread(ref) if ref else "-", ratio, loads))
+            row = [ours[0][0].scenario, key, spread(mine)]
+            loads = [", ".join(load for _, load in ours)]
+            for ref_kind in refs:
+                ref = [r.figures[key] for r, _ in runs.get(ref_kind, []) if key in r.figures]
+                ratio = statistics.median(mine) / statistics.median(ref) if ref and statistics.median(ref) else None
+                row += [spread(ref) if ref else "-", f"{ratio:.2f}" if ratio is not None else "-"]
+                loads.append(", ".join(load for _, load in runs.get(ref_kind, [])) or "-")
+            rows.append([*row, " / ".join(loads)])
     if args.json:
         Path(args.json).write_text(json.dumps(raw, indent=1))
-    print(f"\nload average after: {Path('/proc/loadavg').read_text().strip()}")
-    print("\n| scenario | figure | sockless | ceiling | ratio | load before (cores 0/1), sockless / ceiling |")
-    print("|---|---|---|---|---|---|")
+    print(f"\nload average after: {Path('/proc/loadavg').read_text().strip()}\n")
+    head = ["scenario", "figure", servers[0]]
+    for ref_kind in refs:
+        head += [ref_kind, "ratio"]
+    head.append(f"load before (cores 0/1): {' / '.join(servers)}")
+    print("| " + " | ".join(head) + " |")
+    print("|" + "---|" * len(head))
     for row in rows:
         print("| " + " | ".join(row) + " |")
 
