@@ -17,7 +17,8 @@ import contextlib
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Collection, Sequence
+from collections.abc import Awaitable, Callable, Collection, Coroutine, Sequence
+from typing import Any
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -31,9 +32,11 @@ from shared.types import AppId, SocketId
 log = logging.getLogger("sockless.cluster")
 
 # Called with sockets a peer routed here that this node does not hold (the engine cleans them up).
-GoneHandler = Callable[[AppId, Sequence[SocketId]], Awaitable[None]]
+GoneHandler = Callable[[AppId, Sequence[SocketId]], Coroutine[Any, Any, None]]
 
 _ROUTE_CACHE_SIZE = 200_000
+_RELEASED_SECONDS = 60.0
+_RELEASED_MAX = 100_000
 _LOG_EVERY_SECONDS = 10.0
 
 
@@ -67,10 +70,32 @@ class RedisSender(LocalSender):
         self.published = 0  # messages published to peers (one per node per broadcast)
         self.relayed = 0  # frames written here on a peer's behalf
         self._routes: OrderedDict[SocketId, str] = OrderedDict()
+        # Sockets this node let go of (closed, or reported gone) and whose removal is under way: they are
+        # neither delivered to nor reported gone again. Without this, a mass disconnect turns into a storm:
+        # every departure's broadcast lists the sockets still leaving, each reported gone, each removed again.
+        self._released: OrderedDict[SocketId, float] = OrderedDict()
+        self._cleanups: set[asyncio.Task[None]] = set()
         self._last_log = 0.0
 
     def holds(self, socket_id: SocketId) -> bool:
         return socket_id in self._sockets
+
+    def unregister(self, socket_id: SocketId) -> None:
+        super().unregister(socket_id)
+        self._release([socket_id])
+
+    def _release(self, socket_ids: Sequence[SocketId]) -> None:
+        now = time.monotonic()
+        released = self._released
+        for socket_id in socket_ids:
+            released[socket_id] = now
+            released.move_to_end(socket_id)
+        while released and (len(released) > _RELEASED_MAX or next(iter(released.values())) < now - _RELEASED_SECONDS):
+            released.popitem(last=False)
+
+    def _unreleased(self, socket_ids: Sequence[SocketId]) -> list[SocketId]:
+        released = self._released
+        return [s for s in socket_ids if s not in released]
 
     # -- routing ---------------------------------------------------------------------------------------
 
@@ -96,7 +121,7 @@ class RedisSender(LocalSender):
             while len(routes) > _ROUTE_CACHE_SIZE:
                 routes.popitem(last=False)
         # A socket recorded on this node that the node does not hold any more is gone, not remote.
-        gone = groups.pop(self.node_id, [])
+        gone = self._unreleased(groups.pop(self.node_id, []))
         if gone:
             groups.setdefault("", []).extend(gone)
         return groups
@@ -139,7 +164,10 @@ class RedisSender(LocalSender):
         local = await super().broadcast(app_id, socket_ids, frame, except_socket)
         if not local.gone:
             return local
-        remote = await self._remote(app_id, local.gone, frame)
+        elsewhere = self._unreleased(local.gone)
+        if not elsewhere:
+            return Delivery(sent=local.sent)
+        remote = await self._remote(app_id, elsewhere, frame)
         return Delivery(sent=local.sent + remote.sent, gone=remote.gone, failed=remote.failed)
 
     async def _remote(self, app_id: AppId, socket_ids: Sequence[SocketId], frame: bytes) -> Delivery:
@@ -186,8 +214,13 @@ class RedisSender(LocalSender):
             socket_ids = [SocketId(s) for s in ids.decode().split(",")]
             delivery = await LocalSender.broadcast(self, app_id, socket_ids, frame)
             self.relayed += delivery.sent
-            if delivery.gone and self.on_gone is not None:
-                await self.on_gone(app_id, delivery.gone)
+            gone = self._unreleased(delivery.gone)
+            if gone and self.on_gone is not None:
+                # Removed once, in the background: the listener must keep delivering meanwhile.
+                self._release(gone)
+                task = asyncio.create_task(self.on_gone(app_id, gone))
+                self._cleanups.add(task)
+                task.add_done_callback(self._cleanups.discard)
         elif kind == b"D":
             app_name, socket, code, reason = body.decode().split("\n", 3)
             await LocalSender.disconnect(self, AppId(app_name), SocketId(socket), int(code), reason)

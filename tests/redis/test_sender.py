@@ -122,18 +122,42 @@ async def test_sockets_no_node_holds_are_reported_gone() -> None:
         assert delivery.sent == 1
 
 
-async def test_a_node_asked_to_deliver_to_a_socket_it_lost_reports_it_gone() -> None:
+async def test_a_node_asked_to_deliver_to_a_socket_it_does_not_hold_reports_it_gone_once() -> None:
+    """The store says node b holds the socket, node b does not (it lost it while Redis was away)."""
     async with nodes(2) as (a, b):
-        await b.hold("2.2")
-        b.sender.unregister(SocketId("2.2"))  # closed on node b, not yet removed from the store
+        orphan = SocketId("2.2")
+        await b.store.add_connection(Connection(app_id=APP, socket_id=orphan, connected_at=time.time()), None)
         lost: list[tuple[AppId, list[SocketId]]] = []
 
         async def on_gone(app_id: AppId, sockets: Sequence[SocketId]) -> None:
             lost.append((app_id, list(sockets)))
 
         b.sender.on_gone = on_gone
-        await a.sender.broadcast(APP, [SocketId("2.2")], b"x")
-        await eventually(lambda: lost == [(APP, [SocketId("2.2")])])
+        for _ in range(3):
+            await a.sender.broadcast(APP, [orphan], b"x")
+        await eventually(lambda: lost == [(APP, [orphan])])
+        await asyncio.sleep(0.2)
+        assert lost == [(APP, [orphan])]
+
+
+async def test_a_socket_its_node_just_closed_is_skipped_not_reported_gone() -> None:
+    """Its own handler is removing it: reporting it gone from every broadcast meanwhile would make a mass
+    disconnect quadratic (each departure's broadcast listing every socket still leaving)."""
+    async with nodes(2) as (a, b):
+        await a.hold("1.1")
+        await b.hold("2.2")
+        a.sender.unregister(SocketId("1.1"))
+        b.sender.unregister(SocketId("2.2"))
+        lost: list[Sequence[SocketId]] = []
+
+        async def on_gone(app_id: AppId, sockets: Sequence[SocketId]) -> None:
+            lost.append(sockets)
+
+        b.sender.on_gone = on_gone
+        delivery = await a.sender.broadcast(APP, [SocketId("1.1"), SocketId("2.2")], b"x")
+        assert delivery.gone == ()
+        await asyncio.sleep(0.2)
+        assert lost == []
 
 
 async def test_disconnect_is_routed_to_the_node_holding_the_socket() -> None:
