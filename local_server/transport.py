@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import struct
+from collections.abc import Iterable
 
 from aiohttp import web
 
@@ -29,45 +30,45 @@ def text_frame(payload: bytes) -> bytes:
     return struct.pack("!BBQ", 0x81, 127, n) + payload
 
 
-class _LastFrame:
-    """Frames the most recent payload once: a broadcast hands the *same* bytes object to every transport, so all
-    subscribers after the first reuse the framed bytes instead of building header + payload again."""
-
-    __slots__ = ("payload", "wire")
-
-    def __init__(self) -> None:
-        self.payload: bytes | None = None
-        self.wire = b""
-
-    def __call__(self, payload: bytes) -> bytes:
-        if payload is not self.payload:
-            self.wire = text_frame(payload)
-            self.payload = payload
-        return self.wire
-
-
-framed = _LastFrame()
-
-
 class Cork:
     """The sockets with frames queued in this event-loop iteration; one callback at the start of the next
-    iteration sends them. One per server (per event loop)."""
+    iteration sends them. One per server (per event loop).
 
-    __slots__ = ("_closing", "_dirty")
+    It also frames the most recent payload once: a broadcast hands the *same* bytes object to every transport,
+    so all subscribers after the first reuse the framed bytes instead of building header + payload again.
+    """
+
+    __slots__ = ("_closing", "dirty", "payload", "wire")
 
     def __init__(self) -> None:
-        self._dirty: list[WsTransport] = []
+        self.dirty: list[WsTransport] = []
+        self.payload: bytes | None = None
+        self.wire = b""
         self._closing: set[asyncio.Task[None]] = set()
 
-    def add(self, transport: WsTransport) -> None:
-        if not self._dirty:
-            asyncio.get_running_loop().call_soon(self.flush)
-        self._dirty.append(transport)
+    def schedule(self) -> None:
+        asyncio.get_running_loop().call_soon(self.flush)
 
     def flush(self) -> None:
-        dirty, self._dirty = self._dirty, []
-        for transport in dirty:
-            transport.flush()
+        dirty, self.dirty = self.dirty, []
+        self.send(dirty)
+
+    def send(self, sockets: Iterable[WsTransport]) -> None:
+        """Write each socket's queued frames with one ``transport.write``; past the write bound, close it."""
+        for ws in sockets:
+            out = ws._out
+            if out is None:
+                continue
+            ws._out = None
+            transport = ws._transport
+            if ws.closing or transport.is_closing():
+                continue
+            data = b"".join(out) if isinstance(out, list) else out
+            if transport.get_write_buffer_size() + len(data) > MAX_WRITE_BUFFER:
+                ws.closing = True
+                self.close_later(ws, SLOW_CONSUMER_CODE, "Client is not reading its frames fast enough")
+                continue
+            transport.write(data)
 
     def close_later(self, transport: WsTransport, code: int, reason: str) -> None:
         task = asyncio.get_running_loop().create_task(transport.close_now(code, reason))
@@ -89,33 +90,28 @@ class WsTransport:
         self.closing = False
 
     def write(self, frame: bytes) -> None:
+        # The per-delivery hot path of every broadcast: written inline, without helper calls.
         if self.closing:
             return
-        wire = framed(frame)
+        cork = self._cork
+        if frame is not cork.payload:
+            cork.wire = text_frame(frame)
+            cork.payload = frame
         out = self._out
         if out is None:
-            self._out = wire
-            self._cork.add(self)
+            self._out = cork.wire
+            dirty = cork.dirty
+            if not dirty:
+                cork.schedule()
+            dirty.append(self)
         elif isinstance(out, list):
-            out.append(wire)
+            out.append(cork.wire)
         else:
-            self._out = [out, wire]
+            self._out = [out, cork.wire]
 
     def flush(self) -> None:
-        """Send what is queued now (the cork calls this once per iteration; close calls it first)."""
-        out = self._out
-        if out is None:
-            return
-        self._out = None
-        transport = self._transport
-        if self.closing or transport.is_closing():
-            return
-        data = b"".join(out) if isinstance(out, list) else out
-        if transport.get_write_buffer_size() + len(data) > MAX_WRITE_BUFFER:
-            self.closing = True
-            self._cork.close_later(self, SLOW_CONSUMER_CODE, "Client is not reading its frames fast enough")
-            return
-        transport.write(data)
+        """Send what is queued now, ahead of the cork (a close frame must follow the frames written before it)."""
+        self._cork.send((self,))
 
     def seen(self, now: float) -> None:
         self.last_seen = now

@@ -40,19 +40,22 @@ class LocalSender:
     async def broadcast(
         self, app_id: AppId, socket_ids: Collection[SocketId], frame: bytes, except_socket: SocketId | None = None
     ) -> Delivery:
-        sockets = self._sockets
-        sent = 0
+        # The per-delivery loop of every broadcast: no per-socket work beyond the lookup and the write.
+        get = self._sockets.get
         gone: list[SocketId] = []
+        skipped = 0
         for socket_id in socket_ids:
-            if socket_id == except_socket:
-                continue
-            transport = sockets.get(socket_id)
+            transport = get(socket_id)
             if transport is None:
-                gone.append(socket_id)
-                continue
-            transport.write(frame)
-            sent += 1
-        return Delivery(sent=sent, gone=tuple(gone))
+                if socket_id == except_socket:
+                    skipped += 1
+                else:
+                    gone.append(socket_id)
+            elif except_socket is not None and socket_id == except_socket:
+                skipped += 1
+            else:
+                transport.write(frame)
+        return Delivery(sent=len(socket_ids) - skipped - len(gone), gone=tuple(gone))
 
     async def disconnect(self, app_id: AppId, socket_id: SocketId, code: int, reason: str) -> None:
         transport = self._sockets.get(socket_id)
