@@ -31,9 +31,20 @@ class PrometheusMetrics:
             for name, doc in _COUNTERS.items()
         }
         self._connections = Gauge("sockless_connected", "Open connections", ["app_id"], registry=self.registry)
+        # The labelled children, looked up once per (metric, app): ``labels()`` costs a lock and a tuple build,
+        # and the engine counts several times per frame.
+        self._children: dict[str, dict[str, Counter]] = {name: {} for name in _COUNTERS}
+        self._gauges: dict[str, Gauge] = {}
 
     def count(self, name: CounterName, app_id: str, amount: float = 1.0) -> None:
-        self._counters[name].labels(app_id).inc(amount)
+        children = self._children[name]
+        child = children.get(app_id)
+        if child is None:
+            child = children[app_id] = self._counters[name].labels(app_id)
+        child.inc(amount)
 
     def gauge(self, name: GaugeName, app_id: str, delta: float) -> None:
-        self._connections.labels(app_id).inc(delta)
+        child = self._gauges.get(app_id)
+        if child is None:
+            child = self._gauges[app_id] = self._connections.labels(app_id)
+        child.inc(delta)
