@@ -36,7 +36,7 @@ from shared.errors import StoreUnavailable
 from shared.sender.redis import RedisSender
 from shared.services import DriverError
 from shared.settings import Settings
-from shared.store.redis import RedisChannelStore, connect_redis
+from shared.store.redis import RedisChannelStore, connect_redis, raise_if_cancelling
 from shared.types import AppId, SocketId
 
 log = logging.getLogger("sockless.cluster")
@@ -46,6 +46,7 @@ log = logging.getLogger("sockless.cluster")
 ORPHAN_GRACE = 3.0
 RECONCILE_EVERY_SECONDS = 30.0
 REAP_CONCURRENCY = 32
+STOP_TIMEOUT_SECONDS = 5.0
 _BACKEND_ERRORS = (RedisError, OSError, StoreUnavailable)
 
 
@@ -120,7 +121,11 @@ class ClusterNode:
         """Stop the tasks and give the lease up, so peers clean up whatever this node left behind at once."""
         for task in self._tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._tasks:
+            # Bounded: a task that swallowed its cancellation must not keep the process from exiting.
+            _, stuck = await asyncio.wait(self._tasks, timeout=STOP_TIMEOUT_SECONDS)
+            for task in stuck:
+                log.error("cluster task %s did not stop", task.get_name())
         self._tasks = []
         with contextlib.suppress(*_BACKEND_ERRORS):
             await self.client.delete(self._lease_key(self.node_id))
@@ -131,6 +136,7 @@ class ClusterNode:
     # -- loops -----------------------------------------------------------------------------------------
 
     def _failed(self, what: str, exc: BaseException) -> None:
+        raise_if_cancelling(exc)
         self.errors += 1
         self._held_since = None
         now = time.monotonic()
@@ -145,6 +151,7 @@ class ClusterNode:
                 await step()
             except _BACKEND_ERRORS as exc:
                 self._failed(step.__name__.strip("_"), exc)
+            raise_if_cancelling()
 
     async def _beat(self) -> None:
         lease_ms = int(self.lease_seconds * 1000)
@@ -187,6 +194,7 @@ class ClusterNode:
                     last_touch = time.monotonic()
             except _BACKEND_ERRORS as exc:
                 self._failed("reconcile", exc)
+            raise_if_cancelling()
 
     # -- reaping ---------------------------------------------------------------------------------------
 

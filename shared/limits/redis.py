@@ -14,7 +14,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from shared.limits.memory import MemoryRateLimiter
-from shared.store.redis import CountsErrors
+from shared.store.redis import CountsErrors, raise_if_cancelling
 
 log = logging.getLogger("sockless.redis")
 
@@ -44,8 +44,11 @@ class RedisRateLimiter(CountsErrors):
     async def hit(self, key: str, limit: int, window_seconds: float) -> bool:
         window_ms = max(int(window_seconds * 1000), 0)  # PEXPIRE 0 deletes the key: a 0 s window is a probe
         try:
-            return bool(await self._hit(keys=[f"{self.prefix}:rl:{key}"], args=[limit, window_ms]))
+            allowed = bool(await self._hit(keys=[f"{self.prefix}:rl:{key}"], args=[limit, window_ms]))
+            raise_if_cancelling()
+            return allowed
         except (RedisError, OSError) as exc:
+            raise_if_cancelling(exc)
             self.errors += 1
             now = time.monotonic()
             if now - self._last_log >= _LOG_EVERY_SECONDS:

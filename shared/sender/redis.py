@@ -26,7 +26,7 @@ from redis.exceptions import RedisError
 from shared.errors import StoreUnavailable
 from shared.sender.base import Delivery
 from shared.sender.local import LocalSender
-from shared.store.redis import RedisChannelStore
+from shared.store.redis import RedisChannelStore, raise_if_cancelling
 from shared.types import AppId, SocketId
 
 log = logging.getLogger("sockless.cluster")
@@ -248,7 +248,8 @@ class RedisSender(LocalSender):
                     await self.on_resubscribed()
                 first = False
                 while True:
-                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=5.0)
+                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                    raise_if_cancelling()
                     if message is None or message.get("type") not in ("message", "smessage"):
                         continue
                     try:
@@ -258,6 +259,7 @@ class RedisSender(LocalSender):
             except asyncio.CancelledError:
                 raise
             except (RedisError, OSError, StoreUnavailable) as exc:
+                raise_if_cancelling(exc)
                 self.listening = False
                 self._failed("pub/sub listener", exc)
                 await asyncio.sleep(backoff)

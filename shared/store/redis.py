@@ -76,6 +76,19 @@ def connect_redis(url: str, *, cluster_mode: bool = False) -> Redis:
     return Redis.from_pool(pool)
 
 
+def raise_if_cancelling(cause: BaseException | None = None) -> None:
+    """Restore a cancellation a lower layer lost.
+
+    On Python 3.11, redis-py's blocking pool waits on an ``asyncio.Condition`` that can swallow a
+    cancellation arriving together with a notify, and redis-py can also surface one as a connection or
+    timeout error. A loop that carried on would then never stop (and hang shutdown), so every Redis call
+    here ends with this check: a task that was asked to stop stops.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError from cause
+
+
 class CountsErrors:
     """Translates client errors into the project's ``StoreUnavailable`` (STYLE.md §5), counting them
     (the local server exports the count as ``sockless_redis_errors_total``)."""
@@ -87,17 +100,22 @@ class CountsErrors:
         try:
             yield
         except (RedisError, OSError) as exc:
+            raise_if_cancelling(exc)
             self.errors += 1
             raise StoreUnavailable(f"redis {what} failed: {exc}") from exc
+        raise_if_cancelling()
 
     async def ping(self, client: Redis) -> bool:
         """The drivers' ``check_health``: a PING answered within ``HEALTH_TIMEOUT_SECONDS``."""
         try:
-            return bool(await asyncio.wait_for(client.ping(), HEALTH_TIMEOUT_SECONDS))
+            answered = bool(await asyncio.wait_for(client.ping(), HEALTH_TIMEOUT_SECONDS))
         except (RedisError, OSError) as exc:
+            raise_if_cancelling(exc)
             self.errors += 1
             log.warning("redis health check failed: %s", exc or type(exc).__name__)
             return False
+        raise_if_cancelling()
+        return answered
 
 
 def app_prefix(prefix: str, app_id: str) -> str:

@@ -5,6 +5,7 @@ pushed them, every job goes to one worker at a time, limits are shared, and a Re
 from __future__ import annotations
 
 import asyncio
+import random
 from collections.abc import AsyncIterator
 from dataclasses import replace
 
@@ -137,3 +138,28 @@ async def test_rate_limiter_counts_in_process_while_redis_is_unreachable() -> No
         assert await limiter.check_health() is False
     finally:
         await limiter.close()
+
+
+async def test_a_receive_loop_always_stops_when_cancelled(prefix: str) -> None:
+    """Python 3.11's asyncio.Condition (under redis-py's blocking pool) can lose a cancellation that comes
+    with a notify; the dispatcher's receive loop then never stopped and SIGTERM hung. Cancel it at random
+    moments, with other tasks competing for the pool, and it must stop every time."""
+    q = RedisWebhookQueue(connect_redis(REDIS_URL), prefix=prefix, owns_client=True)
+    rng = random.Random(7)
+    try:
+
+        async def loop() -> None:
+            while True:
+                await q.receive(10, rng.choice([0.0, 0.05, 1.0]))
+
+        for _ in range(150):
+            task = asyncio.create_task(loop())
+            noise = [asyncio.create_task(q.pending()) for _ in range(3)]
+            await asyncio.sleep(rng.random() * 0.03)
+            task.cancel()
+            done, _ = await asyncio.wait({task}, timeout=3)
+            await asyncio.gather(*noise, return_exceptions=True)
+            assert done, "a cancelled receive loop kept running"
+            assert task.cancelled()
+    finally:
+        await q.close()
