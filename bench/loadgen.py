@@ -20,7 +20,9 @@ from typing import Any
 import aiohttp
 
 from bench.wsclient import WsClient, connect
+from local_server.transport import text_frame
 from shared.auth.signatures import sign_channel, sign_request
+from shared.protocol import frames
 
 APP_ID, APP_KEY, APP_SECRET = "app-id", "app-key", "app-secret"
 WS_PATH = f"/app/{APP_KEY}?protocol=7&client=bench&version=8.6.0"
@@ -160,8 +162,6 @@ def close_all(clients: list[WsClient]) -> None:
 
 def fanout_frame() -> bytes:
     """The exact bytes each fan-out delivery puts on the wire (header + payload), as both servers build it."""
-    from local_server.transport import text_frame
-
     payload = json.dumps({"event": "bench", "channel": "fanout", "data": '{"x":1}'}, separators=(",", ":"))
     return text_frame(payload.encode())
 
@@ -336,6 +336,71 @@ async def client_events(target: Target, receivers: int = 499, events: int = 100,
             "delivered": float(len(samples)),
             "cpu_us_per_delivery": cpu["cpu_us_per_delivery"],
             "generator_cpu_pct": cpu["generator_cpu_pct"],
+        },
+    )
+
+
+async def stalled(
+    target: Target, subscribers: int = 1000, stalled: int = 5, seconds: float = 15.0, payload_kb: int = 8
+) -> Result:
+    """Fan-out at full rate while ``stalled`` of the subscribers stop reading their sockets.
+
+    The server must bound what it buffers for them (it closes them with 4100 past the bound) without slowing
+    the others or growing its memory with the backlog. Run once with ``stalled=0`` for the reference.
+    """
+    healthy = await open_clients(target, subscribers - stalled)
+    stuck = [await connect(target.host, target.port, WS_PATH, rcvbuf=4096) for _ in range(stalled)]
+    for client in stuck:
+        await asyncio.wait_for(client.established, 30)
+    await subscribe_all([*healthy, *stuck], "fanout")
+    for client in healthy:
+        client.counting = True
+    for client in stuck:
+        assert client.transport is not None
+        client.transport.pause_reading()
+    data = json.dumps({"pad": "x" * (payload_kb * 1024 - 64)})
+    frame_size = len(text_frame(frames.frame("bench", data, "fanout")))
+    rss0 = peak = target.rss_kb()
+    published = 0
+    stop = False
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=16)) as session:
+        publisher = Publisher(target, session)
+
+        async def loop() -> None:
+            nonlocal published
+            while not stop:
+                await publisher.publish("fanout", data)
+                published += 1
+
+        t0 = time.perf_counter()
+        tasks = [asyncio.create_task(loop()) for _ in range(16)]
+        while time.perf_counter() - t0 < seconds:
+            await asyncio.sleep(0.2)
+            peak = max(peak, target.rss_kb())
+        stop = True
+        await asyncio.gather(*tasks)
+        expected = published * len(healthy)
+        deadline = time.perf_counter() + 30
+        while sum(c.nbytes for c in healthy) // frame_size < expected and time.perf_counter() < deadline:
+            await asyncio.sleep(0.01)
+        t1 = time.perf_counter()
+    rss1 = target.rss_kb()
+    # The stalled clients read again: those the server closed see the end of their connection.
+    for client in stuck:
+        assert client.transport is not None
+        client.transport.resume_reading()
+    await asyncio.sleep(2.0)
+    closed = sum(1 for client in stuck if client.closed.done())
+    delivered = sum(c.nbytes for c in healthy) // frame_size
+    close_all([*healthy, *stuck])
+    return Result(
+        f"stalled {stalled} of {subscribers}, {payload_kb} KB events",
+        {
+            "healthy_deliveries_per_s": delivered / (t1 - t0),
+            "healthy_lost": float(expected - delivered),
+            "rss_growth_peak_mb": (peak - rss0) / 1024,
+            "rss_growth_end_mb": (rss1 - rss0) / 1024,
+            "stalled_closed": float(closed),
         },
     )
 

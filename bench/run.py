@@ -123,6 +123,9 @@ def scenarios(
         table.append(("presence", lambda t: loadgen.presence(t, 500, 200), False))
     if "client" in names:
         table.append(("client", lambda t: loadgen.client_events(t, 499, 100), False))
+    if "stalled" in names:
+        for stuck in (0, 5):
+            table.append(("stalled", partial(loadgen.stalled, stalled=stuck, seconds=max(seconds, 15.0)), False))
     if "idle" in names:
         table.append(("idle", lambda t: loadgen.idle(t, 10_000), True))
     return table

@@ -10,6 +10,7 @@ import asyncio
 import base64
 import json
 import os
+import socket
 import struct
 import time
 from collections.abc import Callable
@@ -140,10 +141,22 @@ class WsClient(asyncio.BufferedProtocol):
 
 
 async def connect(
-    host: str, port: int, path: str, on_frame: Callable[[WsClient, bytes, float], None] | None = None
+    host: str,
+    port: int,
+    path: str,
+    on_frame: Callable[[WsClient, bytes, float], None] | None = None,
+    rcvbuf: int | None = None,
 ) -> WsClient:
+    """``rcvbuf``: a small kernel receive buffer, so a client that stops reading makes the server buffer at once."""
     loop = asyncio.get_running_loop()
-    _, client = await loop.create_connection(lambda: WsClient(on_frame), host, port)
+    if rcvbuf is None:
+        _, client = await loop.create_connection(lambda: WsClient(on_frame), host, port)
+    else:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        sock.setblocking(False)
+        await loop.sock_connect(sock, (host, port))
+        _, client = await loop.create_connection(lambda: WsClient(on_frame), sock=sock)
     key = base64.b64encode(os.urandom(16)).decode()
     assert client.transport is not None
     client.transport.write(
