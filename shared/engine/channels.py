@@ -112,7 +112,8 @@ async def subscribe(engine: Engine, app: AppConfig, socket_id: SocketId, data: d
 
     if member is not None:
         members = await engine.store.members(app.id, channel)
-        presence = {"presence": {"ids": list(members), "hash": dict(members), "count": len(members)}}
+        roster = members if isinstance(members, dict) else dict(members)  # only encoded, never mutated: no copy
+        presence = {"presence": {"ids": list(roster), "hash": roster, "count": len(roster)}}
         await engine.send(app, socket_id, frames.frame("pusher_internal:subscription_succeeded", presence, channel))
     else:
         await engine.send(app, socket_id, frames.frame("pusher_internal:subscription_succeeded", {}, channel))
