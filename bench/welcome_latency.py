@@ -32,9 +32,9 @@ ROOT = Path(__file__).resolve().parent.parent
 APP = {"id": "app-id", "key": "app-key", "secret": "app-secret"}
 
 
-def start(emulate: bool) -> tuple[subprocess.Popen[bytes], int]:
+def start(emulate: bool, apps: list[dict[str, object]] | None = None) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
-    config = {"port": port, "metrics_port": None, "apps": [APP]}
+    config = {"port": port, "metrics_port": None, "apps": apps or [APP]}
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as out:
         json.dump(config, out)
     args = [sys.executable, "-m", "local_server", "--config", out.name]

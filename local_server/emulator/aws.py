@@ -3,6 +3,7 @@ and the environment a deployed function would get."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 from collections import Counter
@@ -48,11 +49,17 @@ class Moto:
         requests = self.requests = Counter[str]()
 
         def counting(app: Any) -> Any:
-            """Count each AWS request by operation (what DynamoDB and SQS bill)."""
+            """Count each AWS request by operation (what SQS bills), and DynamoDB's request units."""
 
             def wsgi(environ: dict[str, Any], start_response: Any) -> Any:
                 target = environ.get("HTTP_X_AMZ_TARGET", "")
-                requests[target.rpartition(".")[2] or environ.get("QUERY_STRING", "")[:40] or "?"] += 1
+                operation = target.rpartition(".")[2] or environ.get("QUERY_STRING", "")[:40] or "?"
+                requests[operation] += 1
+                if target.startswith("DynamoDB"):
+                    body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+                    environ["wsgi.input"] = io.BytesIO(body)
+                    for unit, amount in dynamodb_units(operation, body).items():
+                        requests[unit] += amount
                 return app(environ, start_response)
 
             return wsgi
@@ -78,6 +85,27 @@ class Moto:
 
     def stop(self) -> None:
         self._server.stop()
+
+
+def dynamodb_units(operation: str, body: bytes) -> dict[str, int]:
+    """Estimated on-demand request units of one DynamoDB call, for items under 1 KB (writes) and 4 KB
+    (strongly consistent reads): 1 per item, doubled inside transactions. A query counts one unit per
+    call, which holds for the store's small partitions."""
+    if operation in ("GetItem", "Query", "Scan"):
+        return {"RRU": 1}
+    if operation in ("PutItem", "UpdateItem", "DeleteItem"):
+        return {"WRU": 1}
+    try:
+        request = json.loads(body or b"{}")
+    except ValueError:
+        return {}
+    if operation == "TransactWriteItems":
+        return {"WRU": 2 * len(request.get("TransactItems", []))}
+    if operation == "BatchWriteItem":
+        return {"WRU": sum(len(items) for items in request.get("RequestItems", {}).values())}
+    if operation == "BatchGetItem":
+        return {"RRU": sum(len(r.get("Keys", [])) for r in request.get("RequestItems", {}).values())}
+    return {}
 
 
 def use_fake_credentials() -> None:
