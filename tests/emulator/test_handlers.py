@@ -20,6 +20,7 @@ import pytest
 
 from functions.connect.handler import connect, disconnect, welcome
 from functions.http_api.handler import handler as http_api
+from functions.http_api.handler import signed_path
 from functions.message.handler import fanout
 from functions.message.handler import handler as message
 from functions.sweep.handler import handler as sweep
@@ -285,6 +286,19 @@ def test_recorded_publish_through_a_stage_path_reaches_the_subscriber(aws: Aws) 
     assert response["statusCode"] == 200 and json.loads(response["body"]) == {}
     [published] = frames_after(aws, "sub-cid=", 2)
     assert published == {"event": "my-event", "channel": "my-channel", "data": '{"message":"hello"}'}
+
+
+@pytest.mark.parametrize(
+    ("raw_path", "signed"),
+    [
+        pytest.param("/apps/1/events", "/apps/1/events", id="default-stage"),
+        pytest.param("/prod/apps/1/events", "/apps/1/events", id="named-stage"),
+        pytest.param("/pusher/v1/apps/1/channels/a%20b", "/apps/1/channels/a b", id="proxy-prefix-decoded"),
+        pytest.param("/prod/nothing", "/prod/nothing", id="no-apps-path-left-for-the-404"),
+    ],
+)
+def test_the_signed_path_is_the_apps_path_whatever_comes_before_it(raw_path: str, signed: str) -> None:
+    assert signed_path(raw_path) == signed
 
 
 def test_a_bad_signature_is_401_and_publishes_nothing(aws: Aws) -> None:
