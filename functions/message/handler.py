@@ -2,15 +2,21 @@
 
 A frame from a connection the store does not know (already removed by ``$disconnect``, the sweep or a
 410 cleanup) is ignored: the client is gone or about to be, and posting to it would only cost a 410.
+
+``pusher:ping`` takes the lightest path (DESIGN.md "Pings on AWS"): idle pusher-js clients send one every
+``activity_timeout``, and the answer needs nothing but the connectionId the event carries, so the pong is
+posted straight back without building the services or reading the store.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
 from functions.runtime import Container, container, entry
 from shared.errors import FrameError
+from shared.protocol.frames import PONG
 from shared.sender.apigateway import ApiGatewaySender, FanoutChunk
 
 log = logging.getLogger("sockless.message")
@@ -31,9 +37,23 @@ async def _handle(current: Container, event: dict[str, Any]) -> None:
     await engine.handle(app, socket_id, body)
 
 
+def is_ping(event: dict[str, Any]) -> bool:
+    body = event.get("body")
+    if event.get("isBase64Encoded") or not isinstance(body, str) or "pusher:ping" not in body:
+        return False
+    try:
+        frame = json.loads(body)
+    except ValueError:
+        return False
+    return isinstance(frame, dict) and frame.get("event") == "pusher:ping"
+
+
 @entry
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     current = container(event)
+    if is_ping(event):
+        current.management_call("post_to_connection", ConnectionId=event["requestContext"]["connectionId"], Data=PONG)
+        return OK
     current.run(_handle(current, event))
     return OK
 

@@ -49,6 +49,11 @@ class Aws:
     queue_url: str
     sqs: Any
     dynamodb: Any
+    wrapped: dict[int, Any]  # the handlers' DynamoDB clients (AtomicRequests), which record each call
+
+    def dynamodb_calls(self) -> int:
+        """DynamoDB calls the handlers made so far (all containers)."""
+        return sum(len(client.calls) for client in self.wrapped.values())
 
     def queued_jobs(self) -> list[dict[str, Any]]:
         """Webhook jobs waiting in the queue (received and left invisible: call once per check)."""
@@ -126,7 +131,7 @@ def aws(monkeypatch: pytest.MonkeyPatch, handler_apps: list[dict[str, Any]]) -> 
             for key, value in handler_environment(stub.url, "sockless-state", queue_url, handler_apps).items():
                 monkeypatch.setenv(key, value)
             runtime.reset()
-            yield Aws(stub.recorder, stub.url, "sockless-state", queue_url, sqs, dynamodb)
+            yield Aws(stub.recorder, stub.url, "sockless-state", queue_url, sqs, dynamodb, atomic)
             runtime.reset()
     finally:
         stub.stop()

@@ -241,8 +241,16 @@ def test_ping_is_answered_with_pong_and_bad_frames_with_pusher_errors(aws: Aws) 
 
 
 def test_a_frame_from_an_unknown_connection_is_ignored(aws: Aws) -> None:
-    send("never-connected=", {"event": "pusher:ping", "data": {}})
+    send("never-connected=", {"event": "pusher:subscribe", "data": {"channel": "news"}})
     assert aws.stub.frames == {} and aws.stub.gone_posts == []
+
+
+def test_a_ping_is_answered_straight_back_without_reading_the_store(aws: Aws) -> None:
+    open_socket(aws, "idle-cid=")
+    calls = aws.dynamodb_calls()
+    send("idle-cid=", '{"event":"pusher:ping","data":{}}')
+    assert aws.stub.json_frames("idle-cid=")[-1] == {"event": "pusher:pong", "data": "{}"}
+    assert aws.dynamodb_calls() == calls
 
 
 def test_client_events_reach_the_other_subscriber_only(aws: Aws) -> None:
