@@ -126,8 +126,8 @@ class Bench:
         or AWS call for three readings in a row, SQS polling aside."""
 
         def activity(stats: dict[str, Any]) -> float:
-            calls = sum(v for k, v in stats["aws_requests"].items() if k != "ReceiveMessage")
-            return sum(stats["lambda"]["invocations"].values()) + calls
+            calls = sum(float(v) for k, v in stats["aws_requests"].items() if k != "ReceiveMessage")
+            return sum(float(v) for v in stats["lambda"]["invocations"].values()) + calls
 
         last, quiet = -1.0, 0
         while quiet < 3:
