@@ -128,12 +128,12 @@ class LambdaService:
 
     def _run(self, function_name: str, event: Any) -> Any:
         """Runs on a worker thread: one invocation, exactly as the Lambda runtime would call the handler."""
-        handler = self._handler(function_name)
         context = LambdaContext(function_name=function_name, region=self.region)
         cpu = time.thread_time()
         error: str | None = None
         try:
-            return handler(event, context)
+            # An import error is the function's failure too (Runtime.ImportModuleError on AWS).
+            return self._handler(function_name)(event, context)
         except Exception as exc:
             error = type(exc).__name__
             with self._lock:
