@@ -30,6 +30,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="seconds between runs of the stale-connection sweep (default 60, like its schedule; 0: never)",
     )
     group.add_argument(
+        "--idle-timeout", type=float, default=600.0, help="close connections idle this long (API Gateway: 600 s)"
+    )
+    group.add_argument(
+        "--max-connection-seconds",
+        type=float,
+        default=7200.0,
+        help="close connections open this long (API Gateway: 7200 s)",
+    )
+    group.add_argument(
         "--lambda-function",
         action="append",
         default=[],
@@ -51,6 +60,10 @@ def run(args: argparse.Namespace, settings: Settings) -> None:
             raise SystemExit(f"--lambda-function wants NAME=MODULE.ATTR, got {spec!r}")
         extra.append((name, path))
     options = EmulatorOptions(
-        concurrency=args.lambda_concurrency, sweep_interval=args.sweep_interval, extra_functions=tuple(extra)
+        concurrency=args.lambda_concurrency,
+        sweep_interval=args.sweep_interval,
+        extra_functions=tuple(extra),
+        idle_timeout=args.idle_timeout,
+        max_connection_seconds=args.max_connection_seconds,
     )
     asyncio.run(serve(settings, options))

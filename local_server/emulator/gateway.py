@@ -7,7 +7,8 @@ Behaviour copied from AWS because the handlers depend on it (PROTOCOL.md §6.2):
 - every client frame is a separate ``$default`` invocation, run concurrently (no per-connection ordering);
 - ``DeleteConnection`` closes with 1000 and ``$disconnect`` follows; a failed ``$default`` invocation sends
   ``{"message": "Internal server error", ...}`` to the client;
-- posts over 128 KB answer 413, client messages over 128 KB close the socket with 1009.
+- posts over 128 KB answer 413, client messages over 128 KB close the socket with 1009;
+- a connection idle for 10 minutes, or open for 2 hours, is closed with 1001 (both configurable).
 
 One thing AWS does and a client cannot cause: losing a ``$disconnect``. A client that closes with code
 ``LOSE_DISCONNECT`` (4999) gets its socket closed with no ``$disconnect`` event, so tests can prove the 410
@@ -103,12 +104,16 @@ class Gateway:
         api_id: str = "emulated",
         stage: str = "prod",
         http_stage: str = "$default",
+        idle_timeout: float = 600.0,
+        max_connection_seconds: float = 7200.0,
     ) -> None:
         self.lambdas = lambdas
         self.functions = functions
         self.api_id = api_id
         self.stage = stage
         self.http_stage = http_stage
+        self.idle_timeout = idle_timeout  # API Gateway: 10 minutes without a message either way
+        self.max_connection_seconds = max_connection_seconds  # API Gateway: 2 hours, whatever the traffic
         self.sockets: dict[str, Socket] = {}
         self.meter = Meter()
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -223,7 +228,21 @@ class Gateway:
                 await ws.send_bytes(data)
             else:
                 await ws.send_str(text)
+            socket.last_active = time.time()
             return True
+
+    async def enforce_limits(self, interval: float) -> None:
+        """Close connections idle for ``idle_timeout`` or older than ``max_connection_seconds`` with 1001,
+        as API Gateway does (``$disconnect`` follows, like any close)."""
+        while True:
+            await asyncio.sleep(interval)
+            now = time.time()
+            for socket in list(self.sockets.values()):
+                ws = socket.ws
+                if not socket.open or ws is None or ws.closed:
+                    continue
+                if now - socket.last_active > self.idle_timeout or now - socket.connected > self.max_connection_seconds:
+                    self._spawn(ws.close(code=1001, message=b"Going away"))
 
     async def http_api(self, request: web.Request) -> web.StreamResponse:
         self.meter.http_requests += 1

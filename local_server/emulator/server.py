@@ -33,6 +33,8 @@ class EmulatorOptions:
     http_stage: str = "$default"  # the HTTP API stage (a named one prefixes rawPath)
     prefix: str = "sockless"  # function, table and queue names
     extra_functions: tuple[tuple[str, str], ...] = ()  # (name, "module.attr"): e.g. webhook Lambda targets
+    idle_timeout: float = 600.0  # API Gateway's idle connection timeout
+    max_connection_seconds: float = 7200.0  # API Gateway's maximum connection duration
 
 
 class Emulator:
@@ -56,10 +58,13 @@ class Emulator:
             ),
             stage=self.options.stage,
             http_stage=self.options.http_stage,
+            idle_timeout=self.options.idle_timeout,
+            max_connection_seconds=self.options.max_connection_seconds,
         )
         self._runners: list[web.AppRunner] = []
         self._mapping: EventSourceMapping | None = None
         self._sweep: asyncio.Task[None] | None = None
+        self._limits: asyncio.Task[None] | None = None
         self.port = settings.port
         self.aws_url = ""
 
@@ -100,6 +105,8 @@ class Emulator:
         self._mapping.start()
         if self.options.sweep_interval > 0:
             self._sweep = asyncio.create_task(self._schedule_sweep(self.options.sweep_interval))
+        shortest = min(self.options.idle_timeout, self.options.max_connection_seconds)
+        self._limits = asyncio.create_task(self.gateway.enforce_limits(min(max(shortest / 4, 0.05), 10.0)))
         extra_routes = None
         if self.settings.debug_console:  # GET /debug with the Lambda invocations (docs/debug-console.md)
             from local_server.debug import emulator_console
@@ -149,9 +156,10 @@ class Emulator:
             for site in list(runners[-1].sites):
                 await site.stop()
         await self.gateway.close(timeout=grace)
-        if self._sweep is not None:
-            self._sweep.cancel()
-            await asyncio.gather(self._sweep, return_exceptions=True)
+        for task in (self._sweep, self._limits):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         await self.lambdas.drain(timeout=grace)
         if self._mapping is not None:
             await self._mapping.stop()

@@ -162,6 +162,34 @@ async def test_the_quota_slot_frees_once_disconnect_has_run(start_server: StartS
             await asyncio.sleep(0.2)
 
 
+async def test_an_idle_connection_is_closed_with_1001_and_leaves_like_any_other(
+    start_server: StartServer, receiver: Receiver
+) -> None:
+    # API Gateway's idle timeout (10 min, 1 s here): a client that pings stays, a silent one is closed.
+    server = start_server(hooked(receiver), args=("--idle-timeout", "1"))
+    channel = "presence-idle"
+    async with aiohttp.ClientSession() as http:
+        alice = await PusherSocket.connect(http, server.ws_url, APP_A)
+        await alice.subscribe(channel, "alice")
+        bob = await PusherSocket.connect(http, server.ws_url, APP_A)
+        await bob.subscribe(channel, "bob")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 10
+        removed = None
+        while removed is None and loop.time() < deadline:
+            await alice.send("pusher:ping", {})
+            try:
+                frame = await alice.expect("pusher_internal:member_removed", channel, timeout=0.3)
+            except TimeoutError:
+                continue
+            removed = json.loads(frame["data"])
+        assert removed == {"user_id": "bob"}
+        closing = await bob.ws.receive(timeout=5)
+        assert closing.type is aiohttp.WSMsgType.CLOSE and closing.data == 1001
+        assert await member_ids(server, channel) == {"alice"}
+        await alice.close()
+
+
 # -- exactly once under concurrency -----------------------------------------------------------------------
 
 
