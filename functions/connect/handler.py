@@ -19,7 +19,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from functions.runtime import Container, container, entry
+from functions.runtime import ConfigurationError, Container, container, entry
 from shared.errors import OverCapacity, PusherError
 from shared.protocol import frames
 from shared.types import AppId, SocketId
@@ -74,8 +74,18 @@ async def _accept(current: Container, event: Mapping[str, Any]) -> dict[str, Any
 @entry
 def connect(event: dict[str, Any], context: Any) -> dict[str, Any]:
     current = container(event)
+    welcome_function = current.settings.aws.welcome_function
+    if not welcome_function:
+        raise ConfigurationError("SOCKLESS_AWS__WELCOME_FUNCTION is not set: $connect cannot greet the client")
     payload = current.run(_accept(current, event))
-    current.invoke_event(current.settings.aws.welcome_function, payload, "welcome")
+    try:
+        current.invoke_event(welcome_function, payload, "welcome")
+    except Exception:
+        # The upgrade is refused when $connect fails, and no $disconnect follows: forget the connection now.
+        if "socket_id" in payload:
+            app_id, socket_id = AppId(str(payload["app_id"])), SocketId(str(payload["socket_id"]))
+            current.run(current.connections.close_socket(app_id, socket_id))
+        raise
     return OK
 
 

@@ -32,6 +32,8 @@ class Recorder:
     gone_posts: list[str] = field(default_factory=list)
     # Connections that answer 410 this many times before they count as open (a welcome racing the upgrade).
     opening: dict[str, int] = field(default_factory=dict)
+    # Functions whose invocations Lambda refuses (429 TooManyRequestsException: over its concurrency).
+    throttled: set[str] = field(default_factory=set)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def json_frames(self, connection_id: str) -> list[dict[str, Any]]:
@@ -98,6 +100,11 @@ def _handler(recorder: Recorder) -> type[BaseHTTPRequestHandler]:
             if "/functions/" in self.path:
                 function = unquote(self.path.split("/functions/", 1)[1].split("/", 1)[0])
                 kind = self.headers.get("X-Amz-Invocation-Type", "RequestResponse")
+                if function in recorder.throttled:
+                    body = b'{"message":"Rate Exceeded.","Reason":"ReservedFunctionConcurrentInvocationLimitExceeded"}'
+                    headers = {"x-amzn-ErrorType": "TooManyRequestsException", "Content-Type": "application/json"}
+                    self._reply(429, body, headers)
+                    return
                 with recorder.lock:
                     recorder.invocations.append(Invocation(function, kind, json.loads(body or b"null")))
                 self._reply(202 if kind == "Event" else 200, b"" if kind == "Event" else b"null")

@@ -211,6 +211,15 @@ def test_the_app_over_its_connection_quota_refuses_the_next_one_with_4004(aws: A
     assert aws.stub.invoked("sockless-welcome")[-1]["error"]["code"] == 4004
 
 
+def test_a_connect_that_cannot_start_its_welcome_fails_and_forgets_the_connection(aws: Aws) -> None:
+    aws.stub.throttled.add("sockless-welcome")
+    with pytest.raises(Exception, match="TooManyRequests"):
+        connect(connect_event("throttled-cid=", "single-key"), CONTEXT)  # API Gateway refuses the upgrade
+    aws.stub.throttled.clear()
+    # No $disconnect will come for a refused upgrade: the quota slot must already be free.
+    open_socket(aws, "next-cid=", "single-key")
+
+
 def test_a_welcome_whose_connection_never_opens_removes_it(aws: Aws) -> None:
     connect(connect_event("vanished-cid="), CONTEXT)
     payload = aws.stub.invoked("sockless-welcome")[-1]
