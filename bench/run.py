@@ -121,6 +121,8 @@ def scenarios(
         table.append(("latency", lambda t: loadgen.latency(t, 5000, 4, seconds), True))
     if "presence" in names:
         table.append(("presence", lambda t: loadgen.presence(t, 500, 200), False))
+    if "presence-reading" in names:
+        table.append(("presence", lambda t: loadgen.presence(t, 500, 200, members_read=True), False))
     if "client" in names:
         table.append(("client", lambda t: loadgen.client_events(t, 499, 100), False))
     if "stalled" in names:
