@@ -58,17 +58,30 @@ class Result:
     figures: dict[str, float] = field(default_factory=dict)
 
 
+def core_times() -> list[tuple[int, int]]:
+    """(total, idle) jiffies of each core, from /proc/stat."""
+    out = []
+    for line in Path("/proc/stat").read_text().splitlines():
+        if line.startswith("cpu") and line[3].isdigit():
+            values = [int(v) for v in line.split()[1:]]
+            out.append((sum(values), values[3] + values[4]))
+    return out
+
+
 class CpuWindow:
-    """Server CPU (user/system) and this generator's own CPU share over a measured window.
+    """Server CPU (user/system), this generator's own CPU share and everyone else's over a measured window.
 
     The generator's share says whether the bench itself was the bottleneck: near 100 % of its core, a
-    figure measures the generator, not the server.
+    figure measures the generator, not the server. ``others_cpu_pct`` is what other processes took from the
+    two cores meanwhile (busy time not ours, in % of one core): on a shared machine a latency tail with
+    others at 50 % measures them, not the server.
     """
 
     def __init__(self, target: Target) -> None:
         self.target = target
         self.server0 = target.cpu_split()
         self.gen0 = _own_cpu()
+        self.cores0 = core_times()
         self.t0 = time.perf_counter()
 
     def figures(self, units: float, unit: str, scale: float = 1e6) -> dict[str, float]:
@@ -77,6 +90,8 @@ class CpuWindow:
         wall = time.perf_counter() - self.t0
         user, system = user1 - self.server0[0], sys1 - self.server0[1]
         generator = _own_cpu() - self.gen0
+        busy = sum((t1 - t0) - (i1 - i0) for (t0, i0), (t1, i1) in zip(self.cores0, core_times(), strict=False))
+        busy_s = busy / os.sysconf("SC_CLK_TCK")  # busy core-seconds over the window, ours included
         units = max(units, 1)
         return {
             f"cpu_us_per_{unit}": (user + system) * scale / units,
@@ -85,6 +100,7 @@ class CpuWindow:
             "server_cpu_pct": 100 * (user + system) / wall,
             "generator_cpu_pct": 100 * generator / wall,
             f"generator_us_per_{unit}": generator * scale / units,
+            "others_cpu_pct": max(0.0, 100 * (busy_s - user - system - generator) / wall),
         }
 
 
@@ -248,6 +264,7 @@ async def latency(target: Target, subscribers: int, rate: float, seconds: float 
             "user_us_per_delivery": cpu["user_us_per_delivery"],
             "sys_us_per_delivery": cpu["sys_us_per_delivery"],
             "generator_cpu_pct": cpu["generator_cpu_pct"],
+            "others_cpu_pct": cpu["others_cpu_pct"],
         },
     )
 
@@ -298,6 +315,7 @@ async def presence(target: Target, members: int = 500, rate: float = 200.0, memb
             "seen": float(len(samples)),
             "cpu_us_per_join": cpu["cpu_us_per_join"],
             "generator_cpu_pct": cpu["generator_cpu_pct"],
+            "others_cpu_pct": cpu["others_cpu_pct"],
         },
     )
 
@@ -345,6 +363,7 @@ async def client_events(target: Target, receivers: int = 499, events: int = 100,
             "delivered": float(len(samples)),
             "cpu_us_per_delivery": cpu["cpu_us_per_delivery"],
             "generator_cpu_pct": cpu["generator_cpu_pct"],
+            "others_cpu_pct": cpu["others_cpu_pct"],
         },
     )
 
@@ -431,6 +450,7 @@ async def idle(target: Target, connections: int = 10_000, concurrency: int = 200
             "rss_kb_per_connection": (rss1 - rss0) / connections,
             "cpu_us_per_connection": cpu["cpu_us_per_connection"],
             "generator_cpu_pct": cpu["generator_cpu_pct"],
+            "others_cpu_pct": cpu["others_cpu_pct"],
         },
     )
 

@@ -133,14 +133,27 @@ def scenarios(
     return table
 
 
-def run_round(kind: str, scenario: Scenario) -> tuple[Result, str]:
-    proc, target = start(kind)
-    try:
-        load = wait_quiet()
-        return asyncio.run(scenario(target)), load
-    finally:
-        proc.terminate()
-        proc.wait(20)
+def run_round(kind: str, scenario: Scenario, busy_limit: float = 25.0, attempts: int = 3) -> tuple[Result, str]:
+    """One round on a fresh server; repeated (up to ``attempts``) while other processes took more than
+    ``busy_limit`` % of a core during it, keeping the least disturbed. The load column shows the load before
+    the round and, after "~", what others took during it."""
+    best: tuple[Result, str] | None = None
+    for _ in range(attempts):
+        proc, target = start(kind)
+        try:
+            load = wait_quiet()
+            result = asyncio.run(scenario(target))
+        finally:
+            proc.terminate()
+            proc.wait(20)
+        others = result.figures.get("others_cpu_pct", 0.0)
+        if best is None or others < best[0].figures.get("others_cpu_pct", 0.0):
+            best = (result, f"{load}~{others:.0f}%")
+        if others <= busy_limit:
+            break
+        print(f"  {kind:<12} {result.scenario}: others took {others:.0f}% of a core meanwhile, again", flush=True)
+    assert best is not None
+    return best
 
 
 def spread(values: list[float]) -> str:
@@ -162,6 +175,9 @@ def main() -> None:
         default="sockless,ceiling,ceiling-cork",
         help="sockless first, then the references its figures are divided by",
     )
+    parser.add_argument(
+        "--busy-limit", type=float, default=25.0, help="repeat a round when others took more (%% of a core)"
+    )
     parser.add_argument("--json", help="also write every round's figures to this file")
     args = parser.parse_args()
     os.sched_setaffinity(0, {1})
@@ -178,7 +194,7 @@ def main() -> None:
         for round_ in range(args.repeat):
             # Alternate the order so a load that drifts during the session does not favour one server.
             for kind in kinds if round_ % 2 == 0 else kinds[::-1]:
-                result, load = run_round(kind, scenario)
+                result, load = run_round(kind, scenario, args.busy_limit)
                 runs[kind].append((result, load))
                 raw.append({"server": kind, "scenario": result.scenario, "load": load, **result.figures})
                 print(f"  {kind:<12} {result.scenario:<30} load {load:<9} {_brief(result)}", flush=True)
@@ -199,7 +215,7 @@ def main() -> None:
     head = ["scenario", "figure", servers[0]]
     for ref_kind in refs:
         head += [ref_kind, "ratio"]
-    head.append(f"load before (cores 0/1): {' / '.join(servers)}")
+    head.append(f"load before (cores 0/1) ~ others during: {' / '.join(servers)}")
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
     for row in rows:
