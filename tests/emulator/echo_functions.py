@@ -102,3 +102,8 @@ def webhooks(event: dict[str, Any], context: Any) -> dict[str, Any]:
     _log("webhooks", event)
     failed = [{"itemIdentifier": r["messageId"]} for r in event["Records"] if r["body"] == "fail"]
     return {"batchItemFailures": failed}
+
+
+def customer_hook(event: dict[str, Any], context: Any) -> None:
+    """A customer's webhook Lambda (Sockudo's ``lambda`` target): receives the Pusher webhook body."""
+    _log("customer_hook", event)

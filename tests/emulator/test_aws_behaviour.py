@@ -12,6 +12,7 @@ import asyncio
 import json
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -295,6 +296,34 @@ async def test_client_event_webhooks_carry_data_socket_id_and_presence_user_id_i
         }
         assert all(python_sdk_validates(APP_A, r) is not None for r in receiver.at())
         await client.close()
+
+
+async def test_a_lambda_webhook_target_is_invoked_with_the_pusher_body(
+    start_server: StartServer, tmp_path: Path
+) -> None:
+    # Sockudo's Lambda target, from the webhooks function: an asynchronous Invoke with {time_ms, events}.
+    log = tmp_path / "hooks.jsonl"
+    app = {**APP_A, "webhooks": [{"lambda": {"function_name": "customer-hook", "region": "us-east-1"}}]}
+    server = start_server(
+        {"apps": [app]},
+        args=("--lambda-function", "customer-hook=tests.emulator.echo_functions.customer_hook"),
+        env={"ECHO_LOG": str(log)},
+    )
+    async with aiohttp.ClientSession() as http:
+        socket = await PusherSocket.connect(http, server.ws_url, APP_A)
+        await socket.subscribe("lambda-hooked")
+
+        def bodies() -> list[dict[str, Any]]:
+            return [json.loads(line)["event"] for line in log.read_text().splitlines()] if log.exists() else []
+
+        deadline = asyncio.get_running_loop().time() + 15
+        while not any(e["name"] == "channel_occupied" for b in bodies() for e in b["events"]):
+            assert asyncio.get_running_loop().time() < deadline, f"no channel_occupied invocation: {bodies()}"
+            await asyncio.sleep(0.1)
+        occupied = [e for b in bodies() for e in b["events"] if e["name"] == "channel_occupied"]
+        assert occupied == [{"name": "channel_occupied", "channel": "lambda-hooked"}]
+        assert all(abs(b["time_ms"] / 1000 - time.time()) < 30 for b in bodies())
+        await socket.close()
 
 
 # -- stale connections ------------------------------------------------------------------------------------
