@@ -19,6 +19,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from functions.client_ip import client_ip
 from functions.runtime import ConfigurationError, Container, container, entry
 from shared.errors import OverCapacity, PusherError
 from shared.protocol import frames
@@ -58,7 +59,7 @@ async def _accept(current: Container, event: Mapping[str, Any]) -> dict[str, Any
     engine = services.engine
     try:
         limit = services.settings.rate_limits.connections_per_ip
-        ip = (context.get("identity") or {}).get("sourceIp", "")
+        ip = client_ip(event.get("headers"), (context.get("identity") or {}).get("sourceIp", ""))
         if limit is not None and not await services.limiter.hit(
             f"ws_ip:{ip}", limit.max_requests, limit.window_seconds
         ):

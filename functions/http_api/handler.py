@@ -15,6 +15,7 @@ from urllib.parse import parse_qsl, unquote
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 
+from functions.client_ip import client_ip
 from functions.runtime import container, entry
 from shared.http_api.base import HttpRequest
 
@@ -42,7 +43,7 @@ def _request(event: dict[str, Any]) -> HttpRequest:
         # The raw query, not queryStringParameters: API Gateway joins repeated keys with commas there.
         query=dict(parse_qsl(event.get("rawQueryString") or "", keep_blank_values=True)),
         body=raw,
-        ip=http.get("sourceIp", ""),
+        ip=client_ip(event.get("headers"), http.get("sourceIp", "")),
         headers=event.get("headers") or {},
     )
 
