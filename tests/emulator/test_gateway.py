@@ -121,16 +121,25 @@ async def test_client_close_and_delete_connection_both_end_in_one_disconnect_eve
     echo: tuple[ServerProcess, EchoLog], http: aiohttp.ClientSession
 ) -> None:
     proc, log = echo
-    before = len(log.entries("disconnect"))
+    # $connect has run (and logged) before the upgrade completes, so the last connect entry is ours; earlier
+    # tests' sockets may still be disconnecting, so only these two connections' events are counted.
     ws = await http.ws_connect(f"{proc.ws_url}/app/k")
+    ours = {log.entries("connect")[-1]["requestContext"]["connectionId"]}
     await ws.receive(timeout=5)
     await ws.close(code=1000)
     other = await http.ws_connect(f"{proc.ws_url}/app/k")
+    ours.add(log.entries("connect")[-1]["requestContext"]["connectionId"])
     await other.receive(timeout=5)
     await other.send_str("delete")
     closed = await other.receive(timeout=5)
     assert closed.type is aiohttp.WSMsgType.CLOSE and other.close_code == 1000
-    events = (await log.wait("disconnect", before + 2))[before:]
+    assert len(ours) == 2
+    deadline = asyncio.get_running_loop().time() + 10
+    while len(events := [e for e in log.entries("disconnect") if e["requestContext"]["connectionId"] in ours]) < 2:
+        assert asyncio.get_running_loop().time() < deadline, f"only {len(events)} disconnect events"
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.3)  # a duplicate $disconnect would arrive within this
+    events = [e for e in log.entries("disconnect") if e["requestContext"]["connectionId"] in ours]
     assert len(events) == 2
     assert all(e["requestContext"]["eventType"] == "DISCONNECT" for e in events)
     codes = sorted(e["requestContext"]["disconnectStatusCode"] for e in events)
