@@ -6,14 +6,18 @@ Clients sit on node 1 and node 2; REST calls go to node 3, which holds no socket
 from __future__ import annotations
 
 import asyncio
+import json
+import time
 from typing import Any
 
+import aiohttp
 import pusher
 import pytest
+import redis
 
 from tests.conftest import DEFAULT_APP, NUMERIC_APP
 from tests.e2e.jsdriver import App, NodeDriver
-from tests.redis.conftest import Cluster
+from tests.redis.conftest import Cluster, RedisServer
 from tests.serverproc import ServerProcess
 
 pytestmark = [pytest.mark.redis, pytest.mark.e2e]
@@ -144,3 +148,38 @@ async def test_send_to_user_reaches_the_users_sockets_on_every_node(cluster: Clu
     assert reply["status"] == 200, reply
     assert (await laptop.expect("note", kind="user"))["data"] == {"text": "hi"}
     assert (await phone.expect("note", kind="user"))["data"] == {"text": "hi"}
+
+
+async def test_mass_disconnect_across_nodes_costs_linear_redis_work(
+    cluster: Cluster, private_redis: RedisServer
+) -> None:
+    """Each departure broadcasts the new subscription count to the sockets still there, some of which are
+    leaving too. Counting those as gone and removing them again made a mass disconnect quadratic in Redis
+    calls; each socket must cost a bounded number of scripts however many leave together."""
+    one, two = cluster.start(2, url=private_redis.url)
+    store = redis.Redis(port=private_redis.port)
+    conns = f"{cluster.prefix}:{{{NUMERIC.id}}}:conns"
+    count = 100  # subscription counts are broadcast on every change up to 100 subscribers
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+        sockets = []
+        for n in range(count):
+            node = (one, two)[n % 2]
+            ws = await session.ws_connect(f"{node.ws_url}/app/{NUMERIC.key}?protocol=7")
+            await ws.receive_str()
+            await ws.send_str(json.dumps({"event": "pusher:subscribe", "data": {"channel": "crowd"}}))
+            sockets.append(ws)
+        for ws in sockets:
+            while "subscription_succeeded" not in await ws.receive_str():
+                pass
+        assert store.hlen(conns) == count
+        scripts_before = store.info("commandstats")["cmdstat_evalsha"]["calls"]
+        started = time.monotonic()
+        await asyncio.gather(*(ws.close() for ws in sockets))
+        while store.hlen(conns) and time.monotonic() - started < 20:
+            await asyncio.sleep(0.1)
+    scripts = store.info("commandstats")["cmdstat_evalsha"]["calls"] - scripts_before
+    store.close()
+    assert store.hlen(conns) == 0
+    assert time.monotonic() - started < 10
+    # One removal script per socket (101 measured); counting leaving sockets as gone took over 1000.
+    assert scripts < 3 * count, scripts
