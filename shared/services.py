@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Any
 
@@ -126,16 +127,16 @@ class Services:
             await driver.close()
 
     async def health(self) -> dict[str, bool]:
-        return {
-            name: await driver.check_health()
-            for name, driver in (
-                ("apps", self.apps),
-                ("store", self.store),
-                ("sender", self.sender),
-                ("queue", self.queue),
-                ("limiter", self.limiter),
-            )
-        }
+        # Concurrently: an unreachable backend costs one timeout, not one per driver that shares it.
+        drivers = (
+            ("apps", self.apps),
+            ("store", self.store),
+            ("sender", self.sender),
+            ("queue", self.queue),
+            ("limiter", self.limiter),
+        )
+        results = await asyncio.gather(*(driver.check_health() for _, driver in drivers), return_exceptions=True)
+        return {name: result is True for (name, _), result in zip(drivers, results, strict=True)}
 
 
 def build_services(

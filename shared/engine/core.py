@@ -7,6 +7,7 @@ through the ``Sender``, so the local server and the Lambda handlers run exactly 
 from __future__ import annotations
 
 import fnmatch
+import logging
 import secrets
 import time
 from collections.abc import Callable, Collection
@@ -22,8 +23,10 @@ from shared.errors import (
     FrameError,
     InvalidVersion,
     NoProtocolVersion,
+    OverCapacity,
     OverConnectionQuota,
     PusherError,
+    StoreUnavailable,
     SubscriptionError,
     Unauthorized,
     UnsupportedProtocol,
@@ -40,6 +43,7 @@ from shared.webhooks.base import WebhookQueue
 if TYPE_CHECKING:
     from shared.debug.tap import DebugTap
 
+log = logging.getLogger("sockless.engine")
 SUPPORTED_PROTOCOLS = range(5, 8)
 
 
@@ -173,6 +177,11 @@ class Engine:
                 raise FrameError(f"Unsupported event: {event[:64]}")
         except PusherError as exc:
             await self.refuse(app, socket_id, exc)
+        except StoreUnavailable:
+            # The frame's effect is unknown, so the client must start over: 4100 makes pusher-js reconnect after
+            # a back-off and subscribe again, which rebuilds its state once the store is back.
+            log.warning("store unavailable while handling a frame from %s; closing with 4100", socket_id)
+            await self.refuse(app, socket_id, OverCapacity("Service temporarily unavailable, reconnect later"))
 
     async def refuse(self, app: AppConfig, socket_id: SocketId, exc: PusherError) -> None:
         self.metrics.count("errors", app.id)

@@ -200,11 +200,17 @@ class WebhookDispatcher:
         for key in list(self._batches):
             self._flush(key)
         deadline = time.monotonic() + timeout
-        while (remaining := deadline - time.monotonic()) > 0:
-            if not self._inflight and await self.queue.pending() == 0:
-                return
-            await self.step(wait_seconds=min(remaining, 0.05))
-        left = await self.queue.pending()
+        try:
+            while (remaining := deadline - time.monotonic()) > 0:
+                if not self._inflight and await self.queue.pending() == 0:
+                    return
+                await self.step(wait_seconds=min(remaining, 0.05))
+            left = await self.queue.pending()
+        except Exception:
+            # A queue backend failing at shutdown must not stop the server from closing: what is queued in a
+            # durable queue stays there for the next worker.
+            log.exception("shutdown: webhook queue unavailable while draining")
+            left = 0
         for key in list(self._batches):
             self._flush(key)
         for task in list(self._inflight):

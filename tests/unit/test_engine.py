@@ -8,8 +8,9 @@ from typing import Any
 import pytest
 
 from shared.auth.signatures import sign_channel, sign_user
-from shared.errors import PusherError
+from shared.errors import PusherError, StoreUnavailable
 from shared.settings import AppConfig, WebhookConfig, WebhookFilter
+from shared.store.memory import MemoryChannelStore
 from shared.types import AppId, ChannelName, SocketId, UserId
 from tests.unit.engine_harness import Client, Harness, decode_data
 
@@ -842,3 +843,20 @@ async def test_signin_with_deeply_nested_user_data_is_refused(harness: Harness) 
     await client.send("pusher:signin", {"auth": f"{FULL.key}:{sig}", "user_data": user_data})
     assert client.errors()[0]["code"] == 4009
     assert list(await harness.store.user_sockets(FULL.id, UserId("u1"))) == []
+
+
+class _StoreDown(MemoryChannelStore):
+    """A store whose backend stopped answering after the connection was recorded (a Redis or DynamoDB outage)."""
+
+    async def subscribe(self, *args: Any, **kwargs: Any) -> Any:
+        raise StoreUnavailable("backend unreachable")
+
+
+async def test_store_outage_during_a_frame_closes_with_4100_so_the_client_starts_over(harness: Harness) -> None:
+    client = await harness.connect(FULL.key)
+    harness.engine.store = _StoreDown()
+    await harness.engine.handle(
+        client.app, client.socket_id, json.dumps({"event": "pusher:subscribe", "data": {"channel": "news"}})
+    )
+    assert client.errors()[-1]["code"] == 4100
+    assert client.transport.closed is not None and client.transport.closed[0] == 4100
