@@ -1,8 +1,10 @@
 """One local-server process as a node of a Redis-backed cluster: lease, reaper, reconciliation, pub/sub listener.
 
-- **Lease**: ``<prefix>:lease:<node>`` with a TTL of ``store.lease_seconds``, refreshed every third of it.
-  ``<prefix>:nodes`` lists the nodes, so peers can find one whose lease is gone.
-- **Reaper**: every quarter lease, each node looks for nodes without a lease; one of them (lock
+- **Lease**: ``<prefix>:lease:<node>`` with a TTL of half ``store.lease_seconds``, refreshed every third of
+  that TTL. ``lease_seconds`` is the promise to users: a dead node's connections are gone within it (TTL
+  expiry + one reaper period + the confirmation period ≈ 0.83 of it). ``<prefix>:nodes`` lists the nodes,
+  so peers can find one whose lease is gone.
+- **Reaper**: every twelfth of ``lease_seconds``, each node looks for nodes without a lease; one of them (lock
   ``<prefix>:reap:<node>``) removes the dead node's connections through ``engine.disconnect``, so its
   presence members are removed with ``member_removed`` frames and webhooks. The store's scripts make
   each removal happen once even if two reapers overlap.
@@ -66,6 +68,8 @@ class ClusterNode:
         self.prefix = store_settings.prefix
         self.node_id = store_settings.node_id or default_node_id()
         self.lease_seconds = store_settings.lease_seconds
+        # The lease key lives half the promised removal time; three missed heartbeats still keep it alive.
+        self.lease_ttl = self.lease_seconds / 2
         self.client: Redis = connect_redis(store_settings.url, cluster_mode=store_settings.cluster_mode)
         self.store = RedisChannelStore(
             self.client, prefix=self.prefix, node_id=self.node_id, ttl_seconds=store_settings.ttl_seconds
@@ -111,8 +115,8 @@ class ClusterNode:
         await self._beat()
         self._tasks = [
             asyncio.create_task(self.sender.listen(), name="cluster-listen"),
-            asyncio.create_task(self._every(self.lease_seconds / 3, self._beat), name="cluster-heartbeat"),
-            asyncio.create_task(self._every(self.lease_seconds / 6, self._reap_dead), name="cluster-reaper"),
+            asyncio.create_task(self._every(self.lease_ttl / 3, self._beat), name="cluster-heartbeat"),
+            asyncio.create_task(self._every(self.lease_ttl / 6, self._reap_dead), name="cluster-reaper"),
             asyncio.create_task(self._maintain(), name="cluster-maintenance"),
         ]
         log.info("cluster node %s joined (lease %.1fs, sharded pub/sub: %s)", self.node_id, self.lease_seconds, version)
@@ -154,7 +158,7 @@ class ClusterNode:
             raise_if_cancelling()
 
     async def _beat(self) -> None:
-        lease_ms = int(self.lease_seconds * 1000)
+        lease_ms = int(self.lease_ttl * 1000)
         refreshed = await self.client.set(self._lease_key(self.node_id), str(time.time()), px=lease_ms, xx=True)
         if not refreshed:
             await self.client.set(self._lease_key(self.node_id), str(time.time()), px=lease_ms)
@@ -203,7 +207,7 @@ class ClusterNode:
         (after an outage every lease may have lapsed together), and the peer stayed without a lease for
         a heartbeat interval (a peer that was cut off renews within one)."""
         now = time.monotonic()
-        if self._held_since is None or now - self._held_since < self.lease_seconds:
+        if self._held_since is None or now - self._held_since < self.lease_ttl:
             self._missing.clear()
             return
         nodes = {n.decode() if isinstance(n, bytes) else n for n in await self.client.smembers(self._nodes_key)}
@@ -212,7 +216,7 @@ class ClusterNode:
             if await self.client.exists(self._lease_key(node)):
                 self._missing.pop(node, None)
                 continue
-            if now - self._missing.setdefault(node, now) < self.lease_seconds / 3:
+            if now - self._missing.setdefault(node, now) < self.lease_ttl / 3:
                 continue
             lock = f"{self.prefix}:reap:{node}"
             if not await self.client.set(lock, self.node_id, nx=True, px=int(self.lease_seconds * 3000)):
