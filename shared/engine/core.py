@@ -98,6 +98,15 @@ class Engine:
         app = await self.apps.by_key(app_key)
         if app is None:
             raise AppNotFound(f"App key {app_key[:64]} does not exist")
+        try:
+            self._check_connection(app, protocol, origin)
+        except PusherError as exc:
+            self._refused_connection(app, exc)
+            raise
+        return app
+
+    @staticmethod
+    def _check_connection(app: AppConfig, protocol: str | None, origin: str | None) -> None:
         if not app.enabled:
             raise AppDisabled("App is disabled")
         if protocol is None or protocol == "":
@@ -108,7 +117,11 @@ class Engine:
             raise UnsupportedProtocol(f"Unsupported protocol version: {protocol}")
         if not origin_allowed(app, origin):
             raise Unauthorized("Origin not allowed")
-        return app
+
+    def _refused_connection(self, app: AppConfig, exc: PusherError) -> None:
+        """A refused handshake of a known app is worth seeing in the debug console (an unknown key has no app)."""
+        if self.tap is not None:
+            self.tap.refused(app.id, None, exc.code, exc.message, None, type(exc).__name__)
 
     async def connect(
         self, app: AppConfig, socket_id: SocketId | None = None, *, connection_id: str | None = None
@@ -122,7 +135,9 @@ class Engine:
             connection_id=connection_id,
         )
         if not await self.store.add_connection(connection, app.max_connections):
-            raise OverConnectionQuota("App is over its connection quota")
+            exc = OverConnectionQuota("App is over its connection quota")
+            self._refused_connection(app, exc)
+            raise exc
         self.metrics.count("new_connections", app.id)
         self.metrics.gauge("connections", app.id, 1)
         if self.tap is not None:

@@ -138,6 +138,21 @@ async def test_auth_failures_are_shown_without_secrets_or_signatures(
     assert not HEX_SIGNATURE.search(stream.raw)
 
 
+async def test_refused_handshakes_of_a_known_app_are_shown_with_their_code(
+    console: ServerProcess, session: aiohttp.ClientSession
+) -> None:
+    stream = await Stream.open(session, console.url)
+    try:
+        async with session.ws_connect(f"{console.ws_url}/app/{DEFAULT_APP['key']}") as ws:  # no ?protocol=
+            await ws.receive(timeout=5)
+            assert (await ws.receive(timeout=5)).data == 4008
+        refused = await stream.event("error", code=4008)
+        assert refused["error"] == "NoProtocolVersion"
+        assert "socket_id" not in refused
+    finally:
+        stream.close()
+
+
 async def test_messages_per_second_counts_frames_sent_to_clients(
     console: ServerProcess, session: aiohttp.ClientSession, js: NodeDriver, app: App
 ) -> None:
