@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import itertools
-import json
 import shutil
 from pathlib import Path
 from typing import Any
 
+from tests.nodeproc import NodeChild, spawn_node
 from tests.serverproc import ROOT
 
 SCRIPT = Path(__file__).resolve().parent / "js" / "browser.mjs"
@@ -27,30 +25,19 @@ def browser_missing() -> str | None:
     return None
 
 
-class Browser:
+class Browser(NodeChild):
     """One page in one Chromium; always :meth:`close` it (the fixture does)."""
 
+    label = "browser"
+
     def __init__(self, proc: asyncio.subprocess.Process) -> None:
-        self.proc = proc
         self.reports: list[dict[str, Any]] = []
-        self._replies: dict[int, asyncio.Future[Any]] = {}
-        self._ids = itertools.count(1)
         self._ready = asyncio.get_running_loop().create_future()
-        self._stderr = bytearray()
-        self._tasks = [asyncio.create_task(self._read()), asyncio.create_task(self._read_stderr())]
+        super().__init__(proc)
 
     @classmethod
     async def start(cls, timeout: float = 30.0) -> Browser:
-        proc = await asyncio.create_subprocess_exec(
-            "node",
-            str(SCRIPT),
-            cwd=ROOT,
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            limit=16 * 1024 * 1024,
-        )
-        browser = cls(proc)
+        browser = cls(await spawn_node(SCRIPT, limit=16 * 1024 * 1024))
         try:
             await asyncio.wait_for(asyncio.shield(browser._ready), timeout)
         except BaseException:
@@ -58,41 +45,22 @@ class Browser:
             raise
         return browser
 
-    async def _read(self) -> None:
-        assert self.proc.stdout is not None
-        while line := await self.proc.stdout.readline():
-            msg = json.loads(line)
-            if msg.get("report") == "ready":
-                self._ready.set_result(True)
-            elif "report" in msg:
-                self.reports.append(msg)
-            else:
-                future = self._replies.pop(msg["id"], None)
-                if future is not None and not future.done():
-                    if msg["ok"]:
-                        future.set_result(msg["result"])
-                    else:
-                        future.set_exception(AssertionError(f"browser: {msg['error']}\n{self.page_log()}"))
-        failure = RuntimeError(f"browser exited: {self._stderr.decode(errors='replace')[-3000:]}")
+    async def on_report(self, msg: dict[str, Any]) -> None:
+        if msg["report"] == "ready":
+            self._ready.set_result(True)
+        else:
+            self.reports.append(msg)
+
+    def reply_error(self, error: Any) -> Exception:
+        return AssertionError(f"browser: {error}\n{self.page_log()}")
+
+    def on_exit(self, failure: Exception) -> None:
         if not self._ready.done():
             self._ready.set_exception(failure)
-        for future in self._replies.values():
-            if not future.done():
-                future.set_exception(failure)
-
-    async def _read_stderr(self) -> None:
-        assert self.proc.stderr is not None
-        while chunk := await self.proc.stderr.read(4096):
-            self._stderr += chunk
+        super().on_exit(failure)
 
     async def call(self, cmd: str, timeout: float = 15.0, **fields: Any) -> Any:
-        assert self.proc.stdin is not None
-        msg_id = next(self._ids)
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._replies[msg_id] = future
-        self.proc.stdin.write(json.dumps({"id": msg_id, "cmd": cmd, **fields}).encode() + b"\n")
-        await self.proc.stdin.drain()
-        return await asyncio.wait_for(future, timeout)
+        return await super().call(cmd, timeout, **fields)
 
     def page_log(self) -> str:
         return "\n".join(f"[{r['report']}] {r.get('text')}" for r in self.reports[-20:]) or "(page logged nothing)"
@@ -130,15 +98,4 @@ class Browser:
         await self.call("screenshot", path=str(path))
 
     async def close(self) -> None:
-        if self.proc.returncode is None:
-            if self.proc.stdin is not None:
-                with contextlib.suppress(Exception):
-                    self.proc.stdin.close()
-            try:
-                await asyncio.wait_for(self.proc.wait(), 10)
-            except TimeoutError:
-                self.proc.kill()
-                await self.proc.wait()
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.stop(wait=10)

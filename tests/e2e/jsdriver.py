@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import json
 import re
 from collections.abc import Callable
@@ -17,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.serverproc import ROOT
+from tests.nodeproc import NodeChild, spawn_node
 
 DRIVER = Path(__file__).resolve().parent / "js" / "driver.mjs"
 SOCKET_ID = re.compile(r"^\d+\.\d+$")
@@ -61,64 +60,25 @@ def error_message(report: Report) -> str | None:
     return None
 
 
-class NodeDriver:
+class NodeDriver(NodeChild):
     """One ``node driver.mjs`` child process; always :meth:`close` it (the fixture does)."""
 
+    label = "driver"
+
     def __init__(self, proc: asyncio.subprocess.Process) -> None:
-        self.proc = proc
         self.reports: list[Report] = []
         self._consumed: set[int] = set()
         self._changed = asyncio.Condition()
-        self._replies: dict[int, asyncio.Future[Any]] = {}
-        self._ids = itertools.count(1)
-        self._stderr = bytearray()
-        self._tasks = [asyncio.create_task(self._read_stdout()), asyncio.create_task(self._read_stderr())]
+        super().__init__(proc)
 
     @classmethod
     async def start(cls) -> NodeDriver:
-        proc = await asyncio.create_subprocess_exec(
-            "node",
-            str(DRIVER),
-            cwd=ROOT,
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            limit=4 * 1024 * 1024,
-        )
-        return cls(proc)
+        return cls(await spawn_node(DRIVER, limit=4 * 1024 * 1024))
 
-    async def _read_stdout(self) -> None:
-        assert self.proc.stdout is not None
-        while line := await self.proc.stdout.readline():
-            msg = json.loads(line)
-            if "report" in msg:
-                async with self._changed:
-                    self.reports.append(msg)
-                    self._changed.notify_all()
-            else:
-                future = self._replies.pop(msg["id"], None)
-                if future is not None and not future.done():
-                    if msg["ok"]:
-                        future.set_result(msg["result"])
-                    else:
-                        future.set_exception(RuntimeError(f"driver: {msg['error']}"))
-        for future in self._replies.values():
-            if not future.done():
-                future.set_exception(RuntimeError(f"node exited: {self._stderr.decode(errors='replace')[-2000:]}"))
-
-    async def _read_stderr(self) -> None:
-        assert self.proc.stderr is not None
-        while chunk := await self.proc.stderr.read(4096):
-            self._stderr += chunk
-
-    async def call(self, cmd: str, timeout: float = 10.0, **fields: Any) -> Any:
-        assert self.proc.stdin is not None
-        msg_id = next(self._ids)
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._replies[msg_id] = future
-        self.proc.stdin.write(json.dumps({"id": msg_id, "cmd": cmd, **fields}).encode() + b"\n")
-        await self.proc.stdin.drain()
-        return await asyncio.wait_for(future, timeout)
+    async def on_report(self, msg: dict[str, Any]) -> None:
+        async with self._changed:
+            self.reports.append(msg)
+            self._changed.notify_all()
 
     async def client(self, name: str, app: App, port: int, *, connected: bool = True, **spec: Any) -> JsClient:
         """A pusher-js client; ``spec`` adds ``user`` (presence channel_data), ``signin`` (user_data),
@@ -220,16 +180,7 @@ class NodeDriver:
         if self.proc.returncode is None:
             with contextlib.suppress(Exception):
                 await self.call("quit", timeout=2)
-            if self.proc.stdin is not None:
-                self.proc.stdin.close()
-            try:
-                await asyncio.wait_for(self.proc.wait(), 3)
-            except TimeoutError:
-                self.proc.kill()
-                await self.proc.wait()
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.stop(wait=3)
 
 
 class JsClient:
