@@ -169,37 +169,23 @@ class Container:
         chunks invoke the fan-out function). Other drivers (a Redis store) go through ``create_store``."""
         settings = self.settings
         store_settings, queue_settings = settings.store, settings.queue
-        store: Any = None
-        limiter: Any = None
-        queue: Any = None
+        # The drivers come from the same factories as everywhere else; the container only adds its cached
+        # clients (one pool per container) and the sweep's options.
+        clients: dict[str, Any] = {}
         if store_settings.driver == "dynamodb":
-            from shared.limits.dynamodb import DynamoDBRateLimiter
-            from shared.store.dynamodb import DynamoDBChannelStore
-
-            table = store_settings.table_name
-            if not table:
-                raise ConfigurationError("SOCKLESS_STORE__TABLE_NAME is required by the dynamodb store")
-            dynamodb = self.client(
+            clients["dynamodb"] = self.client(
                 "dynamodb", store_settings.endpoint_url, store_settings.region, max_pool_connections=64
             )
-            store = DynamoDBChannelStore(
-                table,
-                client=dynamodb,
-                max_connection_seconds=settings.aws.max_connection_seconds,
-                sweep_bucket_seconds=settings.aws.sweep_bucket_seconds,
-            )
-            limiter = DynamoDBRateLimiter(table, client=dynamodb)
         if queue_settings.driver == "sqs":
-            from shared.webhooks.sqs import SqsWebhookQueue
-
-            if not queue_settings.queue_url:
-                raise ConfigurationError("SOCKLESS_QUEUE__QUEUE_URL is required by the sqs queue")
-            sqs = self.client("sqs", queue_settings.endpoint_url, queue_settings.region)
-            queue = SqsWebhookQueue(queue_settings.queue_url, client=sqs)
-        if store is None:
-            store = create_store(store_settings)
+            clients["sqs"] = self.client("sqs", queue_settings.endpoint_url, queue_settings.region)
+        store = create_store(
+            store_settings,
+            max_connection_seconds=settings.aws.max_connection_seconds,
+            sweep_bucket_seconds=settings.aws.sweep_bucket_seconds,
+            **clients,
+        )
         sender = self._sender(store)
-        return build_services(settings, sender=sender, store=store, queue=queue, limiter=limiter, metrics=self.metrics)
+        return build_services(settings, sender=sender, store=store, metrics=self.metrics, **clients)
 
     def _sender(self, resolver: Any) -> Sender:
         from shared.sender.apigateway import ApiGatewaySender

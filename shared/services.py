@@ -53,11 +53,13 @@ def create_store(settings: StoreSettings, **clients: Any) -> ChannelStore:
     if settings.driver == "dynamodb":
         from shared.store.dynamodb import DynamoDBChannelStore
 
+        options = {k: clients[k] for k in ("max_connection_seconds", "sweep_bucket_seconds") if k in clients}
         return DynamoDBChannelStore(
             _table_name(settings),
             client=clients.get("dynamodb"),
             region=settings.region,
             endpoint_url=settings.endpoint_url,
+            **options,
         )
     raise DriverError(f"store driver {settings.driver!r} is not available in this build")
 
