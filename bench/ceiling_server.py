@@ -1,8 +1,8 @@
 """The raw ceiling: a minimal aiohttp server with no Pusher logic (no auth, no signatures, no store).
 
-It accepts `/app/{key}`, answers `pusher:subscribe`, and on `POST /apps/{id}/events` builds each frame once and
-writes the same bytes to every subscriber's transport: the reference the issue defines, which the sockless figures
-are compared with in the same benchmark session.
+It accepts `/app/{key}`, answers `pusher:subscribe`, relays client events (no auth, no checks), and on
+`POST /apps/{id}/events` builds each frame once and writes the same bytes to every subscriber's transport: the
+reference the issue defines, which the sockless figures are compared with in the same benchmark session.
 
 With ``--cork`` it queues each subscriber's frames and sends them once per event-loop iteration, as sockless
 does: the same trick with no Pusher logic, so the comparison shows what the Pusher logic costs apart from it.
@@ -67,10 +67,28 @@ async def ws_handler(request: web.Request) -> web.WebSocketResponse:
                 )
             elif frame.get("event") == "pusher:ping":
                 await ws.send_str('{"event":"pusher:pong","data":"{}"}')
+            elif str(frame.get("event")).startswith("client-"):
+                client_event(frame, transport)
     finally:
         for channel in joined:
             channels.get(channel, {}).pop(id(transport), None)
     return ws
+
+
+def client_event(message: dict[str, object], sender: asyncio.Transport) -> None:
+    """A client event: one frame built once, written to every other subscriber of the channel."""
+    data = message.get("data")
+    channel = str(message.get("channel"))
+    encoded = data if isinstance(data, str) else json.dumps(data, separators=(",", ":"))
+    frame = text_frame(
+        json.dumps({"event": message["event"], "channel": channel, "data": encoded}, separators=(",", ":")).encode()
+    )
+    for transport in channels.get(channel, {}).values():
+        if transport is not sender:
+            if cork:
+                corked_write(transport, frame)
+            else:
+                transport.write(frame)
 
 
 async def events(request: web.Request) -> web.Response:

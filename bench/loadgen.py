@@ -10,7 +10,9 @@ import asyncio
 import hashlib
 import json
 import os
+import socket
 import statistics
+import struct
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -51,6 +53,43 @@ class Target:
                 return int(line.split()[1])
         return 0
 
+    @property
+    def nodes(self) -> list[Target]:
+        return [self]
+
+    def commands(self) -> int | None:
+        return None
+
+
+@dataclass
+class Cluster:
+    """Several nodes of one cluster as one target: clients spread over the nodes round robin (client ``i`` on
+    node ``i % n``), publishes alternate between them, CPU is the nodes' and the backend's sum, RSS the nodes',
+    and ``commands`` reads the backend's command counter (Redis ``INFO commandstats``) for a per-delivery
+    figure."""
+
+    nodes: list[Target]
+    command_counter: Callable[[], int] | None = None
+    # Processes whose CPU counts as the cluster's own (the Redis server): work the cluster causes, not noise.
+    backend_pids: list[int] = field(default_factory=list)
+
+    def cpu_split(self) -> tuple[float, float]:
+        splits = [node.cpu_split() for node in self.nodes]
+        splits += [Target("", 0, pid).cpu_split() for pid in self.backend_pids]
+        return sum(u for u, _ in splits), sum(s for _, s in splits)
+
+    def cpu_seconds(self) -> float:
+        return sum(self.cpu_split())
+
+    def rss_kb(self) -> int:
+        return sum(node.rss_kb() for node in self.nodes)
+
+    def commands(self) -> int | None:
+        return None if self.command_counter is None else self.command_counter()
+
+
+Nodes = Target | Cluster
+
 
 @dataclass
 class Result:
@@ -77,8 +116,9 @@ class CpuWindow:
     others at 50 % measures them, not the server.
     """
 
-    def __init__(self, target: Target) -> None:
+    def __init__(self, target: Nodes) -> None:
         self.target = target
+        self.commands0 = target.commands()
         self.server0 = target.cpu_split()
         self.gen0 = _own_cpu()
         self.cores0 = core_times()
@@ -93,7 +133,12 @@ class CpuWindow:
         busy = sum((t1 - t0) - (i1 - i0) for (t0, i0), (t1, i1) in zip(self.cores0, core_times(), strict=False))
         busy_s = busy / os.sysconf("SC_CLK_TCK")  # busy core-seconds over the window, ours included
         units = max(units, 1)
+        commands1 = self.target.commands()
+        backend: dict[str, float] = {}
+        if self.commands0 is not None and commands1 is not None:
+            backend[f"backend_cmds_per_{unit}"] = (commands1 - self.commands0) / units
         return {
+            **backend,
             f"cpu_us_per_{unit}": (user + system) * scale / units,
             f"user_us_per_{unit}": user * scale / units,
             f"sys_us_per_{unit}": system * scale / units,
@@ -102,6 +147,10 @@ class CpuWindow:
             f"generator_us_per_{unit}": generator * scale / units,
             "others_cpu_pct": max(0.0, 100 * (busy_s - user - system - generator) / wall),
         }
+
+
+def backend_figures(cpu: dict[str, float]) -> dict[str, float]:
+    return {k: v for k, v in cpu.items() if k.startswith("backend_")}
 
 
 def _own_cpu() -> float:
@@ -119,10 +168,11 @@ def percentile(values: list[float], q: float) -> float:
 class Publisher:
     """Signed REST publishes over keep-alive connections."""
 
-    def __init__(self, target: Target, session: aiohttp.ClientSession) -> None:
-        self.target = target
+    def __init__(self, target: Nodes, session: aiohttp.ClientSession) -> None:
+        self.nodes = target.nodes
         self.session = session
         self.path = f"/apps/{APP_ID}/events"
+        self.sent = 0
 
     async def publish(self, channel: str, data: str, name: str = "bench") -> None:
         body = json.dumps({"name": name, "channel": channel, "data": data}).encode()
@@ -133,7 +183,9 @@ class Publisher:
             "body_md5": hashlib.md5(body).hexdigest(),
         }
         params["auth_signature"] = sign_request(APP_SECRET, "POST", self.path, params)
-        url = f"http://{self.target.host}:{self.target.port}{self.path}"
+        node = self.nodes[self.sent % len(self.nodes)]
+        self.sent += 1
+        url = f"http://{node.host}:{node.port}{self.path}"
         async with self.session.post(
             url, params=params, data=body, headers={"Content-Type": "application/json"}
         ) as response:
@@ -142,16 +194,21 @@ class Publisher:
                 raise RuntimeError(f"publish failed: {response.status} {await response.text()}")
 
 
-async def open_clients(target: Target, n: int, concurrency: int = 100, on_frame: Any = None) -> list[WsClient]:
+async def open_clients(
+    target: Nodes, n: int, concurrency: int = 100, on_frame: Any = None, first: int = 0
+) -> list[WsClient]:
+    """``n`` connected clients; on a cluster, client ``i`` goes to node ``(first + i) % nodes``."""
     semaphore = asyncio.Semaphore(concurrency)
+    nodes = target.nodes
 
-    async def one() -> WsClient:
+    async def one(i: int) -> WsClient:
+        node = nodes[(first + i) % len(nodes)]
         async with semaphore:
-            client = await connect(target.host, target.port, WS_PATH, on_frame)
+            client = await connect(node.host, node.port, WS_PATH, on_frame)
             await asyncio.wait_for(client.established, 30)
             return client
 
-    return list(await asyncio.gather(*(one() for _ in range(n))))
+    return list(await asyncio.gather(*(one(i) for i in range(n))))
 
 
 async def subscribe_all(clients: list[WsClient], channel: str, private: bool = False) -> None:
@@ -182,7 +239,7 @@ def fanout_frame() -> bytes:
     return text_frame(payload.encode())
 
 
-async def fanout(target: Target, subscribers: int, seconds: float = 5.0, in_flight: int = 16) -> Result:
+async def fanout(target: Nodes, subscribers: int, seconds: float = 5.0, in_flight: int = 16) -> Result:
     clients = await open_clients(target, subscribers)
     await subscribe_all(clients, "fanout")
     frame_size = len(fanout_frame())
@@ -226,7 +283,7 @@ def sent_at(payload: bytes) -> float:
     return float(payload[start : payload.index(b"}", start)])
 
 
-async def latency(target: Target, subscribers: int, rate: float, seconds: float = 5.0) -> Result:
+async def latency(target: Nodes, subscribers: int, rate: float, seconds: float = 5.0) -> Result:
     samples: list[float] = []
 
     def on_frame(_client: WsClient, payload: bytes, now: float) -> None:
@@ -265,11 +322,12 @@ async def latency(target: Target, subscribers: int, rate: float, seconds: float 
             "sys_us_per_delivery": cpu["sys_us_per_delivery"],
             "generator_cpu_pct": cpu["generator_cpu_pct"],
             "others_cpu_pct": cpu["others_cpu_pct"],
+            **backend_figures(cpu),
         },
     )
 
 
-async def presence(target: Target, members: int = 500, rate: float = 200.0, members_read: bool = False) -> Result:
+async def presence(target: Nodes, members: int = 500, rate: float = 200.0, members_read: bool = False) -> Result:
     """member_added latency at an observer (the first member) while ``members`` join at ``rate``/s.
 
     By default the joining members do not read during the measurement: with 500 members the server sends up to
@@ -289,7 +347,7 @@ async def presence(target: Target, members: int = 500, rate: float = 200.0, memb
     observer = (await open_clients(target, 1, on_frame=observe))[0]
     channel = "presence-bench"
     await _join_presence(observer, channel, "observer")
-    clients = await open_clients(target, members)
+    clients = await open_clients(target, members, first=1)
     window = CpuWindow(target)
     start = time.perf_counter()
     for i, client in enumerate(clients):
@@ -316,6 +374,7 @@ async def presence(target: Target, members: int = 500, rate: float = 200.0, memb
             "cpu_us_per_join": cpu["cpu_us_per_join"],
             "generator_cpu_pct": cpu["generator_cpu_pct"],
             "others_cpu_pct": cpu["others_cpu_pct"],
+            **backend_figures(cpu),
         },
     )
 
@@ -333,43 +392,115 @@ async def _join_presence(client: WsClient, channel: str, user: str) -> None:
     await asyncio.wait_for(done, 30)
 
 
-async def client_events(target: Target, receivers: int = 499, events: int = 100, rate: float = 50.0) -> Result:
-    samples: list[float] = []
+# Linux's SO_TIMESTAMPNS (asm-generic/socket.h); Python's socket module does not export it.
+SO_TIMESTAMPNS = 35
+# One preallocated buffer for every kernel-stamped read (each read is consumed before the next starts).
+_KERNEL_READ_BUFFER = memoryview(bytearray(256 * 1024))
 
-    def on_frame(_client: WsClient, payload: bytes, now: float) -> None:
+
+def read_with_kernel_stamps(client: WsClient) -> Callable[[], None]:
+    """Move a connected client's reads from its transport to ``recvmsg`` with ``SO_TIMESTAMPNS``, so each read
+    carries the time its bytes reached the client's socket (``client.kernel_time``, wall clock).
+
+    Why: a one-core Python generator reading 499 sockets spends ~10 µs per read, so the last of an event's
+    receivers is read a few ms after its frame arrived; the latency it stamps then measures the generator.
+    The kernel's arrival time is the server's delivery latency, whoever reads it and how fast.
+    Returns a function that stops the reader.
+    """
+    loop = asyncio.get_running_loop()
+    transport = client.transport
+    assert transport is not None
+    transport.pause_reading()
+    sock = socket.socket(fileno=os.dup(transport.get_extra_info("socket").fileno()))
+    sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+    sock.setblocking(False)
+    fd = sock.fileno()
+
+    def ready() -> None:
+        try:
+            nbytes, ancillary, _flags, _addr = sock.recvmsg_into([_KERNEL_READ_BUFFER], 64)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            nbytes = 0
+        if not nbytes:
+            loop.remove_reader(fd)
+            return
+        for level, kind, raw in ancillary:
+            if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
+                seconds, nanoseconds = struct.unpack("@qq", raw[:16])
+                client.kernel_time = seconds + nanoseconds / 1e9
+        client.data_received(_KERNEL_READ_BUFFER[:nbytes])
+
+    loop.add_reader(fd, ready)
+
+    def stop() -> None:
+        loop.remove_reader(fd)
+        sock.close()
+
+    return stop
+
+
+def sent_wall(payload: bytes) -> float:
+    """The wall-clock send time a client-event frame carries (``{"w": <time.time()>, ...}``), for kernel stamps."""
+    start = payload.index(b'\\"w\\":') + 6
+    return float(payload[start : payload.index(b",", start)])
+
+
+async def client_events(target: Nodes, receivers: int = 499, events: int = 100, rate: float = 50.0) -> Result:
+    """One client sends ``events`` client events at ``rate``/s; the other ``receivers`` get each one.
+
+    Two latencies per delivery: ``p99_ms`` when this generator read the frame (what the issue's reference
+    figures measure, generator included) and ``kernel_p99_ms`` when the frame reached the receiver's socket
+    (the server alone; ``read_with_kernel_stamps``).
+    """
+    samples: list[float] = []
+    kernel: list[float] = []
+
+    def on_frame(client: WsClient, payload: bytes, now: float) -> None:
         if b"client-bench" in payload:
             samples.append((now - sent_at(payload)) * 1000)
+            if client.kernel_time:
+                kernel.append((client.kernel_time - sent_wall(payload)) * 1000)
 
     clients = await open_clients(target, receivers + 1, on_frame=on_frame)
     await subscribe_all(clients, "private-bench", private=True)
     sender = clients[0]
+    stops = [read_with_kernel_stamps(client) for client in clients[1:]]
     window = CpuWindow(target)
     start = time.perf_counter()
     for i in range(events):
         delay = start + i / rate - time.perf_counter()
         if delay > 0:
             await asyncio.sleep(delay)
-        sender.send({"event": "client-bench", "channel": "private-bench", "data": {"t": time.perf_counter()}})
+        data = {"w": time.time(), "t": time.perf_counter()}
+        sender.send({"event": "client-bench", "channel": "private-bench", "data": data})
     deadline = time.perf_counter() + 30
     while len(samples) < events * receivers and time.perf_counter() < deadline:
         await asyncio.sleep(0.01)
     cpu = window.figures(len(samples), "delivery")
+    for stop in stops:
+        stop()
     close_all(clients)
     return Result(
         f"client events {events} x {receivers}",
         {
             "p50_ms": percentile(samples, 50),
             "p99_ms": percentile(samples, 99),
+            "kernel_p50_ms": percentile(kernel, 50),
+            "kernel_p99_ms": percentile(kernel, 99),
             "delivered": float(len(samples)),
             "cpu_us_per_delivery": cpu["cpu_us_per_delivery"],
+            "user_us_per_delivery": cpu["user_us_per_delivery"],
             "generator_cpu_pct": cpu["generator_cpu_pct"],
             "others_cpu_pct": cpu["others_cpu_pct"],
+            **backend_figures(cpu),
         },
     )
 
 
 async def stalled(
-    target: Target, subscribers: int = 1000, stalled: int = 5, seconds: float = 15.0, payload_kb: int = 8
+    target: Nodes, subscribers: int = 1000, stalled: int = 5, seconds: float = 15.0, payload_kb: int = 8
 ) -> Result:
     """Fan-out at full rate while ``stalled`` of the subscribers stop reading their sockets.
 
@@ -377,7 +508,11 @@ async def stalled(
     the others or growing its memory with the backlog. Run once with ``stalled=0`` for the reference.
     """
     healthy = await open_clients(target, subscribers - stalled)
-    stuck = [await connect(target.host, target.port, WS_PATH, rcvbuf=4096) for _ in range(stalled)]
+    nodes = target.nodes
+    stuck = [
+        await connect(nodes[i % len(nodes)].host, nodes[i % len(nodes)].port, WS_PATH, rcvbuf=4096)
+        for i in range(stalled)
+    ]
     for client in stuck:
         await asyncio.wait_for(client.established, 30)
     await subscribe_all([*healthy, *stuck], "fanout")
@@ -433,7 +568,7 @@ async def stalled(
     )
 
 
-async def idle(target: Target, connections: int = 10_000, concurrency: int = 200) -> Result:
+async def idle(target: Nodes, connections: int = 10_000, concurrency: int = 200) -> Result:
     rss0 = target.rss_kb()
     window = CpuWindow(target)
     t0 = time.perf_counter()

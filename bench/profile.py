@@ -1,6 +1,6 @@
 """Profile the sockless server (py-spy, sampling the real process) while one bench scenario runs against it.
 
-    .venv/bin/python -m bench.profile fanout [--subscribers 1000] [--out /tmp/sockless.txt] [--top 30]
+    .venv/bin/python -m bench.profile fanout [--subscribers 1000] [--server sockless-redis] [--out F] [--top 30]
 
 Scenarios: fanout, latency, presence, client, idle. Writes py-spy's collapsed stacks to ``--out`` (feed them to
 any flame-graph tool) and prints the functions with the most samples, by own time and including callees.
@@ -54,14 +54,15 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--out", default="/tmp/sockless-profile.txt")
     parser.add_argument("--top", type=int, default=30)
+    parser.add_argument("--server", default="sockless", help="a bench.run server kind; on a cluster, node 0")
     args = parser.parse_args()
     spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     os.sched_setaffinity(0, {1})
-    proc, target = start("sockless")
+    stop, target = start(args.server)
     try:
         options = ["--format", "raw", "--rate", "500", "--nonblocking", "--idle", "-o", args.out]
         recorder = subprocess.Popen(
-            [spy, "record", "--pid", str(target.pid), *options],
+            [spy, "record", "--pid", str(target.nodes[0].pid), *options],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -78,8 +79,7 @@ def main() -> None:
         recorder.send_signal(2)  # SIGINT: py-spy writes its output and exits
         recorder.wait(30)
     finally:
-        proc.terminate()
-        proc.wait(20)
+        stop()
     print(result.scenario, {k: round(v, 2) for k, v in result.figures.items()})
     print(summarize(Path(args.out), args.top))
 

@@ -19,13 +19,14 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Callable, Coroutine
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 from bench import loadgen
-from bench.loadgen import Result, Target
+from bench.loadgen import Cluster, Nodes, Result, Target
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH_APP = {
@@ -71,25 +72,14 @@ def wait_quiet(limit: float = 15.0, patience: float = 10.0) -> str:
     return "/".join(f"{b:.0f}%" for b in busy)
 
 
-def start(kind: str) -> tuple[subprocess.Popen[bytes], Target]:
-    port = free_port()
-    if kind == "sockless":
-        config = {
-            "host": "127.0.0.1",
-            "port": port,
-            "metrics_port": free_port(),
-            "apps": [BENCH_APP],
-            "log_level": "WARNING",
-        }
-        with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
-            json.dump(config, f)
-        cmd = [sys.executable, "-m", "local_server", "--config", f.name]
-    elif kind in ("ceiling", "ceiling-cork"):
-        cmd = [sys.executable, "-m", "bench.ceiling_server", "--port", str(port)]
-        if kind == "ceiling-cork":
-            cmd.append("--cork")
-    else:
-        raise ValueError(f"unknown server {kind!r}")
+REDIS_URL = os.environ.get("SOCKLESS_TEST_REDIS_URL", "redis://127.0.0.1:6379/14")
+# Server kinds: the sockless local server (memory store), the same on Redis with one or two nodes
+# (docs/redis.md), and the issue's raw ceiling with and without corking.
+CLUSTERS = {"sockless-redis": 1, "sockless-redis-x2": 2}
+
+
+def _spawn(cmd: list[str], port: int, kind: str) -> tuple[subprocess.Popen[bytes], Target]:
+    """Start one server pinned to core 0 and wait until it accepts connections."""
     proc = subprocess.Popen(["taskset", "-c", "0", *cmd], cwd=ROOT, stdout=subprocess.DEVNULL)
     deadline = time.monotonic() + 30
     while True:
@@ -105,7 +95,78 @@ def start(kind: str) -> tuple[subprocess.Popen[bytes], Target]:
     return proc, Target("127.0.0.1", port, proc.pid)
 
 
-Scenario = Callable[[Target], Coroutine[Any, Any, Result]]
+def _sockless_cmd(port: int, redis_prefix: str | None = None) -> list[str]:
+    config: dict[str, Any] = {
+        "host": "127.0.0.1",
+        "port": port,
+        "metrics_port": free_port(),
+        "apps": [BENCH_APP],
+        "log_level": "WARNING",
+    }
+    if redis_prefix is not None:
+        config["store"] = {"driver": "redis", "url": REDIS_URL, "prefix": redis_prefix}
+        config["queue"] = {"driver": "redis", "prefix": redis_prefix}
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+        json.dump(config, f)
+    return [sys.executable, "-m", "local_server", "--config", f.name]
+
+
+def start(kind: str) -> tuple[Callable[[], None], Nodes]:
+    """Start a server (or a cluster of nodes, all pinned to core 0: the same CPU as one server); returns a
+    function that stops it and what the scenarios drive."""
+    if kind in CLUSTERS:
+        return _start_cluster(kind, CLUSTERS[kind])
+    port = free_port()
+    if kind == "sockless":
+        cmd = _sockless_cmd(port)
+    elif kind in ("ceiling", "ceiling-cork"):
+        cmd = [sys.executable, "-m", "bench.ceiling_server", "--port", str(port)]
+        if kind == "ceiling-cork":
+            cmd.append("--cork")
+    else:
+        raise ValueError(f"unknown server {kind!r}")
+    proc, target = _spawn(cmd, port, kind)
+
+    def stop() -> None:
+        proc.terminate()
+        proc.wait(20)
+
+    return stop, target
+
+
+def _start_cluster(kind: str, size: int) -> tuple[Callable[[], None], Nodes]:
+    """Nodes on the Redis store under a fresh key prefix. The Redis server's CPU counts as the cluster's (when
+    it runs on this machine) and its command counter gives Redis commands per delivery."""
+    import redis  # only the cluster kinds need it
+
+    client = redis.Redis.from_url(REDIS_URL)
+    prefix = f"bench-{uuid.uuid4().hex[:8]}"
+    started = []
+    for _ in range(size):
+        port = free_port()
+        started.append(_spawn(_sockless_cmd(port, prefix), port, kind))
+    info: dict[str, Any] = client.info("server")
+    redis_pid = int(info.get("process_id", 0))
+    backend = [redis_pid] if redis_pid and Path(f"/proc/{redis_pid}/stat").exists() else []
+
+    def commands() -> int:
+        stats: dict[str, dict[str, Any]] = client.info("commandstats")
+        return sum(int(v["calls"]) for k, v in stats.items() if k != "cmdstat_info")
+
+    def stop() -> None:
+        for proc, _ in started:
+            proc.terminate()
+        for proc, _ in started:
+            proc.wait(20)
+        keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
+        if keys:
+            client.delete(*keys)
+        client.close()
+
+    return stop, Cluster([target for _, target in started], commands, backend)
+
+
+Scenario = Callable[[Nodes], Coroutine[Any, Any, Result]]
 
 
 def scenarios(
@@ -124,7 +185,7 @@ def scenarios(
     if "presence-reading" in names:
         table.append(("presence", lambda t: loadgen.presence(t, 500, 200, members_read=True), False))
     if "client" in names:
-        table.append(("client", lambda t: loadgen.client_events(t, 499, 100), False))
+        table.append(("client", lambda t: loadgen.client_events(t, 499, 100), True))
     if "stalled" in names:
         for stuck in (0, 5):
             table.append(("stalled", partial(loadgen.stalled, stalled=stuck, seconds=max(seconds, 15.0)), False))
@@ -139,13 +200,12 @@ def run_round(kind: str, scenario: Scenario, busy_limit: float = 25.0, attempts:
     the round and, after "~", what others took during it."""
     best: tuple[Result, str] | None = None
     for _ in range(attempts):
-        proc, target = start(kind)
+        stop, target = start(kind)
         try:
             load = wait_quiet()
             result = asyncio.run(scenario(target))
         finally:
-            proc.terminate()
-            proc.wait(20)
+            stop()
         others = result.figures.get("others_cpu_pct", 0.0)
         if best is None or others < best[0].figures.get("others_cpu_pct", 0.0):
             best = (result, f"{load}~{others:.0f}%")

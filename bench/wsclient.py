@@ -51,6 +51,8 @@ class WsClient(asyncio.BufferedProtocol):
         # so the generator spends no Python work per frame.
         self.counting = False
         self.nbytes = 0
+        # Wall-clock time the last read's bytes reached the socket (bench.loadgen.read_with_kernel_stamps).
+        self.kernel_time = 0.0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's transports are not asyncio subclasses
