@@ -127,6 +127,10 @@ def _str(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
+_INFO_CACHE_SIZE = 100_000
+_MISSING = object()
+
+
 class RedisChannelStore(CountsErrors):
     """See ``shared/store/redis_scripts.py`` for the key layout.
 
@@ -161,6 +165,10 @@ class RedisChannelStore(CountsErrors):
         self.node_apps: set[AppId] = set()  # apps this node has held sockets of (for its node registry)
         self._known_apps: set[AppId] = set()  # apps already in the global app list
         self._clock = clock
+        # Decoded user_info by its stored JSON: a presence join sends the whole roster, and decoding every
+        # member's info again for each join was most of a join's cost at a few hundred members. The values
+        # are only encoded again, never mutated (as with the memory store's members).
+        self._infos: dict[bytes | str, Any] = {}
 
     def _p(self, app_id: AppId) -> str:
         return app_prefix(self.prefix, app_id)
@@ -299,7 +307,16 @@ class RedisChannelStore(CountsErrors):
     async def members(self, app_id: AppId, channel: ChannelName) -> Mapping[UserId, Any]:
         with self.unavailable("members"):
             raw = await self.client.hgetall(self._p(app_id) + "mi:" + channel)
-        return {UserId(_str(k)): json.loads(v) for k, v in raw.items()}
+        infos = self._infos
+        if len(infos) > _INFO_CACHE_SIZE:
+            infos.clear()
+        out: dict[UserId, Any] = {}
+        for k, v in raw.items():
+            info = infos.get(v, _MISSING)
+            if info is _MISSING:
+                info = infos[v] = json.loads(v)
+            out[UserId(_str(k))] = info
+        return out
 
     @staticmethod
     def _stats(channel: str, count: int, members: int) -> ChannelStats:
