@@ -162,7 +162,9 @@ async def measure(subscribers: int, rounds: int) -> dict[str, float]:
         await engine.handle(app, senders[0], event)
         bench.cork.flush()
 
-    engine.limiter = _Unlimited()  # the app's 10 events/s would refuse all but the first few
+    engine.limiter = engine.connection_limiter = (
+        _Unlimited()
+    )  # the app's 10 events/s would refuse all but the first few
     out["client_event_us"] = await best(rounds, 20, client_event) * 1e6
 
     await bench.subscribed(subscribers, "presence-room")

@@ -15,6 +15,7 @@ from local_server.cluster import ClusterNode
 from local_server.server import create_app
 from local_server.transport import WsTransport
 from shared.debug.webhooks import tap_targets
+from shared.limits.memory import MemoryRateLimiter
 from shared.metrics.prometheus import PrometheusMetrics
 from shared.sender.local import LocalSender
 from shared.services import Services, build_services
@@ -44,7 +45,12 @@ class LocalServer:
             self.cluster = ClusterNode(settings)
             self.sender: LocalSender = self.cluster.sender
             self.services: Services = build_services(
-                settings, sender=self.sender, metrics=self.metrics, store=self.cluster.store, redis=self.cluster.client
+                settings,
+                sender=self.sender,
+                metrics=self.metrics,
+                store=self.cluster.store,
+                connection_limiter=MemoryRateLimiter(),  # a socket lives on one node: see Engine
+                redis=self.cluster.client,
             )
         else:
             self.sender = LocalSender()

@@ -150,6 +150,7 @@ def build_services(
     store: ChannelStore | None = None,
     queue: WebhookQueue | None = None,
     limiter: RateLimiter | None = None,
+    connection_limiter: RateLimiter | None = None,
     **clients: Any,
 ) -> Services:
     apps = apps or ConfigAppStore(settings.apps)
@@ -166,6 +167,7 @@ def build_services(
         sender=sender,
         webhooks=queue,
         limiter=limiter,
+        connection_limiter=connection_limiter,
         metrics=metrics,
         activity_timeout=settings.activity_timeout,
         cache_ttl_seconds=settings.cache_ttl_seconds,

@@ -204,7 +204,9 @@ async def client_event(engine: Engine, app: AppConfig, socket_id: SocketId, msg:
     encoded = data if isinstance(data, str) else frames.dumps(data)
     if len(encoded.encode()) > app.max_event_payload_in_kb * 1024:
         raise FrameError(f"Client event data is over {app.max_event_payload_in_kb} KB", channel=channel)
-    if not await engine.limiter.hit(f"client_events:{app.id}:{socket_id}", app.max_client_events_per_second, 1.0):
+    if not await engine.connection_limiter.hit(
+        f"client_events:{app.id}:{socket_id}", app.max_client_events_per_second, 1.0
+    ):
         raise ClientEventRateLimited("Client event rejected due to rate limit", channel=channel)
     user_id = subscription.user_id
     sockets = await engine.store.sockets(app.id, channel)

@@ -69,6 +69,7 @@ class Engine:
         sender: Sender,
         webhooks: WebhookQueue,
         limiter: RateLimiter,
+        connection_limiter: RateLimiter | None = None,
         metrics: Metrics | None = None,
         activity_timeout: int = 120,
         cache_ttl_seconds: float = 1800,
@@ -83,6 +84,10 @@ class Engine:
         self.sender = sender
         self.webhooks = WebhookEmitter(webhooks, webhook_delay_seconds, limiter)
         self.limiter = limiter
+        # Limits keyed by one connection (client events per socket). The local server holds a connection in
+        # one process for its life, so it counts them there: no store round trip per client event, even in a
+        # Redis cluster. On Lambda any invocation may handle the next frame, so they stay in the shared store.
+        self.connection_limiter = connection_limiter or limiter
         self.metrics = metrics or NullMetrics()
         self.activity_timeout = activity_timeout
         self.cache_ttl_seconds = cache_ttl_seconds

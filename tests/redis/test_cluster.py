@@ -105,6 +105,30 @@ async def test_client_events_cross_nodes_and_skip_the_sender(cluster: Cluster, j
     await alice.assert_no("client-typing", channel, kind="event", within=0.3)
 
 
+async def test_client_event_limit_holds_per_connection_without_a_redis_call_per_event(
+    cluster: Cluster, js: NodeDriver, private_redis: RedisServer
+) -> None:
+    """A socket lives on one node for its life, so its client-event budget is counted there: a burst over the
+    limit still gets 4301, and no shared counter in Redis costs each client event another round trip."""
+    one, two = cluster.start(2, url=private_redis.url)
+    store = redis.Redis(port=private_redis.port)
+    alice = await js.client("alice", APP, one.port)
+    bob = await js.client("bob", APP, two.port)
+    await alice.subscribe("private-burst", "client-n")
+    await bob.subscribe("private-burst", "client-n")
+
+    for n in range(12):  # the app allows 10 per second
+        await alice.trigger("private-burst", "client-n", {"n": n})
+
+    await alice.expect_error(4301)
+    assert not list(store.scan_iter(match="*client_events*"))  # a shared counter would live for its 1 s window
+    for n in range(10):
+        assert (await bob.expect("client-n", "private-burst"))["data"] == {"n": n}
+    await bob.assert_no("client-n", "private-burst", kind="event")
+    assert (await alice.info())["state"] == "connected"
+    store.close()
+
+
 async def test_rest_queries_answer_for_the_whole_cluster(cluster: Cluster, js: NodeDriver) -> None:
     one, two, three = cluster.start(3)
     alice = await js.client("alice", NUMERIC, one.port, user={"user_id": "alice"})
