@@ -50,11 +50,12 @@ class LocalServer:
                 metrics=self.metrics,
                 store=self.cluster.store,
                 connection_limiter=MemoryRateLimiter(),  # a socket lives on one node: see Engine
+                count_connections=False,  # server.websocket counts this node's open sockets
                 redis=self.cluster.client,
             )
         else:
             self.sender = LocalSender()
-            self.services = build_services(settings, sender=self.sender, metrics=self.metrics)
+            self.services = build_services(settings, sender=self.sender, metrics=self.metrics, count_connections=False)
         self._runners: list[web.AppRunner] = []
         self._http: aiohttp.ClientSession | None = None
         self._dispatcher: WebhookDispatcher | None = None

@@ -67,6 +67,7 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     assert request.transport is not None
     transport = WsTransport(ws, request.transport, loop.time(), request.app[CORK])
     sender.register(socket_id, transport)
+    engine.metrics.gauge("connections", app.id, 1)  # open sockets of this node (see Engine.count_connections)
     max_frame = engine.max_frame_bytes
     try:
         await engine.send(app, socket_id, engine.welcome(socket_id))
@@ -88,6 +89,7 @@ async def websocket(request: web.Request) -> web.StreamResponse:
         log.exception("websocket handler failed for %s", socket_id)
     finally:
         sender.unregister(socket_id)
+        engine.metrics.gauge("connections", app.id, -1)
         await engine.disconnect(app, socket_id, close_code=ws.close_code)
     return ws
 

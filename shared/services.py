@@ -151,6 +151,7 @@ def build_services(
     queue: WebhookQueue | None = None,
     limiter: RateLimiter | None = None,
     connection_limiter: RateLimiter | None = None,
+    count_connections: bool = True,
     **clients: Any,
 ) -> Services:
     apps = apps or ConfigAppStore(settings.apps)
@@ -168,6 +169,7 @@ def build_services(
         webhooks=queue,
         limiter=limiter,
         connection_limiter=connection_limiter,
+        count_connections=count_connections,
         metrics=metrics,
         activity_timeout=settings.activity_timeout,
         cache_ttl_seconds=settings.cache_ttl_seconds,

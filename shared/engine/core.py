@@ -71,6 +71,7 @@ class Engine:
         limiter: RateLimiter,
         connection_limiter: RateLimiter | None = None,
         metrics: Metrics | None = None,
+        count_connections: bool = True,
         activity_timeout: int = 120,
         cache_ttl_seconds: float = 1800,
         max_frame_bytes: int = 64 * 1024,
@@ -89,6 +90,10 @@ class Engine:
         # Redis cluster. On Lambda any invocation may handle the next frame, so they stay in the shared store.
         self.connection_limiter = connection_limiter or limiter
         self.metrics = metrics or NullMetrics()
+        # Whether connect/disconnect move the ``connections`` gauge. On Lambda each connection is removed once
+        # fleet-wide, so the deltas add up. A local-server node counts its open sockets at its edge instead:
+        # in a cluster it also removes connections it never held (a dead peer's), which must not count there.
+        self.count_connections = count_connections
         self.activity_timeout = activity_timeout
         self.cache_ttl_seconds = cache_ttl_seconds
         self.max_frame_bytes = max_frame_bytes
@@ -144,7 +149,8 @@ class Engine:
             self._refused_connection(app, exc)
             raise exc
         self.metrics.count("new_connections", app.id)
-        self.metrics.gauge("connections", app.id, 1)
+        if self.count_connections:
+            self.metrics.gauge("connections", app.id, 1)
         if self.tap is not None:
             self.tap.connected(app.id, connection.socket_id)
         return connection
@@ -161,7 +167,8 @@ class Engine:
         if self.tap is not None:
             self.tap.disconnected(app.id, socket_id, close_code, [leave.channel for leave in departure.left])
         self.metrics.count("disconnections", app.id)
-        self.metrics.gauge("connections", app.id, -1)
+        if self.count_connections:
+            self.metrics.gauge("connections", app.id, -1)
         for leave in departure.left:
             await channel_ops.after_leave(self, app, leave)
         if departure.user_offline and departure.connection.user_id is not None:

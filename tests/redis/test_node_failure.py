@@ -18,6 +18,7 @@ from aiohttp import web
 
 from tests.conftest import DEFAULT_APP, NUMERIC_APP
 from tests.e2e.jsdriver import App, NodeDriver
+from tests.e2e.test_metrics import scrape
 from tests.redis.conftest import TEST_LEASE_SECONDS, Cluster
 from tests.serverproc import ServerProcess, free_port
 
@@ -105,6 +106,26 @@ async def test_killed_node_members_are_removed_within_the_lease(cluster: Cluster
     # Removed exactly once, although two survivors run a reaper.
     await alice.assert_no("pusher:member_removed", channel, kind="event", within=TEST_LEASE_SECONDS)
     assert [e for e in hooks.events if e["name"] == "member_removed"] == [event]
+
+
+async def test_each_node_counts_only_its_own_sockets_after_reaping_a_dead_peer(
+    cluster: Cluster, js: NodeDriver
+) -> None:
+    """``sockless_connected`` is per node, so the cluster's total is their sum: the survivor that removes a
+    dead peer's connections must not count them as its own departures (it went negative before)."""
+    one, two, three = cluster.start(3)
+    channel = "presence-room"
+    alice = await js.client("alice", NUMERIC, one.port, user={"user_id": "alice"})
+    bob = await js.client("bob", NUMERIC, two.port, user={"user_id": "bob"})
+    await alice.subscribe(channel)
+    await bob.subscribe(channel)
+    await alice.expect("pusher:member_added", channel)
+
+    two.stop(signal.SIGKILL)
+    await alice.expect("pusher:member_removed", channel, timeout=REMOVAL_DEADLINE + 2)
+
+    assert (await scrape(one, NUMERIC.id))["sockless_connected"] == 1
+    assert (await scrape(three, NUMERIC.id)).get("sockless_connected", 0) == 0
 
 
 async def test_stopped_node_removes_its_members_at_once(cluster: Cluster, js: NodeDriver) -> None:
