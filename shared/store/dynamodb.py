@@ -229,22 +229,32 @@ class DynamoDBChannelStore:
         item = closed["Attributes"]
         connection = connection_from(item)
         # 2. Leave every channel; each leave is its own decision, so a concurrent unsubscribe can take one,
-        #    and each is reported by exactly one caller.
+        #    and each is reported by exactly one caller. The claim keeps subscribes out, which lets each leave
+        #    delete the subscriber item outside its transaction (``leave_closed``).
         entries = await self.db.query(conn_pk(app_id, socket_id), prefix="c#")
         results = await asyncio.gather(
-            *(self.channel_ops.leave(app_id, socket_id, ChannelName((text(e, "sk") or "")[2:]), e) for e in entries)
+            *(
+                self.channel_ops.leave_closed(app_id, socket_id, ChannelName((text(e, "sk") or "")[2:]), e)
+                for e in entries
+            )
         )
         left = tuple(r for r in results if r.left)
         offline = await self.users.unbind(connection) if connection.user_id is not None else False
-        # 3. Forget the connection itself; the quota slot is released by the caller whose delete wins.
-        items = [
-            self.db.op("Delete", key=conn_key, condition="attribute_exists(#pk)"),
-            self.db.op("Delete", key=sweep_key(int(num(item, "sb")), app_id, socket_id)),
-        ]
-        if connection.connection_id is not None:
-            items.append(self.db.op("Delete", key=cid_key(connection.connection_id)))
-        if await self.db.transact(items) is None:
-            await self._add_count(app_id, -1)
+        # 3. Forget the connection. Its conditional delete alone decides who releases the quota slot (no
+        #    transaction: nothing else is decided here); the sweep entry and the connectionId map go after
+        #    it, so a removal dying in between leaves only garbage the sweep drops (an entry whose
+        #    connection is gone) or that expires (the map, which then leads to a removal that finds nothing).
+        forgotten = await self.db.conditional(
+            "delete_item",
+            Key=conn_key,
+            ConditionExpression="attribute_exists(#pk)",
+            ExpressionAttributeNames={"#pk": "pk"},
+        )
+        if forgotten is not None:
+            rest = [sweep_key(int(num(item, "sb")), app_id, socket_id)]
+            if connection.connection_id is not None:
+                rest.append(cid_key(connection.connection_id))
+            await asyncio.gather(self._add_count(app_id, -1), self.db.batch_write(deletes=rest))
         return Departure(connection=connection, left=left, user_offline=offline)
 
     # -- subscriptions ----------------------------------------------------------------------------------------

@@ -5,7 +5,8 @@ the channel partition's ``s#<socket>`` subscriber (with the connectionId, so fan
 ``m#<user>`` members with their socket count and ``#stats`` (``n`` subscriptions, ``m`` members; exists
 exactly while the channel is occupied), and the app's occupied-channel index. A join or a leave is one
 transaction over these items whose counter conditions hold in exactly one state, so occupied/vacated and
-member_added/removed are each reported by one caller (shared/store/dynamodb.py explains the guessing).
+member_added/removed are each reported by one caller (shared/store/dynamodb.py explains the guessing). A
+removal's leave deletes the subscriber item on its own just before (:meth:`Subscriptions.leave_closed`).
 """
 
 from __future__ import annotations
@@ -150,12 +151,30 @@ class Subscriptions:
         self, app_id: AppId, socket_id: SocketId, channel: ChannelName, entry: Item | None = None
     ) -> LeaveResult:
         """Leave one channel; ``entry`` is the socket's own ``c#<channel>`` item when already read."""
+        return await self._leave(app_id, socket_id, channel, entry, closed=False)
+
+    async def leave_closed(self, app_id: AppId, socket_id: SocketId, channel: ChannelName, entry: Item) -> LeaveResult:
+        """Leave one channel of a connection whose removal holds the claim (``closing`` is set).
+
+        Nothing can subscribe the socket again, so its subscriber item goes first with a plain delete
+        (1 write unit instead of 2 inside the transaction) and the transaction keeps only what decides:
+        the ``c#`` entry (against a concurrent unsubscribe) and the counters. Dying in between leaves the
+        entry, so the next removal leaves the channel again; the delete it repeats changes nothing.
+        """
+        return await self._leave(app_id, socket_id, channel, entry, closed=True)
+
+    async def _leave(
+        self, app_id: AppId, socket_id: SocketId, channel: ChannelName, entry: Item | None, *, closed: bool
+    ) -> LeaveResult:
         entry_key = key(conn_pk(app_id, socket_id), f"c#{channel}")
         partition = chan_pk(app_id, channel)
         stats_key = key(partition, STATS_SK)
+        sub_key = key(partition, f"s#{socket_id}")
         # The counters are read first so the first guess is right unless another writer races this one.
-        entry, stats = await asyncio.gather(
-            self.table.get(entry_key) if entry is None else _just(entry), self.table.get(stats_key, projection="#n")
+        entry, stats, _ = await asyncio.gather(
+            self.table.get(entry_key) if entry is None else _just(entry),
+            self.table.get(stats_key, projection="#n"),
+            self._delete(sub_key) if closed else _nothing(),
         )
         if entry is None:
             return LeaveResult(channel=channel, left=False)
@@ -167,9 +186,10 @@ class Subscriptions:
         for _ in range(MAX_ATTEMPTS):
             same_entry = "attribute_exists(#pk) AND " + ("#uid = :uid" if uid else "attribute_not_exists(#uid)")
             items = [
-                self.table.op("Delete", key=entry_key, condition=same_entry, values={":uid": s(uid)} if uid else None),
-                self.table.op("Delete", key=key(partition, f"s#{socket_id}")),
+                self.table.op("Delete", key=entry_key, condition=same_entry, values={":uid": s(uid)} if uid else None)
             ]
+            if not closed:  # a subscribe could re-create the subscriber item: it goes with the entry
+                items.append(self.table.op("Delete", key=sub_key))
             stats_at = len(items)
             if last:
                 items.append(self.table.op("Delete", key=stats_key, condition="#n = :one", values={":one": n(1)}))
@@ -204,6 +224,9 @@ class Subscriptions:
         removed = UserId(uid) if uid and last_member else None
         count = 0 if last else await self._count(app_id, channel)
         return LeaveResult(channel=channel, left=True, vacated=last, member_removed=removed, subscription_count=count)
+
+    async def _delete(self, item_key: Item) -> None:
+        await self.table.call("delete_item", Key=item_key)
 
     async def connection_id(self, app_id: AppId, socket_id: SocketId) -> str | None:
         """The socket's connectionId (cached, else read); ``None`` for a connection without one or none at all

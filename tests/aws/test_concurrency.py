@@ -115,6 +115,7 @@ def chaos(room: Room, socket_id: SocketId, rng: random.Random) -> list[Awaitable
         lambda: [room.leave(socket_id), room.join(socket_id)],  # unsubscribe and subscribe frames at once
         lambda: [room.join(socket_id), room.join(socket_id)],
         lambda: [room.drop(socket_id), room.drop(socket_id), room.join(socket_id)],  # $disconnect twice + a frame
+        lambda: [room.drop(socket_id), room.leave(socket_id)],  # $disconnect and an unsubscribe frame at once
         lambda: [rejoin()],
         lambda: [rejoin(), room.leave(socket_id)],
     ]

@@ -3,10 +3,14 @@ the sweep of silent connections, removals that survive a crash, pagination, TTLs
 
 from __future__ import annotations
 
+import asyncio
+import json
+from collections import Counter
 from typing import Any
 
 import pytest
 
+from local_server.emulator.aws import dynamodb_units
 from shared.errors import StoreUnavailable
 from shared.store.base import Connection, JoinResult, Member
 from shared.store.dynamodb import REMOVAL_LEASE_SECONDS, DynamoDBChannelStore
@@ -17,6 +21,7 @@ from tests.aws.conftest import Clock
 APP = AppId("app-1")
 PRESENCE = ChannelName("presence-room")
 PUBLIC = ChannelName("news")
+PRIVATE = ChannelName("private-news")
 
 
 def sid(n: int) -> SocketId:
@@ -201,6 +206,103 @@ async def test_a_removal_that_died_half_way_is_finished_by_the_next_one(
     assert PUBLIC not in await store.channels(APP)
     assert await store.online(APP, [UserId("u1")]) == set()
     assert await store.connection_count(APP) == 1
+
+
+def dead_from(client: backend.AtomicRequests, request: int) -> None:
+    """From its ``request``-th request on (1 = the next one), the caller is dead: every request fails."""
+    sent = 0
+
+    def dead(operation: str, kwargs: dict[str, Any]) -> Exception | None:
+        nonlocal sent
+        sent += 1
+        return backend.aws_error("InternalServerError", operation, 500) if sent >= request else None
+
+    client.fault = dead
+
+
+async def settled(client: backend.AtomicRequests) -> None:
+    """Wait until the requests of a dead caller's other tasks (each fails at once) have all been made."""
+    seen = -1
+    while seen != len(client.calls):
+        seen = len(client.calls)
+        await asyncio.sleep(0.1)
+
+
+# The removal below makes 16 requests; dying before each of them, and not at all.
+@pytest.mark.parametrize("dies_at", range(1, 18))
+async def test_a_removal_dying_before_any_request_leaves_what_the_next_one_finishes(
+    store: DynamoDBChannelStore, clock: Clock, dynamodb: tuple[backend.AtomicRequests, str], dies_at: int
+) -> None:
+    """Whatever request a removal dies before, the next removal (after the lease) and the sweep leave the
+    other socket's state intact and nothing of the removed one but an expiring connectionId map entry."""
+    client, _ = dynamodb
+    a, b = await connect(store, clock, 1), await connect(store, clock, 2)
+    await join(store, a, PRESENCE, "u1")
+    await join(store, b, PRESENCE, "u2")
+    await join(store, a, PUBLIC)
+    await store.sign_in(APP, a, UserId("u1"), "{}", (UserId("u2"),))
+
+    dead_from(client, dies_at)
+    try:
+        completed = await store.remove_connection(APP, a) is not None
+    except StoreUnavailable:
+        completed = False
+        await settled(client)
+    client.fault = None
+    assert completed == (dies_at == 17)
+
+    # After the lease the sweep finds the connection (still claimed) if it is still there; its removal finishes.
+    clock.advance(REMOVAL_LEASE_SECONDS + 1)
+    remaining = await store.get_connection(APP, a)
+    stale = {c.socket_id for c in await store.stale_connections(60)}
+    assert (a in stale) == (remaining is not None)
+    if remaining is not None:
+        assert await store.remove_connection(APP, a) is not None
+    forgotten_by_the_dead = not completed and remaining is None  # it died after deleting the connection
+    assert dict(await store.members(APP, PRESENCE)) == {"u2": {"name": "u2"}}
+    assert list(await store.sockets(APP, PRESENCE)) == [b]
+    assert (await store.channel_stats(APP, PRESENCE)).subscription_count == 1
+    assert PUBLIC not in await store.channels(APP)
+    assert await store.online(APP, [UserId("u1")]) == set()
+    assert list(await store.watchers(APP, UserId("u2"))) == []
+    # A removal dying between deleting the connection and releasing its slot leaks the slot (docs/dynamodb.md).
+    assert await store.connection_count(APP) in ({1, 2} if forgotten_by_the_dead else {1})
+    assert [c.socket_id for c in await store.stale_connections(60)] == [b]  # and drops a's sweep entry
+    leftovers = {(i["pk"]["S"], i["sk"]["S"]) for i in items(dynamodb) if "1.1" in i["pk"]["S"] + i["sk"]["S"]}
+    leftovers |= {(i["pk"]["S"], i["sk"]["S"]) for i in items(dynamodb) if i["pk"]["S"] == "cid#cid-1="}
+    assert leftovers <= ({("cid#cid-1=", "cid")} if forgotten_by_the_dead else set())
+
+
+def metered(client: backend.AtomicRequests) -> Counter[str]:
+    """Request units of every call from now on, counted by the emulator's meter (what bench/handler_cost reads)."""
+    units: Counter[str] = Counter()
+
+    def meter(operation: str, kwargs: dict[str, Any]) -> None:
+        name = "".join(part.title() for part in operation.split("_"))  # transact_write_items -> TransactWriteItems
+        units.update(dynamodb_units(name, json.dumps(kwargs, default=str).encode()))
+
+    client.fault = meter
+    return units
+
+
+async def test_a_disconnect_from_one_private_channel_costs_ten_write_units(
+    store: DynamoDBChannelStore, clock: Clock, dynamodb: tuple[backend.AtomicRequests, str]
+) -> None:
+    """The claim (1), the subscriber item (1), the channel entry and the counter in one transaction (2 x 2),
+    the connection (1), the quota (1), the sweep entry and the connectionId map (2); the last subscriber's
+    transaction also deletes the channel from the index (+2)."""
+    client, _ = dynamodb
+    a, b = await connect(store, clock, 1), await connect(store, clock, 2)
+    await join(store, a, PRIVATE)
+    await join(store, b, PRIVATE)
+    units = metered(client)
+    assert await store.remove_connection(APP, a) is not None
+    assert units["WRU"] == 10
+    units.clear()
+    departure = await store.remove_connection(APP, b)
+    assert departure is not None
+    assert departure.left[0].vacated
+    assert units["WRU"] == 12
 
 
 async def test_a_closing_connection_accepts_no_new_subscription(
