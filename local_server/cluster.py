@@ -72,7 +72,11 @@ class ClusterNode:
         self.lease_ttl = self.lease_seconds / 2
         self.client: Redis = connect_redis(store_settings.url, cluster_mode=store_settings.cluster_mode)
         self.store = RedisChannelStore(
-            self.client, prefix=self.prefix, node_id=self.node_id, ttl_seconds=store_settings.ttl_seconds
+            self.client,
+            prefix=self.prefix,
+            node_id=self.node_id,
+            ttl_seconds=store_settings.ttl_seconds,
+            track_local=True,
         )
         self.sender = RedisSender(self.client, self.store, node_id=self.node_id, prefix=self.prefix)
         self.engine: Engine | None = None
@@ -111,7 +115,8 @@ class ClusterNode:
         # Sharded pub/sub (SPUBLISH/SSUBSCRIBE) arrived in Redis 7.0.
         self.sender.sharded = version >= (7, 0)
         self.sender.on_gone = self._gone
-        self.sender.on_resubscribed = self._request_reconcile
+        self.sender.on_resubscribed = self._resubscribed
+        self.sender.on_relayed = self._relayed
         await self._beat()
         self._tasks = [
             asyncio.create_task(self.sender.listen(), name="cluster-listen"),
@@ -119,6 +124,15 @@ class ClusterNode:
             asyncio.create_task(self._every(self.lease_ttl / 6, self._reap_dead), name="cluster-reaper"),
             asyncio.create_task(self._maintain(), name="cluster-maintenance"),
         ]
+        # Before the server accepts sockets: listening, so nothing published to this node is lost, and
+        # announced, so every peer's channel broadcasts include this node from its first subscriber on.
+        deadline = time.monotonic() + STOP_TIMEOUT_SECONDS
+        while not self.sender.listening and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        try:
+            await self.sender.announce()
+        except _BACKEND_ERRORS as exc:
+            self._failed("announce", exc)
         log.info("cluster node %s joined (lease %.1fs, sharded pub/sub: %s)", self.node_id, self.lease_seconds, version)
 
     async def stop(self) -> None:
@@ -163,6 +177,7 @@ class ClusterNode:
         if not refreshed:
             await self.client.set(self._lease_key(self.node_id), str(time.time()), px=lease_ms)
         await self.client.sadd(self._nodes_key, self.node_id)
+        await self._refresh_peers()
         if self.store.node_apps:
             await self.client.sadd(self.store.node_apps_key(self.node_id), *sorted(self.store.node_apps))
         if not refreshed or self._held_since is None:
@@ -172,6 +187,24 @@ class ClusterNode:
                 log.warning("cluster node %s was cut off or lost its lease; reconciling", self.node_id)
                 self._request_reconcile_sync()
             self._held_since = time.monotonic()
+
+    async def _refresh_peers(self) -> None:
+        """The nodes channel broadcasts go to: every registered node but this one, until reaped (a message
+        to a dead node's channel reaches no one)."""
+        nodes = {n.decode() if isinstance(n, bytes) else n for n in await self.client.smembers(self._nodes_key)}
+        nodes.discard(self.node_id)
+        self.sender.peers = nodes
+
+    async def _resubscribed(self) -> None:
+        """Back on pub/sub after an outage: announcements may have been missed, and so may frames."""
+        with contextlib.suppress(*_BACKEND_ERRORS):
+            await self._refresh_peers()
+        self._reconcile_now.set()
+
+    def _relayed(self, app_id: AppId, frames: int, nbytes: int) -> None:
+        if self.engine is not None:
+            self.engine.metrics.count("ws_messages_sent", app_id, frames)
+            self.engine.metrics.count("ws_bytes_sent", app_id, nbytes)
 
     def _request_reconcile_sync(self) -> None:
         self._reconcile_now.set()

@@ -129,9 +129,10 @@ async def _after_join(
     if result.occupied:
         await engine.webhooks.emit(app, "channel_occupied", channel)
     if member is not None and result.member_added:
-        sockets = await engine.store.sockets(app.id, channel)
         added = {"user_id": member.user_id, "user_info": member.user_info}
-        await engine.broadcast(app, sockets, frames.frame("pusher_internal:member_added", added, channel), socket_id)
+        await engine.broadcast_channel(
+            app, channel, frames.frame("pusher_internal:member_added", added, channel), socket_id
+        )
         await engine.webhooks.emit(app, "member_added", channel, user_id=member.user_id)
     if is_cache(channel):
         cached = await engine.store.cache_get(app.id, channel)
@@ -153,9 +154,8 @@ async def _subscription_count(engine: Engine, app: AppConfig, channel: ChannelNa
     ):
         return
     if count > 0:
-        sockets = await engine.store.sockets(app.id, channel)
-        await engine.broadcast(
-            app, sockets, frames.frame("pusher_internal:subscription_count", {"subscription_count": count}, channel)
+        await engine.broadcast_channel(
+            app, channel, frames.frame("pusher_internal:subscription_count", {"subscription_count": count}, channel)
         )
     await engine.webhooks.emit(app, "subscription_count", channel, subscription_count=count)
 
@@ -175,9 +175,8 @@ async def unsubscribe(engine: Engine, app: AppConfig, socket_id: SocketId, data:
 async def after_leave(engine: Engine, app: AppConfig, result: LeaveResult) -> None:
     channel = result.channel
     if result.member_removed is not None:
-        sockets = await engine.store.sockets(app.id, channel)
-        await engine.broadcast(
-            app, sockets, frames.frame("pusher_internal:member_removed", {"user_id": result.member_removed}, channel)
+        await engine.broadcast_channel(
+            app, channel, frames.frame("pusher_internal:member_removed", {"user_id": result.member_removed}, channel)
         )
         await engine.webhooks.emit(app, "member_removed", channel, user_id=result.member_removed)
     if result.vacated:
@@ -209,8 +208,7 @@ async def client_event(engine: Engine, app: AppConfig, socket_id: SocketId, msg:
     ):
         raise ClientEventRateLimited("Client event rejected due to rate limit", channel=channel)
     user_id = subscription.user_id
-    sockets = await engine.store.sockets(app.id, channel)
-    await engine.broadcast(app, sockets, frames.frame(event, encoded, channel, user_id), socket_id)
+    await engine.broadcast_channel(app, channel, frames.frame(event, encoded, channel, user_id), socket_id)
     engine.metrics.count("client_events", app.id)
     if engine.tap is not None:
         engine.tap.client_event(app.id, socket_id, channel, event, encoded, user_id)
@@ -224,10 +222,10 @@ async def publish_to_channel(
 ) -> None:
     frame = frames.frame(event, data, channel)
     kind = channel_type(channel)
-    if kind is ChannelType.SERVER_TO_USER:
-        sockets = await engine.store.user_sockets(app.id, UserId(channel[len("#server-to-user-") :]))
-    else:
-        sockets = await engine.store.sockets(app.id, ChannelName(channel))
     if is_cache(channel):
         await engine.store.cache_put(app.id, ChannelName(channel), frame, engine.cache_ttl_seconds)
-    await engine.broadcast(app, sockets, frame, except_socket)
+    if kind is ChannelType.SERVER_TO_USER:
+        sockets = await engine.store.user_sockets(app.id, UserId(channel[len("#server-to-user-") :]))
+        await engine.broadcast(app, sockets, frame, except_socket)
+    else:
+        await engine.broadcast_channel(app, ChannelName(channel), frame, except_socket)

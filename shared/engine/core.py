@@ -34,10 +34,10 @@ from shared.errors import (
 from shared.limits.base import RateLimiter
 from shared.metrics.base import Metrics, NullMetrics
 from shared.protocol import frames
-from shared.sender.base import Sender
+from shared.sender.base import ChannelBroadcaster, Sender
 from shared.settings import AppConfig
 from shared.store.base import ChannelStore, Connection
-from shared.types import AppId, SocketId
+from shared.types import AppId, ChannelName, SocketId
 from shared.webhooks.base import WebhookQueue
 
 if TYPE_CHECKING:
@@ -83,6 +83,7 @@ class Engine:
         self.apps = apps
         self.store = store
         self.sender = sender
+        self._channel_sender = sender if isinstance(sender, ChannelBroadcaster) else None
         self.webhooks = WebhookEmitter(webhooks, webhook_delay_seconds, limiter)
         self.limiter = limiter
         # Limits keyed by one connection (client events per socket). The local server holds a connection in
@@ -242,6 +243,18 @@ class Engine:
         self.metrics.count("ws_bytes_sent", app.id, delivery.sent * len(frame))
         if delivery.gone:
             await self.drop_gone(app, delivery.gone)
+        return delivery.sent
+
+    async def broadcast_channel(
+        self, app: AppConfig, channel: ChannelName, frame: bytes, except_socket: SocketId | None = None
+    ) -> int:
+        """A frame to every subscriber of ``channel``: through the sender when it knows them itself
+        (``ChannelBroadcaster``), else to the list the store holds."""
+        if self._channel_sender is None:
+            return await self.broadcast(app, await self.store.sockets(app.id, channel), frame, except_socket)
+        delivery = await self._channel_sender.broadcast_channel(app.id, channel, frame, except_socket)
+        self.metrics.count("ws_messages_sent", app.id, delivery.sent)
+        self.metrics.count("ws_bytes_sent", app.id, delivery.sent * len(frame))
         return delivery.sent
 
     async def publish(

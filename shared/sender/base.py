@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
-from shared.types import AppId, SocketId
+from shared.types import AppId, ChannelName, SocketId
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,3 +35,14 @@ class Sender(Protocol):
     async def close(self) -> None: ...
 
     async def check_health(self) -> bool: ...
+
+
+@runtime_checkable
+class ChannelBroadcaster(Protocol):
+    """A sender that reaches a channel's subscribers without being handed their list: a local-server node of a
+    Redis cluster knows its own sockets' subscriptions, and its peers know theirs. The engine then skips
+    reading the subscriber list from the store for every event (``Engine.broadcast_channel``)."""
+
+    async def broadcast_channel(
+        self, app_id: AppId, channel: ChannelName, frame: bytes, except_socket: SocketId | None = None
+    ) -> Delivery: ...

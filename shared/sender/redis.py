@@ -6,8 +6,18 @@ store records it; the answer is cached, a socket never moves) and publishes *one
 holds recipients, listing them. That node writes the frame to those of its sockets, so each socket gets
 the frame exactly once and nodes without recipients get nothing.
 
-Wire format, one Redis message: ``B<app>\\n<id>,<id>...\\n<frame>`` (broadcast) or
-``D<app>\\n<id>\\n<code>\\n<reason>`` (disconnect). App ids and socket ids never contain ``\\n`` or ``,``.
+A broadcast to a *channel* (``broadcast_channel``: REST publishes, client events, member_added/removed,
+subscription counts) needs no list at all: the node writes its own subscribers from the store's in-process
+index of its sockets' subscriptions, and publishes one small message to every peer node, which does the
+same with its own index. No read of the channel's subscribers from Redis, no socket ids on the wire: one
+pipelined round trip per event whatever the channel's size. Peers are the nodes in ``<prefix>:nodes``
+(refreshed with each heartbeat); a node starting up announces itself (``H``) before it accepts sockets, so
+no peer misses it.
+
+Wire format, one Redis message: ``B<app>\\n<id>,<id>...\\n<frame>`` (broadcast to sockets),
+``C<app>\\n<channel>\\n<except socket or empty>\\n<frame>`` (broadcast to a channel),
+``D<app>\\n<id>\\n<code>\\n<reason>`` (disconnect) or ``H<node>`` (a node joined). App ids, socket ids and
+channel names never contain ``\\n``; socket ids never ``,``.
 """
 
 from __future__ import annotations
@@ -27,7 +37,7 @@ from shared.errors import StoreUnavailable
 from shared.sender.base import Delivery
 from shared.sender.local import LocalSender
 from shared.store.redis import RedisChannelStore, raise_if_cancelling
-from shared.types import AppId, SocketId
+from shared.types import AppId, ChannelName, SocketId
 
 log = logging.getLogger("sockless.cluster")
 
@@ -57,6 +67,8 @@ class RedisSender(LocalSender):
         sharded: bool = True,
     ) -> None:
         super().__init__()
+        if not store.track_local:
+            raise ValueError("a node's RedisSender needs its store to track the node's subscriptions (track_local)")
         self.client = client
         self.store = store
         self.node_id = node_id
@@ -64,6 +76,9 @@ class RedisSender(LocalSender):
         self.sharded = sharded
         self.channel = node_channel(prefix, node_id)
         self.on_gone: GoneHandler | None = None
+        # Frames written here for a peer's channel broadcast: (app, frames, bytes), for the node's metrics.
+        self.on_relayed: Callable[[AppId, int, int], None] | None = None
+        self.peers: set[str] = set()  # other nodes of the cluster (ClusterNode keeps it current)
         self.on_resubscribed: Callable[[], Awaitable[None]] | None = None
         self.listening = False
         self.errors = 0
@@ -170,6 +185,30 @@ class RedisSender(LocalSender):
         remote = await self._remote(app_id, elsewhere, frame)
         return Delivery(sent=local.sent + remote.sent, gone=remote.gone, failed=remote.failed)
 
+    async def broadcast_channel(
+        self, app_id: AppId, channel: ChannelName, frame: bytes, except_socket: SocketId | None = None
+    ) -> Delivery:
+        """Write this node's subscribers of ``channel`` and have every peer write its own (see the module
+        docstring). ``sent`` counts this node's writes; each peer counts its own (``on_relayed``)."""
+        sockets = self.store.local_sockets(app_id, channel)
+        local = await LocalSender.broadcast(self, app_id, sockets, frame, except_socket) if sockets else None
+        # Sockets in the index but no longer registered are closing: their removal is already under way.
+        sent = local.sent if local is not None else 0
+        peers = self.peers
+        if not peers:
+            return Delivery(sent=sent)
+        message = b"C" + f"{app_id}\n{channel}\n{except_socket or ''}\n".encode() + frame
+        try:
+            await self._publish(dict.fromkeys(peers, message))
+        except (RedisError, OSError) as exc:
+            self._failed("publish", exc)
+        return Delivery(sent=sent)
+
+    async def announce(self) -> None:
+        """Tell the peers this node exists, so their channel broadcasts include it from now on."""
+        if self.peers:
+            await self._publish(dict.fromkeys(self.peers, b"H" + self.node_id.encode()))
+
     async def _remote(self, app_id: AppId, socket_ids: Sequence[SocketId], frame: bytes) -> Delivery:
         """Never raises: with Redis down, local sockets keep getting frames and the rest count as failed."""
         try:
@@ -221,6 +260,20 @@ class RedisSender(LocalSender):
                 task = asyncio.create_task(self.on_gone(app_id, gone))
                 self._cleanups.add(task)
                 task.add_done_callback(self._cleanups.discard)
+        elif kind == b"C":
+            app, channel, skip, frame = body.split(b"\n", 3)
+            app_id = AppId(app.decode())
+            sockets = self.store.local_sockets(app_id, ChannelName(channel.decode()))
+            if sockets:
+                except_socket = SocketId(skip.decode()) if skip else None
+                delivery = await LocalSender.broadcast(self, app_id, sockets, frame, except_socket)
+                self.relayed += delivery.sent
+                if self.on_relayed is not None and delivery.sent:
+                    self.on_relayed(app_id, delivery.sent, delivery.sent * len(frame))
+        elif kind == b"H":
+            node = body.decode()
+            if node != self.node_id:
+                self.peers.add(node)
         elif kind == b"D":
             app_name, socket, code, reason = body.decode().split("\n", 3)
             await LocalSender.disconnect(self, AppId(app_name), SocketId(socket), int(code), reason)

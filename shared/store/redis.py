@@ -147,6 +147,7 @@ class RedisChannelStore(CountsErrors):
         ttl_seconds: int = DEFAULT_TTL_SECONDS,
         owns_client: bool = False,
         clock: Callable[[], float] = time.time,
+        track_local: bool = False,
     ) -> None:
         self.client = client
         self.prefix = prefix
@@ -169,6 +170,15 @@ class RedisChannelStore(CountsErrors):
         # member's info again for each join was most of a join's cost at a few hundred members. The values
         # are only encoded again, never mutated (as with the memory store's members).
         self._infos: dict[bytes | str, Any] = {}
+        # ``track_local`` (a local-server node): the subscriptions of the sockets this process holds, kept in
+        # process beside Redis. Only the node holding a socket subscribes, unsubscribes or disconnects it
+        # (other callers remove sockets this index never had), so the index is exact for the node's own
+        # sockets, and a broadcast reaches them without reading the channel's subscribers from Redis
+        # (``RedisSender.broadcast_channel``). Changed before the Redis call: a socket that is leaving
+        # gets nothing more, whatever Redis answers.
+        self.track_local = track_local
+        self._local: dict[tuple[AppId, ChannelName], set[SocketId]] = {}
+        self._local_of: dict[SocketId, set[tuple[AppId, ChannelName]]] = {}
 
     def _p(self, app_id: AppId) -> str:
         return app_prefix(self.prefix, app_id)
@@ -244,6 +254,9 @@ class RedisChannelStore(CountsErrors):
         return int(result) == 1
 
     async def remove_connection(self, app_id: AppId, socket_id: SocketId) -> Departure | None:
+        if self.track_local:
+            for key in self._local_of.pop(socket_id, ()):
+                self._local_leave(key, socket_id)
         with self.unavailable("remove_connection"):
             result = await self._remove(keys=[self._p(app_id)], args=[self.ttl_seconds, socket_id])
         if result is None:
@@ -277,9 +290,15 @@ class RedisChannelStore(CountsErrors):
     ) -> JoinResult | PresenceFull:
         user_id, info = ("", "") if member is None else (member.user_id, json.dumps(member.user_info))
         args: list[str | int] = [self.ttl_seconds, socket_id, channel, user_id, info, max_members]
+        if self.track_local:
+            key = (app_id, channel)
+            self._local.setdefault(key, set()).add(socket_id)
+            self._local_of.setdefault(socket_id, set()).add(key)
         with self.unavailable("subscribe"):
             result = await self._subscribe(keys=[self._p(app_id)], args=args)
         if int(result[0]) == -1:
+            if self.track_local:
+                self._local_forget(app_id, socket_id, channel)
             return PresenceFull(limit=max_members)
         joined, occupied, added, count = (int(x) for x in result)
         return JoinResult(
@@ -287,9 +306,31 @@ class RedisChannelStore(CountsErrors):
         )
 
     async def unsubscribe(self, app_id: AppId, socket_id: SocketId, channel: ChannelName) -> LeaveResult:
+        if self.track_local:
+            self._local_forget(app_id, socket_id, channel)
         with self.unavailable("unsubscribe"):
             result = await self._unsubscribe(keys=[self._p(app_id)], args=[self.ttl_seconds, socket_id, channel])
         return self._leave_result(result)
+
+    def local_sockets(self, app_id: AppId, channel: ChannelName) -> Collection[SocketId]:
+        """This node's own subscribers of a channel (``track_local``); read it without awaiting in between."""
+        return self._local.get((app_id, channel), ())
+
+    def _local_forget(self, app_id: AppId, socket_id: SocketId, channel: ChannelName) -> None:
+        key = (app_id, channel)
+        keys = self._local_of.get(socket_id)
+        if keys is not None:
+            keys.discard(key)
+            if not keys:
+                del self._local_of[socket_id]
+        self._local_leave(key, socket_id)
+
+    def _local_leave(self, key: tuple[AppId, ChannelName], socket_id: SocketId) -> None:
+        sockets = self._local.get(key)
+        if sockets is not None:
+            sockets.discard(socket_id)
+            if not sockets:
+                del self._local[key]
 
     async def subscription(self, app_id: AppId, socket_id: SocketId, channel: ChannelName) -> Subscription | None:
         with self.unavailable("subscription"):

@@ -67,6 +67,22 @@ async def test_every_subscriber_gets_every_broadcast_exactly_once(cluster: Clust
         await client.assert_no("tick", "ticks", kind="event", within=0.2)
 
 
+async def test_a_node_started_later_gets_every_broadcast_for_its_subscribers(cluster: Cluster, js: NodeDriver) -> None:
+    """Channel broadcasts go to the peers a node knows: a node joining announces itself before it accepts
+    sockets, so its first subscriber already gets what the older nodes publish."""
+    (one,) = cluster.start(1)
+    early = await js.client("early", NUMERIC, one.port)
+    await early.subscribe("news", "headline")
+    (late,) = cluster.start(1)
+    alice = await js.client("alice", NUMERIC, late.port)
+    await alice.subscribe("news", "headline")
+
+    await call(one, "trigger", "news", "headline", {"n": 1})
+
+    assert (await alice.expect("headline", "news"))["data"] == {"n": 1}
+    assert (await early.expect("headline", "news"))["data"] == {"n": 1}
+
+
 async def test_presence_is_shared_by_clients_on_two_nodes(cluster: Cluster, js: NodeDriver) -> None:
     one, two = cluster.start(2)
     channel = "presence-room"

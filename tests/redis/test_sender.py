@@ -18,7 +18,7 @@ from redis.asyncio import Redis
 from shared.sender.redis import RedisSender
 from shared.store.base import Connection
 from shared.store.redis import RedisChannelStore, connect_redis
-from shared.types import AppId, SocketId
+from shared.types import AppId, ChannelName, SocketId
 from tests.redis.backend import REDIS_URL, redis_client, unique_prefix
 from tests.serverproc import free_port
 
@@ -65,7 +65,7 @@ async def nodes(count: int) -> AsyncIterator[list[Node]]:
         try:
             for n in range(count):
                 client = connect_redis(REDIS_URL)
-                store = RedisChannelStore(client, prefix=prefix, node_id=f"n{n}")
+                store = RedisChannelStore(client, prefix=prefix, node_id=f"n{n}", track_local=True)
                 sender = RedisSender(client, store, node_id=f"n{n}", prefix=prefix)
                 started.append(Node(sender, store, client, asyncio.create_task(sender.listen())))
             deadline = time.monotonic() + 5
@@ -160,6 +160,82 @@ async def test_a_socket_its_node_just_closed_is_skipped_not_reported_gone() -> N
         assert lost == []
 
 
+async def joined(node: Node, socket_id: str, channel: str = "news") -> Recorder:
+    """A socket held by ``node`` and subscribed there to ``channel``."""
+    recorder = await node.hold(socket_id)
+    await node.store.subscribe(APP, SocketId(socket_id), ChannelName(channel), None, 100)
+    return recorder
+
+
+def meshed(*cluster: Node) -> None:
+    """What ClusterNode does from the nodes set: every node knows the others."""
+    for node in cluster:
+        node.sender.peers = {other.sender.node_id for other in cluster if other is not node}
+
+
+async def test_channel_broadcast_reaches_every_nodes_own_subscribers_once() -> None:
+    async with nodes(3) as (a, b, c):
+        meshed(a, b, c)
+        here, there, also_there = await joined(a, "1.1"), await joined(b, "2.2"), await joined(b, "2.3")
+        elsewhere = await joined(c, "3.3", channel="other")
+
+        delivery = await a.sender.broadcast_channel(APP, ChannelName("news"), b"frame-1")
+
+        assert delivery.sent == 1  # this node's own; each peer counts what it writes
+        assert here.frames == [b"frame-1"]
+        await eventually(lambda: there.frames == [b"frame-1"] and also_there.frames == [b"frame-1"])
+        assert b.sender.relayed == 2
+        await asyncio.sleep(0.2)
+        assert elsewhere.frames == []
+        assert there.frames == [b"frame-1"]
+
+
+async def test_channel_broadcast_skips_the_excepted_socket_on_whichever_node_holds_it() -> None:
+    async with nodes(2) as (a, b):
+        meshed(a, b)
+        mine, theirs = await joined(a, "1.1"), await joined(b, "2.2")
+        await a.sender.broadcast_channel(APP, ChannelName("news"), b"x", except_socket=SocketId("2.2"))
+        await a.sender.broadcast_channel(APP, ChannelName("news"), b"y", except_socket=SocketId("1.1"))
+        await eventually(lambda: theirs.frames == [b"y"])
+        assert mine.frames == [b"x"]
+
+
+async def test_sockets_that_left_the_channel_or_disconnected_get_no_channel_broadcast() -> None:
+    async with nodes(2) as (a, b):
+        meshed(a, b)
+        stays, leaves, closes = await joined(b, "2.1"), await joined(b, "2.2"), await joined(b, "2.3")
+        await b.store.unsubscribe(APP, SocketId("2.2"), ChannelName("news"))
+        await b.store.remove_connection(APP, SocketId("2.3"))
+
+        await a.sender.broadcast_channel(APP, ChannelName("news"), b"x")
+
+        await eventually(lambda: stays.frames == [b"x"])
+        await asyncio.sleep(0.2)
+        assert leaves.frames == []
+        assert closes.frames == []
+        assert b.store.local_sockets(APP, ChannelName("news")) == {SocketId("2.1")}
+
+
+async def test_a_node_that_announces_itself_gets_the_peers_channel_broadcasts() -> None:
+    async with nodes(2) as (a, late):
+        late.sender.peers = {a.sender.node_id}  # it read the nodes set; a has not refreshed its peers yet
+        subscriber = await joined(late, "2.2")
+        await a.sender.broadcast_channel(APP, ChannelName("news"), b"before")
+
+        await late.sender.announce()
+        await eventually(lambda: a.sender.peers == {late.sender.node_id})
+        await a.sender.broadcast_channel(APP, ChannelName("news"), b"after")
+
+        await eventually(lambda: subscriber.frames == [b"after"])
+
+
+def test_a_node_sender_refuses_a_store_that_does_not_track_its_subscriptions() -> None:
+    client = connect_redis(REDIS_URL)
+    store = RedisChannelStore(client, prefix=unique_prefix(), node_id="n0")
+    with pytest.raises(ValueError, match="track_local"):
+        RedisSender(client, store, node_id="n0", prefix="x")
+
+
 async def test_disconnect_is_routed_to_the_node_holding_the_socket() -> None:
     async with nodes(2) as (a, b):
         remote = await b.hold("2.2")
@@ -177,7 +253,7 @@ async def test_send_to_a_remote_socket_is_routed() -> None:
 
 async def test_local_sockets_keep_getting_frames_while_redis_is_unreachable() -> None:
     client = connect_redis(f"redis://127.0.0.1:{free_port()}/0")
-    store = RedisChannelStore(client, prefix=unique_prefix(), node_id="n0")
+    store = RedisChannelStore(client, prefix=unique_prefix(), node_id="n0", track_local=True)
     sender = RedisSender(client, store, node_id="n0", prefix="x")
     local = Recorder()
     sender.register(SocketId("1.1"), local)
