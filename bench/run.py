@@ -76,11 +76,13 @@ REDIS_URL = os.environ.get("SOCKLESS_TEST_REDIS_URL", "redis://127.0.0.1:6379/14
 # Server kinds: the sockless local server (memory store), the same on Redis with one or two nodes
 # (docs/redis.md), and the issue's raw ceiling with and without corking.
 CLUSTERS = {"sockless-redis": 1, "sockless-redis-x2": 2}
+# Cores the servers (every node of a cluster) run on; ``--pinning none`` leaves servers and generator to the OS.
+SERVER_CORES = "0"
 
 
 def _spawn(cmd: list[str], port: int, kind: str) -> tuple[subprocess.Popen[bytes], Target]:
     """Start one server pinned to core 0 and wait until it accepts connections."""
-    proc = subprocess.Popen(["taskset", "-c", "0", *cmd], cwd=ROOT, stdout=subprocess.DEVNULL)
+    proc = subprocess.Popen(["taskset", "-c", SERVER_CORES, *cmd], cwd=ROOT, stdout=subprocess.DEVNULL)
     deadline = time.monotonic() + 30
     while True:
         try:
@@ -238,9 +240,29 @@ def main() -> None:
     parser.add_argument(
         "--busy-limit", type=float, default=25.0, help="repeat a round when others took more (%% of a core)"
     )
+    parser.add_argument(
+        "--every-server",
+        action="store_true",
+        help="run every scenario on every server (by default presence, stalled and client-only scenarios run on "
+        "the first server alone: the ceilings do not implement presence)",
+    )
+    parser.add_argument(
+        "--pinning",
+        choices=("cores", "none"),
+        default="cores",
+        help="cores: servers on core 0, this generator on core 1 (the issue's method; a cluster's nodes share "
+        "core 0, the CPU one server has); none: every process may run on every core",
+    )
     parser.add_argument("--json", help="also write every round's figures to this file")
     args = parser.parse_args()
-    os.sched_setaffinity(0, {1})
+    global SERVER_CORES
+    cores = os.cpu_count() or 1
+    if args.pinning == "cores":
+        os.sched_setaffinity(0, {1})
+    else:
+        SERVER_CORES = f"0-{cores - 1}"
+        os.sched_setaffinity(0, set(range(cores)))
+    print(f"pinning: {args.pinning}")
     print(f"load average before: {Path('/proc/loadavg').read_text().strip()}", flush=True)
     servers = args.servers.split(",")
     refs = servers[1:]
@@ -249,7 +271,7 @@ def main() -> None:
     for _name, scenario, with_ceiling in scenarios(
         set(args.scenarios.split(",")), args.seconds, tuple(int(n) for n in args.sizes.split(","))
     ):
-        kinds = servers if with_ceiling else servers[:1]
+        kinds = servers if with_ceiling or args.every_server else servers[:1]
         runs: dict[str, list[tuple[Result, str]]] = {kind: [] for kind in kinds}
         for round_ in range(args.repeat):
             # Alternate the order so a load that drifts during the session does not favour one server.
