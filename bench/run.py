@@ -222,8 +222,13 @@ def spread(values: list[float]) -> str:
     """Median, with the range over the repeats when there are several."""
     mid = statistics.median(values)
     if len(values) == 1:
-        return f"{mid:,.1f}"
-    return f"{mid:,.1f} ({min(values):,.1f} to {max(values):,.1f})"
+        return _num(mid)
+    return f"{_num(mid)} ({_num(min(values))} to {_num(max(values))})"
+
+
+def _num(value: float) -> str:
+    """One decimal, or two significant digits below 1 (Redis commands per delivery are a few thousandths)."""
+    return f"{value:,.1f}" if value == 0 or abs(value) >= 1 else f"{value:.2g}"
 
 
 def main() -> None:
@@ -305,7 +310,7 @@ def main() -> None:
 
 
 def _brief(result: Result) -> str:
-    return " ".join(f"{k}={v:,.1f}" for k, v in result.figures.items())
+    return " ".join(f"{k}={_num(v)}" for k, v in result.figures.items())
 
 
 if __name__ == "__main__":

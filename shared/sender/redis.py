@@ -1,9 +1,9 @@
 """``RedisSender``: the local server's sender in a cluster; frames for sockets on other nodes go via Redis pub/sub.
 
 Each node subscribes to one channel of its own (``<prefix>:node:<node id>``, sharded pub/sub on Redis 7+).
-A broadcast writes the node's own sockets directly, then looks up which node holds each other socket (the
-store records it; the answer is cached, a socket never moves) and publishes *one* message per node that
-holds recipients, listing them. That node writes the frame to those of its sockets, so each socket gets
+A broadcast to a list of sockets (``broadcast``: a user's sockets, watchers) writes the node's own sockets
+directly, then looks up which node holds each other socket (the store records it; the answer is cached, a
+socket never moves) and publishes *one* message per node that holds recipients, listing them. That node writes the frame to those of its sockets, so each socket gets
 the frame exactly once and nodes without recipients get nothing.
 
 A broadcast to a *channel* (``broadcast_channel``: REST publishes, client events, member_added/removed,
