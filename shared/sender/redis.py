@@ -3,8 +3,9 @@
 Each node subscribes to one channel of its own (``<prefix>:node:<node id>``, sharded pub/sub on Redis 7+).
 A broadcast to a list of sockets (``broadcast``: a user's sockets, watchers) writes the node's own sockets
 directly, then looks up which node holds each other socket (the store records it; the answer is cached, a
-socket never moves) and publishes *one* message per node that holds recipients, listing them. That node writes the frame to those of its sockets, so each socket gets
-the frame exactly once and nodes without recipients get nothing.
+socket never moves) and publishes *one* message per node that holds recipients, listing them. That node
+writes the frame to those of its sockets, so each socket gets the frame exactly once and nodes without
+recipients get nothing.
 
 A broadcast to a *channel* (``broadcast_channel``: REST publishes, client events, member_added/removed,
 subscription counts) needs no list at all: the node writes its own subscribers from the store's in-process
