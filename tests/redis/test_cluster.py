@@ -105,6 +105,24 @@ async def test_presence_is_shared_by_clients_on_two_nodes(cluster: Cluster, js: 
     assert (await alice.members(channel))["count"] == 1
 
 
+async def test_subscription_counts_and_cached_events_cross_nodes(cluster: Cluster, js: NodeDriver) -> None:
+    one, two = cluster.start(2)
+    alice = await js.client("alice", NUMERIC, one.port)
+    bob = await js.client("bob", NUMERIC, two.port)
+    await alice.subscribe("room")
+    assert (await alice.expect("pusher:subscription_count", "room"))["data"] == {"subscription_count": 1}
+    await bob.subscribe("room")
+    assert (await alice.expect("pusher:subscription_count", "room"))["data"] == {"subscription_count": 2}
+    assert (await bob.expect("pusher:subscription_count", "room"))["data"] == {"subscription_count": 2}
+
+    await alice.subscribe("cache-price", "price")
+    await call(two, "trigger", "cache-price", "price", {"eur": 3})
+    assert (await alice.expect("price", "cache-price"))["data"] == {"eur": 3}
+    carol = await js.client("carol", NUMERIC, two.port)
+    await carol.subscribe("cache-price", "price")
+    assert (await carol.expect("price", "cache-price"))["data"] == {"eur": 3}
+
+
 async def test_client_events_cross_nodes_and_skip_the_sender(cluster: Cluster, js: NodeDriver) -> None:
     one, two = cluster.start(2)
     channel = "private-chat"
