@@ -188,10 +188,13 @@ class ClusterNode:
                 self._request_reconcile_sync()
             self._held_since = time.monotonic()
 
+    async def _registered_nodes(self) -> set[str]:
+        return {n.decode() if isinstance(n, bytes) else n for n in await self.client.smembers(self._nodes_key)}
+
     async def _refresh_peers(self) -> None:
         """The nodes channel broadcasts go to: every registered node but this one, until reaped (a message
         to a dead node's channel reaches no one)."""
-        nodes = {n.decode() if isinstance(n, bytes) else n for n in await self.client.smembers(self._nodes_key)}
+        nodes = await self._registered_nodes()
         nodes.discard(self.node_id)
         self.sender.peers = nodes
 
@@ -243,7 +246,7 @@ class ClusterNode:
         if self._held_since is None or now - self._held_since < self.lease_ttl:
             self._missing.clear()
             return
-        nodes = {n.decode() if isinstance(n, bytes) else n for n in await self.client.smembers(self._nodes_key)}
+        nodes = await self._registered_nodes()
         self._missing = {node: since for node, since in self._missing.items() if node in nodes}
         for node in sorted(nodes - {self.node_id}):
             if await self.client.exists(self._lease_key(node)):
