@@ -206,8 +206,7 @@ class ClusterNode:
 
     def _relayed(self, app_id: AppId, frames: int, nbytes: int) -> None:
         if self.engine is not None:
-            self.engine.metrics.count("ws_messages_sent", app_id, frames)
-            self.engine.metrics.count("ws_bytes_sent", app_id, nbytes)
+            self.engine.count_sent(app_id, frames, nbytes)
 
     def _request_reconcile_sync(self) -> None:
         self._reconcile_now.set()

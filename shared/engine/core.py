@@ -229,8 +229,7 @@ class Engine:
         """One frame to one socket, counted like broadcasts: every frame is a billed message on AWS."""
         sent = await self.sender.send(app.id, socket_id, frame)
         if sent:
-            self.metrics.count("ws_messages_sent", app.id)
-            self.metrics.count("ws_bytes_sent", app.id, len(frame))
+            self.count_sent(app.id, 1, len(frame))
         return sent
 
     async def broadcast(
@@ -239,11 +238,15 @@ class Engine:
         if not sockets:
             return 0
         delivery = await self.sender.broadcast(app.id, sockets, frame, except_socket)
-        self.metrics.count("ws_messages_sent", app.id, delivery.sent)
-        self.metrics.count("ws_bytes_sent", app.id, delivery.sent * len(frame))
+        self.count_sent(app.id, delivery.sent, delivery.sent * len(frame))
         if delivery.gone:
             await self.drop_gone(app, delivery.gone)
         return delivery.sent
+
+    def count_sent(self, app_id: AppId, frames: int, nbytes: int) -> None:
+        """Frames written to sockets: what API Gateway bills per message, and the throughput metrics."""
+        self.metrics.count("ws_messages_sent", app_id, frames)
+        self.metrics.count("ws_bytes_sent", app_id, nbytes)
 
     async def broadcast_channel(
         self, app: AppConfig, channel: ChannelName, frame: bytes, except_socket: SocketId | None = None
@@ -253,8 +256,7 @@ class Engine:
         if self._channel_sender is None:
             return await self.broadcast(app, await self.store.sockets(app.id, channel), frame, except_socket)
         delivery = await self._channel_sender.broadcast_channel(app.id, channel, frame, except_socket)
-        self.metrics.count("ws_messages_sent", app.id, delivery.sent)
-        self.metrics.count("ws_bytes_sent", app.id, delivery.sent * len(frame))
+        self.count_sent(app.id, delivery.sent, delivery.sent * len(frame))
         return delivery.sent
 
     async def publish(
