@@ -229,6 +229,19 @@ async def test_a_node_that_announces_itself_gets_the_peers_channel_broadcasts() 
         await eventually(lambda: subscriber.frames == [b"after"])
 
 
+async def test_messages_of_one_loop_iteration_reach_a_peer_as_one_pubsub_message_in_order() -> None:
+    """Under load many events share one Redis round trip, and the peer handles them together."""
+    async with nodes(2) as (a, b):
+        meshed(a, b)
+        subscriber = await joined(b, "2.2")
+        frames = [f"frame-{i}".encode() for i in range(5)]
+
+        await asyncio.gather(*(a.sender.broadcast_channel(APP, ChannelName("news"), f) for f in frames))
+
+        await eventually(lambda: subscriber.frames == frames)
+        assert a.sender.published == 1
+
+
 def test_a_node_sender_refuses_a_store_that_does_not_track_its_subscriptions() -> None:
     client = connect_redis(REDIS_URL)
     store = RedisChannelStore(client, prefix=unique_prefix(), node_id="n0")
