@@ -178,7 +178,8 @@ class RedisChannelStore(CountsErrors):
         # gets nothing more, whatever Redis answers.
         self.track_local = track_local
         self._local: dict[tuple[AppId, ChannelName], set[SocketId]] = {}
-        self._local_of: dict[SocketId, set[tuple[AppId, ChannelName]]] = {}
+        # socket -> its channels here, each with the member it joined as (presence), for client events
+        self._local_of: dict[SocketId, dict[tuple[AppId, ChannelName], UserId | None]] = {}
 
     def _p(self, app_id: AppId) -> str:
         return app_prefix(self.prefix, app_id)
@@ -293,7 +294,8 @@ class RedisChannelStore(CountsErrors):
         if self.track_local:
             key = (app_id, channel)
             self._local.setdefault(key, set()).add(socket_id)
-            self._local_of.setdefault(socket_id, set()).add(key)
+            # The first subscription's member stays (as in Redis) if this one turns out to be a repeat.
+            self._local_of.setdefault(socket_id, {}).setdefault(key, member.user_id if member else None)
         with self.unavailable("subscribe"):
             result = await self._subscribe(keys=[self._p(app_id)], args=args)
         if int(result[0]) == -1:
@@ -320,7 +322,7 @@ class RedisChannelStore(CountsErrors):
         key = (app_id, channel)
         keys = self._local_of.get(socket_id)
         if keys is not None:
-            keys.discard(key)
+            keys.pop(key, None)
             if not keys:
                 del self._local_of[socket_id]
         self._local_leave(key, socket_id)
@@ -333,6 +335,10 @@ class RedisChannelStore(CountsErrors):
                 del self._local[key]
 
     async def subscription(self, app_id: AppId, socket_id: SocketId, channel: ChannelName) -> Subscription | None:
+        # A node's own socket (client events come from there): its index answers without a round trip.
+        local = self._local_of.get(socket_id)
+        if local is not None and (app_id, channel) in local:
+            return Subscription(user_id=local[(app_id, channel)])
         with self.unavailable("subscription"):
             mark = await self.client.hget(self._p(app_id) + "ch:" + channel, socket_id)
         if mark is None:

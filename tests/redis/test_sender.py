@@ -16,9 +16,9 @@ import pytest
 from redis.asyncio import Redis
 
 from shared.sender.redis import RedisSender
-from shared.store.base import Connection
+from shared.store.base import Connection, Member, Subscription
 from shared.store.redis import RedisChannelStore, connect_redis
-from shared.types import AppId, ChannelName, SocketId
+from shared.types import AppId, ChannelName, SocketId, UserId
 from tests.redis.backend import REDIS_URL, redis_client, unique_prefix
 from tests.serverproc import free_port
 
@@ -240,6 +240,24 @@ async def test_messages_of_one_loop_iteration_reach_a_peer_as_one_pubsub_message
 
         await eventually(lambda: subscriber.frames == frames)
         assert a.sender.published == 1
+
+
+async def test_a_nodes_index_answers_its_sockets_subscriptions_as_redis_does() -> None:
+    """Client events check the sender's subscription (and its presence member) on every event; the node
+    holding the socket answers from its index, which must agree with Redis."""
+    async with nodes(1) as (a,):
+        await a.hold("1.1")
+        socket, channel = SocketId("1.1"), ChannelName("presence-room")
+        await a.store.subscribe(APP, socket, channel, Member(user_id=UserId("u1"), user_info={}), 100)
+        # A repeated subscribe changes nothing, in Redis or in the index.
+        await a.store.subscribe(APP, socket, channel, Member(user_id=UserId("u2"), user_info={}), 100)
+        redis_only = RedisChannelStore(a.client, prefix=a.store.prefix)  # no index: asks Redis
+        assert await a.store.subscription(APP, socket, channel) == Subscription(user_id=UserId("u1"))
+        assert await redis_only.subscription(APP, socket, channel) == Subscription(user_id=UserId("u1"))
+
+        await a.store.unsubscribe(APP, socket, channel)
+        assert await a.store.subscription(APP, socket, channel) is None
+        assert await redis_only.subscription(APP, socket, channel) is None
 
 
 def test_a_node_sender_refuses_a_store_that_does_not_track_its_subscriptions() -> None:
