@@ -7,7 +7,8 @@ item (``attribute_not_exists`` / ``n = 1`` versus ``n > 1``). The store reads th
 guesses from them; when a concurrent writer changed them meanwhile, the cancellation carries the item's
 current value (``ReturnValuesOnConditionCheckFailure``) and the next attempt is right. Of two transactions
 racing for the same transition only one can commit, so exactly one caller reports it. The app's
-connection counter is a single-item conditional ``ADD`` (no transaction), so connects never contend.
+connection counter is a single-item conditional ``ADD`` (no transaction), so connects never contend, and a
+connect writes its other items without a transaction either (:meth:`DynamoDBChannelStore.add_connection`).
 
 Plumbing and layout: ``dynamodb_table``; users and watchlists: ``dynamodb_users``; liveness and the sweep
 of silent connections: ``dynamodb_sweep``.
@@ -16,6 +17,7 @@ of silent connections: ``dynamodb_sweep``.
 from __future__ import annotations
 
 import asyncio
+import secrets
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping
 from concurrent.futures import Executor
@@ -39,12 +41,12 @@ from shared.store.dynamodb_table import (
     CACHE_SK,
     CONN_SK,
     ConnectionIds,
-    Item,
     Table,
     chan_pk,
     cid_key,
     conn_pk,
     connection_from,
+    connection_item,
     count_key,
     create_table,
     key,
@@ -107,7 +109,7 @@ class DynamoDBChannelStore:
 
     async def add_connection(self, connection: Connection, max_connections: int | None) -> bool:
         app_id, socket_id = connection.app_id, connection.socket_id
-        # The quota is decided by one conditional ADD on the app's counter: exact under any concurrency.
+        # 1. The quota is decided by one conditional ADD on the app's counter: exact under any concurrency.
         if max_connections is not None:
             reserved = await self.db.conditional(
                 "update_item",
@@ -122,35 +124,34 @@ class DynamoDBChannelStore:
         else:
             await self._add_count(app_id, 1)
         seen = connection.connected_at
-        item: Item = {
-            **key(conn_pk(app_id, socket_id), CONN_SK),
-            "app": s(app_id),
-            "sid": s(socket_id),
-            "at": n(connection.connected_at),
-            **self.sweep.liveness(seen),
-        }
-        if connection.user_id is not None:
-            item["uid"] = s(connection.user_id)
-        if connection.user_data is not None:
-            item["udata"] = s(connection.user_data)
-        if connection.watchlist:
-            item["wl"] = {"L": [s(w) for w in connection.watchlist]}
-        if connection.connection_id is not None:
-            item["cid"] = s(connection.connection_id)
-        items = [
-            self.db.op("Put", item=item, condition="attribute_not_exists(#pk)"),
-            self.db.op("Put", item=self.sweep.entry(app_id, socket_id, self.sweep.bucket(seen))),
-        ]
+        lookups = [self.sweep.entry(app_id, socket_id, self.sweep.bucket(seen))]
         if connection.connection_id is not None:
             cid_item = {**cid_key(connection.connection_id), "app": s(app_id), "sid": s(socket_id)}
-            items.append(self.db.op("Put", item={**cid_item, "ttl": self.sweep.ttl(seen)}))
+            lookups.append({**cid_item, "ttl": self.sweep.ttl(seen)})
+        # ``tok`` tells this call's own put, sent again by the SDK after a lost answer, from the record of an
+        # earlier add of the same connection (which holds a slot of its own).
+        token = secrets.token_hex(8)
+        item = connection_item(connection, {"tok": s(token), **self.sweep.liveness(seen)})
+        # 2. The items that lead to the connection (its sweep entry, the connectionId map) go first, in one
+        #    BatchWriteItem; 3. the connection last, with a conditional PutItem. No transaction (2 write units
+        #    per item): only the quota decides anything. Dying in between leaves garbage: a sweep entry the
+        #    sweep drops (its connection is absent; it reads only buckets older than ``silent_for``, 300 s on
+        #    Lambda, never the one a connect still running, at most 10 s, files into) and a connectionId map
+        #    that expires (a frame or $disconnect it leads to finds no connection). The other order could leave
+        #    a connection that neither the sweep nor a $disconnect finds.
         try:
-            reasons = await self.db.transact(items)
+            await self.db.batch_write(puts=lookups)
+            recorded = await self.db.conditional(
+                "put_item",
+                Item=item,
+                ConditionExpression="attribute_not_exists(#pk) OR #tok = :tok",
+                ExpressionAttributeNames={"#pk": "pk", "#tok": "tok"},
+                ExpressionAttributeValues={":tok": s(token)},
+            )
         except StoreUnavailable:
             await self._add_count(app_id, -1)
             raise
-        if reasons is not None:
-            # Only the connection's own condition can fail: it was recorded before (a retried $connect).
+        if recorded is None:  # recorded by an earlier add of the same connection, which holds its own slot
             await self._add_count(app_id, -1)
         self.ids.remember(app_id, socket_id, connection.connection_id)
         return True

@@ -134,6 +134,26 @@ def connection_from(item: Item) -> Connection:
     )
 
 
+def connection_item(connection: Connection, extra: Item) -> Item:
+    """The connection's item (what :func:`connection_from` reads back), with the store's ``extra`` attributes."""
+    item: Item = {
+        **key(conn_pk(connection.app_id, connection.socket_id), CONN_SK),
+        "app": s(connection.app_id),
+        "sid": s(connection.socket_id),
+        "at": n(connection.connected_at),
+        **extra,
+    }
+    if connection.user_id is not None:
+        item["uid"] = s(connection.user_id)
+    if connection.user_data is not None:
+        item["udata"] = s(connection.user_data)
+    if connection.watchlist:
+        item["wl"] = {"L": [s(w) for w in connection.watchlist]}
+    if connection.connection_id is not None:
+        item["cid"] = s(connection.connection_id)
+    return item
+
+
 def failed(reasons: Reasons, index: int) -> bool:
     return index < len(reasons) and reasons[index][0] == "ConditionalCheckFailed"
 

@@ -24,6 +24,7 @@ from shared.store.base import ChannelStats, Connection, Departure, JoinResult, L
 from shared.store.dynamodb import DynamoDBChannelStore
 from shared.types import AppId, ChannelName, SocketId, UserId
 from tests.aws import backend
+from tests.aws.conftest import Clock
 
 APP = AppId("app-1")
 ROOM = ChannelName("presence-room")
@@ -162,3 +163,60 @@ async def test_presence_transitions_are_reported_exactly_once_under_churn(
     leftovers = client.scan(TableName=table, ConsistentRead=True)["Items"]
     assert [(item["sk"]["S"], item["n"]["N"]) for item in leftovers] == [("#connections", "0")]
     await room.store.close()
+
+
+QUOTA = 10
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+async def test_the_quota_holds_while_connects_race_disconnects(
+    dynamodb: tuple[backend.AtomicRequests, str], seed: int
+) -> None:
+    """An app two below its quota: one socket added three times at once (a retried connect) holds at most one
+    slot, while 20 new connects race for the others and 5 disconnects (each delivered twice), with DynamoDB
+    refusing 30 % of the single-item writes as conflicting. The count ends equal to the connections recorded,
+    never above the quota; every accepted connect was recorded with its sweep entry and connectionId map, and
+    the refused ones left nothing behind."""
+    client, table = dynamodb
+    rng = random.Random(seed)
+    clock = Clock()
+    store = DynamoDBChannelStore(table, client=client, clock=clock, max_workers=16)
+
+    def connection(n: int) -> Connection:
+        return Connection(app_id=APP, socket_id=SocketId(f"{n}.{n}"), connected_at=clock(), connection_id=f"c{n}=")
+
+    for n in range(1, QUOTA - 1):
+        assert await store.add_connection(connection(n), QUOTA)
+    refuse = random.Random(seed + 100)
+    client.fault = lambda op, kw: (
+        backend.aws_error("TransactionConflictException", op)
+        if op in ("update_item", "put_item", "delete_item") and refuse.random() < 0.3
+        else None
+    )
+    new = [99] * 3 + list(range(QUOTA + 1, QUOTA + 21))
+    calls: list[Awaitable[Any]] = [store.add_connection(connection(n), QUOTA) for n in new]
+    calls += [store.remove_connection(APP, SocketId(f"{n}.{n}")) for n in range(1, 6) for _ in range(2)]
+    order = [0, 1, 2, *rng.sample(range(3, len(calls)), len(calls) - 3)]  # the repeated socket asks first
+    results = dict(zip(order, await asyncio.gather(*(calls[i] for i in order)), strict=True))
+    client.fault = None
+
+    accepted = {SocketId(f"{n}.{n}") for i, n in enumerate(new) if results[i]}
+    assert sum(results[i] is not None for i in range(len(new), len(calls))) == 5  # each removal reported once
+    recorded = {SocketId(i["sid"]["S"]) for i in client.scan(TableName=table)["Items"] if i["sk"]["S"] == "conn"}
+    assert recorded == accepted | {SocketId(f"{n}.{n}") for n in range(6, QUOTA - 1)}
+    assert await store.connection_count(APP) == len(recorded) <= QUOTA
+    cold = DynamoDBChannelStore(table, client=client, clock=clock)  # another container: empty caches
+    for socket_id in recorded:
+        assert await cold.socket_for_connection(f"c{socket_id.split('.')[0]}=") == (APP, socket_id)
+    clock.advance(400)
+    assert {c.socket_id for c in await cold.stale_connections(300, limit=100)} == recorded
+    for socket_id in recorded:
+        assert await cold.remove_connection(APP, socket_id) is not None
+    leftovers = client.scan(TableName=table, ConsistentRead=True)["Items"]
+    assert sorted((i["pk"]["S"], i["sk"]["S"]) for i in leftovers) == [
+        (f"app#{APP}", "#connections"),
+        ("sweep", "cursor"),
+    ]
+    assert await cold.connection_count(APP) == 0
+    await store.close()
+    await cold.close()

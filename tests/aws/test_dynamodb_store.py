@@ -105,6 +105,86 @@ async def test_a_retried_connect_is_recorded_once(store: DynamoDBChannelStore, c
     assert await store.connection_count(APP) == 1
 
 
+# -- a connect: what it costs, and what it leaves when it dies half-way --------------------------------------
+
+
+async def test_a_connect_costs_four_write_units(
+    store: DynamoDBChannelStore, clock: Clock, dynamodb: tuple[backend.AtomicRequests, str]
+) -> None:
+    """The quota (1), the sweep entry and the connectionId map in one batch (2), the connection (1): none of
+    them in a transaction, which would double the last three (7 write units)."""
+    client, _ = dynamodb
+    units = metered(client)
+    await connect(store, clock, 1)
+    assert units == Counter({"WRU": 4})
+    units.clear()
+    assert await store.add_connection(Connection(APP, sid(2), clock(), connection_id="cid-2="), 5)
+    assert units == Counter({"WRU": 4})
+
+
+async def test_a_connect_whose_answer_was_lost_keeps_its_slot(
+    store: DynamoDBChannelStore, clock: Clock, dynamodb: tuple[backend.AtomicRequests, str]
+) -> None:
+    """The SDK sends a write again when its answer is lost (a timeout, a 500 after the write): the connection's
+    put then finds its own item, which must not pass for an earlier connect's record (and give the slot back)."""
+    client, _ = dynamodb
+    raw = backend.client("dynamodb")  # the same emulated account, outside the request lock
+
+    def first_attempt_applied(operation: str, kwargs: dict[str, Any]) -> Exception | None:
+        if operation == "put_item":
+            raw.put_item(**kwargs)
+            client.fault = None
+        return None
+
+    client.fault = first_attempt_applied
+    assert await store.add_connection(Connection(APP, sid(1), clock(), connection_id="cid-1="), 5)
+    assert client.fault is None
+    assert await store.get_connection(APP, sid(1)) is not None
+    assert await store.connection_count(APP) == 1
+
+
+# The connect below makes 3 requests (the quota, the sweep entry and connectionId map, the connection); dying
+# before each of them, and not at all.
+@pytest.mark.parametrize("dies_at", range(1, 5))
+async def test_a_connect_dying_before_any_request_leaves_nothing_the_sweep_or_a_disconnect_trips_on(
+    store: DynamoDBChannelStore, clock: Clock, dynamodb: tuple[backend.AtomicRequests, str], dies_at: int
+) -> None:
+    """Whatever request a connect dies before, a recorded connection is found by its connectionId (a frame, a
+    $disconnect) and by the sweep; anything else is garbage the sweep drops (a sweep entry) or that expires
+    (the connectionId map, which leads a frame or a $disconnect to no connection)."""
+    client, _ = dynamodb
+    b = await connect(store, clock, 2)
+    a = Connection(app_id=APP, socket_id=sid(1), connected_at=clock(), connection_id="cid-1=")
+    dead_from(client, dies_at)
+    try:
+        completed = await store.add_connection(a, 5)
+    except StoreUnavailable:
+        completed = False
+    client.fault = None
+    assert completed == (dies_at == 4)
+
+    cold = DynamoDBChannelStore(store.table, client=client, clock=clock)  # the next Lambda: empty caches
+    recorded = await cold.get_connection(APP, a.socket_id) is not None
+    assert recorded == completed
+    # A connect dying after it reserved its slot leaks the slot (docs/dynamodb.md "Limits").
+    assert await cold.connection_count(APP) == (1 if dies_at == 1 else 2)
+    found = await cold.socket_for_connection("cid-1=")
+    assert found == (APP, a.socket_id) if recorded else found in (None, (APP, a.socket_id))
+    if found is not None:  # a subscribe frame ($default), then $disconnect
+        joined = await cold.subscribe(APP, a.socket_id, PUBLIC, None, 100)
+        assert isinstance(joined, JoinResult)
+        assert joined.joined == recorded
+        assert (await cold.remove_connection(APP, a.socket_id) is not None) == recorded
+    assert PUBLIC not in await cold.channels(APP)
+    clock.advance(400)
+    assert [c.socket_id for c in await cold.stale_connections(300)] == [b]  # and a's entry, if any, is dropped
+    assert await cold.connection_count(APP) == (1 if dies_at in (1, 4) else 2)
+    leftovers = [i for i in items(dynamodb) if "1.1" in i["pk"]["S"] + i["sk"]["S"] or i["pk"]["S"] == "cid#cid-1="]
+    assert [(i["pk"]["S"], i["sk"]["S"]) for i in leftovers] == ([("cid#cid-1=", "cid")] if dies_at == 3 else [])
+    assert all("ttl" in i for i in leftovers)
+    await cold.close()
+
+
 # -- TTL ----------------------------------------------------------------------------------------------------
 
 
