@@ -17,7 +17,7 @@ import redis
 from aiohttp import web
 
 from tests.conftest import DEFAULT_APP, NUMERIC_APP
-from tests.e2e.jsdriver import App, NodeDriver
+from tests.e2e.jsdriver import App, JsClient, NodeDriver
 from tests.e2e.test_metrics import scrape
 from tests.redis.conftest import TEST_LEASE_SECONDS, Cluster
 from tests.serverproc import ServerProcess, free_port
@@ -83,14 +83,20 @@ def users_on(node: ServerProcess, channel: str) -> list[str]:
     return sorted(u["id"] for u in client.users_info(channel)["users"])
 
 
-async def test_killed_node_members_are_removed_within_the_lease(cluster: Cluster, js: NodeDriver, hooks: Hooks) -> None:
-    one, two, three = cluster.start(3, apps=with_hooks(hooks))
-    channel = "presence-room"
+async def members_on(js: NodeDriver, one: ServerProcess, two: ServerProcess, channel: str) -> tuple[JsClient, JsClient]:
+    """alice on node one and bob on node two, both members of ``channel``, once alice has seen bob join."""
     alice = await js.client("alice", NUMERIC, one.port, user={"user_id": "alice"})
     bob = await js.client("bob", NUMERIC, two.port, user={"user_id": "bob"})
     await alice.subscribe(channel)
     await bob.subscribe(channel)
     await alice.expect("pusher:member_added", channel)
+    return alice, bob
+
+
+async def test_killed_node_members_are_removed_within_the_lease(cluster: Cluster, js: NodeDriver, hooks: Hooks) -> None:
+    one, two, three = cluster.start(3, apps=with_hooks(hooks))
+    channel = "presence-room"
+    alice, _bob = await members_on(js, one, two, channel)
     assert await asyncio.to_thread(users_on, three, channel) == ["alice", "bob"]
 
     two.stop(signal.SIGKILL)
@@ -115,11 +121,7 @@ async def test_each_node_counts_only_its_own_sockets_after_reaping_a_dead_peer(
     dead peer's connections must not count them as its own departures (it went negative before)."""
     one, two, three = cluster.start(3)
     channel = "presence-room"
-    alice = await js.client("alice", NUMERIC, one.port, user={"user_id": "alice"})
-    bob = await js.client("bob", NUMERIC, two.port, user={"user_id": "bob"})
-    await alice.subscribe(channel)
-    await bob.subscribe(channel)
-    await alice.expect("pusher:member_added", channel)
+    alice, _bob = await members_on(js, one, two, channel)
 
     two.stop(signal.SIGKILL)
     await alice.expect("pusher:member_removed", channel, timeout=REMOVAL_DEADLINE + 2)
@@ -150,11 +152,7 @@ async def test_webhooks_queued_by_a_killed_node_are_delivered_by_another(
 ) -> None:
     one, two = cluster.start(2, apps=with_hooks(hooks))
     channel = "presence-room"
-    alice = await js.client("alice", NUMERIC, one.port, user={"user_id": "alice"})
-    bob = await js.client("bob", NUMERIC, two.port, user={"user_id": "bob"})
-    await alice.subscribe(channel)
-    await bob.subscribe(channel)
-    await alice.expect("pusher:member_added", channel)
+    alice, bob = await members_on(js, one, two, channel)
 
     # Node two queues member_removed with Pusher's 3 s delay, then dies before it is due.
     await bob.unsubscribe(channel)
