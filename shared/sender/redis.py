@@ -114,6 +114,7 @@ class RedisSender(LocalSender):
         self._released: OrderedDict[SocketId, float] = OrderedDict()
         self._cleanups: set[asyncio.Task[None]] = set()
         self._outbox: dict[str, list[bytes]] = {}  # messages of this loop iteration, by node (see _publish)
+        self._batches: set[asyncio.Task[None]] = set()  # sent or waiting for their turn
         self._batch: asyncio.Future[None] | None = None
         self._sending = asyncio.Lock()
         self._last_log = 0.0
@@ -187,7 +188,7 @@ class RedisSender(LocalSender):
             loop.call_soon(self._send_outbox, batch)
         for node, message in messages.items():
             outbox.setdefault(node, []).append(message)
-        if wait or len(self._cleanups) > _MAX_BATCHES_IN_FLIGHT:
+        if wait or len(self._batches) > _MAX_BATCHES_IN_FLIGHT:
             # Shielded: a caller cancelled while waiting must not cancel the batch the others wait for.
             await asyncio.shield(batch)
 
@@ -195,21 +196,25 @@ class RedisSender(LocalSender):
         outbox, self._outbox = self._outbox, {}
         batch.add_done_callback(_retrieve)  # nobody may be waiting any more (cancelled callers)
         task = asyncio.get_running_loop().create_task(self._send_batch(outbox, batch))
-        self._cleanups.add(task)
-        task.add_done_callback(self._cleanups.discard)
+        self._batches.add(task)
+        task.add_done_callback(self._batches.discard)
 
     async def _send_batch(self, outbox: dict[str, list[bytes]], batch: asyncio.Future[None]) -> None:
         payloads = {node: queued[0] if len(queued) == 1 else _batched(queued) for node, queued in outbox.items()}
         try:
             async with self._sending:  # FIFO: batches reach Redis in the order they were made
                 await self._publish_now(payloads)
-        except BaseException as exc:
-            if not batch.done():
-                batch.set_exception(exc)
+        except asyncio.CancelledError:
+            batch.cancel()
+            raise
+        except Exception as exc:
+            # Callers that did not wait (channel broadcasts) learn of it only here: log it either way.
             if isinstance(exc, (RedisError, OSError)):
                 self._failed("publish", exc)
-            elif not isinstance(exc, Exception):
-                raise
+            else:
+                log.exception("cluster publish failed")
+            if not batch.done():
+                batch.set_exception(exc)
         else:
             if not batch.done():
                 batch.set_result(None)
