@@ -111,9 +111,11 @@ async def subscribe(engine: Engine, app: AppConfig, socket_id: SocketId, data: d
         raise FrameError(f"Existing subscription to channel {channel}", channel=channel)
 
     if member is not None:
-        members = await engine.store.members(app.id, channel)
-        roster = members if isinstance(members, dict) else dict(members)  # only encoded, never mutated: no copy
-        presence = {"presence": {"ids": list(roster), "hash": roster, "count": len(roster)}}
+        presence: Any = result.presence_data
+        if presence is None:
+            members = await engine.store.members(app.id, channel)
+            roster = members if isinstance(members, dict) else dict(members)  # only encoded, never mutated
+            presence = {"presence": {"ids": list(roster), "hash": roster, "count": len(roster)}}
         await engine.send(app, socket_id, frames.frame("pusher_internal:subscription_succeeded", presence, channel))
     else:
         await engine.send(app, socket_id, frames.frame("pusher_internal:subscription_succeeded", {}, channel))

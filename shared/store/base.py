@@ -43,6 +43,10 @@ class JoinResult:
     occupied: bool = False  # the channel had no subscriber before
     member_added: bool = False  # the user had no socket in this presence channel before
     subscription_count: int = 0
+    # A presence join's roster as the JSON text of subscription_succeeded's data, from stores that read it in
+    # the same atomic step as the join (Redis: one round trip, no decode and re-encode of every member on the
+    # node). None: the engine reads ``members`` afterwards.
+    presence_data: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -289,7 +289,9 @@ class RedisChannelStore(CountsErrors):
     async def subscribe(
         self, app_id: AppId, socket_id: SocketId, channel: ChannelName, member: Member | None, max_members: int
     ) -> JoinResult | PresenceFull:
-        user_id, info = ("", "") if member is None else (member.user_id, json.dumps(member.user_info))
+        # Compact JSON: the stored text goes verbatim into every joiner's roster (see the SUBSCRIBE script).
+        info = "" if member is None else json.dumps(member.user_info, separators=(",", ":"))
+        user_id = "" if member is None else member.user_id
         args: list[str | int] = [self.ttl_seconds, socket_id, channel, user_id, info, max_members]
         if self.track_local:
             key = (app_id, channel)
@@ -302,9 +304,13 @@ class RedisChannelStore(CountsErrors):
             if self.track_local:
                 self._local_forget(app_id, socket_id, channel)
             return PresenceFull(limit=max_members)
-        joined, occupied, added, count = (int(x) for x in result)
+        joined, occupied, added, count = (int(x) for x in result[:4])
         return JoinResult(
-            joined=bool(joined), occupied=bool(occupied), member_added=bool(added), subscription_count=count
+            joined=bool(joined),
+            occupied=bool(occupied),
+            member_added=bool(added),
+            subscription_count=count,
+            presence_data=_str(result[4]) if len(result) > 4 else None,
         )
 
     async def unsubscribe(self, app_id: AppId, socket_id: SocketId, channel: ChannelName) -> LeaveResult:

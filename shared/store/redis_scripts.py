@@ -154,7 +154,8 @@ return {rec, offline, left}
 )
 
 # ARGV: ttl, socket id, channel, member user id ("" if none), user_info JSON, max members
-# -> {joined, occupied, member_added, count}, or {-1} when the presence channel is full
+# -> {joined, occupied, member_added, count[, presence data JSON when joined as a member]}, or {-1} when the
+#    presence channel is full
 SUBSCRIBE = (
     _PRELUDE
     + """
@@ -185,7 +186,21 @@ redis.call('HSET', chk, sid, mark)
 touch(chk)
 redis.call('SADD', P .. 'sc:' .. sid, ch)
 touch(P .. 'sc:' .. sid)
-return {1, occupied, added, redis.call('HLEN', chk)}
+local out = {1, occupied, added, redis.call('HLEN', chk)}
+if uid ~= '' then
+  -- The roster as the JSON of subscription_succeeded's data, read in the same atomic step as the join:
+  -- one round trip, and the node neither parses nor re-encodes hundreds of members per join.
+  local flat = redis.call('HGETALL', P .. 'mi:' .. ch)
+  local ids, hash = {}, {}
+  for i = 1, #flat, 2 do
+    local id = cjson.encode(flat[i])
+    ids[#ids + 1] = id
+    hash[#hash + 1] = id .. ':' .. flat[i + 1]
+  end
+  out[5] = '{"presence":{"ids":[' .. table.concat(ids, ',') .. '],"hash":{' .. table.concat(hash, ',')
+    .. '},"count":' .. #ids .. '}}'
+end
+return out
 """
 )
 

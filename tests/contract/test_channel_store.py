@@ -223,6 +223,32 @@ async def test_presence_members_keep_user_info_as_json(channel_store: ChannelSto
     assert json.loads(json.dumps(dict(members))) == {"u1": info, "u2": None}
 
 
+async def test_presence_data_read_with_the_join_is_the_roster_after_it(channel_store: ChannelStore) -> None:
+    """A store that hands back the roster with the join (``presence_data``) hands back exactly the members the
+    join left, ids and hash in agreement, whatever characters the ids and infos hold."""
+    odd = 'u "quoted" \\ back/slash Zoë 🎉'
+    infos: dict[str, object] = {"u1": {"name": "Zoë", "n": [1, None]}, odd: None, "u3": "plain"}
+    rosters = []
+    for n, (user, info) in enumerate(infos.items()):
+        socket = await connect(channel_store, n)
+        result = await channel_store.subscribe(APP, socket, PRESENCE, Member(UserId(user), info), NO_LIMIT)
+        assert isinstance(result, JoinResult)
+        rosters.append(result.presence_data)
+    again = await channel_store.subscribe(APP, await connect(channel_store, 9), PRESENCE, Member(UserId("u1"), {}), 9)
+    assert isinstance(again, JoinResult) and not again.member_added
+    rosters.append(again.presence_data)
+    if all(roster is None for roster in rosters):
+        return  # this store leaves the roster to ``members``
+    expected = [dict(list(infos.items())[:k]) for k in (1, 2, 3, 3)]
+    for roster, members in zip(rosters, expected, strict=True):
+        assert roster is not None
+        presence = json.loads(roster)["presence"]
+        assert presence["hash"] == members
+        assert presence["ids"] == list(presence["hash"])
+        assert presence["count"] == len(members)
+    assert dict(await channel_store.members(APP, PRESENCE)) == infos
+
+
 async def test_presence_full_refuses_a_new_member_and_stores_nothing(channel_store: ChannelStore) -> None:
     sockets = [await connect(channel_store, n) for n in range(4)]
     await join(channel_store, sockets[0], PRESENCE, "u0", max_members=2)
