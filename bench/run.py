@@ -73,8 +73,9 @@ def wait_quiet(limit: float = 15.0, patience: float = 10.0) -> str:
 
 
 REDIS_URL = os.environ.get("SOCKLESS_TEST_REDIS_URL", "redis://127.0.0.1:6379/14")
-# Server kinds: the sockless local server (memory store), the same on Redis with one or two nodes
-# (docs/redis.md), and the raw ceiling with and without corking.
+# Server kinds: the sockless local server (memory store; ``sockless-asyncio`` the same on asyncio's own loop
+# instead of uvloop), the same on Redis with one or two nodes (docs/redis.md), and the raw ceiling with
+# and without corking.
 CLUSTERS = {"sockless-redis": 1, "sockless-redis-x2": 2}
 # Cores the servers (every node of a cluster) run on; ``--pinning none`` leaves servers and generator to the OS.
 SERVER_CORES = "0"
@@ -97,13 +98,14 @@ def _spawn(cmd: list[str], port: int, kind: str) -> tuple[subprocess.Popen[bytes
     return proc, Target("127.0.0.1", port, proc.pid)
 
 
-def _sockless_cmd(port: int, redis_prefix: str | None = None) -> list[str]:
+def _sockless_cmd(port: int, redis_prefix: str | None = None, event_loop: str = "auto") -> list[str]:
     config: dict[str, Any] = {
         "host": "127.0.0.1",
         "port": port,
         "metrics_port": free_port(),
         "apps": [BENCH_APP],
         "log_level": "WARNING",
+        "event_loop": event_loop,
     }
     if redis_prefix is not None:
         config["store"] = {"driver": "redis", "url": REDIS_URL, "prefix": redis_prefix}
@@ -121,6 +123,8 @@ def start(kind: str) -> tuple[Callable[[], None], Nodes]:
     port = free_port()
     if kind == "sockless":
         cmd = _sockless_cmd(port)
+    elif kind == "sockless-asyncio":
+        cmd = _sockless_cmd(port, event_loop="asyncio")
     elif kind in ("ceiling", "ceiling-cork"):
         cmd = [sys.executable, "-m", "bench.ceiling_server", "--port", str(port)]
         if kind == "ceiling-cork":

@@ -7,6 +7,8 @@ import asyncio
 import logging
 import os
 import sys
+from collections.abc import Coroutine
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -58,8 +60,22 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     from local_server.runtime import serve
 
-    asyncio.run(serve(settings))
+    run_loop(serve(settings), settings.event_loop)
     return 0
+
+
+def run_loop(main: Coroutine[Any, Any, None], choice: str) -> None:
+    """Run the server on uvloop when chosen (or, with "auto", installed), else on asyncio's own loop."""
+    if choice != "asyncio":
+        try:
+            import uvloop
+        except ImportError:
+            if choice == "uvloop":
+                raise
+        else:
+            uvloop.run(main)
+            return
+    asyncio.run(main)
 
 
 if __name__ == "__main__":

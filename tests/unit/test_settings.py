@@ -158,6 +158,7 @@ def test_bad_environment_value_names_the_variable_field(monkeypatch: pytest.Monk
         pytest.param({"prot": 6001}, "prot", id="unknown-top-level-key"),
         pytest.param({"store": {"drivr": "memory"}}, "store.drivr", id="unknown-nested-key"),
         pytest.param({"store": {"driver": "mongo"}}, "store.driver", id="unknown-driver"),
+        pytest.param({"event_loop": "trio"}, "event_loop", id="unknown-event-loop"),
         pytest.param(
             {"apps": [{"id": "a", "key": "k", "secret": "s", "max_conections": 1}]},
             "apps.0.max_conections",
