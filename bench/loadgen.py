@@ -456,12 +456,20 @@ async def client_events(target: Nodes, receivers: int = 499, events: int = 100, 
     """
     samples: list[float] = []
     kernel: list[float] = []
+    # Arrival of each event at its first and at its last receiver: how long before the server's first send, and
+    # how long its fan-out took (the p99 is about the slowest events' last receivers).
+    first: dict[float, float] = {}
+    last: dict[float, float] = {}
 
     def on_frame(client: WsClient, payload: bytes, now: float) -> None:
         if b"client-bench" in payload:
             samples.append((now - sent_at(payload)) * 1000)
             if client.kernel_time:
-                kernel.append((client.kernel_time - sent_wall(payload)) * 1000)
+                sent = sent_wall(payload)
+                arrival = (client.kernel_time - sent) * 1000
+                kernel.append(arrival)
+                first[sent] = min(first.get(sent, arrival), arrival)
+                last[sent] = max(last.get(sent, arrival), arrival)
 
     clients = await open_clients(target, receivers + 1, on_frame=on_frame)
     await subscribe_all(clients, "private-bench", private=True)
@@ -489,6 +497,9 @@ async def client_events(target: Nodes, receivers: int = 499, events: int = 100, 
             "p99_ms": percentile(samples, 99),
             "kernel_p50_ms": percentile(kernel, 50),
             "kernel_p99_ms": percentile(kernel, 99),
+            "first_receiver_p50_ms": percentile(list(first.values()), 50),
+            "last_receiver_p50_ms": percentile(list(last.values()), 50),
+            "events_over_6ms": float(sum(1 for v in last.values() if v > 6)),
             "delivered": float(len(samples)),
             "cpu_us_per_delivery": cpu["cpu_us_per_delivery"],
             "user_us_per_delivery": cpu["user_us_per_delivery"],
