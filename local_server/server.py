@@ -69,7 +69,6 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     sender.register(socket_id, transport)
     engine.metrics.gauge("connections", app.id, 1)  # open sockets of this node (see Engine.count_connections)
     max_frame = engine.max_frame_bytes
-    cork = request.app[CORK]
     try:
         await engine.send(app, socket_id, engine.welcome(socket_id))
         async for msg in ws:
@@ -79,12 +78,7 @@ async def websocket(request: web.Request) -> web.StreamResponse:
                 if len(data) > max_frame:
                     await engine.refuse(app, socket_id, FrameError(f"Frame over {max_frame} bytes"))
                     continue
-                handler = cork.immediate = asyncio.current_task()
-                try:
-                    await engine.handle(app, socket_id, data)
-                finally:
-                    if cork.immediate is handler:
-                        cork.immediate = None
+                await engine.handle(app, socket_id, data)
             elif msg.type is WSMsgType.PING:
                 await ws.pong(msg.data)
             elif msg.type is WSMsgType.BINARY:

@@ -1,10 +1,9 @@
 """One WebSocket as the engine's ``Transport``: frames corked per event-loop iteration, activity tracked.
 
-Frames are pre-built unmasked WebSocket text frames. A write never awaits and, as a rule, never calls the kernel: it
+Frames are pre-built unmasked WebSocket text frames. A write never awaits and never calls the kernel: it
 queues the frame on the socket and the socket joins the :class:`Cork`'s list. Once per event-loop iteration
 the cork sends each listed socket everything queued for it in one ``transport.write``, so sixteen publishes
 handled in the same iteration cost each subscriber one send, not sixteen (uWebSockets corks the same way).
-The exception is the handling of one client's frame (``Cork.immediate``): its frames are written at once.
 """
 
 from __future__ import annotations
@@ -12,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import struct
 from collections.abc import Iterable
-from typing import Any
 
 from aiohttp import web
 
@@ -21,7 +19,6 @@ from aiohttp import web
 # reconnects instead of hammering a server it cannot keep up with.
 MAX_WRITE_BUFFER = 8 * 1024 * 1024
 SLOW_CONSUMER_CODE = 4100
-_current_task = asyncio.current_task
 
 
 def text_frame(payload: bytes) -> bytes:
@@ -41,19 +38,13 @@ class Cork:
     so all subscribers after the first reuse the framed bytes instead of building header + payload again.
     """
 
-    __slots__ = ("_closing", "dirty", "immediate", "payload", "wire")
+    __slots__ = ("_closing", "dirty", "payload", "wire")
 
     def __init__(self) -> None:
         self.dirty: list[WsTransport] = []
         self.payload: bytes | None = None
         self.wire = b""
         self._closing: set[asyncio.Task[None]] = set()
-        # The task handling one client's frame (a client event's fan-out, a subscription's replies), while it
-        # does: the frames it writes go out at once to sockets with nothing queued. One frame per receiver
-        # leaves nothing to coalesce, and the first receivers need not wait until every receiver's frame has
-        # been queued (0.3-0.4 ms for 500 receivers). Other tasks' frames (REST publishes, many per loop
-        # iteration under load; peer nodes' batches) stay corked, also while that task awaits the store.
-        self.immediate: asyncio.Task[Any] | None = None
 
     def schedule(self) -> None:
         asyncio.get_running_loop().call_soon(self.flush)
@@ -108,16 +99,6 @@ class WsTransport:
             cork.payload = frame
         out = self._out
         if out is None:
-            immediate = cork.immediate
-            if immediate is not None and immediate is _current_task():
-                transport = self._transport
-                wire = cork.wire
-                if transport.get_write_buffer_size() + len(wire) <= MAX_WRITE_BUFFER and not transport.is_closing():
-                    transport.write(wire)
-                else:  # past the bound or closing: the cork's own rules
-                    self._out = wire
-                    cork.send((self,))
-                return
             self._out = cork.wire
             dirty = cork.dirty
             if not dirty:
