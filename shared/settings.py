@@ -242,8 +242,9 @@ class Settings(BaseSettings):
     debug_console: bool = False
     admin_token: str | None = None
     log_level: str = "INFO"
-    # The local server's event loop. uvloop (the ``server`` extra) writes to sockets from C: a client event
-    # to 499 receivers reaches its last one ~1 ms sooner (bench/RESULTS.md). "auto": uvloop when installed.
+    # The local server's event loop. uvloop (the ``server`` extra) runs its transports in C: fan-out takes
+    # 0.6-0.85x the CPU per delivery, connection setup a little more (bench/RESULTS.md). "auto": uvloop when
+    # installed.
     event_loop: Literal["auto", "uvloop", "asyncio"] = "auto"
 
     @field_validator("apps")

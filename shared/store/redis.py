@@ -222,13 +222,13 @@ class RedisChannelStore(CountsErrors):
         self.node_id = node_id
         self.ttl_seconds = ttl_seconds
         self._owns_client = owns_client
+
         # The scripts of bursts (connects, subscribes, disconnects) share pipelines; on Redis Cluster each call
         # goes alone (its pipelines would split by slot anyway).
-        batched: Callable[[str], Any] = (
-            client.register_script
-            if isinstance(client, RedisCluster)
-            else lambda source: BatchedScript(client, client.register_script(source))
-        )
+        def batched(source: str) -> AsyncScript | BatchedScript:
+            script = client.register_script(source)
+            return script if isinstance(client, RedisCluster) else BatchedScript(client, script)
+
         self._add = batched(scripts.ADD_CONNECTION)
         self._sign_in = batched(scripts.SIGN_IN)
         self._remove = batched(scripts.REMOVE_CONNECTION)
