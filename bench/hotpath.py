@@ -80,9 +80,9 @@ def publish_request(channel: str, data: str = '{"x":1}') -> HttpRequest:
 class Bench:
     def __init__(self) -> None:
         settings = Settings(apps=(AppConfig.model_validate(APP),))
-        self.sender = LocalSender()
-        self.services: Services = build_services(settings, sender=self.sender, metrics=PrometheusMetrics())
         self.cork = Cork()
+        self.sender = LocalSender(fanout=self.cork.broadcast)  # as local_server.server.create_app wires it
+        self.services: Services = build_services(settings, sender=self.sender, metrics=PrometheusMetrics())
         self.app: AppConfig = settings.apps[0]
 
     async def socket(self) -> SocketId:

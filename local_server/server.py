@@ -187,7 +187,8 @@ def create_app(services: Services, sender: LocalSender) -> web.Application:
     app = web.Application(client_max_size=services.settings.max_http_body_kb * 1024 + 1)
     app[SERVICES] = services
     app[SENDER] = sender
-    app[CORK] = Cork()
+    cork = app[CORK] = Cork()
+    sender.fanout = cork.broadcast  # a broadcast is queued as one entry (local_server/transport.py)
     app.router.add_get("/app/{key}", websocket)
     # [\s\S]: a decoded path may hold a newline (%0A), which ".*" would not match, leaving aiohttp's text 404.
     app.router.add_route("*", "/apps/{tail:[\\s\\S]*}", rest)

@@ -4,6 +4,12 @@ Frames are pre-built unmasked WebSocket text frames. A write never awaits and ne
 queues the frame on the socket and the socket joins the :class:`Cork`'s list. Once per event-loop iteration
 the cork sends each listed socket everything queued for it in one ``transport.write``, so sixteen publishes
 handled in the same iteration cost each subscriber one send, not sixteen (uWebSockets corks the same way).
+
+A broadcast that is the first thing queued in its iteration (a client event, a publish on a quiet server) is
+kept whole, as one entry (:meth:`Cork.broadcast`), and written straight from its list before anything queued
+after it: no per-socket queueing before the first send, and every socket still gets its frames in the order
+they were written. A second broadcast in the same iteration spreads the first over the sockets' own queues,
+so a subscriber of both still gets one send.
 """
 
 from __future__ import annotations
@@ -11,8 +17,11 @@ from __future__ import annotations
 import asyncio
 import struct
 from collections.abc import Iterable
+from typing import cast
 
 from aiohttp import web
+
+from shared.sender.local import Transport
 
 # A client that does not read its socket must not grow our memory without bound (uWS/soketi do the same):
 # past this many bytes waiting in its write buffer it is closed with 4100, so pusher-js backs off and
@@ -36,11 +45,15 @@ class Cork:
 
     It also frames the most recent payload once: a broadcast hands the *same* bytes object to every transport,
     so all subscribers after the first reuse the framed bytes instead of building header + payload again.
+
+    ``batch``: a broadcast kept whole (see the module docstring). Everything in ``dirty`` was queued after it,
+    so it is written first.
     """
 
-    __slots__ = ("_closing", "dirty", "payload", "wire")
+    __slots__ = ("_closing", "batch", "dirty", "payload", "wire")
 
     def __init__(self) -> None:
+        self.batch: tuple[bytes, list[WsTransport]] | None = None
         self.dirty: list[WsTransport] = []
         self.payload: bytes | None = None
         self.wire = b""
@@ -49,7 +62,48 @@ class Cork:
     def schedule(self) -> None:
         asyncio.get_running_loop().call_soon(self.flush)
 
+    def broadcast(self, transports: list[Transport], frame: bytes) -> None:
+        """``LocalSender.fanout`` of the local server: one frame to many sockets, queued as one entry when
+        nothing else is queued in this iteration."""
+        sockets = cast(list[WsTransport], transports)  # the local server registers nothing else
+        if self.batch is not None:
+            self.spread()
+        if self.dirty:
+            for ws in sockets:
+                ws.write(frame)
+            return
+        self.batch = (text_frame(frame), sockets)
+        self.schedule()
+
+    def spread(self) -> None:
+        """Move the kept broadcast to its sockets' own queues, ahead of what they queued after it."""
+        assert self.batch is not None
+        (wire, sockets), self.batch = self.batch, None
+        dirty = self.dirty
+        for ws in sockets:
+            if ws.closing:
+                continue
+            out = ws._out
+            if out is None:
+                ws._out = wire
+                dirty.append(ws)
+            elif isinstance(out, list):
+                out.insert(0, wire)
+            else:
+                ws._out = [wire, out]
+
     def flush(self) -> None:
+        if self.batch is not None:
+            (wire, sockets), self.batch = self.batch, None
+            size = len(wire)
+            for ws in sockets:
+                transport = ws._transport
+                if ws.closing or transport.is_closing():
+                    continue
+                if transport.get_write_buffer_size() + size > MAX_WRITE_BUFFER:
+                    self.too_slow(ws)
+                    continue
+                transport.write(wire)
         dirty, self.dirty = self.dirty, []
         self.send(dirty)
 
@@ -65,10 +119,13 @@ class Cork:
                 continue
             data = b"".join(out) if isinstance(out, list) else out
             if transport.get_write_buffer_size() + len(data) > MAX_WRITE_BUFFER:
-                ws.closing = True
-                self.close_later(ws, SLOW_CONSUMER_CODE, "Client is not reading its frames fast enough")
+                self.too_slow(ws)
                 continue
             transport.write(data)
+
+    def too_slow(self, ws: WsTransport) -> None:
+        ws.closing = True
+        self.close_later(ws, SLOW_CONSUMER_CODE, "Client is not reading its frames fast enough")
 
     def close_later(self, transport: WsTransport, code: int, reason: str) -> None:
         task = asyncio.get_running_loop().create_task(transport.close_now(code, reason))
@@ -111,7 +168,10 @@ class WsTransport:
 
     def flush(self) -> None:
         """Send what is queued now, ahead of the cork (a close frame must follow the frames written before it)."""
-        self._cork.send((self,))
+        cork = self._cork
+        if cork.batch is not None:
+            cork.spread()
+        cork.send((self,))
 
     def seen(self, now: float) -> None:
         self.last_seen = now
