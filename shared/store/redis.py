@@ -92,17 +92,26 @@ class BatchedScript:
     Same results and errors as calling the script: a reply error fails its own call only, a connection error
     every call of the batch (redis-py retries a pipeline once on a dropped connection, as it retries a
     command). A script Redis no longer knows (restarted, flushed) is run on its own, which loads it again.
+
+    ``serial``: one batch in flight at a time; calls made meanwhile wait for it and go together in the next.
+    Connections arrive one by one, not in the same iteration, so in a connect storm their batches stay small
+    and each lone call pays the full price; waiting for the round trip in flight lets the batch grow with the
+    load (10,000 connections over two nodes: CPU per connection 600-700 -> 400-560 µs, three A/B rounds).
+    Not for the scripts whose latency the other clients see: a presence join waiting for the previous join's
+    reply (which sits unread while the node writes member_added to everyone) raised the join p99 from 6-9 to
+    12-25 ms.
     """
 
-    def __init__(self, client: Redis, script: AsyncScript) -> None:
+    def __init__(self, client: Redis, script: AsyncScript, *, serial: bool = False) -> None:
         self.client = client
         self.script = script
+        self.serial = serial
         self._queue: list[tuple[Sequence[str], Sequence[str | int], asyncio.Future[Any]]] = []
         self._runs: set[asyncio.Task[None]] = set()
 
     async def __call__(self, keys: Sequence[str], args: Sequence[str | int]) -> Any:
         loop = asyncio.get_running_loop()
-        if not self._queue:
+        if not self._queue and not (self.serial and self._runs):
             loop.call_soon(self._flush)
         future: asyncio.Future[Any] = loop.create_future()
         self._queue.append((keys, args, future))
@@ -110,9 +119,22 @@ class BatchedScript:
 
     def _flush(self) -> None:
         queue, self._queue = self._queue, []
+        if not queue:
+            return
         task = asyncio.get_running_loop().create_task(self._run(queue))
         self._runs.add(task)
-        task.add_done_callback(self._runs.discard)
+        task.add_done_callback(self._ran)
+
+    def _ran(self, task: asyncio.Task[None]) -> None:
+        self._runs.discard(task)
+        if not (self.serial and self._queue):
+            return
+        if task.cancelled():  # the store is closing: so are the calls that waited for this batch
+            queue, self._queue = self._queue, []
+            for _, _, future in queue:
+                future.cancel()
+            return
+        self._flush()
 
     async def _run(self, queue: list[tuple[Sequence[str], Sequence[str | int], asyncio.Future[Any]]]) -> None:
         calls = [(keys, args, future) for keys, args, future in queue if not future.done()]
@@ -230,14 +252,15 @@ class RedisChannelStore(CountsErrors):
         self._owns_client = owns_client
 
         # The scripts of bursts (connects, subscribes, disconnects) share pipelines; on Redis Cluster each call
-        # goes alone (its pipelines would split by slot anyway).
-        def batched(source: str) -> AsyncScript | BatchedScript:
+        # goes alone (its pipelines would split by slot anyway). Connects and disconnects also wait for the
+        # batch in flight (``serial``): nobody watches their latency, and a storm's batches grow.
+        def batched(source: str, serial: bool = False) -> AsyncScript | BatchedScript:
             script = client.register_script(source)
-            return script if isinstance(client, RedisCluster) else BatchedScript(client, script)
+            return script if isinstance(client, RedisCluster) else BatchedScript(client, script, serial=serial)
 
-        self._add = batched(scripts.ADD_CONNECTION)
+        self._add = batched(scripts.ADD_CONNECTION, serial=True)
         self._sign_in = batched(scripts.SIGN_IN)
-        self._remove = batched(scripts.REMOVE_CONNECTION)
+        self._remove = batched(scripts.REMOVE_CONNECTION, serial=True)
         self._subscribe = batched(scripts.SUBSCRIBE)
         self._unsubscribe = batched(scripts.UNSUBSCRIBE)
         self._channels = client.register_script(scripts.CHANNELS)

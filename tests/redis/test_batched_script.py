@@ -77,3 +77,38 @@ async def test_redis_gone_fails_every_call_of_the_burst(script: BatchedScript, p
     results = await asyncio.gather(*(script(keys=["k"], args=[f"v{i}"]) for i in range(5)), return_exceptions=True)
 
     assert all(isinstance(result, (redis.RedisError, OSError)) for result in results), results
+
+
+SLOW_OR_ECHO = """
+if ARGV[1] == 'slow' then
+  local t = redis.call('TIME')
+  local start = t[1] * 1000000 + t[2]
+  repeat local now = redis.call('TIME') until now[1] * 1000000 + now[2] - start > 50000
+end
+return ARGV[1]
+"""
+
+
+@pytest.mark.parametrize(("serial", "connections"), [(True, 2), (False, 11)])
+async def test_a_serial_script_sends_the_calls_made_during_a_round_trip_in_one_batch(
+    private_redis: RedisServer, serial: bool, connections: int
+) -> None:
+    client = connect_redis(private_redis.url)
+    try:
+        script = BatchedScript(client, client.register_script(SLOW_OR_ECHO), serial=serial)
+        first = asyncio.create_task(script(keys=["k"], args=["slow"]))
+        await asyncio.sleep(0.01)  # its round trip takes 50 ms
+        later = []
+        for i in range(10):
+            later.append(asyncio.create_task(script(keys=["k"], args=[f"v{i}"])))
+            await asyncio.sleep(0)  # each call made in an event-loop iteration of its own
+
+        results = await asyncio.gather(first, *later)
+
+        assert results == [b"slow", *(f"v{i}".encode() for i in range(10))]
+        # Serial: the ten waited for the slow call and went as one batch, so the pool never needed more than a
+        # second connection. Otherwise each went at once, on a pooled connection of its own.
+        pooled = len(redis.Redis(port=private_redis.port).client_list()) - 1  # the observer's own
+        assert pooled == connections
+    finally:
+        await client.aclose()
