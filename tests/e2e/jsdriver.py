@@ -136,6 +136,64 @@ class NodeDriver(NodeChild):
         )
         return result
 
+    async def resubscribe_rounds(
+        self, client: str, app: App, port: int, channel: str, rounds: int, timeout: float = DEFAULT_TIMEOUT
+    ) -> dict[str, Any]:
+        """``rounds`` times: ``unsubscribe`` + ``subscribe`` in one tick, wait for the subscription, publish
+        through the Node SDK and wait for the event (``js/driver.mjs``). Returns ``failed`` (the round that
+        stalled, or None), ``stage`` and ``timings`` (ms to subscribed, ms from there to the event)."""
+        result: dict[str, Any] = await self.call(
+            "resubscribe_rounds",
+            client=client,
+            app=self._sdk_app(app, port, None),
+            channel=channel,
+            rounds=rounds,
+            timeoutMs=int(timeout * 1000),
+            timeout=timeout * rounds + 10,
+        )
+        return result
+
+    async def subscribe_rounds(
+        self, client: str, prefix: str, rounds: int, timeout: float = DEFAULT_TIMEOUT
+    ) -> dict[str, Any]:
+        """``rounds`` subscriptions to fresh channels ``{prefix}-{n}``, each timed to its success (then
+        left): ``timings`` in ms."""
+        result: dict[str, Any] = await self.call(
+            "subscribe_rounds",
+            client=client,
+            prefix=prefix,
+            rounds=rounds,
+            timeoutMs=int(timeout * 1000),
+            timeout=timeout * rounds + 10,
+        )
+        return result
+
+    async def burst_rounds(
+        self,
+        sender: str,
+        receiver: str,
+        channel: str,
+        event: str,
+        *,
+        rounds: int,
+        count: int,
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> dict[str, Any]:
+        """``rounds`` times: ``count`` client events in one tick; the receiver must get them in order.
+        Returns ``failed`` (the round, or None), its ``order`` and ``timings`` (ms to the last arrival)."""
+        result: dict[str, Any] = await self.call(
+            "burst_rounds",
+            sender=sender,
+            receiver=receiver,
+            channel=channel,
+            event=event,
+            rounds=rounds,
+            count=count,
+            timeoutMs=int(timeout * 1000),
+            timeout=timeout * rounds + 10,
+        )
+        return result
+
     @staticmethod
     def _sdk_app(app: App, port: int, master_key: str | None) -> dict[str, Any]:
         return {"appId": app.id, "key": app.key, "secret": app.secret, "port": port, "masterKeyBase64": master_key}

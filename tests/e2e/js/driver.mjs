@@ -146,6 +146,17 @@ async function sdkReply(promise) {
   }
 }
 
+// Resolves true when `arm(done)` calls done, false after `ms` (a stalled round fails, it does not hang).
+function within(ms, arm) {
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => resolve(false), ms);
+    arm(() => {
+      clearTimeout(timer);
+      resolve(true);
+    });
+  });
+}
+
 const commands = {
   connect(msg) {
     const spec = msg.spec;
@@ -216,6 +227,71 @@ const commands = {
     client(msg.client).pusher.disconnect();
     clients.delete(msg.client);
     return null;
+  },
+  // Frame-order rounds (#20), looped here so a round costs no Python round trip: `unsubscribe(name)` and
+  // `subscribe(name)` in the same tick, as a single-page app does when a view is left and entered again,
+  // then a publish through the server SDK that must reach the new subscription.
+  async resubscribe_rounds(msg) {
+    const { pusher } = client(msg.client);
+    const sdk = serverSdk(msg.app);
+    const timings = [];
+    for (let round = 0; round < msg.rounds; round++) {
+      const started = performance.now();
+      pusher.unsubscribe(msg.channel);
+      const channel = pusher.subscribe(msg.channel);
+      const ok = await within(msg.timeoutMs, (done) => channel.bind('pusher:subscription_succeeded', done));
+      if (!ok) return { failed: round, stage: 'subscription_succeeded', timings };
+      const subscribed = performance.now();
+      const arrived = within(msg.timeoutMs, (done) =>
+        channel.bind('round', (data) => data && data.round === round && done()),
+      );
+      await sdk.trigger(msg.channel, 'round', { round });
+      if (!(await arrived)) return { failed: round, stage: 'publish', timings };
+      timings.push([subscribed - started, performance.now() - subscribed]);
+    }
+    return { failed: null, timings };
+  },
+  // Subscribe latency (bench/frame_order.py): a fresh channel each round, timed to subscription_succeeded.
+  async subscribe_rounds(msg) {
+    const { pusher } = client(msg.client);
+    const timings = [];
+    for (let round = 0; round < msg.rounds; round++) {
+      const name = `${msg.prefix}-${round}`;
+      const started = performance.now();
+      const channel = pusher.subscribe(name);
+      const ok = await within(msg.timeoutMs, (done) => channel.bind('pusher:subscription_succeeded', done));
+      if (!ok) return { failed: round, timings };
+      timings.push(performance.now() - started);
+      pusher.unsubscribe(name);
+    }
+    return { failed: null, timings };
+  },
+  // `count` client events sent in one tick by `sender`; `receiver` must get them in that order.
+  async burst_rounds(msg) {
+    const sender = client(msg.sender).pusher.channel(msg.channel);
+    const receiver = client(msg.receiver).pusher.channel(msg.channel);
+    if (!sender || !receiver) throw new Error(`both clients must be subscribed to ${msg.channel}`);
+    let got = [];
+    let wake = null;
+    receiver.bind(msg.event, (data) => {
+      got.push(data);
+      if (wake) wake();
+    });
+    const timings = [];
+    for (let round = 0; round < msg.rounds; round++) {
+      got = [];
+      const started = performance.now();
+      for (let n = 0; n < msg.count; n++) sender.trigger(msg.event, { round, n });
+      const ok = await within(msg.timeoutMs, (done) => {
+        wake = () => got.length >= msg.count && done();
+        wake();
+      });
+      wake = null;
+      const order = got.map((d) => (d.round === round ? d.n : `${d.round}:${d.n}`));
+      if (!ok || order.some((n, i) => n !== i)) return { failed: round, order, timings };
+      timings.push(performance.now() - started);
+    }
+    return { failed: null, timings };
   },
   async sdk_trigger(msg) {
     const params = msg.socket_id ? { socket_id: msg.socket_id } : undefined;

@@ -1,0 +1,87 @@
+"""What ordered frames cost a client: subscribe and client-event latency, emulated Lambda path vs local server.
+
+Issue #20 puts an SQS FIFO queue between API Gateway's ``$default`` and the message function (docs/aws.md
+"Frames of one connection in order"). This measures, with real pusher-js clients (``tests/e2e/js``):
+
+- ``subscribe``: ``pusher.subscribe`` of a fresh private channel to ``pusher:subscription_succeeded``;
+- ``client event``: one ``channel.trigger`` by a sender to its arrival at another member (both in the same
+  Node process, so one clock);
+- ``burst of 8``: eight client events in one tick to the last arrival, and whether every burst arrived in
+  order.
+
+Emulated AWS calls are local, so these are lower bounds of AWS's; docs/aws.md adds the AWS-side figures.
+Run: ``.venv/bin/python -m bench.frame_order [--rounds 200] [--local]`` (``--local``: the local server too).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import sys
+
+from bench.welcome_latency import start, wait_ready
+from tests.e2e.jsdriver import App, NodeDriver
+
+APP: dict[str, object] = {
+    "id": "order-bench",
+    "key": "order-bench-key",
+    "secret": "order-bench-secret",
+    "enable_client_messages": True,
+    "max_client_events_per_second": 100_000,
+}
+
+
+def summary(values: list[float]) -> str:
+    ordered = sorted(values)
+    p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+    return f"p50 {statistics.median(ordered):7.1f} ms  p99 {p99:7.1f} ms  max {ordered[-1]:7.1f} ms  (n={len(ordered)})"
+
+
+async def measure(emulate: bool, rounds: int, warmup: int) -> None:
+    proc, port = start(emulate, apps=[APP])
+    app = App(str(APP["id"]), str(APP["key"]), str(APP["secret"]))
+    js = await NodeDriver.start()
+    try:
+        await wait_ready(port)
+        alice = await js.client("alice", app, port, connected=False)
+        await alice.expect_state("connected", timeout=30)
+        bob = await js.client("bob", app, port, connected=False)
+        await bob.expect_state("connected", timeout=30)
+        await js.subscribe_rounds("alice", "private-warm", warmup)
+        subscribe = await js.subscribe_rounds("alice", "private-fresh", rounds)
+        await alice.subscribe("private-bench")
+        await bob.subscribe("private-bench")
+        await js.burst_rounds("alice", "bob", "private-bench", "client-warm", rounds=warmup, count=1)
+        single = await js.burst_rounds("alice", "bob", "private-bench", "client-one", rounds=rounds, count=1)
+        burst = await js.burst_rounds("alice", "bob", "private-bench", "client-burst", rounds=rounds // 4, count=8)
+        label = "emulated Lambda" if emulate else "local server"
+        print(f"{label}:")
+        print(f"  subscribe          {summary(subscribe['timings'])}")
+        print(f"  client event       {summary(single['timings'])}")
+        if burst["failed"] is None:
+            print(f"  burst of 8 (last)  {summary(burst['timings'])}  all {rounds // 4} in order")
+        else:
+            done = len(burst["timings"])
+            print(f"  burst of 8         {done} bursts in order, then one arrived as {burst['order']}")
+    finally:
+        await js.close()
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=200)
+    parser.add_argument("--warmup", type=int, default=20)
+    parser.add_argument("--local", action="store_true", help="measure the local server as well")
+    args = parser.parse_args()
+    print(f"load average {os.getloadavg()[0]:.2f}, {os.cpu_count()} cores, python {sys.version.split()[0]}")
+    asyncio.run(measure(True, args.rounds, args.warmup))
+    if args.local:
+        asyncio.run(measure(False, args.rounds, args.warmup))
+
+
+if __name__ == "__main__":
+    main()
