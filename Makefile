@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTHON ?= python3
 
-.PHONY: install serve emulate test test-unit lint typecheck node chromium synth clean
+.PHONY: install serve emulate test test-unit lint fmt typecheck node chromium synth clean
 
 install: $(VENV)/.installed
 
@@ -57,6 +57,11 @@ synth: install node $(WHEELHOUSE)/.downloaded
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+
+# Formats the code and applies ruff's safe fixes (import order and the like): what `make lint` checks.
+fmt: install
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
 
 typecheck: install
 	$(VENV)/bin/mypy

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs the whole suite: makes sure a Redis server is reachable (starting one on a free port when none
-# is), then lint, type checks and pytest.
+# is), then lint (ruff check and ruff format --check, as `make lint`), type checks and pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
@@ -22,5 +22,6 @@ if [ -z "${SOCKLESS_TEST_REDIS_URL:-}" ]; then
 fi
 
 "$VENV/bin/ruff" check .
+"$VENV/bin/ruff" format --check .
 "$VENV/bin/mypy"
 "$VENV/bin/python" -m pytest -q "$@"
