@@ -22,7 +22,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 MODULES = (
     "functions.connect.handler",
+    "functions.disconnect.handler",
+    "functions.welcome.handler",
     "functions.message.handler",
+    "functions.fanout.handler",
     "functions.http_api.handler",
     "functions.webhooks.handler",
     "functions.sweep.handler",

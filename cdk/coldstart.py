@@ -37,7 +37,10 @@ from cdk.components.bundle import RUNTIME_DEPENDENCIES, BundleSpec, build_bundle
 RUNTIME_PROVIDED = ("boto3", "botocore", "s3transfer", "urllib3", "dateutil", "six")
 HANDLER_MODULES = (
     "functions.connect.handler",
+    "functions.disconnect.handler",
+    "functions.welcome.handler",
     "functions.message.handler",
+    "functions.fanout.handler",
     "functions.http_api.handler",
     "functions.webhooks.handler",
     "functions.sweep.handler",

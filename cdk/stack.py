@@ -53,10 +53,10 @@ class FunctionSpec:
 # paths get 1 GB so a cold start's imports take ~0.5 s, not ~2 s; background work gets less.
 FUNCTIONS: dict[str, FunctionSpec] = {
     "connect": FunctionSpec(
-        "functions.connect.handler.connect", "$connect: check the app, mint the socket id, start the welcome", 1024, 10
+        "functions.connect.handler.handler", "$connect: check the app, mint the socket id, start the welcome", 1024, 10
     ),
     "welcome": FunctionSpec(
-        "functions.connect.handler.welcome",
+        "functions.welcome.handler.handler",
         "sends pusher:connection_established (or pusher:error) once the connection is open",
         1024,
         10,
@@ -65,7 +65,7 @@ FUNCTIONS: dict[str, FunctionSpec] = {
         asynchronous=True,
     ),
     "disconnect": FunctionSpec(
-        "functions.connect.handler.disconnect",
+        "functions.disconnect.handler.handler",
         "$disconnect: remove subscriptions and presence, emit webhooks",
         512,
         10,
@@ -83,7 +83,7 @@ FUNCTIONS: dict[str, FunctionSpec] = {
         fans_out=True,
     ),
     "fanout": FunctionSpec(
-        "functions.message.handler.fanout",
+        "functions.fanout.handler.handler",
         "posts one chunk of a large channel's broadcast",
         1024,
         60,

@@ -1,1 +1,1 @@
-"""$connect, $disconnect and the asynchronous welcome (pusher:connection_established or a refusal)."""
+"""$connect: check the app, record the connection, invoke welcome."""

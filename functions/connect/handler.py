@@ -1,4 +1,4 @@
-"""``$connect``, ``$disconnect`` and ``welcome``: the connection lifecycle on API Gateway.
+"""``$connect``: check the app, record the connection, and hand the first frame to ``welcome``.
 
 API Gateway cannot post to a connection during ``$connect`` (the upgrade completes only after it
 returns), yet pusher-js waits for ``pusher:connection_established`` before anything else. So ``$connect``
@@ -9,20 +9,20 @@ A refused connection (unknown key 4001, disabled app 4003, over quota 4004, bad 
 origin 4009, too many from one address 4100) is accepted too: rejecting the upgrade would only make
 pusher-js retry forever, while a ``pusher:error`` as the first frame makes it stop. ``welcome`` sends the
 error and then deletes the connection (which closes with 1000: API Gateway has no custom close codes).
+
+``$disconnect`` is functions/disconnect, ``welcome`` functions/welcome: one folder per deployed function.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-import time
 from collections.abc import Mapping
 from typing import Any
 
 from functions.client_ip import client_ip
 from functions.runtime import ConfigurationError, Container, container, entry
 from shared.errors import OverCapacity, PusherError
-from shared.protocol import frames
 from shared.types import AppId, SocketId
 
 log = logging.getLogger("sockless.connect")
@@ -73,7 +73,7 @@ async def _accept(current: Container, event: Mapping[str, Any]) -> dict[str, Any
 
 
 @entry
-def connect(event: dict[str, Any], context: Any) -> dict[str, Any]:
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     current = container(event)
     welcome_function = current.settings.aws.welcome_function
     if not welcome_function:
@@ -88,60 +88,3 @@ def connect(event: dict[str, Any], context: Any) -> dict[str, Any]:
             current.run(current.connections.close_socket(app_id, socket_id))
         raise
     return OK
-
-
-@entry
-def disconnect(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    """Idempotent: a second ``$disconnect``, or one for a connection the sweep already removed, is a no-op."""
-    current = container(event)
-    current.run(current.connections.close(event["requestContext"]["connectionId"]))
-    return OK
-
-
-@entry
-def welcome(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    """Post the first frame as soon as the connection is open; a refusal is followed by DeleteConnection."""
-    current = container()
-    connection_id = str(event["connection_id"])
-    error = event.get("error")
-    if error is not None:
-        frame = frames.error_frame(str(error.get("message", "")), error.get("code"))
-    else:
-        frame = current.services.engine.welcome(SocketId(str(event["socket_id"])))
-    delivered = post_until_open(current, connection_id, frame)
-    if error is not None:
-        if delivered:
-            current.management_call("delete_connection", ConnectionId=connection_id)
-        return {"delivered": delivered}
-    if not delivered:
-        # The client left before the upgrade finished (or $disconnect raced us): clean up like a disconnect.
-        log.info("connection %s never opened; removing it", connection_id)
-        current.run(current.connections.close_socket(AppId(str(event["app_id"])), SocketId(str(event["socket_id"]))))
-    return {"delivered": delivered}
-
-
-FIRST_RETRY_SECONDS = 0.01
-
-
-def post_until_open(current: Container, connection_id: str, frame: bytes) -> bool:
-    """Post ``frame``; on GoneException (the upgrade is still completing) retry after 10 ms, doubling up to
-    ``welcome_retry_interval_ms``, for up to ``welcome_retry_seconds``; throttling is retried the same way.
-    ``False`` if the connection never opened.
-
-    The first retries are short because the race is short: the welcome usually loses it by a few
-    milliseconds (bench/welcome_latency.py), and every millisecond here is one pusher-js waits.
-    """
-    settings = current.settings.aws
-    interval = settings.welcome_retry_interval_ms / 1000
-    deadline = time.monotonic() + settings.welcome_retry_seconds
-    client = current.management()
-    wait = min(FIRST_RETRY_SECONDS, interval)
-    while True:
-        try:
-            client.post_to_connection(ConnectionId=connection_id, Data=frame)
-            return True
-        except (client.exceptions.GoneException, client.exceptions.LimitExceededException):
-            if time.monotonic() + wait > deadline:
-                return False
-            time.sleep(wait)
-            wait = min(wait * 2, interval)

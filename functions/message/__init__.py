@@ -1,1 +1,1 @@
-"""$default: every client frame; and fanout, one chunk of a large broadcast."""
+"""$default: every client frame."""

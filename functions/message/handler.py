@@ -1,4 +1,4 @@
-"""``$default``: every client frame goes through ``engine.handle``; ``fanout``: one chunk of a large broadcast.
+"""``$default``: every client frame goes through ``engine.handle`` (``fanout`` is functions/fanout).
 
 A frame from a connection the store does not know (already removed by ``$disconnect``, the sweep or a
 410 cleanup) is ignored: the client is gone or about to be, and posting to it would only cost a 410.
@@ -17,7 +17,6 @@ from typing import Any
 from functions.runtime import Container, container, entry
 from shared.errors import FrameError
 from shared.protocol.frames import PONG
-from shared.sender.apigateway import ApiGatewaySender, FanoutChunk
 
 log = logging.getLogger("sockless.message")
 
@@ -56,24 +55,3 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         return OK
     current.run(_handle(current, event))
     return OK
-
-
-async def _fanout(current: Container, event: dict[str, Any]) -> dict[str, int]:
-    services = current.services
-    chunk = FanoutChunk.from_dict(event)
-    app = await services.apps.by_id(chunk.app_id)
-    sender = services.sender
-    if app is None or not isinstance(sender, ApiGatewaySender):
-        return {"sent": 0, "gone": 0, "failed": len(chunk.socket_ids)}
-    delivery = await sender.deliver(chunk)
-    services.metrics.count("ws_messages_sent", app.id, delivery.sent)
-    await services.engine.drop_gone(app, delivery.gone)
-    return {"sent": delivery.sent, "gone": len(delivery.gone), "failed": delivery.failed}
-
-
-@entry
-def fanout(event: dict[str, Any], context: Any) -> dict[str, int]:
-    """One chunk of a broadcast too large for one invocation, handed on by the sender (async invoke): post
-    it, and clean up the sockets that answered 410, like any broadcast."""
-    current = container()
-    return current.run(_fanout(current, event))

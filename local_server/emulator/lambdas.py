@@ -28,11 +28,11 @@ Handler = Callable[[Any, Any], Any]
 
 # The functions a deployment has, by handler path (CDK uses the same entry points).
 HANDLERS: dict[str, str] = {
-    "connect": "functions.connect.handler.connect",
-    "disconnect": "functions.connect.handler.disconnect",
-    "welcome": "functions.connect.handler.welcome",
+    "connect": "functions.connect.handler.handler",
+    "disconnect": "functions.disconnect.handler.handler",
+    "welcome": "functions.welcome.handler.handler",
     "message": "functions.message.handler.handler",
-    "fanout": "functions.message.handler.fanout",
+    "fanout": "functions.fanout.handler.handler",
     "http_api": "functions.http_api.handler.handler",
     "webhooks": "functions.webhooks.handler.handler",
     "sweep": "functions.sweep.handler.handler",

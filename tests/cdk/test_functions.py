@@ -23,6 +23,13 @@ def test_every_handler_is_a_callable_in_the_functions_package(name: str) -> None
     assert callable(getattr(importlib.import_module(module), attribute))
 
 
+@pytest.mark.parametrize("name", sorted(FUNCTIONS))
+def test_each_deployed_function_has_a_folder_of_its_own_named_as_in_the_stack(name: str) -> None:
+    """Where a function lives is obvious from its name in the stack: functions/<name>/handler.py, entry
+    point ``handler``; no folder holds a second deployed function."""
+    assert FUNCTIONS[name].handler == f"functions.{name}.handler.handler"
+
+
 def test_the_deployment_has_the_functions_of_the_aws_design(either: Synth) -> None:
     deployed = {f["Properties"]["Handler"] for f in either.of_type("AWS::Lambda::Function").values()}
     # CDK's own helpers (e.g. the VPC default-security-group restriction) are not sockless functions.

@@ -32,8 +32,8 @@ def test_routes_are_selected_by_the_pusher_event_field(either: Synth) -> None:
 
 def test_connect_disconnect_and_default_routes_invoke_their_handlers(either: Synth) -> None:
     expected = {
-        "$connect": "functions.connect.handler.connect",
-        "$disconnect": "functions.connect.handler.disconnect",
+        "$connect": "functions.connect.handler.handler",
+        "$disconnect": "functions.disconnect.handler.handler",
         "$default": "functions.message.handler.handler",
     }
     for route_key, handler in expected.items():

@@ -18,13 +18,15 @@ from urllib.parse import parse_qsl, urlencode
 import pusher
 import pytest
 
-from functions.connect.handler import connect, disconnect, welcome
+from functions.connect.handler import handler as connect
+from functions.disconnect.handler import handler as disconnect
+from functions.fanout.handler import handler as fanout
 from functions.http_api.handler import handler as http_api
 from functions.http_api.handler import signed_path
-from functions.message.handler import fanout
 from functions.message.handler import handler as message
 from functions.sweep.handler import handler as sweep
 from functions.webhooks.handler import handler as webhooks
+from functions.welcome.handler import handler as welcome
 from local_server.emulator.lambdas import LambdaContext
 from shared.auth import sign_channel, sign_request
 from tests.conftest import DEFAULT_APP, NUMERIC_APP

@@ -1,0 +1,1 @@
+"""$disconnect: forget the connection and everything it held."""

@@ -1,0 +1,1 @@
+"""fanout: one chunk of a large broadcast, invoked asynchronously by the sender."""

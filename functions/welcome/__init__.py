@@ -1,0 +1,1 @@
+"""welcome: the first frame (pusher:connection_established or a refusal), invoked by $connect."""
