@@ -18,14 +18,18 @@ from constructs import Construct
 from cdk.components.network import Network
 
 # The calls DynamoDBChannelStore makes (single items, conditional/atomic updates, queries by partition,
-# batched deletes). TransactWriteItems has no IAM action of its own: each item in a transaction is
-# authorized as the Put/Update/Delete it is. No Scan, no table administration.
+# batched deletes, transactions). TransactWriteItems has no IAM action of its own: AWS authorizes each item
+# of a transaction as its own action, Put/Update/Delete as PutItem/UpdateItem/DeleteItem and ConditionCheck
+# as dynamodb:ConditionCheckItem (Amazon DynamoDB developer guide, "Using IAM with DynamoDB transactions").
+# tests/cdk/test_iam_actions.py finds every operation in the code and checks it is here. No Scan, no
+# table administration.
 DYNAMODB_DATA_ACTIONS = (
     "dynamodb:GetItem",
     "dynamodb:BatchGetItem",
     "dynamodb:PutItem",
     "dynamodb:UpdateItem",
     "dynamodb:DeleteItem",
+    "dynamodb:ConditionCheckItem",
     "dynamodb:BatchWriteItem",
     "dynamodb:Query",
 )
