@@ -49,6 +49,12 @@ def is_ping(event: dict[str, Any]) -> bool:
 
 @entry
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """A frame straight from API Gateway (a ``$default`` event), or a batch of frames from the ordered
+    frames queue (an SQS event: ``functions/message/frames.py``)."""
+    if "Records" in event:
+        from functions.message.frames import batch_response
+
+        return batch_response(container(), event)
     current = container(event)
     if is_ping(event):
         current.management_call("post_to_connection", ConnectionId=event["requestContext"]["connectionId"], Data=PONG)
