@@ -16,12 +16,14 @@ import json
 import logging
 import os
 import threading
-from collections.abc import Coroutine, Mapping
+from collections.abc import Collection, Coroutine, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from functions.observability import EmfMetrics, entry_point
+from shared.sender.base import Delivery
 from shared.services import Services, build_services, create_store
 from shared.settings import Settings, load_settings
+from shared.types import AppId, SocketId
 
 if TYPE_CHECKING:
     from functions.connections import Connections
@@ -188,8 +190,12 @@ class Container:
         return build_services(settings, sender=sender, store=store, metrics=self.metrics, **clients)
 
     def _sender(self, resolver: Any) -> Sender:
+        """The management API's sender; a function deployed without the endpoint (the webhooks worker: it
+        delivers webhooks, it never posts to a connection) gets one that refuses to send instead."""
         from shared.sender.apigateway import ApiGatewaySender
 
+        if self.management_url is None:
+            return NoManagementApi()
         offload = self._offload if self.settings.aws.fanout_function else None
         return ApiGatewaySender(
             resolver, client=self.management(), offload=offload, chunk_size=self.settings.aws.fanout_chunk_size
@@ -209,6 +215,32 @@ class Container:
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run one coroutine on this container's loop (one loop per container, reused by warm starts)."""
         return self.loop.run_until_complete(coro)
+
+
+class NoManagementApi:
+    """The sender of a function that is not meant to post (no ``SOCKLESS_AWS__MANAGEMENT_ENDPOINT_URL`` in
+    its environment, and no ``execute-api:ManageConnections`` in its role): building the services works,
+    sending raises ``ConfigurationError``, which names what the deployment lacks."""
+
+    def _refuse(self) -> ConfigurationError:
+        return ConfigurationError("SOCKLESS_AWS__MANAGEMENT_ENDPOINT_URL is not set: this function cannot post")
+
+    async def send(self, app_id: AppId, socket_id: SocketId, frame: bytes) -> bool:
+        raise self._refuse()
+
+    async def broadcast(
+        self, app_id: AppId, socket_ids: Collection[SocketId], frame: bytes, except_socket: SocketId | None = None
+    ) -> Delivery:
+        raise self._refuse()
+
+    async def disconnect(self, app_id: AppId, socket_id: SocketId, code: int, reason: str) -> None:
+        raise self._refuse()
+
+    async def close(self) -> None:
+        return None
+
+    async def check_health(self) -> bool:
+        return True
 
 
 _local = threading.local()

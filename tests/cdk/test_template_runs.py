@@ -1,0 +1,132 @@
+"""The functions run with the environment the synthesized template gives them, nothing added by the test.
+
+Each function's ``Environment`` is taken from the template, its references resolved to moto's resources
+(the table, the queue, the app secrets the template creates), and the handler's first invocation builds
+its services from it. A variable the template forgets — the webhooks function without the management
+endpoint it used to require (#14 defect 1) — fails here as it would on AWS.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from cdk.stack import FUNCTIONS
+from tests.cdk.conftest import Synth, render, synthesize
+from tests.emulator.awsstub import WebhookReceiver
+
+REGION = "us-east-1"
+RESOLVE = re.compile(r"\{\{resolve:secretsmanager:[^}]*\}\}")
+TEST_SECRET = "template-test-secret"
+
+
+@dataclass
+class Deployed:
+    synth: Synth
+    receiver: WebhookReceiver
+
+
+@pytest.fixture(scope="module")
+def deployed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployed]:
+    """A stack whose one app sends webhooks to a local receiver (started first: its URL is in the apps file)."""
+    receiver = WebhookReceiver()
+    apps = tmp_path_factory.mktemp("apps") / "apps.json"
+    apps.write_text(json.dumps([{"id": "100001", "key": "template-key", "webhooks": [{"url": receiver.url}]}]))
+    try:
+        yield Deployed(synthesize({"apps_file": str(apps)}), receiver)
+    finally:
+        receiver.stop()
+
+
+@dataclass
+class Moto:
+    table: str
+    queue_url: str
+    sqs: Any
+
+
+def function_environment(synth: Synth, name: str, placeholders: dict[str, str]) -> dict[str, str]:
+    """``name``'s variables as Lambda hands them over: references to the stack's own resources become the
+    test's resource names, dynamic secret references the test secret."""
+    variables = synth.environment(FUNCTIONS[name].handler)
+    return {key: RESOLVE.sub(TEST_SECRET, render(value, placeholders)) for key, value in variables.items()}
+
+
+@pytest.fixture
+def moto_aws(monkeypatch: pytest.MonkeyPatch, deployed: Deployed) -> Iterator[Moto]:
+    import boto3
+    from moto import mock_aws
+
+    from functions import runtime
+    from shared.store.dynamodb import create_table
+
+    for key in [k for k in os.environ if k.startswith("SOCKLESS_")]:
+        monkeypatch.delenv(key)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    monkeypatch.setenv("AWS_REGION", REGION)
+    with mock_aws():
+        create_table(boto3.client("dynamodb", region_name=REGION), "sockless-state")
+        sqs = boto3.client("sqs", region_name=REGION)
+        queue_url = sqs.create_queue(QueueName="sockless-webhooks")["QueueUrl"]
+        runtime.reset()
+        yield Moto("sockless-state", queue_url, sqs)
+        runtime.reset()
+
+
+def use_environment(monkeypatch: pytest.MonkeyPatch, deployed: Deployed, aws: Moto, name: str) -> None:
+    synth = deployed.synth
+    table_id, _ = synth.one("AWS::DynamoDB::GlobalTable")
+    queue_id = next(k for k, v in synth.of_type("AWS::SQS::Queue").items() if "RedrivePolicy" in v["Properties"])
+    api_id, _ = synth.one("AWS::ApiGatewayV2::Api", ProtocolType="WEBSOCKET")
+    placeholders = {
+        table_id: aws.table,
+        queue_id: aws.queue_url,
+        api_id: "abc123",
+        "AWS::Region": REGION,
+        "AWS::URLSuffix": "amazonaws.com",
+        **{logical_id: f"sockless-{logical_id}" for logical_id in synth.of_type("AWS::Lambda::Function")},
+    }
+    for key, value in function_environment(synth, name, placeholders).items():
+        monkeypatch.setenv(key, value)
+
+
+@pytest.mark.parametrize("name", sorted(FUNCTIONS))
+def test_each_function_builds_its_services_from_the_template_environment(
+    monkeypatch: pytest.MonkeyPatch, deployed: Deployed, moto_aws: Moto, name: str
+) -> None:
+    from functions import runtime
+
+    use_environment(monkeypatch, deployed, moto_aws, name)
+    services = runtime.container().services
+    assert [app.key for app in services.settings.apps] == ["template-key"]
+
+
+def test_the_webhooks_function_delivers_with_the_template_environment(
+    monkeypatch: pytest.MonkeyPatch, deployed: Deployed, moto_aws: Moto
+) -> None:
+    from functions.webhooks.handler import handler
+    from local_server.emulator.lambdas import LambdaContext
+
+    use_environment(monkeypatch, deployed, moto_aws, "webhooks")
+    job = {"app_id": "100001", "event": {"name": "channel_occupied", "channel": "c"}, "target": 0, "time_ms": 1}
+    record = {
+        "messageId": "m-1",
+        "receiptHandle": "r-1",
+        "body": json.dumps(job),
+        "attributes": {"ApproximateReceiveCount": "1"},
+        "messageAttributes": {},
+        "eventSource": "aws:sqs",
+        "eventSourceARN": f"arn:aws:sqs:{REGION}:123456789012:sockless-webhooks",
+        "awsRegion": REGION,
+    }
+    result = handler({"Records": [record]}, LambdaContext(function_name="sockless-webhooks", region=REGION))
+    assert result == {"batchItemFailures": []}
+    assert deployed.receiver.events() == [{"name": "channel_occupied", "channel": "c"}]
