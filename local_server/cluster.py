@@ -35,10 +35,15 @@ from redis.exceptions import RedisError
 
 from shared.engine.core import Engine
 from shared.errors import StoreUnavailable
+from shared.redis.client import connect_redis
+from shared.redis.errors import raise_if_cancelling
+from shared.redis.keys import RedisKeys
+from shared.redis.node_index import NodeIndex
+from shared.redis.nodes import RedisNodeRegistry
 from shared.sender.redis import RedisSender
 from shared.services import DriverError
 from shared.settings import Settings
-from shared.store.redis import RedisChannelStore, connect_redis, raise_if_cancelling
+from shared.store.redis import RedisChannelStore
 from shared.types import AppId, SocketId
 
 log = logging.getLogger("sockless.cluster")
@@ -58,7 +63,7 @@ def default_node_id() -> str:
 
 
 class ClusterNode:
-    """Builds the node's Redis client, store and sender, and runs the node's background tasks."""
+    """Builds the node's Redis client, registry, store and sender, and runs the node's background tasks."""
 
     def __init__(self, settings: Settings) -> None:
         store_settings = settings.store
@@ -66,19 +71,27 @@ class ClusterNode:
             raise DriverError("store.url is required by the redis driver")
         self.settings = settings
         self.prefix = store_settings.prefix
+        self.keys = RedisKeys(self.prefix)
         self.node_id = store_settings.node_id or default_node_id()
         self.lease_seconds = store_settings.lease_seconds
         # The lease key lives half the promised removal time; three missed heartbeats still keep it alive.
         self.lease_ttl = self.lease_seconds / 2
         self.client: Redis = connect_redis(store_settings.url, cluster_mode=store_settings.cluster_mode)
+        self.registry = RedisNodeRegistry(self.client, node_id=self.node_id, prefix=self.prefix)
+        index = NodeIndex()  # the store keeps it, the sender reads it
         self.store = RedisChannelStore(
-            self.client,
-            prefix=self.prefix,
-            node_id=self.node_id,
-            ttl_seconds=store_settings.ttl_seconds,
-            track_local=True,
+            self.client, prefix=self.prefix, node=self.registry, index=index, ttl_seconds=store_settings.ttl_seconds
         )
-        self.sender = RedisSender(self.client, self.store, node_id=self.node_id, prefix=self.prefix)
+        self.sender = RedisSender(
+            self.client,
+            node_id=self.node_id,
+            index=index,
+            locator=self.registry,
+            prefix=self.prefix,
+            on_gone=self._gone,
+            on_relayed=self._relayed,
+            on_resubscribed=self._resubscribed,
+        )
         self.engine: Engine | None = None
         self.errors = 0
         self.reaped = 0
@@ -88,15 +101,6 @@ class ClusterNode:
         self._deferred = 0  # orphan candidates too young to judge at the last reconciliation
         self._last_log = 0.0
         self._reconcile_now = asyncio.Event()
-
-    # -- keys ------------------------------------------------------------------------------------------
-
-    def _lease_key(self, node_id: str) -> str:
-        return f"{self.prefix}:lease:{node_id}"
-
-    @property
-    def _nodes_key(self) -> str:
-        return f"{self.prefix}:nodes"
 
     # -- lifecycle -------------------------------------------------------------------------------------
 
@@ -114,9 +118,6 @@ class ClusterNode:
         version = tuple(int(p) for p in str(info.get("redis_version", "7.0.0")).split(".")[:2])
         # Sharded pub/sub (SPUBLISH/SSUBSCRIBE) arrived in Redis 7.0.
         self.sender.sharded = version >= (7, 0)
-        self.sender.on_gone = self._gone
-        self.sender.on_resubscribed = self._resubscribed
-        self.sender.on_relayed = self._relayed
         await self._beat()
         self._tasks = [
             asyncio.create_task(self.sender.listen(), name="cluster-listen"),
@@ -146,7 +147,7 @@ class ClusterNode:
                 log.error("cluster task %s did not stop", task.get_name())
         self._tasks = []
         with contextlib.suppress(*_BACKEND_ERRORS):
-            await self.client.delete(self._lease_key(self.node_id))
+            await self.client.delete(self.keys.lease(self.node_id))
 
     async def close(self) -> None:
         await self.client.aclose()
@@ -173,13 +174,12 @@ class ClusterNode:
 
     async def _beat(self) -> None:
         lease_ms = int(self.lease_ttl * 1000)
-        refreshed = await self.client.set(self._lease_key(self.node_id), str(time.time()), px=lease_ms, xx=True)
+        refreshed = await self.client.set(self.keys.lease(self.node_id), str(time.time()), px=lease_ms, xx=True)
         if not refreshed:
-            await self.client.set(self._lease_key(self.node_id), str(time.time()), px=lease_ms)
-        await self.client.sadd(self._nodes_key, self.node_id)
+            await self.client.set(self.keys.lease(self.node_id), str(time.time()), px=lease_ms)
+        await self.client.sadd(self.keys.nodes, self.node_id)
         await self._refresh_peers()
-        if self.store.node_apps:
-            await self.client.sadd(self.store.node_apps_key(self.node_id), *sorted(self.store.node_apps))
+        await self.registry.remember_apps()
         if not refreshed or self._held_since is None:
             # Our own lease lapsed, or we were cut off: peers may have reaped us, and until we have held
             # the lease for a full term again we cannot tell a dead peer from a partition or a stalled Redis.
@@ -189,7 +189,7 @@ class ClusterNode:
             self._held_since = time.monotonic()
 
     async def _registered_nodes(self) -> set[str]:
-        return {n.decode() if isinstance(n, bytes) else n for n in await self.client.smembers(self._nodes_key)}
+        return {n.decode() if isinstance(n, bytes) else n for n in await self.client.smembers(self.keys.nodes)}
 
     async def _refresh_peers(self) -> None:
         """The nodes channel broadcasts go to: every registered node but this one, until reaped (a message
@@ -248,12 +248,12 @@ class ClusterNode:
         nodes = await self._registered_nodes()
         self._missing = {node: since for node, since in self._missing.items() if node in nodes}
         for node in sorted(nodes - {self.node_id}):
-            if await self.client.exists(self._lease_key(node)):
+            if await self.client.exists(self.keys.lease(node)):
                 self._missing.pop(node, None)
                 continue
             if now - self._missing.setdefault(node, now) < self.lease_ttl / 3:
                 continue
-            lock = f"{self.prefix}:reap:{node}"
+            lock = self.keys.reap_lock(node)
             if not await self.client.set(lock, self.node_id, nx=True, px=int(self.lease_seconds * 3000)):
                 continue
             try:
@@ -266,13 +266,13 @@ class ClusterNode:
     async def reap(self, node: str) -> int:
         """Remove every connection of a dead node, with the same effects as their clients disconnecting."""
         removed = 0
-        for app_id in sorted(await self.store.apps_of_node(node)):
-            sockets = sorted(await self.store.node_sockets(app_id, node))
+        for app_id in sorted(await self.registry.apps_of_node(node)):
+            sockets = sorted(await self.registry.node_sockets(app_id, node))
             removed += await self._disconnect_all(app_id, sockets)
-            await self.store.forget_node(node, app_id)
-        await self.store.forget_node(node)
-        if not await self.client.exists(self._lease_key(node)):
-            await self.client.srem(self._nodes_key, node)
+            await self.registry.forget_node(node, app_id)
+        await self.registry.forget_node(node)
+        if not await self.client.exists(self.keys.lease(node)):
+            await self.client.srem(self.keys.nodes, node)
         self.reaped += removed
         log.info("cluster: reaped node %s (%d connections)", node, removed)
         return removed
@@ -310,13 +310,13 @@ class ClusterNode:
     async def reconcile(self) -> tuple[int, int]:
         """Make the store and this node's sockets agree; returns (orphans removed, sockets closed)."""
         held = {socket_id for socket_id, _ in self.sender.transports()}  # before reading the store
-        apps = self.store.node_apps | await self.store.apps_of_node(self.node_id)
+        apps = self.registry.apps | await self.registry.apps_of_node(self.node_id)
         recorded: set[SocketId] = set()
         orphans_removed = 0
         self._deferred = 0
         now = time.time()
         for app_id in sorted(apps):
-            stored = await self.store.node_sockets(app_id, self.node_id)
+            stored = await self.registry.node_sockets(app_id, self.node_id)
             recorded |= stored
             candidates = sorted(stored - held - {s for s, _ in self.sender.transports()})
             if not candidates:
@@ -340,8 +340,8 @@ class ClusterNode:
 
     async def touch(self) -> None:
         held = {socket_id for socket_id, _ in self.sender.transports()}
-        for app_id in sorted(self.store.node_apps):
-            live = sorted(await self.store.node_sockets(app_id, self.node_id) & held)
+        for app_id in sorted(self.registry.apps):
+            live = sorted(await self.registry.node_sockets(app_id, self.node_id) & held)
             await self.store.refresh_ttl(app_id, live)
 
 
@@ -356,7 +356,12 @@ class ClusterCollector(Collector):
         errors = CounterMetricFamily(
             "sockless_redis_errors", "Redis operations that failed, by component", labels=["component"]
         )
-        components: dict[str, object] = {"store": node.store, "sender": node.sender, "cluster": node}
+        components: dict[str, object] = {
+            "store": node.store,
+            "registry": node.registry,
+            "sender": node.sender,
+            "cluster": node,
+        }
         if node.engine is not None:
             components["queue"] = node.engine.webhooks.queue
             components["limiter"] = node.engine.limiter

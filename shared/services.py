@@ -29,7 +29,7 @@ def _redis_client(url: str | None, cluster_mode: bool, clients: dict[str, Any], 
         return clients["redis"], False
     if not url:
         raise DriverError(f"{field} is required by the redis driver")
-    from shared.store.redis import connect_redis
+    from shared.redis.client import connect_redis
 
     return connect_redis(url, cluster_mode=cluster_mode), True
 
@@ -46,7 +46,6 @@ def create_store(settings: StoreSettings, **clients: Any) -> ChannelStore:
         return RedisChannelStore(
             client,
             prefix=settings.prefix,
-            node_id=clients.get("node_id"),
             ttl_seconds=settings.ttl_seconds,
             owns_client=owned,
         )

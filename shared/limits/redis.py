@@ -14,7 +14,8 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from shared.limits.memory import MemoryRateLimiter
-from shared.store.redis import CountsErrors, raise_if_cancelling
+from shared.redis.errors import CountsErrors, raise_if_cancelling
+from shared.redis.keys import RedisKeys
 
 log = logging.getLogger("sockless.redis")
 
@@ -35,7 +36,7 @@ _LOG_EVERY_SECONDS = 10.0
 class RedisRateLimiter(CountsErrors):
     def __init__(self, client: Redis, *, prefix: str = "sockless", owns_client: bool = False) -> None:
         self.client = client
-        self.prefix = prefix
+        self.keys = RedisKeys(prefix)
         self._owns_client = owns_client
         self._hit = client.register_script(_HIT)
         self._fallback = MemoryRateLimiter()
@@ -44,7 +45,7 @@ class RedisRateLimiter(CountsErrors):
     async def hit(self, key: str, limit: int, window_seconds: float) -> bool:
         window_ms = max(int(window_seconds * 1000), 0)  # PEXPIRE 0 deletes the key: a 0 s window is a probe
         try:
-            allowed = bool(await self._hit(keys=[f"{self.prefix}:rl:{key}"], args=[limit, window_ms]))
+            allowed = bool(await self._hit(keys=[self.keys.rate_limit(key)], args=[limit, window_ms]))
             raise_if_cancelling()
             return allowed
         except (RedisError, OSError) as exc:

@@ -2,18 +2,18 @@
 
 Each node subscribes to one channel of its own (``<prefix>:node:<node id>``, sharded pub/sub on Redis 7+).
 A broadcast to a list of sockets (``broadcast``: a user's sockets, watchers) writes the node's own sockets
-directly, then looks up which node holds each other socket (the store records it; the answer is cached, a
-socket never moves) and publishes *one* message per node that holds recipients, listing them. That node
-writes the frame to those of its sockets, so each socket gets the frame exactly once and nodes without
-recipients get nothing.
+directly, then looks up which node holds each other socket (a ``SocketLocator``: the node registry,
+``shared/redis/nodes.py``; the answer is cached, a socket never moves) and publishes *one* message per node
+that holds recipients, listing them. That node writes the frame to those of its sockets, so each socket gets
+the frame exactly once and nodes without recipients get nothing.
 
 A broadcast to a *channel* (``broadcast_channel``: REST publishes, client events, member_added/removed,
-subscription counts) needs no list at all: the node writes its own subscribers from the store's in-process
-index of its sockets' subscriptions, and publishes one small message to every peer node, which does the
-same with its own index. No read of the channel's subscribers from Redis, no socket ids on the wire: one
-pipelined round trip per event whatever the channel's size. Peers are the nodes in ``<prefix>:nodes``
-(refreshed with each heartbeat); a node starting up announces itself (``H``) before it accepts sockets, so
-no peer misses it.
+subscription counts) needs no list at all: the node writes its own subscribers from its in-process index of
+its sockets' subscriptions (a ``ChannelIndex``: ``shared/redis/node_index.py``), and publishes one small
+message to every peer node, which does the same with its own index. No read of the channel's subscribers
+from Redis, no socket ids on the wire: one pipelined round trip per event whatever the channel's size. Peers
+are the nodes in ``<prefix>:nodes`` (refreshed with each heartbeat); a node starting up announces itself
+(``H``) before it accepts sockets, so no peer misses it.
 
 Wire format, one Redis message: ``B<app>\\n<id>,<id>...\\n<frame>`` (broadcast to sockets),
 ``C<app>\\n<channel>\\n<except socket or empty>\\n<frame>`` (broadcast to a channel),
@@ -29,21 +29,43 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Collection, Coroutine, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from shared.errors import StoreUnavailable
+from shared.redis.errors import raise_if_cancelling
+from shared.redis.keys import RedisKeys
 from shared.sender.base import Delivery
 from shared.sender.local import LocalSender
-from shared.store.redis import RedisChannelStore, raise_if_cancelling
 from shared.types import AppId, ChannelName, SocketId
 
 log = logging.getLogger("sockless.cluster")
 
 # Called with sockets a peer routed here that this node does not hold (the engine cleans them up).
 GoneHandler = Callable[[AppId, Sequence[SocketId]], Coroutine[Any, Any, None]]
+# Called with the frames written here for a peer's channel broadcast: (app, frames, bytes), for metrics.
+RelayedHandler = Callable[[AppId, int, int], None]
+
+
+class ChannelIndex(Protocol):
+    """This node's own subscribers of each channel, kept in process."""
+
+    def sockets(self, app_id: AppId, channel: ChannelName) -> Collection[SocketId]:
+        """Exact for the sockets this node holds; read without awaiting in between (it changes as they
+        subscribe and leave)."""
+        ...
+
+
+class SocketLocator(Protocol):
+    """Where each socket of the cluster lives."""
+
+    async def socket_nodes(self, app_id: AppId, socket_ids: Sequence[SocketId]) -> list[str | None]:
+        """The node holding each socket (``None``: not connected any more), in the order given; raises
+        ``StoreUnavailable``."""
+        ...
+
 
 _ROUTE_CACHE_SIZE = 200_000
 _RELEASED_SECONDS = 60.0
@@ -51,10 +73,6 @@ _RELEASED_MAX = 100_000
 _LOG_EVERY_SECONDS = 10.0
 # Batches sent or waiting for their turn before channel broadcasts wait for theirs (backpressure).
 _MAX_BATCHES_IN_FLIGHT = 64
-
-
-def node_channel(prefix: str, node_id: str) -> str:
-    return f"{prefix}:node:{node_id}"
 
 
 def _batched(messages: list[bytes]) -> bytes:
@@ -78,31 +96,38 @@ def _retrieve(future: asyncio.Future[None]) -> None:
 
 
 class RedisSender(LocalSender):
-    """A ``LocalSender`` (the server registers its sockets here) that routes everything else through Redis."""
+    """A ``LocalSender`` (the server registers its sockets here) that routes everything else through Redis.
+
+    ``index`` must be the one the node's store keeps (``RedisChannelStore(index=...)``). ``on_gone`` removes
+    sockets a peer routed here that this node does not hold; ``on_resubscribed`` runs after the listener
+    reconnects (see :meth:`listen`).
+    """
 
     def __init__(
         self,
         client: Redis,
-        store: RedisChannelStore,
         *,
         node_id: str,
+        index: ChannelIndex,
+        locator: SocketLocator,
         prefix: str = "sockless",
         sharded: bool = True,
+        on_gone: GoneHandler | None = None,
+        on_relayed: RelayedHandler | None = None,
+        on_resubscribed: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         super().__init__()
-        if not store.track_local:
-            raise ValueError("a node's RedisSender needs its store to track the node's subscriptions (track_local)")
         self.client = client
-        self.store = store
+        self.index = index
+        self.locator = locator
         self.node_id = node_id
-        self.prefix = prefix
+        self.keys = RedisKeys(prefix)
         self.sharded = sharded
-        self.channel = node_channel(prefix, node_id)
-        self.on_gone: GoneHandler | None = None
-        # Frames written here for a peer's channel broadcast: (app, frames, bytes), for the node's metrics.
-        self.on_relayed: Callable[[AppId, int, int], None] | None = None
+        self.channel = self.keys.node_channel(node_id)
+        self.on_gone = on_gone
+        self.on_relayed = on_relayed
+        self.on_resubscribed = on_resubscribed
         self.peers: set[str] = set()  # other nodes of the cluster (ClusterNode keeps it current)
-        self.on_resubscribed: Callable[[], Awaitable[None]] | None = None
         self.listening = False
         self.errors = 0
         self.published = 0  # messages published to peers (one per node per broadcast)
@@ -153,7 +178,7 @@ class RedisSender(LocalSender):
             else:
                 groups.setdefault(node, []).append(socket_id)
         if unknown:
-            nodes = await self.store.socket_nodes(app_id, unknown)
+            nodes = await self.locator.socket_nodes(app_id, unknown)
             for socket_id, node in zip(unknown, nodes, strict=True):
                 if node is None:
                     groups.setdefault("", []).append(socket_id)
@@ -223,12 +248,12 @@ class RedisSender(LocalSender):
         """One message per node; several nodes share one round trip (a pipeline)."""
         if len(messages) == 1:
             ((node, message),) = messages.items()
-            channel = node_channel(self.prefix, node)
+            channel = self.keys.node_channel(node)
             await (self.client.spublish(channel, message) if self.sharded else self.client.publish(channel, message))
         else:
             async with self.client.pipeline(transaction=False) as pipe:
                 for node, message in messages.items():
-                    channel = node_channel(self.prefix, node)
+                    channel = self.keys.node_channel(node)
                     if self.sharded:
                         pipe.spublish(channel, message)
                     else:
@@ -268,7 +293,7 @@ class RedisSender(LocalSender):
     ) -> Delivery:
         """Write this node's subscribers of ``channel`` and have every peer write its own (see the module
         docstring). ``sent`` counts this node's writes; each peer counts its own (``on_relayed``)."""
-        sockets = self.store.local_sockets(app_id, channel)
+        sockets = self.index.sockets(app_id, channel)
         local = await LocalSender.broadcast(self, app_id, sockets, frame, except_socket) if sockets else None
         # Sockets in the index but no longer registered are closing: their removal is already under way.
         sent = local.sent if local is not None else 0
@@ -344,7 +369,7 @@ class RedisSender(LocalSender):
         elif kind == b"C":
             app, channel, skip, frame = body.split(b"\n", 3)
             app_id = AppId(app.decode())
-            sockets = self.store.local_sockets(app_id, ChannelName(channel.decode()))
+            sockets = self.index.sockets(app_id, ChannelName(channel.decode()))
             if sockets:
                 except_socket = SocketId(skip.decode()) if skip else None
                 delivery = await LocalSender.broadcast(self, app_id, sockets, frame, except_socket)

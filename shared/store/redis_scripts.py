@@ -4,25 +4,8 @@ Every script gets one key, the app's key prefix (``<prefix>:{<app_id>}:``), and 
 keys from it. The ``{app_id}`` hash tag puts all of an app's keys in one cluster slot, which is what lets
 a script touch them together on Redis Cluster and ElastiCache Serverless (cluster mode only).
 
-Keys under the prefix ``P``:
-
-- ``P conns``        hash  socket id -> connection record (JSON of strings: at, n(ode), c(onnectionId), u(ser),
-  d(ata), w(atchlist))
-- ``P seen``         zset  socket id -> last sign of life (seconds), for the Lambda path's stale sweep
-- ``P cid``          hash  socket id -> API Gateway connectionId (Lambda path only)
-- ``P sn``           hash  socket id -> node id (routing for cross-node fan-out; local server only)
-- ``P node:<node>``  set   the node's socket ids (what a peer removes when the node's lease expires)
-- ``P ch:<channel>`` hash  socket id -> "" or "=<user id>" (the presence member the socket joined as)
-- ``P mc:<channel>`` hash  user id -> number of the user's sockets in the presence channel
-- ``P mi:<channel>`` hash  user id -> user_info JSON
-- ``P sc:<socket>``  set   the socket's channels
-- ``P chans``        set   occupied channels
-- ``P u:<user>``     set   the user's signed-in sockets
-- ``P w:<user>``     set   sockets whose watchlist holds the user
-- ``P cache:<channel>`` string, the last event of a cache channel, with its own TTL
-
-Two keys live outside the apps' slots, written by separate commands: ``<prefix>:cid:<connectionId>``
-(-> app and socket id, for ``$disconnect`` on Lambda) and ``<prefix>:apps`` (the apps the sweep visits).
+The key layout under that prefix ``P`` is in ``shared/redis/keys.py`` (``RedisKeys``), with the keys outside
+the apps' slots.
 
 Every key a script writes gets ``EXPIRE ttl`` (when ttl > 0), so state nobody writes any more disappears;
 live nodes refresh the keys of their own sockets with ``REFRESH``.

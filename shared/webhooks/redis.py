@@ -23,7 +23,8 @@ from collections.abc import Sequence
 
 from redis.asyncio import Redis
 
-from shared.store.redis import CountsErrors
+from shared.redis.errors import CountsErrors
+from shared.redis.keys import RedisKeys
 from shared.webhooks.base import MAX_DELAY_SECONDS, WebhookJob
 
 _NOW = """
@@ -103,7 +104,7 @@ class RedisWebhookQueue(CountsErrors):
     ) -> None:
         self.client = client
         self.visibility_timeout = visibility_timeout
-        self._q = f"{prefix}:{{webhooks}}:"
+        self._q = RedisKeys(prefix).webhook_queue
         self._owns_client = owns_client
         self._push = client.register_script(_PUSH)
         self._receive = client.register_script(_RECEIVE)

@@ -25,7 +25,9 @@ from collections.abc import AsyncIterator
 from redis.asyncio import Redis
 
 from shared.limits.redis import RedisRateLimiter
-from shared.store.redis import RedisChannelStore, connect_redis
+from shared.redis.client import connect_redis
+from shared.redis.nodes import RedisNodeRegistry
+from shared.store.redis import RedisChannelStore
 from shared.webhooks.redis import RedisWebhookQueue
 
 REDIS_URL = os.environ.get("SOCKLESS_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
@@ -137,7 +139,8 @@ async def redis_client(prefix: str, *, cluster_mode: bool = False) -> AsyncItera
 async def redis_store(node_id: str | None = None, cluster_mode: bool = False) -> AsyncIterator[RedisChannelStore]:
     prefix = unique_prefix()
     async with redis_client(prefix, cluster_mode=cluster_mode) as client:
-        store = RedisChannelStore(client, prefix=prefix, node_id=node_id)
+        node = None if node_id is None else RedisNodeRegistry(client, node_id=node_id, prefix=prefix)
+        store = RedisChannelStore(client, prefix=prefix, node=node)
         try:
             yield store
         finally:

@@ -12,7 +12,8 @@ import pytest
 import redis
 from redis.exceptions import ResponseError
 
-from shared.store.redis import BatchedScript, connect_redis
+from shared.redis.batching import BatchedScript
+from shared.redis.client import connect_redis
 from tests.redis.conftest import RedisServer
 
 pytestmark = pytest.mark.redis

@@ -13,7 +13,7 @@ import pytest
 
 from shared.errors import StoreUnavailable
 from shared.limits.redis import RedisRateLimiter
-from shared.store.redis import connect_redis
+from shared.redis.client import connect_redis
 from shared.types import AppId
 from shared.webhooks.base import WebhookJob
 from shared.webhooks.redis import RedisWebhookQueue

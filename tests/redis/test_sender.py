@@ -15,9 +15,12 @@ from dataclasses import dataclass, field
 import pytest
 from redis.asyncio import Redis
 
+from shared.redis.client import connect_redis
+from shared.redis.node_index import NodeIndex
+from shared.redis.nodes import RedisNodeRegistry
 from shared.sender.redis import RedisSender
 from shared.store.base import Connection, Member, Subscription
-from shared.store.redis import RedisChannelStore, connect_redis
+from shared.store.redis import RedisChannelStore
 from shared.types import AppId, ChannelName, SocketId, UserId
 from tests.redis.backend import REDIS_URL, redis_client, unique_prefix
 from tests.serverproc import free_port
@@ -57,6 +60,14 @@ class Node:
         return recorder
 
 
+def node_parts(client: Redis, prefix: str, node_id: str) -> tuple[RedisChannelStore, RedisSender]:
+    """A node's store and sender as ``ClusterNode`` wires them: one registry, one subscription index."""
+    registry = RedisNodeRegistry(client, node_id=node_id, prefix=prefix)
+    index = NodeIndex()
+    store = RedisChannelStore(client, prefix=prefix, node=registry, index=index)
+    return store, RedisSender(client, node_id=node_id, index=index, locator=registry, prefix=prefix)
+
+
 @contextlib.asynccontextmanager
 async def nodes(count: int) -> AsyncIterator[list[Node]]:
     prefix = unique_prefix()
@@ -65,8 +76,7 @@ async def nodes(count: int) -> AsyncIterator[list[Node]]:
         try:
             for n in range(count):
                 client = connect_redis(REDIS_URL)
-                store = RedisChannelStore(client, prefix=prefix, node_id=f"n{n}", track_local=True)
-                sender = RedisSender(client, store, node_id=f"n{n}", prefix=prefix)
+                store, sender = node_parts(client, prefix, f"n{n}")
                 started.append(Node(sender, store, client, asyncio.create_task(sender.listen())))
             deadline = time.monotonic() + 5
             while not all(n.sender.listening for n in started):
@@ -213,7 +223,7 @@ async def test_sockets_that_left_the_channel_or_disconnected_get_no_channel_broa
         await asyncio.sleep(0.2)
         assert leaves.frames == []
         assert closes.frames == []
-        assert b.store.local_sockets(APP, ChannelName("news")) == {SocketId("2.1")}
+        assert b.sender.index.sockets(APP, ChannelName("news")) == {SocketId("2.1")}
 
 
 async def test_a_node_that_announces_itself_gets_the_peers_channel_broadcasts() -> None:
@@ -251,20 +261,13 @@ async def test_a_nodes_index_answers_its_sockets_subscriptions_as_redis_does() -
         await a.store.subscribe(APP, socket, channel, Member(user_id=UserId("u1"), user_info={}), 100)
         # A repeated subscribe changes nothing, in Redis or in the index.
         await a.store.subscribe(APP, socket, channel, Member(user_id=UserId("u2"), user_info={}), 100)
-        redis_only = RedisChannelStore(a.client, prefix=a.store.prefix)  # no index: asks Redis
+        redis_only = RedisChannelStore(a.client, prefix=a.store.keys.prefix)  # no index: asks Redis
         assert await a.store.subscription(APP, socket, channel) == Subscription(user_id=UserId("u1"))
         assert await redis_only.subscription(APP, socket, channel) == Subscription(user_id=UserId("u1"))
 
         await a.store.unsubscribe(APP, socket, channel)
         assert await a.store.subscription(APP, socket, channel) is None
         assert await redis_only.subscription(APP, socket, channel) is None
-
-
-def test_a_node_sender_refuses_a_store_that_does_not_track_its_subscriptions() -> None:
-    client = connect_redis(REDIS_URL)
-    store = RedisChannelStore(client, prefix=unique_prefix(), node_id="n0")
-    with pytest.raises(ValueError, match="track_local"):
-        RedisSender(client, store, node_id="n0", prefix="x")
 
 
 async def test_disconnect_is_routed_to_the_node_holding_the_socket() -> None:
@@ -284,8 +287,7 @@ async def test_send_to_a_remote_socket_is_routed() -> None:
 
 async def test_local_sockets_keep_getting_frames_while_redis_is_unreachable() -> None:
     client = connect_redis(f"redis://127.0.0.1:{free_port()}/0")
-    store = RedisChannelStore(client, prefix=unique_prefix(), node_id="n0", track_local=True)
-    sender = RedisSender(client, store, node_id="n0", prefix="x")
+    _, sender = node_parts(client, unique_prefix(), "n0")
     local = Recorder()
     sender.register(SocketId("1.1"), local)
     try:

@@ -13,8 +13,10 @@ import pytest
 from redis.asyncio import Redis
 
 from shared.errors import StoreUnavailable
+from shared.redis.client import connect_redis
+from shared.redis.nodes import RedisNodeRegistry
 from shared.store.base import Connection, JoinResult, Member
-from shared.store.redis import RedisChannelStore, connect_redis
+from shared.store.redis import RedisChannelStore
 from shared.types import AppId, ChannelName, SocketId, UserId
 from tests.redis.backend import REDIS_URL, redis_client, unique_prefix
 from tests.serverproc import free_port
@@ -50,7 +52,10 @@ async def client(prefix: str) -> AsyncIterator[Redis]:
 async def test_presence_decisions_hold_across_separate_clients(prefix: str) -> None:
     """Two processes are two connections: Redis runs each script alone, whichever connection sent it."""
     clients = [connect_redis(REDIS_URL) for _ in range(2)]
-    stores = [RedisChannelStore(c, prefix=prefix, node_id=f"node-{i}") for i, c in enumerate(clients)]
+    stores = [
+        RedisChannelStore(c, prefix=prefix, node=RedisNodeRegistry(c, node_id=f"node-{i}", prefix=prefix))
+        for i, c in enumerate(clients)
+    ]
     try:
         for n in range(20):
             assert await stores[n % 2].add_connection(connection(n), None)
@@ -108,7 +113,8 @@ async def test_zero_ttl_keeps_keys_until_removed(prefix: str, client: Redis) -> 
 
 
 async def test_refresh_ttl_gives_a_live_sockets_keys_their_full_ttl_back(prefix: str, client: Redis) -> None:
-    store = RedisChannelStore(client, prefix=prefix, node_id="n1", ttl_seconds=600)
+    node = RedisNodeRegistry(client, node_id="n1", prefix=prefix)
+    store = RedisChannelStore(client, prefix=prefix, node=node, ttl_seconds=600)
     await store.add_connection(connection(1), None)
     await store.sign_in(APP, sid(1), UserId("u1"), "{}", (UserId("u2"),))
     await store.subscribe(APP, sid(1), PRESENCE, Member(UserId("u1"), None), 100)
@@ -123,17 +129,19 @@ async def test_refresh_ttl_gives_a_live_sockets_keys_their_full_ttl_back(prefix:
 
 
 async def test_node_registry_follows_connections(prefix: str, client: Redis) -> None:
-    node_a = RedisChannelStore(client, prefix=prefix, node_id="a")
-    node_b = RedisChannelStore(client, prefix=prefix, node_id="b")
+    registry = RedisNodeRegistry(client, node_id="a", prefix=prefix)
+    node_a = RedisChannelStore(client, prefix=prefix, node=registry)
+    node_b = RedisChannelStore(client, prefix=prefix, node=RedisNodeRegistry(client, node_id="b", prefix=prefix))
     await node_a.add_connection(connection(1), None)
     await node_b.add_connection(connection(2), None)
 
-    assert await node_a.socket_nodes(APP, [sid(1), sid(2), sid(3)]) == ["a", "b", None]
-    assert await node_a.node_sockets(APP, "b") == {sid(2)}
-    assert await node_a.apps_of_node("b") == {APP}
+    assert await registry.socket_nodes(APP, [sid(1), sid(2), sid(3)]) == ["a", "b", None]
+    assert await registry.node_sockets(APP, "b") == {sid(2)}
+    assert await registry.apps_of_node("b") == {APP}
+    assert registry.apps == {APP}
     await node_a.remove_connection(APP, sid(2))
-    assert await node_a.node_sockets(APP, "b") == set()
-    assert await node_a.socket_nodes(APP, [sid(2)]) == [None]
+    assert await registry.node_sockets(APP, "b") == set()
+    assert await registry.socket_nodes(APP, [sid(2)]) == [None]
 
 
 async def test_connection_ids_map_both_ways_for_the_lambda_path(prefix: str, client: Redis) -> None:
