@@ -57,6 +57,11 @@ class DeployConfig:
     store: StoreKind = "dynamodb"
     apps: tuple[AppEntry, ...] = ()
     ping_route: PingRoute = "mock"
+    # $default through the SQS FIFO frames queue: one connection's frames take effect in the order sent
+    # (docs/aws.md "Frames of one connection in order"); false: each frame invokes the function directly
+    # (lower latency, frames of one connection may run concurrently and out of order). Off until the
+    # template-driven emulator runs the queue's integration.
+    ordered_frames: bool = False
     stage_name: str = "prod"
     log_retention_days: int = 30
     # Caps the fan-out function: a runaway broadcast loop must not eat the account's Lambda concurrency or
@@ -170,6 +175,7 @@ def from_context(get: Any) -> DeployConfig:
             value("webhooks_max_concurrency", defaults.webhooks_max_concurrency), "webhooks_max_concurrency", minimum=2
         ),
         alarm_email=str(alarm_email) if alarm_email else None,
+        ordered_frames=_flag(value("ordered_frames", defaults.ordered_frames), "ordered_frames"),
         apigw_logging_role=_flag(value("apigw_logging_role", defaults.apigw_logging_role), "apigw_logging_role"),
         execute_api_endpoint=_flag(
             value("execute_api_endpoint", defaults.execute_api_endpoint), "execute_api_endpoint"

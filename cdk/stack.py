@@ -25,6 +25,7 @@ from cdk.components.bundle import (
     pinned_requirements,
 )
 from cdk.components.edge import Edge
+from cdk.components.frames import FramesQueue
 from cdk.components.functions import ARCHITECTURE, RUNTIME, Placement, SocklessFunction
 from cdk.components.http_api import RestGateway
 from cdk.components.monitoring import POWERTOOLS_NAMESPACE, Monitoring
@@ -184,12 +185,19 @@ class SocklessStack(cdk.Stack):
         fn = {name: f.function for name, f in self.functions.items()}
 
         # -- APIs --------------------------------------------------------------------------------------------
+        self.frames: FramesQueue | None = None
+        if config.ordered_frames:
+            self.frames = FramesQueue(
+                self, "Frames", consumer_timeout=cdk.Duration.seconds(FUNCTIONS["message"].timeout_seconds)
+            )
+            self.frames.attach_consumer(fn["message"])
         self.websocket = WebSocketGateway(
             self,
             "WebSocket",
             connect=fn["connect"],
             disconnect=fn["disconnect"],
             message=fn["message"],
+            default_integration=self.frames.integration() if self.frames is not None else None,
             stage_name=config.stage_name,
             ping_route=config.ping_route,
             throttle_rate=config.stage_throttle_rate,

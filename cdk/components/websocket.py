@@ -55,6 +55,7 @@ class WebSocketGateway(Construct):
         disconnect: lambda_.IFunction,
         message: lambda_.IFunction,
         stage_name: str,
+        default_integration: apigwv2.WebSocketRouteIntegration | None = None,
         ping_route: str,
         throttle_rate: int,
         throttle_burst: int,
@@ -73,8 +74,9 @@ class WebSocketGateway(Construct):
             disconnect_route_options=apigwv2.WebSocketRouteOptions(
                 integration=integrations.WebSocketLambdaIntegration("Disconnect", disconnect)
             ),
+            # The ordered frames queue (cdk/components/frames.py) when given, else the function directly.
             default_route_options=apigwv2.WebSocketRouteOptions(
-                integration=integrations.WebSocketLambdaIntegration("Message", message)
+                integration=default_integration or integrations.WebSocketLambdaIntegration("Message", message)
             ),
         )
         if ping_route == "mock":

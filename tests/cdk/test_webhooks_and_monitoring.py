@@ -11,7 +11,10 @@ from tests.cdk.conftest import Synth, render, synthesize
 def _queues(synth: Synth) -> tuple[tuple[str, dict[str, Any]], tuple[str, dict[str, Any]]]:
     """(queue, dead-letter queue), each as (logical id, properties)."""
     queues = synth.of_type("AWS::SQS::Queue")
-    [main_id] = [k for k, v in queues.items() if "RedrivePolicy" in v["Properties"]]
+    # The webhook queue: the standard queue with a DLQ (the ordered frames queue is FIFO, test_frames.py).
+    [main_id] = [
+        k for k, v in queues.items() if "RedrivePolicy" in v["Properties"] and not v["Properties"].get("FifoQueue")
+    ]
     dlq_id = queues[main_id]["Properties"]["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"][0]
     return (main_id, queues[main_id]["Properties"]), (dlq_id, queues[dlq_id]["Properties"])
 

@@ -30,11 +30,11 @@ def test_routes_are_selected_by_the_pusher_event_field(either: Synth) -> None:
     )
 
 
-def test_connect_disconnect_and_default_routes_invoke_their_handlers(either: Synth) -> None:
+def test_connect_and_disconnect_routes_invoke_their_handlers(either: Synth) -> None:
+    # $default goes through the ordered frames queue (tests/cdk/test_frames.py).
     expected = {
         "$connect": "functions.connect.handler.handler",
         "$disconnect": "functions.disconnect.handler.handler",
-        "$default": "functions.message.handler.handler",
     }
     for route_key, handler in expected.items():
         integration = _route_target(either, route_key)[1]["Properties"]
