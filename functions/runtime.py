@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from functions.connections import Connections
     from shared.sender.apigateway import FanoutChunk
     from shared.sender.base import Sender
-    from shared.webhooks.targets import Targets
+    from shared.webhooks.base import TargetPicker
 
 log = logging.getLogger("sockless.lambda")
 
@@ -58,7 +58,7 @@ class Container:
         self._clients: dict[tuple[str, str | None], Any] = {}
         self._services: Services | None = None
         self.metrics = EmfMetrics()
-        self._targets: Targets | None = None
+        self._targets: TargetPicker | None = None
         self._connections: Connections | None = None
         self._lock = threading.Lock()
         self.generation = 0
@@ -124,7 +124,7 @@ class Container:
             FunctionName=function_name, InvocationType="Event", Payload=json.dumps(payload).encode()
         )
 
-    def webhook_targets(self) -> Targets:
+    def webhook_targets(self) -> TargetPicker:
         """HTTP webhooks through urllib3 (bundled with boto3; no aiohttp in Lambda), Lambda targets through
         this container's session and the configured Lambda endpoint. Pools are reused by warm starts."""
         if self._targets is None:

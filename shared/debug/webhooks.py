@@ -10,8 +10,8 @@ from typing import Any
 from shared.apps.base import AppStore
 from shared.debug.tap import DebugTap
 from shared.settings import WebhookConfig
+from shared.webhooks.base import Outcome, TargetPicker, WebhookTarget
 from shared.webhooks.dispatcher import describe
-from shared.webhooks.targets import Outcome, Targets, WebhookTarget
 
 
 class _TappedTarget:
@@ -41,11 +41,10 @@ class _TappedTarget:
         self.tap.webhook(app.id, describe(hook), events, outcome.ok, outcome.detail, ms)
 
 
-class TappedTargets(Targets):
+class TappedTargets:
     """The same targets, each delivery reported to the tap with its outcome and duration."""
 
-    def __init__(self, inner: Targets, tap: DebugTap, apps: AppStore) -> None:
-        super().__init__(inner.http, inner.lambda_)
+    def __init__(self, inner: TargetPicker, tap: DebugTap, apps: AppStore) -> None:
         self.inner = inner
         self.tap = tap
         self.apps = apps
@@ -55,6 +54,6 @@ class TappedTargets(Targets):
         return None if target is None else _TappedTarget(target, self.tap, self.apps)
 
 
-def tap_targets(targets: Targets, tap: DebugTap | None, apps: AppStore) -> Targets:
+def tap_targets(targets: TargetPicker, tap: DebugTap | None, apps: AppStore) -> TargetPicker:
     """``targets`` unchanged when there is no tap (the console is off)."""
     return targets if tap is None else TappedTargets(targets, tap, apps)

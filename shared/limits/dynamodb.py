@@ -16,8 +16,9 @@ from concurrent.futures import Executor
 from typing import Any
 
 from shared.aws_io import AWS_ERRORS, AwsCaller, error_code, unavailable
+from shared.dynamodb.items import key as item_key
+from shared.dynamodb.items import n
 from shared.errors import StoreUnavailable
-from shared.store.dynamodb_table import n
 
 MAX_ATTEMPTS = 5
 
@@ -57,13 +58,13 @@ class DynamoDBRateLimiter:
         return True, {}
 
     async def hit(self, key: str, limit: int, window_seconds: float) -> bool:
-        item_key = {"pk": {"S": f"rl#{key}"}, "sk": {"S": "window"}}
+        window = item_key(f"rl#{key}", "window")
         names = {"#n": "n", "#until": "until"}
         for _ in range(MAX_ATTEMPTS):
             now = self._clock()
             counted, old = await self._write(
                 "update_item",
-                Key=item_key,
+                Key=window,
                 UpdateExpression="ADD #n :one",
                 ConditionExpression="#until > :now AND #n < :limit",
                 ExpressionAttributeNames=names,
@@ -78,7 +79,7 @@ class DynamoDBRateLimiter:
             until = now + window_seconds
             opened, _ = await self._write(
                 "put_item",
-                Item={**item_key, "n": n(1), "until": n(until), "ttl": n(int(until) + 60)},
+                Item={**window, "n": n(1), "until": n(until), "ttl": n(int(until) + 60)},
                 ConditionExpression="attribute_not_exists(#until) OR #until <= :now",
                 ExpressionAttributeNames={"#until": "until"},
                 ExpressionAttributeValues={":now": n(now)},
@@ -93,7 +94,7 @@ class DynamoDBRateLimiter:
 
     async def check_health(self) -> bool:
         try:
-            await self._aws.call("get_item", TableName=self.table, Key={"pk": {"S": "health"}, "sk": {"S": "health"}})
+            await self._aws.call("get_item", TableName=self.table, Key=item_key("health", "health"))
         except AWS_ERRORS:
             return False
         return True

@@ -23,6 +23,8 @@ from collections.abc import Callable, Collection, Iterable, Mapping
 from concurrent.futures import Executor
 from typing import Any
 
+from shared.dynamodb.items import key, n, num, s, text
+from shared.dynamodb.table import create_table
 from shared.errors import StoreUnavailable
 from shared.store.base import (
     CachedEvent,
@@ -48,13 +50,7 @@ from shared.store.dynamodb_table import (
     connection_from,
     connection_item,
     count_key,
-    create_table,
-    key,
-    n,
-    num,
-    s,
     sweep_key,
-    text,
 )
 from shared.store.dynamodb_users import UserRegistry
 from shared.types import AppId, ChannelName, SocketId, UserId

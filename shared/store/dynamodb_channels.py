@@ -16,6 +16,7 @@ import json
 from collections.abc import Collection, Mapping
 from typing import Any
 
+from shared.dynamodb.items import Item, key, n, num, s, text
 from shared.errors import StoreUnavailable
 from shared.store.base import ChannelStats, JoinResult, LeaveResult, Member, PresenceFull
 from shared.store.base import Subscription as SubscriptionInfo
@@ -24,19 +25,13 @@ from shared.store.dynamodb_table import (
     MAX_ATTEMPTS,
     STATS_SK,
     ConnectionIds,
-    Item,
     Table,
     chan_pk,
     conn_pk,
     failed,
     index_pk,
     is_last,
-    key,
-    n,
-    num,
     old,
-    s,
-    text,
 )
 from shared.types import AppId, ChannelName, SocketId, UserId
 

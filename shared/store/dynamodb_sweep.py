@@ -12,19 +12,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from shared.dynamodb.items import Item, key, n, num, s, text
 from shared.store.base import Connection
 from shared.store.dynamodb_table import (
     CONN_SK,
-    Item,
     Table,
     conn_pk,
     connection_from,
-    key,
-    n,
-    num,
-    s,
     sweep_key,
-    text,
 )
 from shared.types import AppId, SocketId
 

@@ -17,11 +17,11 @@ from concurrent.futures import Executor
 from typing import Any
 
 from shared.aws_io import AWS_ERRORS, AwsCaller, error_code, is_throttling, unavailable
+from shared.dynamodb.items import Item, key, n, num, s, text
 from shared.errors import StoreUnavailable
 from shared.store.base import Connection
 from shared.types import AppId, SocketId, UserId
 
-Item = dict[str, Any]  # a DynamoDB item in the low-level wire format: {"attr": {"S": "..."}}
 Reasons = list[tuple[str, Item | None]]  # per transaction element: (cancellation code, item as it was)
 
 CONN_SK = "conn"
@@ -37,29 +37,7 @@ RETRY_REASONS = frozenset(
 PLACEHOLDER = re.compile(r"#(\w+)")
 
 
-def create_table(client: Any, table_name: str) -> None:
-    """Create the store's table as the CDK stack does (on-demand, ``pk``/``sk`` strings, TTL on ``ttl``).
-
-    Synchronous: for tests, the emulator and scripts, with a boto3 client (moto or real).
-    """
-    client.create_table(
-        TableName=table_name,
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-        AttributeDefinitions=[
-            {"AttributeName": "pk", "AttributeType": "S"},
-            {"AttributeName": "sk", "AttributeType": "S"},
-        ],
-        BillingMode="PAY_PER_REQUEST",
-    )
-    client.get_waiter("table_exists").wait(TableName=table_name, WaiterConfig={"Delay": 1, "MaxAttempts": 60})
-    client.update_time_to_live(TableName=table_name, TimeToLiveSpecification={"Enabled": True, "AttributeName": "ttl"})
-
-
 # -- keys; app ids never contain '#', so every prefix parses unambiguously ----------------------------------
-
-
-def key(pk: str, sk: str) -> Item:
-    return {"pk": {"S": pk}, "sk": {"S": sk}}
 
 
 def conn_pk(app_id: str, socket_id: str) -> str:
@@ -95,30 +73,6 @@ def cid_key(connection_id: str) -> Item:
 
 def sweep_key(bucket: int, app_id: str, socket_id: str) -> Item:
     return key(f"sweep#{bucket}", f"{app_id}#{socket_id}")
-
-
-# -- attribute values -------------------------------------------------------------------------------------
-
-
-def s(value: str) -> dict[str, str]:
-    return {"S": value}
-
-
-def n(value: float) -> dict[str, str]:
-    return {"N": str(int(value)) if float(value).is_integer() else repr(float(value))}
-
-
-def text(item: Item, name: str) -> str | None:
-    value = item.get(name)
-    return None if value is None else str(value["S"])
-
-
-def num(item: Item | None, name: str) -> float:
-    """A number attribute; 0 when the item or the attribute is missing (a counter that does not exist)."""
-    if not item or name not in item:
-        return 0
-    raw = item[name]["N"]
-    return int(raw) if raw.lstrip("-").isdigit() else float(raw)
 
 
 def connection_from(item: Item) -> Connection:

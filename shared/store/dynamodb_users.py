@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable
 
+from shared.dynamodb.items import key, n, num, s, text
 from shared.errors import StoreUnavailable
 from shared.store.base import Connection
 from shared.store.dynamodb_table import (
@@ -23,12 +24,7 @@ from shared.store.dynamodb_table import (
     connection_from,
     failed,
     is_last,
-    key,
-    n,
-    num,
     old,
-    s,
-    text,
     user_pk,
     watch_pk,
 )

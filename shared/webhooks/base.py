@@ -1,4 +1,4 @@
-"""The ``WebhookQueue`` protocol and the job it carries.
+"""The ``WebhookQueue`` protocol and the job it carries; the ``WebhookTarget`` contract and delivery outcomes.
 
 The engine pushes one job per Pusher webhook event and per webhook target of the app; a worker (in-process
 on the local server, the ``webhooks`` Lambda on AWS) batches, signs and delivers them, so a receiver that
@@ -27,10 +27,11 @@ Delivery semantics (the contract every queue driver and the dispatcher share):
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from shared.settings import WebhookConfig
 from shared.types import AppId
 
 # Pusher delays these so a quick reconnect produces no vacated/removed noise (PROTOCOL.md §4.1).
@@ -103,3 +104,43 @@ class WebhookQueue(Protocol):
     async def close(self) -> None: ...
 
     async def check_health(self) -> bool: ...
+
+
+# -- targets ---------------------------------------------------------------------------------------------
+
+# Besides 5xx, the statuses that mean "try again later" (Sockudo's list, PROTOCOL.md §4.2).
+RETRY_STATUSES = frozenset({408, 409, 425, 429})
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What one delivery attempt achieved: ``ok``, or failed and worth retrying (or not)."""
+
+    ok: bool
+    retryable: bool
+    detail: str = ""
+
+
+def classify(status: int) -> Outcome:
+    """Any 2xx acknowledges (Pusher's rule); 5xx and ``RETRY_STATUSES`` are retried; the rest (3xx
+    included: a webhook is never redirected, its signature covers one exact body) are final."""
+    if 200 <= status < 300:
+        return Outcome(ok=True, retryable=False, detail=f"HTTP {status}")
+    return Outcome(ok=False, retryable=status >= 500 or status in RETRY_STATUSES, detail=f"HTTP {status}")
+
+
+class WebhookTarget(Protocol):
+    """Where a signed webhook body goes: an HTTP URL (``http_target.py``) or an AWS Lambda function
+    (``lambda_target.py``)."""
+
+    async def deliver(self, hook: WebhookConfig, body: bytes, headers: Mapping[str, str], timeout: float) -> Outcome:
+        """Deliver one signed body to ``hook`` within ``timeout`` seconds. Never raises: network errors and
+        timeouts are retryable outcomes, so a broken receiver can only cost its own retries."""
+
+
+class TargetPicker(Protocol):
+    """What the dispatcher delivers through (``targets.create_targets`` builds the real one)."""
+
+    def for_hook(self, hook: WebhookConfig) -> WebhookTarget | None:
+        """The target for a webhook config; ``None`` when this build has none for its kind (a final failure)."""
+        ...

@@ -24,8 +24,15 @@ from shared.metrics.base import Metrics, NullMetrics
 from shared.settings import AppConfig, WebhookConfig, WebhookSettings
 from shared.store.base import ChannelStore
 from shared.types import AppId, ChannelName, UserId
-from shared.webhooks.base import DELAYED_EVENTS, MAX_DELAY_SECONDS, RETURNING_EVENTS, WebhookJob, WebhookQueue
-from shared.webhooks.targets import Outcome, Targets
+from shared.webhooks.base import (
+    DELAYED_EVENTS,
+    MAX_DELAY_SECONDS,
+    RETURNING_EVENTS,
+    Outcome,
+    TargetPicker,
+    WebhookJob,
+    WebhookQueue,
+)
 
 log = logging.getLogger("sockless.webhooks")
 
@@ -93,7 +100,7 @@ class WebhookDispatcher:
         queue: WebhookQueue,
         apps: AppStore,
         store: ChannelStore,
-        targets: Targets,
+        targets: TargetPicker,
         settings: WebhookSettings,
         metrics: Metrics | None = None,
         clock: Callable[[], float] = time.time,

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from typing import Any, Protocol
 
 from shared.settings import WebhookConfig
-from shared.webhooks.targets import Outcome, classify
+from shared.webhooks.base import Outcome, classify
 
 # Headers the signature depends on: a target's custom headers can never replace them.
 RESERVED_HEADERS = frozenset({"content-type", "x-pusher-key", "x-pusher-signature", "content-length"})

@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from shared.settings import WebhookConfig
-from shared.webhooks.targets import Outcome, classify
+from shared.webhooks.base import Outcome, classify
 
 LambdaClientFactory = Callable[[str, float], Any]  # (region, timeout seconds) -> boto3 Lambda client
 
