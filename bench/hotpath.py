@@ -37,7 +37,7 @@ from shared.settings import AppConfig, Settings
 from shared.types import SocketId
 
 APP = {
-    "id": "app-id",
+    "id": "100001",
     "key": "app-key",
     "secret": "app-secret",
     "enable_client_messages": True,
@@ -65,7 +65,7 @@ class CountingTransport:
 
 
 def publish_request(channel: str, data: str = '{"x":1}') -> HttpRequest:
-    path = "/apps/app-id/events"
+    path = "/apps/100001/events"
     body = json.dumps({"name": "bench", "channel": channel, "data": data}).encode()
     params = {
         "auth_key": "app-key",

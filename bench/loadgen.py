@@ -26,7 +26,7 @@ from local_server.transport import text_frame
 from shared.auth.signatures import sign_channel, sign_request
 from shared.protocol import frames
 
-APP_ID, APP_KEY, APP_SECRET = "app-id", "app-key", "app-secret"
+APP_ID, APP_KEY, APP_SECRET = "100001", "app-key", "app-secret"
 WS_PATH = f"/app/{APP_KEY}?protocol=7&client=bench&version=8.6.0"
 
 

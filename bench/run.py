@@ -30,7 +30,7 @@ from bench.loadgen import Cluster, Nodes, Result, Target
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH_APP = {
-    "id": "app-id",
+    "id": "100001",
     "key": "app-key",
     "secret": "app-secret",
     "enable_client_messages": True,

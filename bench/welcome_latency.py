@@ -29,7 +29,7 @@ import aiohttp
 from bench.run import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
-APP: dict[str, object] = {"id": "app-id", "key": "app-key", "secret": "app-secret"}
+APP: dict[str, object] = {"id": "100001", "key": "app-key", "secret": "app-secret"}
 
 
 def start(emulate: bool, apps: list[dict[str, object]] | None = None) -> tuple[subprocess.Popen[bytes], int]:

@@ -208,8 +208,12 @@ class AwsSettings(_Strict):
     fanout_chunk_size: int = Field(default=1000, ge=1)  # sockets one invocation posts to before handing on
 
 
+# The app `make serve` and the emulator run when the config names none. Its id is numeric because Pusher's are
+# and the official Python SDK refuses any other (`pusher.Pusher(app_id="app-id")`: "Invalid app id"); 100001 is
+# the id cdk/apps.example.json deploys, so the local and the deployed examples name one app. Config files may
+# still use any id of `A-Za-z0-9_-.` (soketi's and Sockudo's "app-id" included).
 DEFAULT_APP = AppConfig(
-    id=AppId("app-id"),
+    id=AppId("100001"),
     key="app-key",
     secret="app-secret",
     enable_client_messages=True,

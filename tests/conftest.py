@@ -7,18 +7,13 @@ from typing import Any
 
 import pytest
 
+from shared import settings
 from tests.serverproc import ServerProcess
 
-DEFAULT_APP: dict[str, Any] = {
-    "id": "app-id",
-    "key": "app-key",
-    "secret": "app-secret",
-    "enable_client_messages": True,
-    "enable_user_authentication": True,
-    "enable_watchlist_events": True,
-    "enable_subscription_count": True,
-}
-# The Python `pusher` SDK only accepts numeric app ids (TOOLING.md), so the suite also runs a numeric app.
+# The app `make serve` runs (shared.settings.DEFAULT_APP), as a config file entry: tests that use "the default
+# app" use exactly what a new user gets.
+DEFAULT_APP: dict[str, Any] = settings.DEFAULT_APP.model_dump(mode="json", exclude_defaults=True)
+# A second app (numeric ids, as the Python `pusher` SDK requires): apps are kept apart.
 NUMERIC_APP: dict[str, Any] = {**DEFAULT_APP, "id": "12345", "key": "numeric-key", "secret": "numeric-secret"}
 
 

@@ -20,7 +20,7 @@ class Stream:
         self._taken: set[int] = set()  # indexes in ``seen`` already returned by :meth:`wait`
 
     @classmethod
-    async def open(cls, session: aiohttp.ClientSession, base_url: str, app: str = "app-id", **kwargs: Any) -> Stream:
+    async def open(cls, session: aiohttp.ClientSession, base_url: str, app: str = "100001", **kwargs: Any) -> Stream:
         response = await session.get(f"{base_url}/debug/stream", params={"app": app}, **kwargs)
         assert response.status == 200, await response.text()
         assert response.headers["Content-Type"].startswith("text/event-stream")

@@ -35,7 +35,7 @@ async def test_on_a_loopback_listener_the_console_is_open(
         assert "Debug Console" in await response.text()
     async with session.get(console.url + "/debug/session") as response:
         body = await response.json()
-        assert [a["id"] for a in body["apps"]] == ["app-id", "12345"]
+        assert [a["id"] for a in body["apps"]] == ["100001", "12345"]
         assert body["login"] is False
         assert "secret" not in str(body)
 
@@ -47,7 +47,7 @@ async def test_a_loopback_listener_refuses_requests_for_a_foreign_host_name(
     foreign = {"Host": f"attacker.example:{console.port}"}
     async with session.get(console.url + "/debug/session", headers=foreign) as response:
         assert response.status == 401
-    async with session.get(console.url + "/debug/stream?app=app-id", headers=foreign) as response:
+    async with session.get(console.url + "/debug/stream?app=100001", headers=foreign) as response:
         assert response.status == 401
     async with session.get(console.url + "/debug/session", headers={"Host": f"localhost:{console.port}"}) as response:
         assert response.status == 200
@@ -58,8 +58,8 @@ async def test_a_loopback_listener_refuses_requests_for_a_foreign_host_name(
     [
         pytest.param("GET", "/debug", id="page"),
         pytest.param("GET", "/debug/session", id="session"),
-        pytest.param("GET", "/debug/stream?app=app-id", id="stream"),
-        pytest.param("POST", "/debug/apps/app-id/events", id="event-creator"),
+        pytest.param("GET", "/debug/stream?app=100001", id="stream"),
+        pytest.param("POST", "/debug/apps/100001/events", id="event-creator"),
     ],
 )
 async def test_an_anonymous_request_is_refused_off_loopback(
@@ -87,22 +87,22 @@ async def test_the_anonymous_page_is_a_sign_in_form_and_the_assets_are_public(
 async def test_an_app_secret_opens_that_app_only(exposed: ServerProcess, session: aiohttp.ClientSession) -> None:
     async with session.get(exposed.url + "/debug/session", headers=BEARER_APP) as response:
         assert response.status == 200
-        assert [a["id"] for a in (await response.json())["apps"]] == ["app-id"]
+        assert [a["id"] for a in (await response.json())["apps"]] == ["100001"]
     stream = await Stream.open(session, exposed.url, headers=BEARER_APP)
     stream.close()
     async with session.get(exposed.url + "/debug/stream?app=12345", headers=BEARER_APP) as response:
         assert response.status == 403
-    url = exposed.url + "/debug/apps/app-id/events"
+    url = exposed.url + "/debug/apps/100001/events"
     async with session.post(url, json={"channel": "c", "name": "e", "data": "d"}, headers=BEARER_APP) as response:
         assert response.status == 200
-    async with session.post(url.replace("app-id", "12345"), json={}, headers=BEARER_APP) as response:
+    async with session.post(url.replace("100001", "12345"), json={}, headers=BEARER_APP) as response:
         assert response.status == 403
 
 
 async def test_the_admin_token_opens_every_app(exposed: ServerProcess, session: aiohttp.ClientSession) -> None:
     async with session.get(exposed.url + "/debug/session", headers=BEARER_ADMIN) as response:
-        assert [a["id"] for a in (await response.json())["apps"]] == ["app-id", "12345"]
-    for app in ("app-id", "12345"):
+        assert [a["id"] for a in (await response.json())["apps"]] == ["100001", "12345"]
+    for app in ("100001", "12345"):
         stream = await Stream.open(session, exposed.url, app=app, headers=BEARER_ADMIN)
         assert (await stream.next())["app_id"] == app
         stream.close()
@@ -134,7 +134,7 @@ async def test_signing_in_once_sets_a_session_cookie_for_the_page_and_the_stream
         cookie = browser.cookie_jar.filter_cookies(URL(exposed.url + "/debug"))["sockless_debug"]
         assert DEFAULT_APP["secret"] not in cookie.value
         async with browser.get(exposed.url + "/debug/session") as response:
-            assert [a["id"] for a in (await response.json())["apps"]] == ["app-id"]
+            assert [a["id"] for a in (await response.json())["apps"]] == ["100001"]
         stream = await Stream.open(browser, exposed.url)
         stream.close()
         async with browser.post(exposed.url + "/debug/logout") as response:
@@ -149,7 +149,7 @@ async def test_a_forged_or_widened_session_cookie_is_refused(exposed: ServerProc
             pass
         value = browser.cookie_jar.filter_cookies(URL(exposed.url + "/debug"))["sockless_debug"].value
         ids, expires, mac = value.split("|")
-        for forged in (f"app-id,12345|{expires}|{mac}", f"{ids}|{int(expires) + 10**6}|{mac}", f"{ids}|{expires}|0"):
+        for forged in (f"100001,12345|{expires}|{mac}", f"{ids}|{int(expires) + 10**6}|{mac}", f"{ids}|{expires}|0"):
             async with aiohttp.ClientSession() as other:
                 headers = {"Cookie": f"sockless_debug={forged}"}
                 async with other.get(exposed.url + "/debug/session", headers=headers) as response:

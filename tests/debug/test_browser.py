@@ -130,7 +130,7 @@ async def test_the_page_follows_clients_publishes_through_the_event_creator_and_
 async def test_the_log_filters_by_kind_and_text(
     console: ServerProcess, browser: Browser, js: NodeDriver, app: App
 ) -> None:
-    await browser.open(f"{console.url}/debug#app-id")
+    await browser.open(f"{console.url}/debug#100001")
     await browser.wait("#status", "live")
     client = await js.client("filtered", app, console.port)
     await client.subscribe("alpha")
@@ -160,5 +160,5 @@ async def test_off_loopback_the_page_asks_for_a_secret_first(
     await browser.fill('input[name="token"]', DEFAULT_APP["secret"])
     await browser.click('#login button[type="submit"]')
     await browser.wait("#status", "live")
-    assert await browser.texts("#app option") == ["app-id (key app-key)"]
+    assert await browser.texts("#app option") == ["100001 (key app-key)"]
     await browser.wait("#logout button")

@@ -56,7 +56,7 @@ async def test_the_emulator_console_shows_lambda_invocations_and_the_engine_even
         await stream.event("subscribed", socket_id=socket_id, channel="emulated", timeout=10)
         await stream.state(lambda s: (channel(s, "emulated") or {}).get("subscription_count") == 1, timeout=10)
 
-        url = f"{emulator.url}/debug/apps/app-id/events"
+        url = f"{emulator.url}/debug/apps/100001/events"
         async with session.post(url, json={"channel": "emulated", "name": "hello", "data": '{"via":"lambda"}'}) as r:
             assert r.status == 200, await r.text()
         assert (await client.expect("hello", "emulated", timeout=10))["data"] == {"via": "lambda"}

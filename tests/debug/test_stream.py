@@ -18,10 +18,10 @@ HEX_SIGNATURE = re.compile(r"[0-9a-f]{64}")
 
 
 async def test_the_console_is_off_unless_configured(server: ServerProcess, session: aiohttp.ClientSession) -> None:
-    for path in ("/debug", "/debug/stream?app=app-id", "/debug/session", "/debug/debug.js"):
+    for path in ("/debug", "/debug/stream?app=100001", "/debug/session", "/debug/debug.js"):
         async with session.get(server.url + path) as response:
             assert response.status == 404, path
-    async with session.post(server.url + "/debug/apps/app-id/events", json={}) as response:
+    async with session.post(server.url + "/debug/apps/100001/events", json={}) as response:
         assert response.status == 404
 
 
@@ -74,7 +74,7 @@ async def test_the_event_creator_publishes_through_the_rest_api(
     try:
         reader = await js.client("reader", app, console.port)
         await reader.subscribe("orders", "created")
-        url = f"{console.url}/debug/apps/app-id/events"
+        url = f"{console.url}/debug/apps/100001/events"
         async with session.post(url, json={"channel": "orders", "name": "created", "data": '{"id":7}'}) as response:
             assert response.status == 200
             assert await response.json() == {}
@@ -101,7 +101,7 @@ async def test_the_event_creator_publishes_through_the_rest_api(
 async def test_event_creator_requests_must_be_same_origin_json(
     console: ServerProcess, session: aiohttp.ClientSession
 ) -> None:
-    url = f"{console.url}/debug/apps/app-id/events"
+    url = f"{console.url}/debug/apps/100001/events"
     body = '{"channel": "a", "name": "b", "data": "c"}'
     async with session.post(url, data=body, headers={"Content-Type": "text/plain"}) as response:
         assert response.status == 403
@@ -126,7 +126,7 @@ async def test_auth_failures_are_shown_without_secrets_or_signatures(
         refused = await stream.event("error", channel="private-vault", socket_id=await mallory.socket_id())
         assert "Invalid signature" in refused["message"]
         assert refused["error"] == "SubscriptionError"
-        url = f"{console.url}/debug/apps/app-id/events"
+        url = f"{console.url}/debug/apps/100001/events"
         async with session.post(url, json={"channel": "private-ok", "name": "n", "data": "d"}) as response:
             assert response.status == 200  # signed server-side: auth_signature and body_md5 stay there
         await stream.event("api_message", event="n")
@@ -161,7 +161,7 @@ async def test_messages_per_second_counts_frames_sent_to_clients(
         await reader.subscribe("ticker", "tick")
     stream = await Stream.open(session, console.url)
     try:
-        url = f"{console.url}/debug/apps/app-id/events"
+        url = f"{console.url}/debug/apps/100001/events"
         for n in range(10):
             async with session.post(url, json={"channel": "ticker", "name": "tick", "data": str(n)}) as response:
                 assert response.status == 200
@@ -184,11 +184,11 @@ async def test_a_slow_console_tab_never_slows_the_server_and_learns_what_it_miss
     stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     stalled.connect(("127.0.0.1", console.port))
     stalled.sendall(
-        f"GET /debug/stream?app=app-id&buffer=10 HTTP/1.1\r\nHost: 127.0.0.1:{console.port}\r\n\r\n".encode()
+        f"GET /debug/stream?app=100001&buffer=10 HTTP/1.1\r\nHost: 127.0.0.1:{console.port}\r\n\r\n".encode()
     )
     try:
         await asyncio.sleep(0.3)
-        url = f"{console.url}/debug/apps/app-id/events"
+        url = f"{console.url}/debug/apps/100001/events"
         # Each publish is one ~20 KB event on the stream (100 long channel names): 600 of them are far more
         # than the kernel buffers plus the tab's 10 events can hold.
         channels = [f"slow-{n:03d}-" + "x" * 180 for n in range(100)]

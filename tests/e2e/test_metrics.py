@@ -94,7 +94,7 @@ async def test_ws_message_metrics_count_every_frame_both_ways(
     ("path", "status"),
     [
         pytest.param("/up", 200, id="server"),
-        pytest.param("/up/app-id", 200, id="known-app"),
+        pytest.param("/up/100001", 200, id="known-app"),
         pytest.param("/up/12345", 200, id="numeric-app"),
         pytest.param("/up/unknown", 404, id="unknown-app"),
     ],

@@ -56,7 +56,7 @@ def _send_text(writer: asyncio.StreamWriter, message: dict[str, object]) -> None
 
 
 async def _batch(http: aiohttp.ClientSession, server: ServerProcess) -> None:
-    path = "/apps/app-id/batch_events"
+    path = "/apps/100001/batch_events"
     body = json.dumps({"batch": [{"name": "bulk", "channel": "feed", "data": EVENT_DATA}] * BATCH}).encode()
     params = {
         "auth_key": "app-key",

@@ -155,7 +155,7 @@ def channel_info(aws: Aws, channel: str, info: str, app: dict[str, Any] = DEFAUL
 def test_connect_records_the_connection_and_invokes_the_welcome_with_a_numeric_socket_id(aws: Aws) -> None:
     assert connect(recorded("ws_connect.json"), CONTEXT) == {"statusCode": 200}
     [payload] = aws.stub.invoked("sockless-welcome")
-    assert payload["connection_id"] == "BFHPhfCWIAMCKlQ=" and payload["app_id"] == "app-id"
+    assert payload["connection_id"] == "BFHPhfCWIAMCKlQ=" and payload["app_id"] == "100001"
     assert SOCKET_ID.match(payload["socket_id"])
     # Nothing can be posted during $connect: the frame waits for the welcome function.
     assert aws.stub.frames == {}
@@ -177,7 +177,7 @@ def test_connect_takes_the_key_from_an_app_path_when_the_query_has_none(aws: Aws
     event = connect_event("path-cid=", key=None)
     event["path"] = "/app/app-key"
     connect(event, CONTEXT)
-    assert aws.stub.invoked("sockless-welcome")[-1]["app_id"] == "app-id"
+    assert aws.stub.invoked("sockless-welcome")[-1]["app_id"] == "100001"
 
 
 @pytest.mark.parametrize(
@@ -373,7 +373,7 @@ def test_fanout_posts_its_chunk_and_drops_the_gone_sockets(aws: Aws) -> None:
         send(cid, {"event": "pusher:subscribe", "data": {"channel": "big"}})
     aws.stub.open.discard("f3=")
     frame = json.dumps({"event": "news", "channel": "big", "data": "{}"})
-    result = fanout({"app_id": "app-id", "socket_ids": list(sockets.values()), "frame": frame}, CONTEXT)
+    result = fanout({"app_id": "100001", "socket_ids": list(sockets.values()), "frame": frame}, CONTEXT)
     assert result["sent"] == 2
     assert [f["event"] for f in frames_after(aws, "f1=", 2)] == ["news"]
     assert channel_info(aws, "big", "subscription_count") == {"occupied": True, "subscription_count": 2}

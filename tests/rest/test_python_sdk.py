@@ -14,6 +14,7 @@ import pusher
 import pytest
 from pusher.errors import PusherBadRequest, PusherBadStatus
 
+from tests.conftest import DEFAULT_APP
 from tests.rest.clients import Creds, rest, signed_url
 from tests.rest.conftest import Connect
 from tests.serverproc import ServerProcess
@@ -241,3 +242,15 @@ async def test_gets_signed_with_body_md5_are_accepted_and_a_wrong_md5_is_not(
     wrong = signed_url(server.url, "GET", path, numeric, params={"body_md5": "0" * 32}, body_md5=False)
     async with http.get(wrong) as resp:
         assert (resp.status, await resp.json()) == (401, {"error": "body_md5 does not match the body"})
+
+
+async def test_the_default_app_works_with_the_sdk_unchanged(server: ServerProcess, connect: Connect, uid: str) -> None:
+    """The app `make serve` runs: its numeric id is one the SDK accepts (it refuses "app-id" at construction)."""
+    default = Creds.of(DEFAULT_APP)
+    client = await connect(server, default)
+    await client.subscribe(f"py-default-{uid}")
+    sdk = pusher.Pusher(
+        app_id=default.id, key=default.key, secret=default.secret, host="127.0.0.1", port=server.port, ssl=False
+    )
+    sdk.trigger(f"py-default-{uid}", "hello", "world")
+    assert (await client.expect_event(f"py-default-{uid}", "hello"))["data"] == "world"

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pusher
 import pytest
 from pydantic import ValidationError
 
@@ -47,12 +48,25 @@ def test_defaults_match_soketi_and_pusher() -> None:
     settings = load_settings()
     assert (settings.host, settings.port, settings.metrics_port) == ("127.0.0.1", 6001, 9601)
     assert settings.apps == (DEFAULT_APP,)
-    assert (DEFAULT_APP.id, DEFAULT_APP.key, DEFAULT_APP.secret) == ("app-id", "app-key", "app-secret")
+    assert (DEFAULT_APP.id, DEFAULT_APP.key, DEFAULT_APP.secret) == ("100001", "app-key", "app-secret")
     assert settings.store.driver == "memory"
     assert settings.queue.driver == "memory"
     assert settings.activity_timeout == 120
     assert settings.webhooks.delay_seconds == 3.0
     assert settings.webhooks.retry_max_elapsed_seconds == 300.0
+
+
+def test_default_app_id_is_one_the_python_sdk_accepts() -> None:
+    """The official Python SDK refuses non-numeric app ids; the default app must work with it unchanged."""
+    pusher.Pusher(app_id=DEFAULT_APP.id, key=DEFAULT_APP.key, secret=DEFAULT_APP.secret)
+    with pytest.raises(ValueError, match="app id"):
+        pusher.Pusher(app_id="app-id", key=DEFAULT_APP.key, secret=DEFAULT_APP.secret)
+
+
+def test_config_files_keep_non_numeric_app_ids(write_config: Any) -> None:
+    """soketi's and Sockudo's configs name their app "app-id": such a file still loads as it is."""
+    path = write_config({"apps": [{"id": "app-id", "key": "app-key", "secret": "app-secret"}]})
+    assert [app.id for app in load_settings(path).apps] == ["app-id"]
 
 
 def test_app_defaults_are_pusher_published_limits() -> None:
