@@ -82,7 +82,15 @@ def _sized_member(app: AppConfig, channel: str, user_id: UserId, user_info: Any)
 
 
 async def subscribe(engine: Engine, app: AppConfig, socket_id: SocketId, data: dict[str, Any]) -> None:
-    channel = ChannelName(check_channel_name(data.get("channel"), app.max_channel_name_length))
+    name = data.get("channel")
+    try:
+        channel = ChannelName(check_channel_name(name, app.max_channel_name_length))
+    except FrameError as exc:
+        if not isinstance(name, str) or not name:
+            raise  # no channel a client could have asked for: the connection-level error alone
+        # pusher-js routes a frame to the channel of exactly this name, so the refusal reaches
+        # channel.bind("pusher:subscription_error") instead of leaving the channel pending (docs/protocol.md).
+        raise SubscriptionError(exc.message, channel=name, status=400, error_type="InvalidChannel") from None
     kind = channel_type(channel)
     member: Member | None = None
     if kind is ChannelType.SERVER_TO_USER:

@@ -95,6 +95,23 @@ async def test_private_channel_with_a_wrong_signature_is_refused(
     assert (await client.info())["state"] == "connected"
 
 
+@pytest.mark.parametrize(
+    "channel", [pytest.param("has space", id="bad-character"), pytest.param("x" * 201, id="too-long")]
+)
+async def test_invalid_channel_name_reaches_the_channel_as_a_subscription_error(
+    js: NodeDriver, server: ServerProcess, app: App, channel: str
+) -> None:
+    """A refused name is a refused subscription: the channel's own callback hears it, as for a refused auth."""
+    client = await js.client("typo", app, server.port)
+    await client.subscribe(channel, succeed=False)
+
+    refused = await client.expect("pusher:subscription_error", channel)
+    assert refused["data"]["type"] == "InvalidChannel" and refused["data"]["status"] == 400
+    assert refused["data"]["error"].startswith("Invalid channel name")
+    await client.expect_error(None, "Invalid channel name")  # Pusher's connection-level frame stays
+    assert (await client.info())["state"] == "connected"
+
+
 @pytest.fixture
 async def auth_endpoint(python_sdk: pusher.Pusher) -> AsyncIterator[str]:
     """A customer backend: signs private channels with the Python SDK, refuses ``private-forbidden-*``."""

@@ -18,6 +18,7 @@ from tests.e2e.test_channels import (  # noqa: F401
     test_cache_channel_replays_the_last_event_and_reports_a_miss_when_empty,
     test_client_events_on_a_public_channel_are_refused,
     test_client_events_reach_the_others_but_are_not_echoed,
+    test_invalid_channel_name_reaches_the_channel_as_a_subscription_error,
     test_presence_members_join_and_leave_once_per_user,
     test_private_channel_through_an_auth_endpoint_signed_by_the_python_sdk,
     test_private_channel_with_a_wrong_signature_is_refused,

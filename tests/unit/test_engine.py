@@ -342,12 +342,28 @@ async def test_unsubscribe_leaves_the_channel(harness: Harness) -> None:
     assert client.errors() == []
 
 
-@pytest.mark.parametrize("channel", ["has space", "", "#nope", "x" * 201, None, 5])
-async def test_invalid_channel_name_is_refused(harness: Harness, channel: object) -> None:
+@pytest.mark.parametrize("channel", ["has space", "#nope", "x" * 201])
+async def test_invalid_channel_name_is_refused_on_the_channel(harness: Harness, channel: str) -> None:
+    """Like a refused auth: the channel hears it (pusher-js's subscription_error), the connection too."""
     client = await harness.connect(PLAIN.key)
     client.new()
     await client.send("pusher:subscribe", {"channel": channel})
-    assert [f["event"] for f in client.new()] == ["pusher:error"]
+    refused, error = client.new()
+    assert refused["event"] == "pusher:subscription_error" and refused["channel"] == channel
+    data = decode_data(refused)
+    assert (data["type"], data["status"]) == ("InvalidChannel", 400)
+    assert data["error"].startswith("Invalid channel name")
+    assert (error["event"], error["channel"]) == ("pusher:error", channel)
+    assert await harness.store.channels(PLAIN.id) == {}
+
+
+@pytest.mark.parametrize("channel", ["", None, 5])
+async def test_subscribe_without_a_channel_name_is_a_connection_error(harness: Harness, channel: object) -> None:
+    """No name a client could have bound to: only the connection-level ``pusher:error``."""
+    client = await harness.connect(PLAIN.key)
+    client.new()
+    await client.send("pusher:subscribe", {"channel": channel})
+    assert [(f["event"], f.get("channel")) for f in client.new()] == [("pusher:error", None)]
     assert await harness.store.channels(PLAIN.id) == {}
 
 
