@@ -4,15 +4,28 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTHON ?= python3
 
-.PHONY: install serve emulate test test-unit lint fmt typecheck node chromium synth clean
+.PHONY: install install-server serve emulate test test-unit lint fmt typecheck node chromium synth clean
 
+# Two installs into one venv: `make serve` needs only the server extra (~70 MB); `make test`, `make emulate` and the
+# CDK targets need everything (~950 MB: moto, boto3, the CDK, mypy...). pip's output goes to $(VENV)/install.log,
+# shown only when pip fails; the full install also stamps the server one.
 install: $(VENV)/.installed
+install-server: $(VENV)/.installed-server
+
+PIP_INSTALL = $(PY) -m pip install --disable-pip-version-check
+QUIETLY = > $(VENV)/install.log 2>&1 || { cat $(VENV)/install.log >&2; echo "pip failed (log: $(VENV)/install.log)" >&2; exit 1; }
+
+$(VENV)/.installed-server: pyproject.toml
+	@echo "Installing the server into $(VENV) (first run only)..."
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PIP_INSTALL) -e '.[server]' $(QUIETLY)
+	@touch $@
 
 $(VENV)/.installed: pyproject.toml
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[server,aws,dev,infra]'
-	touch $@
+	@echo "Installing sockless with every extra (server, AWS, dev, CDK) into $(VENV)..."
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PIP_INSTALL) -e '.[server,aws,dev,infra]' $(QUIETLY)
+	@touch $@ $(VENV)/.installed-server
 
 node: node_modules/.installed chromium
 
@@ -27,13 +40,14 @@ node_modules/.installed: package.json
 	npm install --no-audit --no-fund --loglevel=error
 	touch $@
 
-# With the debug console on (http://127.0.0.1:6001/debug, docs/debug-console.md).
-serve: install
-	SOCKLESS_DEBUG_CONSOLE=$${SOCKLESS_DEBUG_CONSOLE:-true} $(PY) -m local_server $(if $(CONFIG),--config $(CONFIG),)
+# With the debug console on (docs/debug-console.md). SOCKLESS_PORT=6002 make serve etc. change the ports.
+serve: install-server
+	@SOCKLESS_DEBUG_CONSOLE=$${SOCKLESS_DEBUG_CONSOLE:-true} exec $(PY) -m local_server $(if $(CONFIG),--config $(CONFIG),)
 
 # The Lambda code path on this machine: emulated API Gateway + Lambda, DynamoDB and SQS in moto.
 emulate: install
-	$(PY) -m local_server --emulate-lambda $(if $(CONFIG),--config $(CONFIG),)
+	@SOCKLESS_DEBUG_CONSOLE=$${SOCKLESS_DEBUG_CONSOLE:-true} exec $(PY) -m local_server --emulate-lambda \
+	  $(if $(CONFIG),--config $(CONFIG),)
 
 test: install node
 	bash scripts/test.sh

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import logging
 import os
 import sys
@@ -12,6 +13,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from local_server.banner import busy_port
 from local_server.emulator import add_arguments as add_emulator_arguments
 from shared.settings import ConfigFileError, Settings, load_settings
 
@@ -53,14 +55,29 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=settings.log_level.upper(), format='{"time":"%(asctime)s","level":"%(levelname)s","msg":"%(message)s"}'
     )
-    if args.emulate_lambda:
-        from local_server.emulator import run
+    how = "change it with --port P or SOCKLESS_PORT=P (SOCKLESS_PORT=6002 make serve)"
+    ports: list[tuple[int | None, str]] = [(settings.port, how)]
+    if not args.emulate_lambda:  # the emulator has no Prometheus port: its functions write CloudWatch EMF
+        ports.append((settings.metrics_port, "change it with --metrics-port P or SOCKLESS_METRICS_PORT=P"))
+    busy = busy_port(settings.host, ports)
+    if busy is not None:
+        print(f"sockless: {busy}", file=sys.stderr)
+        return 1
+    try:
+        if args.emulate_lambda:
+            from local_server.emulator import run
 
-        run(args, settings)
-        return 0
-    from local_server.runtime import serve
+            run(args, settings)
+            return 0
+        from local_server.runtime import serve
 
-    run_loop(serve(settings), settings.event_loop)
+        run_loop(serve(settings), settings.event_loop)
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE:
+            raise
+        # Taken between the check above and the bind: still one line, not a traceback.
+        print(f"sockless: {exc.strerror or exc}", file=sys.stderr)
+        return 1
     return 0
 
 

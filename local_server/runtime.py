@@ -11,6 +11,7 @@ import aiohttp
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from local_server.banner import banner
 from local_server.cluster import ClusterNode
 from local_server.server import create_app
 from local_server.transport import WsTransport
@@ -93,7 +94,7 @@ class LocalServer:
             metrics=self.metrics,
         )
         self._dispatch_task = asyncio.create_task(self._dispatcher.run())
-        log.info("sockless listening on http://%s:%s", self.settings.host, self.port)
+        log.debug("sockless listening on http://%s:%s", self.settings.host, self.port)
 
     async def stop(self) -> None:
         """Graceful stop: no new sockets, every open one closed with 4200 (reconnect elsewhere), webhooks
@@ -129,10 +130,11 @@ async def serve(settings: Settings) -> None:
     # Everything alive now (modules, settings, drivers) lives as long as the process: out of the collector's
     # sight, a full collection no longer walks ~60k start-up objects (a ~15 ms pause in the middle of a broadcast).
     gc.freeze()
-    print(f"sockless listening on http://{settings.host}:{server.port}", flush=True)
-    stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    log.info("event loop: %s.%s", type(loop).__module__, type(loop).__qualname__)
+    event_loop = type(loop).__module__.split(".")[0]  # uvloop or asyncio
+    title = f"sockless listening on http://{settings.host}:{server.port} (event loop: {event_loop})"
+    print(banner(settings, server.port, title=title), flush=True)
+    stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
