@@ -7,7 +7,7 @@ Everything else is the engine's: this module only finds the app and socket an ev
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from shared.settings import AppConfig
 from shared.store.base import Connection
@@ -17,8 +17,10 @@ if TYPE_CHECKING:
     from shared.services import Services
 
 
+@runtime_checkable
 class ConnectionMap(Protocol):
-    """What an AWS store adds to ``ChannelStore`` for the Lambda handlers (DynamoDB implements it)."""
+    """What a store adds to ``ChannelStore`` for the Lambda handlers (the DynamoDB and Redis stores have it;
+    the memory store, which cannot outlive an invocation, has not)."""
 
     async def socket_for_connection(self, connection_id: str) -> tuple[AppId, SocketId] | None: ...
 
@@ -30,8 +32,8 @@ class ConnectionMap(Protocol):
 class Connections:
     def __init__(self, services: Services) -> None:
         self.services = services
-        store: Any = services.store
-        if not callable(getattr(store, "socket_for_connection", None)):
+        store = services.store
+        if not isinstance(store, ConnectionMap):
             raise TypeError(
                 f"store driver {services.settings.store.driver!r} cannot map API Gateway connectionIds: "
                 "the Lambda handlers need the dynamodb store"

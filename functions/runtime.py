@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from functions.observability import EmfMetrics, entry_point
 from shared.sender.base import Delivery
-from shared.services import Services, build_services, create_store
+from shared.services import Clients, Services, build_services, create_store
 from shared.settings import Settings, load_settings
 from shared.types import AppId, SocketId
 
@@ -152,10 +152,6 @@ class Container:
     def services(self) -> Services:
         if self._services is None:
             self._services = self._build()
-            from shared import debug
-
-            if (tap := debug.installed()) is not None:  # the emulator's debug console, in this process
-                debug.attach(self._services.engine, tap)
         return self._services
 
     @property
@@ -172,22 +168,22 @@ class Container:
         settings = self.settings
         store_settings, queue_settings = settings.store, settings.queue
         # The drivers come from the same factories as everywhere else; the container only adds its cached
-        # clients (one pool per container) and the sweep's options.
-        clients: dict[str, Any] = {}
+        # clients (one pool per container).
+        dynamodb = sqs = None
         if store_settings.driver == "dynamodb":
-            clients["dynamodb"] = self.client(
+            dynamodb = self.client(
                 "dynamodb", store_settings.endpoint_url, store_settings.region, max_pool_connections=64
             )
         if queue_settings.driver == "sqs":
-            clients["sqs"] = self.client("sqs", queue_settings.endpoint_url, queue_settings.region)
-        store = create_store(
-            store_settings,
-            max_connection_seconds=settings.aws.max_connection_seconds,
-            sweep_bucket_seconds=settings.aws.sweep_bucket_seconds,
-            **clients,
-        )
+            sqs = self.client("sqs", queue_settings.endpoint_url, queue_settings.region)
+        clients = Clients(dynamodb=dynamodb, sqs=sqs)
+        store = create_store(store_settings, clients, settings.aws)
         sender = self._sender(store)
-        return build_services(settings, sender=sender, store=store, metrics=self.metrics, **clients)
+        from shared import debug
+
+        # The emulator's debug console, when one runs in this process (never on AWS).
+        tap = debug.installed()
+        return build_services(settings, sender=sender, clients=clients, store=store, metrics=self.metrics, tap=tap)
 
     def _sender(self, resolver: Any) -> Sender:
         """The management API's sender; a function deployed without the endpoint (the webhooks worker: it

@@ -40,6 +40,7 @@ from shared.redis.errors import raise_if_cancelling
 from shared.redis.keys import RedisKeys
 from shared.redis.node_index import NodeIndex
 from shared.redis.nodes import RedisNodeRegistry
+from shared.sender.local import Fanout, write_each
 from shared.sender.redis import RedisSender
 from shared.services import DriverError
 from shared.settings import Settings
@@ -65,7 +66,10 @@ def default_node_id() -> str:
 class ClusterNode:
     """Builds the node's Redis client, registry, store and sender, and runs the node's background tasks."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(
+        self, settings: Settings, *, fanout: Fanout = write_each, registry: CollectorRegistry | None = None
+    ) -> None:
+        """``fanout``: the server's (its cork's); ``registry``: where the node's metrics are exported."""
         store_settings = settings.store
         if not store_settings.url:
             raise DriverError("store.url is required by the redis driver")
@@ -88,11 +92,13 @@ class ClusterNode:
             index=index,
             locator=self.registry,
             prefix=self.prefix,
+            fanout=fanout,
             on_gone=self._gone,
             on_relayed=self._relayed,
             on_resubscribed=self._resubscribed,
         )
         self.engine: Engine | None = None
+        self._metrics_registry = registry
         self.errors = 0
         self.reaped = 0
         self._tasks: list[asyncio.Task[None]] = []
@@ -107,9 +113,8 @@ class ClusterNode:
     async def start(self, engine: Engine) -> None:
         """Check Redis (an unreachable store fails start-up loudly), take the lease, start the tasks."""
         self.engine = engine
-        registry = getattr(engine.metrics, "registry", None)
-        if isinstance(registry, CollectorRegistry):
-            registry.register(ClusterCollector(self))
+        if self._metrics_registry is not None:
+            self._metrics_registry.register(ClusterCollector(self))
         try:
             await self.client.ping()
             info = await self.client.info("server")

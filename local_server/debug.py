@@ -31,7 +31,7 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
-from shared.debug import DebugTap, Subscription, attach
+from shared.debug import DebugTap, Subscription
 from shared.debug.creator import trigger_request
 from shared.debug.state import app_state
 from shared.http_api.base import HttpRequest, HttpResponse
@@ -331,10 +331,11 @@ CONSOLE = web.AppKey("debug_console", DebugConsole)
 
 
 def mount(app: web.Application, services: Services, settings: Settings | None = None) -> DebugConsole:
-    """The local server's console: attach a tap to the engine (once) and add the routes to ``app``."""
+    """The local server's console over the tap its services were built with; adds the routes to ``app``."""
     settings = settings or services.settings
-    tap = services.engine.tap or DebugTap()
-    attach(services.engine, tap)
+    tap = services.tap
+    if tap is None:
+        raise ValueError("the debug console needs services built with a tap (build_services(tap=...))")
     console = DebugConsole(tap, services_backend(services), host=settings.host, admin_token=settings.admin_token)
     console.add_routes(app)
     app[CONSOLE] = console

@@ -14,12 +14,13 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from local_server.banner import banner
 from local_server.cluster import ClusterNode
 from local_server.server import create_app
-from local_server.transport import WsTransport
+from local_server.transport import Cork, WsTransport
+from shared.debug.tap import DebugTap
 from shared.debug.webhooks import tap_targets
 from shared.limits.memory import MemoryRateLimiter
 from shared.metrics.prometheus import PrometheusMetrics
 from shared.sender.local import LocalSender
-from shared.services import Services, build_services
+from shared.services import Clients, Services, build_services
 from shared.settings import Settings
 from shared.webhooks.dispatcher import WebhookDispatcher
 from shared.webhooks.targets import create_targets
@@ -37,26 +38,33 @@ def _metrics_app(metrics: PrometheusMetrics) -> web.Application:
 
 
 class LocalServer:
+    """The local server's composition: the one place its services are built."""
+
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.metrics = PrometheusMetrics()
+        self.cork = Cork()  # every broadcast's writes are queued as one entry (local_server/transport.py)
+        tap = DebugTap() if settings.debug_console else None
         self.cluster: ClusterNode | None = None
         if settings.store.driver == "redis":
             # A node of a Redis-backed cluster (docs/redis.md): its sender routes frames to peer nodes.
-            self.cluster = ClusterNode(settings)
+            self.cluster = ClusterNode(settings, fanout=self.cork.broadcast, registry=self.metrics.registry)
             self.sender: LocalSender = self.cluster.sender
             self.services: Services = build_services(
                 settings,
                 sender=self.sender,
+                clients=Clients(redis=self.cluster.client),
                 metrics=self.metrics,
+                tap=tap,
                 store=self.cluster.store,
                 connection_limiter=MemoryRateLimiter(),  # a socket lives on one node: see Engine
                 count_connections=False,  # server.websocket counts this node's open sockets
-                redis=self.cluster.client,
             )
         else:
-            self.sender = LocalSender()
-            self.services = build_services(settings, sender=self.sender, metrics=self.metrics, count_connections=False)
+            self.sender = LocalSender(self.cork.broadcast)
+            self.services = build_services(
+                settings, sender=self.sender, metrics=self.metrics, tap=tap, count_connections=False
+            )
         self._runners: list[web.AppRunner] = []
         self._http: aiohttp.ClientSession | None = None
         self._dispatcher: WebhookDispatcher | None = None
@@ -66,7 +74,7 @@ class LocalServer:
     async def start(self) -> None:
         if self.cluster is not None:
             await self.cluster.start(self.services.engine)
-        runner = web.AppRunner(create_app(self.services, self.sender), handle_signals=False, access_log=None)
+        runner = web.AppRunner(create_app(self.services, self.sender, self.cork), handle_signals=False, access_log=None)
         await runner.setup()
         # A backlog of 1024, not aiohttp's 128: a burst of reconnecting clients otherwise overflows the accept
         # queue and each dropped SYN costs its client a 1 s retransmit.
@@ -89,7 +97,7 @@ class LocalServer:
             apps=self.services.apps,
             store=self.services.store,
             # With the debug console on, each delivery and its status shows on it.
-            targets=tap_targets(create_targets(http=self._http), self.services.engine.tap, self.services.apps),
+            targets=tap_targets(create_targets(http=self._http), self.services.tap, self.services.apps),
             settings=self.settings.webhooks,
             metrics=self.metrics,
         )

@@ -183,12 +183,12 @@ async def _start_background(app: web.Application) -> Any:
             await task
 
 
-def create_app(services: Services, sender: LocalSender) -> web.Application:
+def create_app(services: Services, sender: LocalSender, cork: Cork) -> web.Application:
+    """``sender`` writes through ``cork`` (its fanout), the one the server flushes."""
     app = web.Application(client_max_size=services.settings.max_http_body_kb * 1024 + 1)
     app[SERVICES] = services
     app[SENDER] = sender
-    cork = app[CORK] = Cork()
-    sender.fanout = cork.broadcast  # a broadcast is queued as one entry (local_server/transport.py)
+    app[CORK] = cork
     app.router.add_get("/app/{key}", websocket)
     # [\s\S]: a decoded path may hold a newline (%0A), which ".*" would not match, leaving aiohttp's text 404.
     app.router.add_route("*", "/apps/{tail:[\\s\\S]*}", rest)

@@ -4,29 +4,48 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from shared.apps.base import AppStore
 from shared.apps.config import ConfigAppStore
+from shared.debug.tap import DebugTap, TapMetrics
 from shared.engine.core import Engine
+from shared.engine.observer import NULL_OBSERVER
 from shared.http_api.router import RestApi
 from shared.limits.base import RateLimiter
 from shared.limits.memory import MemoryRateLimiter
 from shared.metrics.base import Metrics, NullMetrics
 from shared.sender.base import Sender
-from shared.settings import QueueSettings, Settings, StoreSettings
+from shared.settings import AwsSettings, QueueSettings, Settings, StoreSettings
 from shared.store.base import ChannelStore
 from shared.webhooks.base import WebhookQueue
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
 
 
 class DriverError(RuntimeError):
     """A driver is misconfigured or unavailable at start-up: fail loudly, never fall back to memory."""
 
 
-def _redis_client(url: str | None, cluster_mode: bool, clients: dict[str, Any], field: str) -> tuple[Any, bool]:
-    """The injected ``redis`` client (not owned), else a new one for ``url`` (owned: the driver closes it)."""
-    if clients.get("redis") is not None:
-        return clients["redis"], False
+@dataclass(frozen=True, slots=True)
+class Clients:
+    """The network clients the drivers may share, injected: tests hand in real Redis or moto clients, the
+    Lambda container its cached boto3 clients, a cluster node its Redis client. A driver whose client is
+    missing builds its own from the settings, and closes it with itself."""
+
+    redis: Redis | None = None
+    dynamodb: Any | None = None  # boto3 clients are untyped
+    sqs: Any | None = None
+
+
+NO_CLIENTS = Clients()
+
+
+def _redis_client(url: str | None, cluster_mode: bool, clients: Clients, field: str) -> tuple[Redis, bool]:
+    """The injected client (not owned), else a new one for ``url`` (owned: the driver closes it)."""
+    if clients.redis is not None:
+        return clients.redis, False
     if not url:
         raise DriverError(f"{field} is required by the redis driver")
     from shared.redis.client import connect_redis
@@ -34,7 +53,11 @@ def _redis_client(url: str | None, cluster_mode: bool, clients: dict[str, Any], 
     return connect_redis(url, cluster_mode=cluster_mode), True
 
 
-def create_store(settings: StoreSettings, **clients: Any) -> ChannelStore:
+def create_store(
+    settings: StoreSettings, clients: Clients = NO_CLIENTS, aws: AwsSettings | None = None
+) -> ChannelStore:
+    """``aws``: the Lambda deployment's connection lifetime and sweep granularity (the DynamoDB store's
+    liveness index); their defaults elsewhere."""
     if settings.driver == "memory":
         from shared.store.memory import MemoryChannelStore
 
@@ -52,13 +75,14 @@ def create_store(settings: StoreSettings, **clients: Any) -> ChannelStore:
     if settings.driver == "dynamodb":
         from shared.store.dynamodb import DynamoDBChannelStore
 
-        options = {k: clients[k] for k in ("max_connection_seconds", "sweep_bucket_seconds") if k in clients}
+        aws = aws or AwsSettings()
         return DynamoDBChannelStore(
             _table_name(settings),
-            client=clients.get("dynamodb"),
+            client=clients.dynamodb,
             region=settings.region,
             endpoint_url=settings.endpoint_url,
-            **options,
+            max_connection_seconds=aws.max_connection_seconds,
+            sweep_bucket_seconds=aws.sweep_bucket_seconds,
         )
     raise DriverError(f"store driver {settings.driver!r} is not available in this build")
 
@@ -69,7 +93,7 @@ def _table_name(settings: StoreSettings) -> str:
     return settings.table_name
 
 
-def create_queue(settings: QueueSettings, **clients: Any) -> WebhookQueue:
+def create_queue(settings: QueueSettings, clients: Clients = NO_CLIENTS) -> WebhookQueue:
     if settings.driver == "memory":
         from shared.webhooks.memory import MemoryWebhookQueue
 
@@ -87,12 +111,12 @@ def create_queue(settings: QueueSettings, **clients: Any) -> WebhookQueue:
         if not settings.queue_url:
             raise DriverError("queue.queue_url is required by the sqs driver")
         return SqsWebhookQueue(
-            settings.queue_url, client=clients.get("sqs"), region=settings.region, endpoint_url=settings.endpoint_url
+            settings.queue_url, client=clients.sqs, region=settings.region, endpoint_url=settings.endpoint_url
         )
     raise DriverError(f"queue driver {settings.driver!r} is not available in this build")
 
 
-def create_limiter(settings: StoreSettings, **clients: Any) -> RateLimiter:
+def create_limiter(settings: StoreSettings, clients: Clients = NO_CLIENTS) -> RateLimiter:
     """The limiter follows the store: counters shared by every process that shares the store."""
     if settings.driver == "redis":
         from shared.limits.redis import RedisRateLimiter
@@ -104,7 +128,7 @@ def create_limiter(settings: StoreSettings, **clients: Any) -> RateLimiter:
 
         return DynamoDBRateLimiter(
             _table_name(settings),
-            client=clients.get("dynamodb"),
+            client=clients.dynamodb,
             region=settings.region,
             endpoint_url=settings.endpoint_url,
         )
@@ -122,6 +146,7 @@ class Services:
     metrics: Metrics
     engine: Engine
     rest: RestApi
+    tap: DebugTap | None = None  # the debug console's, when it is on
 
     async def close(self) -> None:
         for driver in (self.queue, self.sender, self.store, self.limiter, self.apps):
@@ -144,23 +169,29 @@ def build_services(
     settings: Settings,
     *,
     sender: Sender,
+    clients: Clients = NO_CLIENTS,
     metrics: Metrics | None = None,
+    tap: DebugTap | None = None,
     apps: AppStore | None = None,
     store: ChannelStore | None = None,
     queue: WebhookQueue | None = None,
     limiter: RateLimiter | None = None,
     connection_limiter: RateLimiter | None = None,
     count_connections: bool = True,
-    **clients: Any,
 ) -> Services:
+    """The services of one runtime, built once (the local server, one Lambda container). Drivers not handed
+    in come from the settings. ``tap``: the debug console's, when it is on; the engine reports to it, and
+    its frames sent per app are counted for the console."""
     apps = apps or ConfigAppStore(settings.apps)
-    store = store or create_store(settings.store, **clients)
+    store = store or create_store(settings.store, clients, settings.aws)
     queue_settings = settings.queue
     if queue_settings.driver == "redis" and queue_settings.url is None and settings.store.driver == "redis":
         queue_settings = queue_settings.model_copy(update={"url": settings.store.url})
-    queue = queue or create_queue(queue_settings, **clients)
-    limiter = limiter or create_limiter(settings.store, **clients)
+    queue = queue or create_queue(queue_settings, clients)
+    limiter = limiter or create_limiter(settings.store, clients)
     metrics = metrics or NullMetrics()
+    if tap is not None:
+        metrics = TapMetrics(metrics, tap)
     engine = Engine(
         apps=apps,
         store=store,
@@ -170,6 +201,7 @@ def build_services(
         connection_limiter=connection_limiter,
         count_connections=count_connections,
         metrics=metrics,
+        observer=tap if tap is not None else NULL_OBSERVER,
         activity_timeout=settings.activity_timeout,
         cache_ttl_seconds=settings.cache_ttl_seconds,
         max_frame_bytes=settings.max_frame_kb * 1024,
@@ -188,4 +220,5 @@ def build_services(
         metrics=metrics,
         engine=engine,
         rest=rest,
+        tap=tap,
     )

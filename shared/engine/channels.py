@@ -133,9 +133,8 @@ async def subscribe(engine: Engine, app: AppConfig, socket_id: SocketId, data: d
 async def _after_join(
     engine: Engine, app: AppConfig, socket_id: SocketId, channel: ChannelName, member: Member | None, result: JoinResult
 ) -> None:
-    if engine.tap is not None:
-        user_id = member.user_id if member is not None else None
-        engine.tap.subscribed(app.id, socket_id, channel, result.subscription_count, result.occupied, user_id)
+    user_id = member.user_id if member is not None else None
+    engine.observer.subscribed(app.id, socket_id, channel, result.subscription_count, result.occupied, user_id)
     if result.occupied:
         await engine.webhooks.emit(app, "channel_occupied", channel)
     if member is not None and result.member_added:
@@ -175,10 +174,9 @@ async def unsubscribe(engine: Engine, app: AppConfig, socket_id: SocketId, data:
     result = await engine.store.unsubscribe(app.id, socket_id, channel)
     if not result.left:
         raise FrameError(f"Not subscribed to channel {channel}", channel=channel)
-    if engine.tap is not None:
-        engine.tap.unsubscribed(
-            app.id, socket_id, channel, result.subscription_count, result.vacated, result.member_removed
-        )
+    engine.observer.unsubscribed(
+        app.id, socket_id, channel, result.subscription_count, result.vacated, result.member_removed
+    )
     await after_leave(engine, app, result)
 
 
@@ -220,8 +218,7 @@ async def client_event(engine: Engine, app: AppConfig, socket_id: SocketId, msg:
     user_id = subscription.user_id
     await engine.broadcast_channel(app, channel, frames.frame(event, encoded, channel, user_id), socket_id)
     engine.metrics.count("client_events", app.id)
-    if engine.tap is not None:
-        engine.tap.client_event(app.id, socket_id, channel, event, encoded, user_id)
+    engine.observer.client_event(app.id, socket_id, channel, event, encoded, user_id)
     await engine.webhooks.emit(
         app, "client_event", channel, event=event, data=encoded, socket_id=socket_id, user_id=user_id
     )

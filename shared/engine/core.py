@@ -11,12 +11,13 @@ import logging
 import secrets
 import time
 from collections.abc import Callable, Collection
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from shared.apps.base import AppStore
 from shared.engine import channels as channel_ops
 from shared.engine import users as user_ops
 from shared.engine.emitter import WebhookEmitter
+from shared.engine.observer import NULL_OBSERVER, EngineObserver
 from shared.errors import (
     AppDisabled,
     AppNotFound,
@@ -39,9 +40,6 @@ from shared.settings import AppConfig
 from shared.store.base import ChannelStore, Connection
 from shared.types import AppId, ChannelName, SocketId
 from shared.webhooks.base import WebhookQueue
-
-if TYPE_CHECKING:
-    from shared.debug.tap import DebugTap
 
 log = logging.getLogger("sockless.engine")
 SUPPORTED_PROTOCOLS = range(5, 8)
@@ -78,7 +76,7 @@ class Engine:
         webhook_delay_seconds: float = 3.0,
         socket_ids: Callable[[], SocketId] = mint_socket_id,
         clock: Callable[[], float] = time.time,
-        tap: DebugTap | None = None,
+        observer: EngineObserver = NULL_OBSERVER,
     ) -> None:
         self.apps = apps
         self.store = store
@@ -100,7 +98,7 @@ class Engine:
         self.max_frame_bytes = max_frame_bytes
         self._socket_ids = socket_ids
         self.clock = clock
-        self.tap = tap  # the debug console's observer (shared/debug); None unless the console is on
+        self.observer = observer  # the debug console's tap when it is on (shared/debug)
 
     # -- connection lifecycle -------------------------------------------------------------------------
 
@@ -131,8 +129,7 @@ class Engine:
 
     def _refused_connection(self, app: AppConfig, exc: PusherError) -> None:
         """A refused handshake of a known app is worth seeing in the debug console (an unknown key has no app)."""
-        if self.tap is not None:
-            self.tap.refused(app.id, None, exc.code, exc.message, None, type(exc).__name__)
+        self.observer.refused(app.id, None, exc.code, exc.message, None, type(exc).__name__)
 
     async def connect(
         self, app: AppConfig, socket_id: SocketId | None = None, *, connection_id: str | None = None
@@ -152,8 +149,7 @@ class Engine:
         self.metrics.count("new_connections", app.id)
         if self.count_connections:
             self.metrics.gauge("connections", app.id, 1)
-        if self.tap is not None:
-            self.tap.connected(app.id, connection.socket_id)
+        self.observer.connected(app.id, connection.socket_id)
         return connection
 
     def welcome(self, socket_id: SocketId) -> bytes:
@@ -165,8 +161,7 @@ class Engine:
         departure = await self.store.remove_connection(app.id, socket_id)
         if departure is None:
             return
-        if self.tap is not None:
-            self.tap.disconnected(app.id, socket_id, close_code, [leave.channel for leave in departure.left])
+        self.observer.disconnected(app.id, socket_id, close_code, [leave.channel for leave in departure.left])
         self.metrics.count("disconnections", app.id)
         if self.count_connections:
             self.metrics.gauge("connections", app.id, -1)
@@ -213,8 +208,7 @@ class Engine:
 
     async def refuse(self, app: AppConfig, socket_id: SocketId, exc: PusherError) -> None:
         self.metrics.count("errors", app.id)
-        if self.tap is not None:
-            self.tap.refused(app.id, socket_id, exc.code, exc.message, exc.channel, type(exc).__name__)
+        self.observer.refused(app.id, socket_id, exc.code, exc.message, exc.channel, type(exc).__name__)
         if isinstance(exc, SubscriptionError) and exc.channel is not None:
             await self.send(
                 app, socket_id, frames.subscription_error(exc.channel, exc.error_type, exc.message, exc.status)
@@ -263,8 +257,7 @@ class Engine:
         self, app: AppConfig, channels: Collection[str], event: str, data: Any, except_socket: SocketId | None = None
     ) -> None:
         """Server-side publish (REST): one encoded frame per channel, the same bytes to every subscriber."""
-        if self.tap is not None:
-            self.tap.api_message(app.id, channels, event, data, except_socket)
+        self.observer.api_message(app.id, channels, event, data, except_socket)
         for channel in channels:
             await channel_ops.publish_to_channel(self, app, channel, event, data, except_socket)
 

@@ -29,8 +29,8 @@ def write_each(transports: list[Transport], frame: bytes) -> None:
 class LocalSender:
     def __init__(self, fanout: Fanout = write_each) -> None:
         self._sockets: dict[SocketId, Transport] = {}
-        # The local server replaces it with its cork's, which queues a whole broadcast as one entry instead of
-        # one frame per socket (local_server/transport.py).
+        # The local server passes its cork's, which queues a whole broadcast as one entry instead of one frame
+        # per socket (local_server/transport.py).
         self.fanout = fanout
 
     def register(self, socket_id: SocketId, transport: Transport) -> None:

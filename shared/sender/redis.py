@@ -38,7 +38,7 @@ from shared.errors import StoreUnavailable
 from shared.redis.errors import raise_if_cancelling
 from shared.redis.keys import RedisKeys
 from shared.sender.base import Delivery
-from shared.sender.local import LocalSender
+from shared.sender.local import Fanout, LocalSender, write_each
 from shared.types import AppId, ChannelName, SocketId
 
 log = logging.getLogger("sockless.cluster")
@@ -112,11 +112,12 @@ class RedisSender(LocalSender):
         locator: SocketLocator,
         prefix: str = "sockless",
         sharded: bool = True,
+        fanout: Fanout = write_each,
         on_gone: GoneHandler | None = None,
         on_relayed: RelayedHandler | None = None,
         on_resubscribed: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(fanout)
         self.client = client
         self.index = index
         self.locator = locator

@@ -7,7 +7,7 @@ import pytest
 
 from shared.limits.dynamodb import DynamoDBRateLimiter
 from shared.sender.local import LocalSender
-from shared.services import DriverError, build_services, create_queue, create_store
+from shared.services import Clients, DriverError, build_services, create_queue, create_store
 from shared.settings import QueueSettings, Settings, StoreSettings
 from shared.store.base import Connection
 from shared.store.dynamodb import DynamoDBChannelStore
@@ -27,7 +27,7 @@ async def test_aws_drivers_come_from_settings_with_injected_clients(
         store=StoreSettings(driver="dynamodb", table_name=table, region=backend.REGION),
         queue=QueueSettings(driver="sqs", queue_url=queue_url, region=backend.REGION),
     )
-    services = build_services(settings, sender=LocalSender(), dynamodb=client, sqs=sqs)
+    services = build_services(settings, sender=LocalSender(), clients=Clients(dynamodb=client, sqs=sqs))
     assert isinstance(services.store, DynamoDBChannelStore)
     assert isinstance(services.queue, SqsWebhookQueue)
     assert isinstance(services.limiter, DynamoDBRateLimiter)

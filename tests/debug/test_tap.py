@@ -7,8 +7,9 @@ import json
 import threading
 import time
 
-from shared.debug import DebugTap, TapMetrics, attach
+from shared.debug import DebugTap, TapMetrics
 from shared.debug.tap import MAX_TEXT, REDACTED
+from shared.engine.observer import NULL_OBSERVER
 from shared.metrics.base import NullMetrics
 from shared.settings import AppConfig
 from shared.types import AppId
@@ -125,16 +126,12 @@ async def test_tap_metrics_pass_everything_on_and_count_frames_sent_per_app() ->
     assert tap.sent == {"a": 3, "b": 1}
 
 
-async def test_the_engine_reports_its_lifecycle_to_an_attached_tap() -> None:
+async def test_the_engine_reports_its_lifecycle_to_its_tap() -> None:
     """Connect, subscribe (with the resulting count), a client event, a REST publish, an auth failure and the
     disconnect with its close code, in order."""
     app = AppConfig(id=AppId("a"), key="a-key", secret="a-secret-value", enable_client_messages=True)
-    harness = Harness(app)
     tap = DebugTap()
-    attach(harness.engine, tap)
-    attach(harness.engine, tap)  # idempotent: metrics are wrapped once
-    assert isinstance(harness.engine.metrics, TapMetrics)
-    assert not isinstance(harness.engine.metrics.inner, TapMetrics)
+    harness = Harness(app, tap=tap)
     subscription = tap.subscribe()
     client = await harness.connect("a-key")
     await client.join("presence-room", user_id="u1", user_info={"name": "Ann"})
@@ -167,7 +164,7 @@ async def test_the_engine_reports_its_lifecycle_to_an_attached_tap() -> None:
 
 async def test_without_a_tap_the_engine_reports_nothing_and_counts_as_before() -> None:
     harness = Harness(AppConfig(id=AppId("a"), key="a-key", secret="a-secret-value"))
-    assert harness.engine.tap is None
+    assert harness.engine.observer is NULL_OBSERVER
     client = await harness.connect("a-key")
     await client.subscribe("news")
     assert client.events()[-1] == "pusher_internal:subscription_succeeded"

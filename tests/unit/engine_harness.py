@@ -13,8 +13,11 @@ from typing import Any
 
 from shared.apps.config import ConfigAppStore
 from shared.auth.signatures import sign_channel, sign_user
+from shared.debug.tap import DebugTap, TapMetrics
 from shared.engine import Engine
+from shared.engine.observer import NULL_OBSERVER
 from shared.limits.memory import MemoryRateLimiter
+from shared.metrics.base import NullMetrics
 from shared.protocol.channels import ChannelType, channel_type
 from shared.sender.local import LocalSender
 from shared.settings import AppConfig
@@ -134,7 +137,8 @@ class Client:
 
 
 class Harness:
-    def __init__(self, *apps: AppConfig, webhook_delay_seconds: float = 3.0) -> None:
+    def __init__(self, *apps: AppConfig, webhook_delay_seconds: float = 3.0, tap: DebugTap | None = None) -> None:
+        """``tap``: the debug console's, wired as ``build_services`` wires it."""
         self.clock = ManualClock()
         self.store = MemoryChannelStore()
         self.sender = LocalSender()
@@ -148,6 +152,8 @@ class Harness:
             webhooks=self.queue,
             limiter=self.limiter,
             webhook_delay_seconds=webhook_delay_seconds,
+            metrics=TapMetrics(NullMetrics(), tap) if tap is not None else None,
+            observer=tap if tap is not None else NULL_OBSERVER,
         )
         self._ids = itertools.count(1)
 
