@@ -16,7 +16,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.conftest import DEFAULT_APP
-from tests.e2e.jsdriver import App, NodeDriver
+from tests.e2e.jsdriver import App, JsClient, NodeDriver
 from tests.serverproc import ServerProcess
 
 pytestmark = pytest.mark.e2e
@@ -26,6 +26,22 @@ ORDER_APP = {**DEFAULT_APP, "id": "order-app", "key": "order-key", "max_client_e
 RESUBSCRIBE_ROUNDS = 200
 BURST_ROUNDS = 100
 BURST = 8
+# The first connection and subscription start the emulator's cold containers; what is tested comes after.
+WARM = 60.0
+# A round that waits this long is stalled (a lost subscription never arrives); on a loaded machine the
+# emulator's rounds take up to a few seconds.
+STALL = 20.0
+
+
+async def _connected(js: NodeDriver, name: str, app: App, port: int) -> JsClient:
+    client = await js.client(name, app, port, connected=False)
+    await client.expect_state("connected", timeout=WARM)
+    return client
+
+
+async def _subscribed(client: JsClient, channel: str) -> None:
+    await client.subscribe(channel, succeed=False)
+    await client.expect("pusher:subscription_succeeded", channel, timeout=WARM)
 
 
 @pytest.fixture(scope="module")
@@ -39,10 +55,12 @@ async def test_unsubscribe_then_subscribe_back_to_back_ends_subscribed_every_tim
     js: NodeDriver, order_server: ServerProcess
 ) -> None:
     app = App.of(ORDER_APP)
-    client = await js.client("spa", app, order_server.port)
-    await client.subscribe("private-view", "round")
+    client = await _connected(js, "spa", app, order_server.port)
+    await _subscribed(client, "private-view")
 
-    result = await js.resubscribe_rounds("spa", app, order_server.port, "private-view", RESUBSCRIBE_ROUNDS)
+    result = await js.resubscribe_rounds(
+        "spa", app, order_server.port, "private-view", RESUBSCRIBE_ROUNDS, timeout=STALL
+    )
 
     assert result["failed"] is None, f"round {result['failed']} stalled at {result['stage']}"
     assert len(result["timings"]) == RESUBSCRIBE_ROUNDS
@@ -52,12 +70,14 @@ async def test_a_burst_of_client_events_reaches_the_other_member_in_the_order_se
     js: NodeDriver, order_server: ServerProcess
 ) -> None:
     app = App.of(ORDER_APP)
-    alice = await js.client("alice", app, order_server.port)
-    bob = await js.client("bob", app, order_server.port)
-    await alice.subscribe("private-burst")
-    await bob.subscribe("private-burst")
+    alice = await _connected(js, "alice", app, order_server.port)
+    bob = await _connected(js, "bob", app, order_server.port)
+    await _subscribed(alice, "private-burst")
+    await _subscribed(bob, "private-burst")
 
-    result = await js.burst_rounds("alice", "bob", "private-burst", "client-n", rounds=BURST_ROUNDS, count=BURST)
+    result = await js.burst_rounds(
+        "alice", "bob", "private-burst", "client-n", rounds=BURST_ROUNDS, count=BURST, timeout=STALL
+    )
 
     assert result["failed"] is None, f"round {result['failed']} arrived as {result['order']}"
     assert len(result["timings"]) == BURST_ROUNDS
