@@ -12,7 +12,7 @@ from aiohttp import WSMsgType, web
 
 from local_server import debug
 from local_server.transport import Cork, WsTransport
-from shared.errors import FrameError, OverCapacity, PathNotFound, PusherError
+from shared.errors import PathNotFound, PusherError
 from shared.http_api import openapi
 from shared.http_api.base import HttpRequest
 from shared.protocol import frames
@@ -43,14 +43,9 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     services = request.app[SERVICES]
     sender = request.app[SENDER]
     engine = services.engine
-    limits = services.settings.rate_limits.connections_per_ip
-    if limits is not None and not await services.limiter.hit(
-        f"ws_ip:{request.remote}", limits.max_requests, limits.window_seconds
-    ):
-        return await _refuse_socket(request, OverCapacity("Too many connections from this address"))
     try:
         app = await engine.authorize_connection(
-            request.match_info["key"], request.query.get("protocol"), request.headers.get("Origin")
+            request.match_info["key"], request.query.get("protocol"), request.headers.get("Origin"), request.remote
         )
         connection = await engine.connect(app)
     except PusherError as exc:
@@ -68,21 +63,16 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     transport = WsTransport(ws, request.transport, loop.time(), request.app[CORK])
     sender.register(socket_id, transport)
     engine.metrics.gauge("connections", app.id, 1)  # open sockets of this node (see Engine.count_connections)
-    max_frame = engine.max_frame_bytes
     try:
         await engine.send(app, socket_id, engine.welcome(socket_id))
         async for msg in ws:
             transport.seen(loop.time())
             if msg.type is WSMsgType.TEXT:
-                data: str = msg.data
-                if len(data) > max_frame:
-                    await engine.refuse(app, socket_id, FrameError(f"Frame over {max_frame} bytes"))
-                    continue
-                await engine.handle(app, socket_id, data)
+                await engine.handle(app, socket_id, msg.data)
             elif msg.type is WSMsgType.PING:
                 await ws.pong(msg.data)
             elif msg.type is WSMsgType.BINARY:
-                await engine.refuse(app, socket_id, FrameError("Binary frames are not supported"))
+                await engine.handle_binary(app, socket_id)
             elif msg.type is WSMsgType.ERROR:
                 break
     except Exception:

@@ -205,6 +205,7 @@ def build_services(
         activity_timeout=settings.activity_timeout,
         cache_ttl_seconds=settings.cache_ttl_seconds,
         max_frame_bytes=settings.max_frame_kb * 1024,
+        connections_per_ip=settings.rate_limits.connections_per_ip,
         webhook_delay_seconds=settings.webhooks.delay_seconds,
     )
     rest = RestApi(

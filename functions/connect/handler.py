@@ -22,7 +22,7 @@ from typing import Any
 
 from functions.client_ip import client_ip
 from functions.runtime import ConfigurationError, Container, container, entry
-from shared.errors import OverCapacity, PusherError
+from shared.errors import PusherError
 from shared.types import AppId, SocketId
 
 log = logging.getLogger("sockless.connect")
@@ -58,14 +58,11 @@ async def _accept(current: Container, event: Mapping[str, Any]) -> dict[str, Any
     services = current.services
     engine = services.engine
     try:
-        limit = services.settings.rate_limits.connections_per_ip
         ip = client_ip(event.get("headers"), (context.get("identity") or {}).get("sourceIp", ""))
-        if limit is not None and not await services.limiter.hit(
-            f"ws_ip:{ip}", limit.max_requests, limit.window_seconds
-        ):
-            raise OverCapacity("Too many connections from this address")
         query = event.get("queryStringParameters") or {}
-        app = await engine.authorize_connection(app_key(event) or "", query.get("protocol"), _header(event, "origin"))
+        app = await engine.authorize_connection(
+            app_key(event) or "", query.get("protocol"), _header(event, "origin"), ip
+        )
         connection = await current.connections.open(app, connection_id)
     except PusherError as exc:
         return {"connection_id": connection_id, "error": {"code": exc.code, "message": exc.message}}

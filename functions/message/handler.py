@@ -15,7 +15,6 @@ import logging
 from typing import Any
 
 from functions.runtime import Container, container, entry
-from shared.errors import FrameError
 from shared.protocol.frames import PONG
 
 log = logging.getLogger("sockless.message")
@@ -31,7 +30,7 @@ async def _handle(current: Container, event: dict[str, Any]) -> None:
     engine = current.services.engine
     body = event.get("body") or ""
     if event.get("isBase64Encoded"):
-        await engine.refuse(app, socket_id, FrameError("Binary frames are not supported"))
+        await engine.handle_binary(app, socket_id)
         return
     await engine.handle(app, socket_id, body)
 

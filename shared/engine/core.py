@@ -36,7 +36,7 @@ from shared.limits.base import RateLimiter
 from shared.metrics.base import Metrics, NullMetrics
 from shared.protocol import frames
 from shared.sender.base import ChannelBroadcaster, Sender
-from shared.settings import AppConfig
+from shared.settings import AppConfig, RateLimit
 from shared.store.base import ChannelStore, Connection
 from shared.types import AppId, ChannelName, SocketId
 from shared.webhooks.base import WebhookQueue
@@ -73,6 +73,7 @@ class Engine:
         activity_timeout: int = 120,
         cache_ttl_seconds: float = 1800,
         max_frame_bytes: int = 64 * 1024,
+        connections_per_ip: RateLimit | None = None,
         webhook_delay_seconds: float = 3.0,
         socket_ids: Callable[[], SocketId] = mint_socket_id,
         clock: Callable[[], float] = time.time,
@@ -96,14 +97,25 @@ class Engine:
         self.activity_timeout = activity_timeout
         self.cache_ttl_seconds = cache_ttl_seconds
         self.max_frame_bytes = max_frame_bytes
+        self.connections_per_ip = connections_per_ip
         self._socket_ids = socket_ids
         self.clock = clock
         self.observer = observer  # the debug console's tap when it is on (shared/debug)
 
     # -- connection lifecycle -------------------------------------------------------------------------
 
-    async def authorize_connection(self, app_key: str, protocol: str | None, origin: str | None) -> AppConfig:
-        """Check key, app state, protocol version and origin; raise the ``PusherError`` the protocol defines."""
+    async def authorize_connection(
+        self, app_key: str, protocol: str | None, origin: str | None, address: str | None = None
+    ) -> AppConfig:
+        """Check the client's address against the per-IP connection limit, then key, app state, protocol
+        version and origin; raise the ``PusherError`` the protocol defines."""
+        limit = self.connections_per_ip
+        if (
+            limit is not None
+            and address is not None
+            and not await self.limiter.hit(f"ws_ip:{address}", limit.max_requests, limit.window_seconds)
+        ):
+            raise OverCapacity("Too many connections from this address")
         app = await self.apps.by_key(app_key)
         if app is None:
             raise AppNotFound(f"App key {app_key[:64]} does not exist")
@@ -176,6 +188,10 @@ class Engine:
             await self.disconnect(app, socket_id)
 
     # -- frames ---------------------------------------------------------------------------------------
+
+    async def handle_binary(self, app: AppConfig, socket_id: SocketId) -> None:
+        """A binary frame: the protocol is text (JSON) only, so the client gets a ``pusher:error``."""
+        await self.refuse(app, socket_id, FrameError("Binary frames are not supported"))
 
     async def handle(self, app: AppConfig, socket_id: SocketId, raw: str | bytes) -> None:
         """Handle one client frame; protocol errors go back to the client, never up to the caller."""

@@ -20,7 +20,7 @@ from shared.limits.memory import MemoryRateLimiter
 from shared.metrics.base import NullMetrics
 from shared.protocol.channels import ChannelType, channel_type
 from shared.sender.local import LocalSender
-from shared.settings import AppConfig
+from shared.settings import AppConfig, RateLimit
 from shared.store.memory import MemoryChannelStore
 from shared.types import SocketId
 from shared.webhooks.memory import MemoryWebhookQueue
@@ -137,7 +137,13 @@ class Client:
 
 
 class Harness:
-    def __init__(self, *apps: AppConfig, webhook_delay_seconds: float = 3.0, tap: DebugTap | None = None) -> None:
+    def __init__(
+        self,
+        *apps: AppConfig,
+        webhook_delay_seconds: float = 3.0,
+        tap: DebugTap | None = None,
+        connections_per_ip: RateLimit | None = None,
+    ) -> None:
         """``tap``: the debug console's, wired as ``build_services`` wires it."""
         self.clock = ManualClock()
         self.store = MemoryChannelStore()
@@ -152,14 +158,17 @@ class Harness:
             webhooks=self.queue,
             limiter=self.limiter,
             webhook_delay_seconds=webhook_delay_seconds,
+            connections_per_ip=connections_per_ip,
             metrics=TapMetrics(NullMetrics(), tap) if tap is not None else None,
             observer=tap if tap is not None else NULL_OBSERVER,
         )
         self._ids = itertools.count(1)
 
-    async def connect(self, key: str, protocol: str | None = "7", origin: str | None = None) -> Client:
+    async def connect(
+        self, key: str, protocol: str | None = "7", origin: str | None = None, address: str | None = None
+    ) -> Client:
         """Authorize, record and welcome a connection like the local server's WebSocket handler."""
-        app = await self.engine.authorize_connection(key, protocol, origin)
+        app = await self.engine.authorize_connection(key, protocol, origin, address)
         n = next(self._ids)
         connection = await self.engine.connect(app, SocketId(f"{n}.{n}"))
         transport = RecordingTransport()

@@ -9,7 +9,7 @@ import pytest
 
 from shared.auth.signatures import sign_channel, sign_user
 from shared.errors import PusherError, StoreUnavailable
-from shared.settings import AppConfig, WebhookConfig, WebhookFilter
+from shared.settings import AppConfig, RateLimit, WebhookConfig, WebhookFilter
 from shared.store.memory import MemoryChannelStore
 from shared.types import AppId, ChannelName, SocketId, UserId
 from tests.unit.engine_harness import Client, Harness, decode_data
@@ -118,6 +118,27 @@ async def test_4004_over_connection_quota_and_room_again_after_a_disconnect(harn
     assert await harness.store.connection_count(QUOTA.id) == 2
     await first.disconnect()
     await harness.connect(QUOTA.key)
+
+
+async def test_4100_when_one_address_opens_more_connections_than_its_limit() -> None:
+    """The per-IP limit both edges apply (the local server's socket address, ``$connect``'s client IP)."""
+    limited = Harness(PLAIN, connections_per_ip=RateLimit(max_requests=2, window_seconds=60))
+    await limited.connect(PLAIN.key, address="10.0.0.1")
+    await limited.connect(PLAIN.key, address="10.0.0.1")
+    with pytest.raises(PusherError) as caught:
+        await limited.connect(PLAIN.key, address="10.0.0.1")
+    assert (caught.value.code, caught.value.message) == (4100, "Too many connections from this address")
+    await limited.connect(PLAIN.key, address="10.0.0.2")
+    assert await limited.store.connection_count(PLAIN.id) == 3
+
+
+async def test_a_binary_frame_gets_a_pusher_error_and_the_connection_stays(harness: Harness) -> None:
+    client = await full(harness)
+    client.new()
+    await harness.engine.handle_binary(FULL, client.socket_id)
+    assert client.errors() == [{"code": None, "message": "Binary frames are not supported"}]
+    await client.send("pusher:ping", {})
+    assert client.new()[-1]["event"] == "pusher:pong"
 
 
 async def test_ping_is_answered_with_pong(harness: Harness) -> None:
