@@ -40,14 +40,17 @@ node_modules/.installed: package.json
 	npm install --no-audit --no-fund --loglevel=error
 	touch $@
 
-# With the debug console on (docs/debug-console.md). SOCKLESS_PORT=6002 make serve etc. change the ports.
+# With the debug console on (docs/debug-console.md). SOCKLESS_PORT=6002 make serve etc. change the ports;
+# ARGS='...' adds command-line flags (python -m local_server --help).
 serve: install-server
-	@SOCKLESS_DEBUG_CONSOLE=$${SOCKLESS_DEBUG_CONSOLE:-true} exec $(PY) -m local_server $(if $(CONFIG),--config $(CONFIG),)
+	@SOCKLESS_DEBUG_CONSOLE=$${SOCKLESS_DEBUG_CONSOLE:-true} exec $(PY) -m local_server \
+	  $(if $(CONFIG),--config $(CONFIG),) $(ARGS)
 
-# The Lambda code path on this machine: emulated API Gateway + Lambda, DynamoDB and SQS in moto.
+# The Lambda code path on this machine: emulated API Gateway + Lambda, DynamoDB and SQS in moto. Like serve: the
+# debug console on, one banner; the functions' CloudWatch EMF documents hidden (ARGS=--show-emf prints them).
 emulate: install
 	@SOCKLESS_DEBUG_CONSOLE=$${SOCKLESS_DEBUG_CONSOLE:-true} exec $(PY) -m local_server --emulate-lambda \
-	  $(if $(CONFIG),--config $(CONFIG),)
+	  $(if $(CONFIG),--config $(CONFIG),) $(ARGS)
 
 test: install node
 	bash scripts/test.sh
