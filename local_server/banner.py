@@ -23,8 +23,17 @@ def display_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
-def banner(settings: Settings, port: int, *, title: str, extra: Sequence[tuple[str, str]] = ()) -> str:
-    """The start-up banner; ``extra`` rows (label, text) describe ports only one mode opens."""
+def banner(
+    settings: Settings,
+    port: int,
+    *,
+    title: str,
+    extra: Sequence[tuple[str, str]] = (),
+    metrics: bool = True,
+    notes: Sequence[str] = (),
+) -> str:
+    """The start-up banner; ``extra`` rows (label, text) describe ports only one mode opens, ``metrics`` says
+    whether the Prometheus port is served (the emulator has none), ``notes`` end it."""
     host = display_host(settings.host)
     base = f"http://{host}:{port}"
     app = settings.apps[0]
@@ -34,7 +43,7 @@ def banner(settings: Settings, port: int, *, title: str, extra: Sequence[tuple[s
         ("REST API", f"{base}/apps/{app.id}/events"),
         ("Debug console", debug),
     ]
-    if settings.metrics_port is not None:
+    if metrics and settings.metrics_port is not None:
         rows.append(("Metrics", f"http://{host}:{settings.metrics_port}/metrics"))
     rows.extend(extra)
     if settings.apps == (DEFAULT_APP,):
@@ -47,6 +56,7 @@ def banner(settings: Settings, port: int, *, title: str, extra: Sequence[tuple[s
     ws_host = host.strip("[]")
     lines.append(f'  {"pusher-js".ljust(width)}new Pusher("{app.key}", {{ wsHost: "{ws_host}", wsPort: {port},')
     lines.append(f'{indent}  forceTLS: false, enabledTransports: ["ws"], cluster: "mt1" }})')
+    lines.extend(f"  {note}" for note in notes)
     lines.append("Ctrl-C stops it.")
     return "\n".join(lines)
 
