@@ -10,7 +10,7 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from local_server import debug
+from local_server.debug import views as debug
 from local_server.transport import Cork, WsTransport
 from shared.errors import PathNotFound, PusherError
 from shared.http_api import openapi

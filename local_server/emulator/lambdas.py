@@ -96,7 +96,7 @@ class LambdaService:
         self._pending: set[asyncio.Future[Any]] = set()
         self.stats = Stats()
         # Told of every invocation (function name, wall time in ms, error type or None), on the worker
-        # thread that ran it: the debug console's Lambda rows (local_server/debug.py).
+        # thread that ran it: the debug console's Lambda rows (local_server/debug/emulator.py).
         self.observer: Callable[[str, float, str | None], None] | None = None
 
     def name(self, kind: str) -> str:

@@ -109,7 +109,7 @@ class Emulator:
         self._limits = asyncio.create_task(self.gateway.enforce_limits(min(max(shortest / 4, 0.05), 10.0)))
         extra_routes = None
         if self.settings.debug_console:  # GET /debug with the Lambda invocations (docs/debug-console.md)
-            from local_server.debug import emulator_console
+            from local_server.debug.emulator import emulator_console
 
             extra_routes = emulator_console(self.settings, self.lambdas, self.gateway, resources).add_routes
         public = self.gateway.public_app(self._with_stats(extra_routes))

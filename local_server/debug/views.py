@@ -1,36 +1,18 @@
-"""The debug console: ``GET /debug`` (one page), ``/debug/stream`` (server-sent events) and the Event Creator.
-
-Like Pusher's dashboard Debug Console: live counters, occupied channels with their subscribers and presence
-members, and a log of what the engine does, fed by the engine's ``DebugTap`` (never by polling from the
-page). Each open page holds one bounded ``Subscription``: a slow tab loses events (and is told how many),
-it never slows the server.
-
-Access: on a loopback listener, anyone who can reach the port can already do everything the console
-shows, so it is open (to requests whose ``Host`` is a loopback name, which keeps DNS-rebinding pages out).
-On any other listener every console request needs the app's secret or the ``admin_token``: as a bearer
-token, or once through the login form, which sets an HMAC-signed session cookie. A secret grants that
-app only; the admin token grants every app. The page itself holds no secret: the Event Creator's request
-is signed on the server and handed to the same REST handler an SDK's request reaches.
-"""
+"""The console's pages: ``GET /debug``, ``/debug/stream`` (server-sent events), the Event Creator, and ``mount``."""
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
-import ipaddress
 import json
-import secrets
-import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from html import escape
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-from urllib.parse import urlencode
+from typing import Any
 
 from aiohttp import web
 
+from local_server.debug.access import COOKIE, SESSION_SECONDS, Access, is_loopback, same_origin
 from shared.debug import DebugTap, Subscription
 from shared.debug.creator import trigger_request
 from shared.debug.state import app_state
@@ -39,18 +21,10 @@ from shared.limits.base import RateLimiter
 from shared.services import Services
 from shared.settings import AppConfig, Settings
 
-if TYPE_CHECKING:
-    from local_server.emulator.aws import Resources
-    from local_server.emulator.gateway import Gateway
-    from local_server.emulator.lambdas import LambdaService
-
-STATIC = Path(__file__).resolve().parent / "static"
-COOKIE = "sockless_debug"
-SESSION_SECONDS = 12 * 3600
+STATIC = Path(__file__).resolve().parent.parent / "static"
 TICK_SECONDS = 1.0  # counters and messages/s are pushed this often
 STATE_REFRESH_SECONDS = 5.0  # the channel list is re-read at least this often, and at once after events
 LOGIN_ATTEMPTS_PER_MINUTE = 10
-_LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
 _SECURITY_HEADERS = {
     "Cache-Control": "no-store",
     "X-Content-Type-Options": "nosniff",
@@ -58,17 +32,6 @@ _SECURITY_HEADERS = {
     "Referrer-Policy": "same-origin",  # "no-referrer" would make Chromium send "Origin: null"
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; form-action 'self'",
 }
-
-
-def is_loopback(host: str) -> bool:
-    """Whether a listen address or a ``Host`` name can only be reached from this machine."""
-    name = host.strip("[]").lower()
-    if name in _LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(name).is_loopback
-    except ValueError:
-        return False
 
 
 @dataclass(frozen=True)
@@ -95,52 +58,9 @@ class DebugConsole:
         self.tap = tap
         self.backend = backend
         self.apps: dict[str, AppConfig] = {app.id: app for app in backend.apps}
-        self.open_listener = is_loopback(host)
-        self.admin_token = admin_token or None
-        self._session_key = secrets.token_bytes(32)  # sessions end with the process
+        self.access = Access(self.apps, open_listener=is_loopback(host), admin_token=admin_token)
         self._page = (STATIC / "debug.html").read_bytes()
         tap.set_redactions([*(app.secret for app in backend.apps), *([admin_token] if admin_token else [])])
-
-    # -- access ---------------------------------------------------------------------------------------
-
-    def _token_scope(self, token: str) -> frozenset[str]:
-        if self.admin_token is not None and hmac.compare_digest(token.encode(), self.admin_token.encode()):
-            return frozenset(self.apps)
-        # Every secret is compared, so the time taken does not tell which app (if any) came close.
-        matched = [app.id for app in self.apps.values() if hmac.compare_digest(token.encode(), app.secret.encode())]
-        return frozenset(matched)
-
-    def _sign(self, payload: str) -> str:
-        return hmac.new(self._session_key, payload.encode(), hashlib.sha256).hexdigest()
-
-    def session_cookie(self, scope: frozenset[str]) -> str:
-        # App ids are [A-Za-z0-9_.-]: "," and "|" cannot occur in them.
-        payload = f"{','.join(sorted(scope))}|{int(time.time()) + SESSION_SECONDS}"
-        return f"{payload}|{self._sign(payload)}"
-
-    def _cookie_scope(self, value: str) -> frozenset[str]:
-        payload, _, mac = value.rpartition("|")
-        ids, _, expires = payload.partition("|")
-        if not payload or not hmac.compare_digest(mac.encode(), self._sign(payload).encode()):
-            return frozenset()
-        if not expires.isdigit() or int(expires) < time.time():
-            return frozenset()
-        return frozenset(ids.split(",")) & frozenset(self.apps)
-
-    def scope(self, request: web.Request) -> frozenset[str]:
-        """The app ids this request may see (empty: none, refuse)."""
-        if self.open_listener and is_loopback(request.url.host or ""):
-            return frozenset(self.apps)
-        auth = request.headers.get("Authorization", "")
-        if auth[:7].lower() == "bearer ":
-            return self._token_scope(auth[7:].strip())
-        cookie = request.cookies.get(COOKIE)
-        return self._cookie_scope(cookie) if cookie else frozenset()
-
-    def _same_origin(self, request: web.Request) -> bool:
-        """Console writes from another site are refused (CSRF): a present ``Origin`` must be this host."""
-        origin = request.headers.get("Origin")
-        return origin is None or origin == f"{request.scheme}://{request.host}"
 
     # -- pages ----------------------------------------------------------------------------------------
 
@@ -149,7 +69,7 @@ class DebugConsole:
         return web.Response(status=status, text=text, content_type="text/html", headers=_SECURITY_HEADERS)
 
     async def page(self, request: web.Request) -> web.Response:
-        if not self.scope(request):
+        if not self.access.scope(request):
             return self._login_page(401)
         return web.Response(body=self._page, content_type="text/html", headers=_SECURITY_HEADERS)
 
@@ -161,20 +81,20 @@ class DebugConsole:
         return web.Response(body=(STATIC / name).read_bytes(), content_type=types[name], headers=_SECURITY_HEADERS)
 
     async def login(self, request: web.Request) -> web.Response:
-        if not self._same_origin(request):
+        if not same_origin(request):
             return self._login_page(403, "Cross-site login refused.")
         ip = request.remote or ""
         if not await self.backend.limiter.hit(f"debug_login:{ip}", LOGIN_ATTEMPTS_PER_MINUTE, 60.0):
             return self._login_page(429, "Too many attempts; wait a minute.")
         form = await request.post()
         token = form.get("token")
-        scope = self._token_scope(token) if isinstance(token, str) and token else frozenset()
+        scope = self.access.token_scope(token) if isinstance(token, str) and token else frozenset()
         if not scope:
             return self._login_page(401, "Not accepted: give an app secret or the admin token.")
         response = web.HTTPSeeOther("/debug")
         response.set_cookie(
             COOKIE,
-            self.session_cookie(scope),
+            self.access.session_cookie(scope),
             max_age=SESSION_SECONDS,
             path="/debug",
             httponly=True,
@@ -189,15 +109,15 @@ class DebugConsole:
         raise response
 
     async def session(self, request: web.Request) -> web.Response:
-        scope = self.scope(request)
+        scope = self.access.scope(request)
         if not scope:
             return _json(401, {"error": "Debug console: authentication required"})
         apps = [{"id": app.id, "key": app.key} for app_id, app in self.apps.items() if app_id in scope]
-        body = {"apps": apps, "login": not self.open_listener, "lambda": self.backend.lambda_invocations}
+        body = {"apps": apps, "login": not self.access.open_listener, "lambda": self.backend.lambda_invocations}
         return _json(200, {**body, "buffer": self.tap.buffer_size})
 
     def _app(self, request: web.Request, app_id: str | None) -> AppConfig:
-        scope = self.scope(request)
+        scope = self.access.scope(request)
         if not scope:
             raise _error(401, "Debug console: authentication required")
         if app_id is None or app_id not in scope:
@@ -266,7 +186,7 @@ class DebugConsole:
         """``POST /debug/apps/{app_id}/events`` with JSON ``{channel | channels, name, data, socket_id?}``:
         signed here with the app's secret, then through the REST handler like any SDK's publish."""
         app = self._app(request, request.match_info["app_id"])
-        if not self._same_origin(request) or request.content_type != "application/json":
+        if not same_origin(request) or request.content_type != "application/json":
             return _json(403, {"error": "Event Creator: same-origin JSON requests only"})
         try:
             body = await request.json()
@@ -340,62 +260,3 @@ def mount(app: web.Application, services: Services, settings: Settings | None = 
     console.add_routes(app)
     app[CONSOLE] = console
     return console
-
-
-def emulator_console(
-    settings: Settings, lambdas: LambdaService, gateway: Gateway, resources: Resources
-) -> DebugConsole:
-    """The emulator's console: the same page, fed by the engines of its Lambda "containers" (worker threads
-    of this process, which attach to the installed tap when they build their services) and by every
-    invocation with its handler and duration. The Event Creator goes through the ``http_api`` function,
-    and the channel list is read from the DynamoDB table (in moto) the functions use. Add the routes with
-    ``gateway.public_app(console.add_routes)``."""
-    from local_server.emulator import events
-    from shared.debug import install
-    from shared.limits.memory import MemoryRateLimiter
-    from shared.store.dynamodb import DynamoDBChannelStore
-
-    tap = DebugTap()
-    install(tap)
-    lambdas.observer = tap.lambda_invocation
-    store = DynamoDBChannelStore(resources.table_name, region=resources.region, endpoint_url=resources.moto_url)
-
-    async def rest(request: HttpRequest) -> HttpResponse:
-        event = events.http_v2(
-            method=request.method,
-            raw_path=request.path,
-            raw_query=urlencode(request.query),
-            headers=dict(request.headers),
-            body=request.body,
-            source_ip=request.ip or "127.0.0.1",
-            api_id=gateway.api_id,
-            stage=gateway.http_stage,
-            domain_name=settings.host,
-        )
-        result = await lambdas.invoke(gateway.functions.http_api, event)
-        if not isinstance(result, dict) or "statusCode" not in result:
-            return HttpResponse(200, result)
-        raw = result.get("body") or ""
-        try:
-            body = json.loads(raw) if raw else {}
-        except ValueError:
-            body = {"body": raw}
-        return HttpResponse(int(result["statusCode"]), body)
-
-    async def state(app: AppConfig) -> dict[str, Any]:
-        return await app_state(store, app.id)
-
-    async def close() -> None:
-        install(None)
-        lambdas.observer = None
-        await store.close()
-
-    backend = Backend(
-        apps=settings.apps,
-        rest=rest,
-        state=state,
-        limiter=MemoryRateLimiter(),
-        lambda_invocations=True,
-        close=close,
-    )
-    return DebugConsole(tap, backend, host=settings.host, admin_token=settings.admin_token)

@@ -1,0 +1,77 @@
+"""The emulator's console: the same page, fed by the Lambda "containers" of the emulator and its invocations."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
+
+from local_server.debug.views import Backend, DebugConsole
+from shared.debug import DebugTap
+from shared.debug.state import app_state
+from shared.http_api.base import HttpRequest, HttpResponse
+from shared.settings import AppConfig, Settings
+
+if TYPE_CHECKING:
+    from local_server.emulator.aws import Resources
+    from local_server.emulator.gateway import Gateway
+    from local_server.emulator.lambdas import LambdaService
+
+
+def emulator_console(
+    settings: Settings, lambdas: LambdaService, gateway: Gateway, resources: Resources
+) -> DebugConsole:
+    """The emulator's console: the same page, fed by the engines of its Lambda "containers" (worker threads
+    of this process, which attach to the installed tap when they build their services) and by every
+    invocation with its handler and duration. The Event Creator goes through the ``http_api`` function,
+    and the channel list is read from the DynamoDB table (in moto) the functions use. Add the routes with
+    ``gateway.public_app(console.add_routes)``."""
+    from local_server.emulator import events
+    from shared.debug import install
+    from shared.limits.memory import MemoryRateLimiter
+    from shared.store.dynamodb import DynamoDBChannelStore
+
+    tap = DebugTap()
+    install(tap)
+    lambdas.observer = tap.lambda_invocation
+    store = DynamoDBChannelStore(resources.table_name, region=resources.region, endpoint_url=resources.moto_url)
+
+    async def rest(request: HttpRequest) -> HttpResponse:
+        event = events.http_v2(
+            method=request.method,
+            raw_path=request.path,
+            raw_query=urlencode(request.query),
+            headers=dict(request.headers),
+            body=request.body,
+            source_ip=request.ip or "127.0.0.1",
+            api_id=gateway.api_id,
+            stage=gateway.http_stage,
+            domain_name=settings.host,
+        )
+        result = await lambdas.invoke(gateway.functions.http_api, event)
+        if not isinstance(result, dict) or "statusCode" not in result:
+            return HttpResponse(200, result)
+        raw = result.get("body") or ""
+        try:
+            body = json.loads(raw) if raw else {}
+        except ValueError:
+            body = {"body": raw}
+        return HttpResponse(int(result["statusCode"]), body)
+
+    async def state(app: AppConfig) -> dict[str, Any]:
+        return await app_state(store, app.id)
+
+    async def close() -> None:
+        install(None)
+        lambdas.observer = None
+        await store.close()
+
+    backend = Backend(
+        apps=settings.apps,
+        rest=rest,
+        state=state,
+        limiter=MemoryRateLimiter(),
+        lambda_invocations=True,
+        close=close,
+    )
+    return DebugConsole(tap, backend, host=settings.host, admin_token=settings.admin_token)
