@@ -5,7 +5,7 @@ local server), ``emulator`` (the emulator's console).
 
 Like Pusher's dashboard Debug Console: live counters, occupied channels with their subscribers and presence
 members, and a log of what the engine does, fed by the engine's ``DebugTap`` (never by polling from the
-page). Each open page holds one bounded ``Subscription``: a slow tab loses events (and is told how many),
+page). Each open page holds one bounded ``TapFeed``: a slow tab loses events (and is told how many),
 it never slows the server.
 
 Access: on a loopback listener, anyone who can reach the port can already do everything the console

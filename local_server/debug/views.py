@@ -13,7 +13,7 @@ from typing import Any
 from aiohttp import web
 
 from local_server.debug.access import COOKIE, SESSION_SECONDS, Access, is_loopback, same_origin
-from shared.debug import DebugTap, Subscription
+from shared.debug import DebugTap, TapFeed
 from shared.debug.creator import trigger_request
 from shared.debug.state import app_state
 from shared.http_api.base import HttpRequest, HttpResponse
@@ -147,7 +147,7 @@ class DebugConsole:
             subscription.close()
         return response
 
-    async def _pump(self, response: web.StreamResponse, subscription: Subscription, app: AppConfig) -> None:
+    async def _pump(self, response: web.StreamResponse, subscription: TapFeed, app: AppConfig) -> None:
         loop = asyncio.get_running_loop()
         await response.write(_sse({"type": "hello", "app_id": app.id, "buffer": subscription.maxsize}))
         sent_before = self.tap.sent.get(app.id, 0.0)

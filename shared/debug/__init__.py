@@ -7,9 +7,9 @@ the null one.
 
 from __future__ import annotations
 
-from shared.debug.tap import DebugTap, Subscription, TapMetrics
+from shared.debug.tap import DebugTap, TapFeed, TapMetrics
 
-__all__ = ["DebugTap", "Subscription", "TapMetrics", "install", "installed"]
+__all__ = ["DebugTap", "TapFeed", "TapMetrics", "install", "installed"]
 
 _installed: DebugTap | None = None
 

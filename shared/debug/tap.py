@@ -41,7 +41,7 @@ def clip(value: Any, limit: int = MAX_TEXT) -> Any:
     return f"{value[:limit]}… (+{len(value) - limit} chars)"
 
 
-class Subscription:
+class TapFeed:
     """One console's view of the tap: the events of its apps, at most ``maxsize`` of them waiting."""
 
     def __init__(self, tap: DebugTap, app_ids: frozenset[str] | None, maxsize: int) -> None:
@@ -108,7 +108,7 @@ class DebugTap:
     ) -> None:
         self.buffer_size = buffer_size
         self.lock = threading.Lock()
-        self._subscribers: tuple[Subscription, ...] = ()
+        self._subscribers: tuple[TapFeed, ...] = ()
         self._seq = itertools.count(1)
         self._clock = clock
         self._redact: tuple[str, ...] = ()
@@ -117,15 +117,15 @@ class DebugTap:
 
     # -- subscribers ----------------------------------------------------------------------------------
 
-    def subscribe(self, app_ids: Iterable[str] | None = None, maxsize: int | None = None) -> Subscription:
+    def subscribe(self, app_ids: Iterable[str] | None = None, maxsize: int | None = None) -> TapFeed:
         """A new bounded subscription to the events of ``app_ids`` (``None``: every app). Call on the loop
         that will read it. Events without an app (Lambda invocations) go to every subscriber."""
-        subscription = Subscription(self, None if app_ids is None else frozenset(app_ids), maxsize or self.buffer_size)
+        subscription = TapFeed(self, None if app_ids is None else frozenset(app_ids), maxsize or self.buffer_size)
         with self.lock:
             self._subscribers = (*self._subscribers, subscription)
         return subscription
 
-    def unsubscribe(self, subscription: Subscription) -> None:
+    def unsubscribe(self, subscription: TapFeed) -> None:
         with self.lock:
             self._subscribers = tuple(s for s in self._subscribers if s is not subscription)
 

@@ -35,9 +35,9 @@ from shared.store.base import (
     LeaveResult,
     Member,
     PresenceFull,
+    Subscription,
 )
-from shared.store.base import Subscription as SubscriptionInfo
-from shared.store.dynamodb_channels import Subscriptions
+from shared.store.dynamodb_channels import ChannelItems
 from shared.store.dynamodb_sweep import Sweep
 from shared.store.dynamodb_table import (
     CACHE_SK,
@@ -95,7 +95,7 @@ class DynamoDBChannelStore:
         )
         self.ids = ConnectionIds(id_cache_size)
         self.users = UserRegistry(self.db, self.ids)
-        self.channel_ops = Subscriptions(self.db, self.ids)
+        self.channel_ops = ChannelItems(self.db, self.ids)
         self.sweep = Sweep(
             self.db, clock, bucket_seconds=sweep_bucket_seconds, max_connection_seconds=max_connection_seconds
         )
@@ -264,7 +264,7 @@ class DynamoDBChannelStore:
     async def unsubscribe(self, app_id: AppId, socket_id: SocketId, channel: ChannelName) -> LeaveResult:
         return await self.channel_ops.leave(app_id, socket_id, channel)
 
-    async def subscription(self, app_id: AppId, socket_id: SocketId, channel: ChannelName) -> SubscriptionInfo | None:
+    async def subscription(self, app_id: AppId, socket_id: SocketId, channel: ChannelName) -> Subscription | None:
         return await self.channel_ops.subscription(app_id, socket_id, channel)
 
     async def sockets(self, app_id: AppId, channel: ChannelName) -> Collection[SocketId]:

@@ -1,4 +1,4 @@
-"""Subscriptions, presence members and channel counters in the DynamoDB store.
+"""Subscriptions, presence members and channel counters in the DynamoDB store (``ChannelItems``).
 
 Items (docs/dynamodb.md): the socket's own ``c#<channel>`` entry (its channel list, with its presence user),
 the channel partition's ``s#<socket>`` subscriber (with the connectionId, so fan-out needs no other read),
@@ -6,7 +6,7 @@ the channel partition's ``s#<socket>`` subscriber (with the connectionId, so fan
 exactly while the channel is occupied), and the app's occupied-channel index. A join or a leave is one
 transaction over these items whose counter conditions hold in exactly one state, so occupied/vacated and
 member_added/removed are each reported by one caller (shared/store/dynamodb.py explains the guessing). A
-removal's leave deletes the subscriber item on its own just before (:meth:`Subscriptions.leave_closed`).
+removal's leave deletes the subscriber item on its own just before (:meth:`ChannelItems.leave_closed`).
 """
 
 from __future__ import annotations
@@ -18,8 +18,7 @@ from typing import Any
 
 from shared.dynamodb.items import Item, key, n, num, s, text
 from shared.errors import StoreUnavailable
-from shared.store.base import ChannelStats, JoinResult, LeaveResult, Member, PresenceFull
-from shared.store.base import Subscription as SubscriptionInfo
+from shared.store.base import ChannelStats, JoinResult, LeaveResult, Member, PresenceFull, Subscription
 from shared.store.dynamodb_table import (
     CONN_SK,
     MAX_ATTEMPTS,
@@ -36,7 +35,9 @@ from shared.store.dynamodb_table import (
 from shared.types import AppId, ChannelName, SocketId, UserId
 
 
-class Subscriptions:
+class ChannelItems:
+    """The store's subscription operations on a channel's items (and the socket's own entries)."""
+
     def __init__(self, table: Table, ids: ConnectionIds) -> None:
         self.table = table
         self.ids = ids
@@ -237,12 +238,12 @@ class Subscriptions:
     async def _count(self, app_id: str, channel: str) -> int:
         return int(num(await self.table.get(key(chan_pk(app_id, channel), STATS_SK), projection="#n"), "n"))
 
-    async def subscription(self, app_id: AppId, socket_id: SocketId, channel: ChannelName) -> SubscriptionInfo | None:
+    async def subscription(self, app_id: AppId, socket_id: SocketId, channel: ChannelName) -> Subscription | None:
         entry = await self.table.get(key(conn_pk(app_id, socket_id), f"c#{channel}"))
         if entry is None:
             return None
         uid = text(entry, "uid")
-        return SubscriptionInfo(user_id=UserId(uid) if uid is not None else None)
+        return Subscription(user_id=UserId(uid) if uid is not None else None)
 
     async def sockets(self, app_id: AppId, channel: ChannelName) -> Collection[SocketId]:
         items = await self.table.query(chan_pk(app_id, channel), prefix="s#", projection="#sid, #cid")
