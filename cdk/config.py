@@ -71,8 +71,6 @@ class DeployConfig:
     alarm_email: str | None = None
     # The account-wide role API Gateway needs to write WebSocket access logs; off when the account has one.
     apigw_logging_role: bool = True
-    # The execute-api interface endpoint of the Valkey variant (see docs/deploy.md before turning it off).
-    execute_api_endpoint: bool = True
     stage_throttle_rate: int = 1000
     stage_throttle_burst: int = 500
     # A custom domain for the CloudFront host (needs an ACM certificate in us-east-1); DNS is yours to point.
@@ -149,6 +147,12 @@ def from_context(get: Any) -> DeployConfig:
         return default if found is None else found
 
     defaults = DeployConfig()
+    if get("execute_api_endpoint") is not None:
+        raise ConfigError(
+            "context 'execute_api_endpoint' was removed: an execute-api VPC endpoint cannot reach the public "
+            "WebSocket API's @connections, so the Valkey variant sends management API calls through its NAT "
+            "gateway (docs/deploy.md, 'The Valkey variant')"
+        )
     apps_file = Path(value("apps_file", str(DEFAULT_APPS_FILE)))
     if not apps_file.is_absolute():
         apps_file = Path.cwd() / apps_file
@@ -177,9 +181,6 @@ def from_context(get: Any) -> DeployConfig:
         alarm_email=str(alarm_email) if alarm_email else None,
         ordered_frames=_flag(value("ordered_frames", defaults.ordered_frames), "ordered_frames"),
         apigw_logging_role=_flag(value("apigw_logging_role", defaults.apigw_logging_role), "apigw_logging_role"),
-        execute_api_endpoint=_flag(
-            value("execute_api_endpoint", defaults.execute_api_endpoint), "execute_api_endpoint"
-        ),
         stage_throttle_rate=_int(
             value("stage_throttle_rate", defaults.stage_throttle_rate), "stage_throttle_rate", minimum=1
         ),

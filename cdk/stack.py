@@ -29,6 +29,7 @@ from cdk.components.frames import FramesQueue
 from cdk.components.functions import ARCHITECTURE, RUNTIME, Placement, SocklessFunction
 from cdk.components.http_api import RestGateway
 from cdk.components.monitoring import POWERTOOLS_NAMESPACE, Monitoring
+from cdk.components.naming import physical_name
 from cdk.components.network import Network
 from cdk.components.state import DynamoDbStore, Store, ValkeyStore
 from cdk.components.webhooks import WebhookQueue
@@ -135,14 +136,14 @@ class SocklessStack(cdk.Stack):
         placement: Placement | None = None
         self.store: Store
         if config.store == "valkey":
-            self.network = Network(
-                self,
-                "Network",
-                execute_api_endpoint=config.execute_api_endpoint,
-                log_retention_days=config.log_retention_days,
-            )
+            self.network = Network(self, "Network", log_retention_days=config.log_retention_days)
             placement = self.network.placement
-            self.store = ValkeyStore(self, "Store", network=self.network, name=f"{self.stack_name.lower()}-state")
+            self.store = ValkeyStore(
+                self,
+                "Store",
+                network=self.network,
+                name=physical_name(self.stack_name, "state", limit=40, lowercase=True),
+            )
         else:
             self.store = DynamoDbStore(self, "Store")
         self.webhook_queue = WebhookQueue(
@@ -157,10 +158,11 @@ class SocklessStack(cdk.Stack):
             **self.store.environment,
             **self.webhook_queue.environment,
             "SOCKLESS_APPS": self.app_secrets.apps_json(),
+            "APP_SECRETS": self.app_secrets.secrets_json(),
             "POWERTOOLS_SERVICE_NAME": SERVICE_NAME,
             "POWERTOOLS_METRICS_NAMESPACE": POWERTOOLS_NAMESPACE,
-            # CloudFormation resolves the secrets only when the function changes: bumping this (-c
-            # apps_revision=N) makes a deploy pick up a changed secret value. Not SOCKLESS_*: not a setting.
+            # The functions read the app secrets once per container: bumping this (-c apps_revision=N) makes a
+            # deploy replace every container, so a changed secret is read again. Not SOCKLESS_*: not a setting.
             "APPS_REVISION": config.apps_revision,
         }
         self.functions: dict[str, SocklessFunction] = {}
@@ -232,6 +234,7 @@ class SocklessStack(cdk.Stack):
         for name, spec in FUNCTIONS.items():
             function = fn[name]
             self.store.grant(function)
+            self.app_secrets.grant_read(function)
             if spec.posts:
                 function.add_environment("SOCKLESS_AWS__MANAGEMENT_ENDPOINT_URL", management)
                 self.websocket.grant_manage_connections(function)

@@ -19,6 +19,7 @@ import threading
 from collections.abc import Collection, Coroutine, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from functions.app_secrets import apps_with_secrets, secrets_session
 from functions.observability import EmfMetrics, entry_point
 from shared.sender.base import Delivery
 from shared.services import Clients, Services, build_services, create_store
@@ -50,11 +51,11 @@ def management_url_from(event: Mapping[str, Any]) -> str | None:
 
 
 class Container:
-    def __init__(self, settings: Settings, management_url: str | None = None) -> None:
+    def __init__(self, settings: Settings, management_url: str | None = None, session: Any = None) -> None:
         self.settings = settings
         self.management_url = settings.aws.management_endpoint_url or management_url
         self.loop = asyncio.new_event_loop()
-        self._session: Any = None
+        self._session: Any = session
         self._clients: dict[tuple[str, str | None], Any] = {}
         self._services: Services | None = None
         self.metrics = EmfMetrics()
@@ -251,8 +252,12 @@ def container(event: Mapping[str, Any] | None = None) -> Container:
         return current
     if current is not None:
         current.close()
-    settings = load_settings(os.environ.get("SOCKLESS_CONFIG"))
-    current = Container(settings, management_url_from(event) if event is not None else None)
+    # App secrets are read from Secrets Manager (or SSM) when the stack says so (functions/app_secrets.py),
+    # through the session the container then keeps: a second session would load botocore's data again.
+    session = secrets_session()
+    apps = apps_with_secrets(client_factory=session.client) if session is not None else None
+    settings = load_settings(os.environ.get("SOCKLESS_CONFIG"), **({"apps": apps} if apps is not None else {}))
+    current = Container(settings, management_url_from(event) if event is not None else None, session)
     current.generation = _generation
     _local.container = current
     return current

@@ -1,14 +1,15 @@
 """App definitions for the handlers: the apps file's settings, with each secret kept in Secrets Manager.
 
-The handlers read their apps from ``SOCKLESS_APPS`` (JSON) and nothing else. The template must never hold
-a secret, so each app's ``secret`` in that JSON is a CloudFormation dynamic reference
-(``{{resolve:secretsmanager:...}}``) that CloudFormation resolves while it deploys the function: the value
-exists only in Secrets Manager and in the function's (KMS-encrypted) configuration. An app without
-``secret_arn`` gets a generated secret. SSM SecureString is not offered: CloudFormation cannot resolve
-``ssm-secure`` references in Lambda environment variables.
+The handlers read their apps from ``SOCKLESS_APPS`` (JSON settings, no secrets) and where each secret is
+from ``APP_SECRETS``; they read the secrets themselves on a container's first invocation
+(functions/app_secrets.py). The template never holds a secret, and holds no dynamic reference for one
+either: CloudFormation allows 60 per template, and the references used to be repeated in all eight
+functions, so 8 apps could not deploy (#14 defect 3). An app without ``secret_arn`` gets a generated
+secret. Each function's role may read exactly the app secrets (``secretsmanager:GetSecretValue``).
 
-Consequences (docs/deploy.md): changing a secret's value takes effect at the next ``cdk deploy``; Lambda's
-4 KB environment limit caps the number of apps at a few dozen.
+Consequences (docs/deploy.md): a changed secret reaches the functions when their containers are replaced
+(any deploy of a function does that; ``-c apps_revision=N`` forces one); Lambda's 4 KB environment limit
+caps the number of apps (about 30 with a few settings each).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import json
 from typing import Any
 
 import aws_cdk as cdk
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
@@ -25,9 +27,12 @@ from cdk.config import AppEntry
 
 # Lambda's limit for all variables of a function together.
 LAMBDA_ENVIRONMENT_LIMIT = 4096
-# Room left for the other variables (table, queue, endpoints, Powertools), and the longest secret assumed.
+# Room left for the other variables (table, queue, endpoints, Powertools).
 OTHER_VARIABLES_BUDGET = 1024
-MAX_SECRET_LENGTH = 128
+# The part of a generated secret's ARN after "...:secret:" (CloudFormation's name plus AWS's 6-character
+# suffix): counted at this length when the environment's size is estimated.
+MAX_SECRET_REFERENCE = 80
+SECRET_SOURCE = "secretsmanager"
 # Generated secrets: long, and without the characters that would need escaping inside a JSON string.
 SECRET_LENGTH = 40
 
@@ -54,27 +59,49 @@ class AppSecrets(Construct):
                 )
             self.secrets[entry.app_id] = secret
 
-    def _secret_value(self, entry: AppEntry) -> str:
-        secret = self.secrets[entry.app_id]
-        if entry.secret_json_key:
-            return secret.secret_value_from_json(entry.secret_json_key).unsafe_unwrap()
-        return secret.secret_value.unsafe_unwrap()
+    def _reference(self, entry: AppEntry) -> str:
+        """Where ``entry``'s secret is: the rest of its ARN after the stack's own ``arn_prefix`` (a
+        generated secret), or the whole ARN of an imported one; ``#key`` for a JSON secret."""
+        # arn:aws:secretsmanager:region:account:secret:NAME-xxxxxx -> NAME-xxxxxx (a name holds no ':').
+        generated = cdk.Fn.select(6, cdk.Fn.split(":", self.secrets[entry.app_id].secret_arn))
+        reference = entry.secret_arn or generated
+        return f"{reference}#{entry.secret_json_key}" if entry.secret_json_key else reference
 
     def apps_json(self) -> str:
-        """``SOCKLESS_APPS``: every app's settings with its secret as a deploy-time reference.
+        """``SOCKLESS_APPS``: every app's settings, without its secret.
 
-        Raises ``ValueError`` when the variable would exceed Lambda's environment limit (the resolved
-        secrets are shorter than the references, so the check errs on the safe side).
-        """
-        longest = [{**entry.settings, "secret": "x" * MAX_SECRET_LENGTH} for entry in self.apps]
-        estimate = len(json.dumps(longest, separators=(",", ":")))
+        Raises ``ValueError`` when the apps and their secret references would exceed Lambda's environment
+        limit (counted with the longest reference a generated secret can have)."""
+        settings = [dict(entry.settings) for entry in self.apps]
+        references = {
+            entry.app_id: (entry.secret_arn or "x" * MAX_SECRET_REFERENCE)
+            + (f"#{entry.secret_json_key}" * bool(entry.secret_json_key))
+            for entry in self.apps
+        }
+        estimate = len(json.dumps(settings, separators=(",", ":"))) + len(json.dumps(references, separators=(",", ":")))
         if estimate > LAMBDA_ENVIRONMENT_LIMIT - OTHER_VARIABLES_BUDGET:
             raise ValueError(
                 f"{len(self.apps)} apps do not fit in Lambda's 4 KB environment (about {estimate} bytes); "
                 "split them across deployments"
             )
-        apps: list[dict[str, Any]] = [{**entry.settings, "secret": self._secret_value(entry)} for entry in self.apps]
-        return cdk.Stack.of(self).to_json_string(apps)
+        return cdk.Stack.of(self).to_json_string(settings)
+
+    def secrets_json(self) -> str:
+        """``APP_SECRETS``: where each app's secret is (functions/app_secrets.py reads it)."""
+        stack = cdk.Stack.of(self)
+        prefix = f"arn:{stack.partition}:secretsmanager:{stack.region}:{stack.account}:secret:"
+        spec: dict[str, Any] = {
+            "source": SECRET_SOURCE,
+            "arn_prefix": prefix,
+            "apps": {entry.app_id: self._reference(entry) for entry in self.apps},
+        }
+        return stack.to_json_string(spec)
+
+    def grant_read(self, grantee: iam.IGrantable) -> None:
+        """``secretsmanager:GetSecretValue`` on exactly the app secrets (an imported secret encrypted with a
+        customer-managed KMS key also needs ``kms:Decrypt`` on that key: docs/deploy.md)."""
+        arns = sorted({secret.secret_arn for secret in self.secrets.values()}, key=str)
+        iam.Grant.add_to_principal(grantee=grantee, actions=["secretsmanager:GetSecretValue"], resource_arns=arns)
 
 
 def app_identifier(app_id: str) -> str:

@@ -16,10 +16,21 @@ from aws_cdk import aws_cloudfront as cloudfront
 from aws_cdk import aws_cloudfront_origins as origins
 from constructs import Construct
 
+from cdk.components.naming import physical_name
+
 REWRITE_SOURCE = Path(__file__).resolve().parents[1] / "cloudfront" / "rewrite.js"
 STAGE_PLACEHOLDER = "var STAGE_PATH = '/prod';"
 # CloudFront's hard limit on a function's code.
 MAX_FUNCTION_BYTES = 10 * 1024
+# A CloudFront Function's name: at most 64 of [A-Za-z0-9-_], unique in the account across regions. The
+# region (at most 14 characters, e.g. ap-southeast-4) and a dash come first.
+MAX_FUNCTION_NAME = 64
+REGION_ROOM = 15
+
+
+def rewrite_function_name(stack_name: str) -> str:
+    """``{region}-{stack name}-rewrite``: distinct for every stack name and region (cdk/components/naming.py)."""
+    return f"{cdk.Aws.REGION}-{physical_name(stack_name, 'rewrite', limit=MAX_FUNCTION_NAME - REGION_ROOM)}"
 
 
 def rewrite_code(stage_name: str) -> str:
@@ -49,6 +60,7 @@ class Edge(Construct):
         self.rewrite = cloudfront.Function(
             self,
             "Rewrite",
+            function_name=rewrite_function_name(cdk.Stack.of(self).stack_name),
             comment="sockless: /app/{key} -> WebSocket stage root with ?app_key={key}",
             code=cloudfront.FunctionCode.from_inline(rewrite_code(stage_name)),
             runtime=cloudfront.FunctionRuntime.JS_2_0,

@@ -2,10 +2,16 @@
 
 Functions in a VPC lose the direct internet path that the DynamoDB variant never has to think about, but
 they still have to reach: the API Gateway management API (every frame sent to a client), SQS (webhook
-events), Lambda (welcome and fan-out invocations) and customers' webhook URLs (the webhooks worker). One
-NAT gateway covers all of it; the execute-api interface endpoint carries the management API — the hottest
-path — privately. See docs/deploy.md for why that endpoint must be verified in a deployment, and the
-``execute_api_endpoint=false`` context that removes it.
+events), Lambda (welcome and fan-out invocations), Secrets Manager (app secrets) and customers' webhook
+URLs (the webhooks worker). One NAT gateway covers all of it.
+
+There is no execute-api interface endpoint: it would not carry the management API. An execute-api VPC
+endpoint routes only to private APIs, which are REST APIs only, and with private DNS on it takes over every
+``*.execute-api.<region>.amazonaws.com`` name in the VPC, so the public WebSocket API's ``@connections``
+answers 403 from inside the VPC (API Gateway developer guide, "Private REST APIs in API Gateway": "If you
+turn on private DNS, you can't access the default endpoint for public APIs"; AWS knowledge center,
+"api-gateway-vpc-connections"). With private DNS off the endpoint would carry nothing of ours at all. So
+the management API is reached on its public host through the NAT gateway (#14 defect 5).
 """
 
 from __future__ import annotations
@@ -19,9 +25,7 @@ from cdk.components.functions import Placement, retention
 
 
 class Network(Construct):
-    def __init__(
-        self, scope: Construct, construct_id: str, *, execute_api_endpoint: bool, log_retention_days: int
-    ) -> None:
+    def __init__(self, scope: Construct, construct_id: str, *, log_retention_days: int) -> None:
         super().__init__(scope, construct_id)
         self.vpc = ec2.Vpc(
             self,
@@ -51,26 +55,6 @@ class Network(Construct):
             allow_all_outbound=True,
         )
         self.private_subnets = ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS)
-        self.execute_api_endpoint: ec2.InterfaceVpcEndpoint | None = None
-        if execute_api_endpoint:
-            endpoint_security_group = ec2.SecurityGroup(
-                self,
-                "ExecuteApiSecurityGroup",
-                vpc=self.vpc,
-                description="sockless execute-api endpoint: HTTPS from the sockless functions only",
-                allow_all_outbound=False,
-            )
-            endpoint_security_group.add_ingress_rule(
-                self.functions_security_group, ec2.Port.tcp(443), "sockless functions to the management API"
-            )
-            self.execute_api_endpoint = self.vpc.add_interface_endpoint(
-                "ExecuteApi",
-                service=ec2.InterfaceVpcEndpointAwsService.APIGATEWAY,
-                subnets=self.private_subnets,
-                private_dns_enabled=True,
-                security_groups=[endpoint_security_group],
-                open=False,
-            )
 
     @property
     def private_subnet_ids(self) -> list[str]:

@@ -109,6 +109,13 @@ def render(value: Any, placeholders: dict[str, str] | None = None) -> str:
     if isinstance(value, dict) and "Fn::Join" in value:
         separator, parts = value["Fn::Join"]
         return str(separator).join(render(part, placeholders) for part in parts)
+    if isinstance(value, dict) and "Fn::Select" in value:
+        index, items = value["Fn::Select"]
+        if isinstance(items, dict) and "Fn::Split" in items:
+            separator, source = items["Fn::Split"]
+            parts = render(source, placeholders).split(separator)
+            return parts[int(index)] if int(index) < len(parts) else f"<part {index} of {render(source, placeholders)}>"
+        return render(items[int(index)], placeholders)
     if isinstance(value, dict) and "Ref" in value:
         return placeholders.get(value["Ref"], f"<{value['Ref']}>")
     if isinstance(value, dict) and "Fn::GetAtt" in value:

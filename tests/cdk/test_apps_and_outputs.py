@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -29,23 +28,42 @@ def _apps_env(synth: Synth) -> list[dict[str, Any]]:
     return apps
 
 
-def test_each_app_gets_a_generated_secret_resolved_at_deploy_time(dynamodb: Synth) -> None:
+def _secrets_env(synth: Synth, handler: str = HANDLER) -> dict[str, Any]:
+    spec: dict[str, Any] = json.loads(render(synth.environment(handler)["APP_SECRETS"]))
+    return spec
+
+
+def test_each_app_gets_a_generated_secret_the_functions_read_at_run_time(dynamodb: Synth) -> None:
     [app] = _apps_env(dynamodb)
     secret_id, secret = dynamodb.one("AWS::SecretsManager::Secret")
     assert app["id"] == "100001" and app["key"] == "sockless-app-key"
-    assert app["secret"] == f"{{{{resolve:secretsmanager:<{secret_id}>:SecretString:::}}}}"
+    assert "secret" not in app
+    spec = _secrets_env(dynamodb)
+    assert spec["source"] == "secretsmanager"
+    assert spec["arn_prefix"] == "arn:<AWS::Partition>:secretsmanager:<AWS::Region>:<AWS::AccountId>:secret:"
+    # The generated secret's ARN, after the prefix: its name with AWS's suffix.
+    arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:AppsSecret-AbCdEf"
+    resolved = json.loads(render(dynamodb.environment(HANDLER)["APP_SECRETS"], {secret_id: arn}))
+    assert resolved["apps"] == {"100001": "AppsSecret-AbCdEf"}
     generated = secret["Properties"]["GenerateSecretString"]
     assert generated["PasswordLength"] >= 32 and generated["ExcludePunctuation"] is True
     # A teardown must not delete what every customer backend signs with.
     assert secret["DeletionPolicy"] == "Retain"
 
 
-def test_every_function_gets_the_secret_as_a_reference_never_a_value(dynamodb: Synth) -> None:
+def test_no_function_gets_a_secret_or_a_dynamic_reference_only_read_access(dynamodb: Synth) -> None:
+    secret_id, _ = dynamodb.one("AWS::SecretsManager::Secret")
+    assert "{{resolve:" not in json.dumps(dynamodb.json)
     for spec in FUNCTIONS.values():
-        apps = json.loads(render(dynamodb.environment(spec.handler)["SOCKLESS_APPS"]))
-        assert [
-            re.fullmatch(r"\{\{resolve:secretsmanager:<\w+>:SecretString:::\}\}", a["secret"]) is not None for a in apps
-        ] == [True]
+        assert all(
+            "secret" not in app for app in json.loads(render(dynamodb.environment(spec.handler)["SOCKLESS_APPS"]))
+        )
+        reads = [
+            s["Resource"]
+            for s in dynamodb.statements(spec.handler)
+            if "secretsmanager:GetSecretValue" in (s["Action"] if isinstance(s["Action"], list) else [s["Action"]])
+        ]
+        assert reads == [{"Ref": secret_id}], spec.handler
 
 
 def test_apps_keep_every_setting_of_the_file(tmp_path: Path) -> None:
@@ -69,10 +87,10 @@ def test_apps_keep_every_setting_of_the_file(tmp_path: Path) -> None:
     assert {k: v for k, v in first.items() if k != "secret"} == apps[0]
     # An existing secret is referenced, not created; a JSON secret is read by key.
     assert len(synth.of_type("AWS::SecretsManager::Secret")) == 1
-    assert second["secret"] == (
-        "{{resolve:secretsmanager:arn:aws:secretsmanager:eu-west-1:123456789012:secret:pusher-AbCdEf:SecretString:secret::}}"
+    assert (
+        _secrets_env(synth)["apps"]["2"] == "arn:aws:secretsmanager:eu-west-1:123456789012:secret:pusher-AbCdEf#secret"
     )
-    assert "secret_arn" not in second and "secret_json_key" not in second
+    assert "secret_arn" not in second and "secret_json_key" not in second and "secret" not in second
 
 
 def test_a_literal_secret_in_the_apps_file_is_refused(tmp_path: Path) -> None:
@@ -100,7 +118,7 @@ def test_too_many_apps_for_lambdas_environment_fail_the_synth(tmp_path: Path) ->
         synthesize({"apps_file": str(_write(tmp_path, apps))})
 
 
-def test_bumping_apps_revision_redeploys_the_functions_to_reread_secrets() -> None:
+def test_bumping_apps_revision_replaces_the_containers_to_reread_secrets() -> None:
     synth = synthesize({"apps_revision": "2"})
     assert synth.environment(HANDLER)["APPS_REVISION"] == "2"
 

@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 from cdk.stack import FUNCTIONS
-from shared.settings import Settings
+from functions.app_secrets import apps_with_secrets
+from shared.settings import Settings, load_settings
 from tests.cdk.conftest import Synth, render, synthesize
 
 HANDLERS = {name: spec.handler for name, spec in FUNCTIONS.items()}
@@ -101,15 +102,25 @@ def test_the_sweep_runs_every_minute(either: Synth) -> None:
     assert target["RetryPolicy"]["MaximumRetryAttempts"] == 0
 
 
+class _SecretsManager:
+    """Answers GetSecretValue with a fixed secret: the settings need one, this test is about the rest."""
+
+    def get_secret_value(self, SecretId: str) -> dict[str, str]:
+        return {"SecretString": "secret"}
+
+
 def _settings_from(environment: dict[str, Any]) -> Settings:
-    """Build the handlers' Settings from a function's environment as Lambda would hand it over."""
+    """Build the handlers' Settings from a function's environment as Lambda would hand it over, the way
+    functions/runtime.py does (app secrets read from where ``APP_SECRETS`` says)."""
     variables = {name: render(value) for name, value in environment.items()}
+    apps = apps_with_secrets(variables, lambda service: _SecretsManager())
+    assert apps is not None
     with pytest.MonkeyPatch.context() as patch:
         for name in [n for n in os.environ if n.startswith("SOCKLESS_")]:
             patch.delenv(name)
         for name, value in variables.items():
             patch.setenv(name, value)
-        return Settings()
+        return load_settings(None, apps=apps)
 
 
 @pytest.mark.parametrize("name", sorted(FUNCTIONS))

@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import boto3
+import pytest
 from moto import mock_aws
 
+from cdk.config import ConfigError
 from cdk.stack import FUNCTIONS
 from shared.store.dynamodb import create_table
 from tests.cdk.conftest import Synth, render, synthesize
@@ -95,19 +97,24 @@ def test_valkey_functions_run_in_the_private_subnets_with_the_redis_driver(valke
         )
 
 
-def test_valkey_variant_reaches_the_management_api_through_an_execute_api_endpoint(valkey: Synth) -> None:
-    _, endpoint = valkey.one("AWS::EC2::VPCEndpoint", VpcEndpointType="Interface")
-    props = endpoint["Properties"]
-    assert render(props["ServiceName"]) == "com.amazonaws.<AWS::Region>.execute-api"
-    assert props["PrivateDnsEnabled"] is True
-    [group] = props["SecurityGroupIds"]
-    group_id = group["Fn::GetAtt"][0]
-    [rule] = [
-        r["Properties"]
-        for r in valkey.of_type("AWS::EC2::SecurityGroupIngress").values()
-        if r["Properties"]["GroupId"] == {"Fn::GetAtt": [group_id, "GroupId"]}
-    ]
-    assert (rule["FromPort"], rule["ToPort"]) == (443, 443)
+def test_valkey_variant_reaches_the_management_api_on_its_public_host_through_the_nat(valkey: Synth) -> None:
+    """An execute-api interface endpoint (private DNS on by default) would make the public WebSocket API's
+    @connections answer 403 from inside the VPC (#14 defect 5): there is none, and every function sits in
+    subnets whose default route is the NAT gateway."""
+    for endpoint in valkey.of_type("AWS::EC2::VPCEndpoint").values():
+        assert "execute-api" not in render(endpoint["Properties"]["ServiceName"])
+    [nat_id] = valkey.of_type("AWS::EC2::NatGateway")
+    nat_subnets = {
+        render(association["Properties"]["SubnetId"])
+        for association in valkey.of_type("AWS::EC2::SubnetRouteTableAssociation").values()
+        for route in valkey.of_type("AWS::EC2::Route").values()
+        if route["Properties"].get("NatGatewayId") == {"Ref": nat_id}
+        and route["Properties"]["RouteTableId"] == association["Properties"]["RouteTableId"]
+    }
+    for spec in FUNCTIONS.values():
+        _, function = valkey.function(spec.handler)
+        subnets = {render(s) for s in function["Properties"]["VpcConfig"]["SubnetIds"]}
+        assert subnets and subnets <= nat_subnets, spec.handler
 
 
 def test_valkey_variant_has_one_nat_gateway_for_sqs_lambda_and_webhook_urls(valkey: Synth) -> None:
@@ -115,9 +122,9 @@ def test_valkey_variant_has_one_nat_gateway_for_sqs_lambda_and_webhook_urls(valk
     valkey.template.has_resource_properties("AWS::EC2::FlowLog", {"TrafficType": "REJECT"})
 
 
-def test_the_execute_api_endpoint_can_be_left_out() -> None:
-    synth = synthesize({"store": "valkey", "execute_api_endpoint": "false"})
-    assert not synth.of_type("AWS::EC2::VPCEndpoint")
+def test_the_removed_execute_api_endpoint_option_is_refused_with_the_reason() -> None:
+    with pytest.raises(ConfigError, match="cannot reach the public WebSocket API"):
+        synthesize({"store": "valkey", "execute_api_endpoint": "true"})
 
 
 def test_the_valkey_bundle_differs_from_the_dynamodb_bundle(dynamodb: Synth, valkey: Synth) -> None:

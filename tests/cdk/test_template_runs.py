@@ -1,16 +1,16 @@
 """The functions run with the environment the synthesized template gives them, nothing added by the test.
 
 Each function's ``Environment`` is taken from the template, its references resolved to moto's resources
-(the table, the queue, the app secrets the template creates), and the handler's first invocation builds
-its services from it. A variable the template forgets — the webhooks function without the management
-endpoint it used to require (#14 defect 1) — fails here as it would on AWS.
+(the table, the queue, and the app secrets the template creates, which the functions read from Secrets
+Manager themselves), and the handler's first invocation builds its services from it. A variable the
+template forgets (the webhooks function without the management endpoint it used to require, #14 defect 1)
+or a secret a function cannot find fails here as it would on AWS.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -22,7 +22,7 @@ from tests.cdk.conftest import Synth, render, synthesize
 from tests.emulator.awsstub import WebhookReceiver
 
 REGION = "us-east-1"
-RESOLVE = re.compile(r"\{\{resolve:secretsmanager:[^}]*\}\}")
+ACCOUNT = "123456789012"
 TEST_SECRET = "template-test-secret"
 
 
@@ -49,13 +49,14 @@ class Moto:
     table: str
     queue_url: str
     sqs: Any
+    secrets: dict[str, str]  # logical id of each AWS::SecretsManager::Secret -> the ARN of moto's
 
 
 def function_environment(synth: Synth, name: str, placeholders: dict[str, str]) -> dict[str, str]:
     """``name``'s variables as Lambda hands them over: references to the stack's own resources become the
-    test's resource names, dynamic secret references the test secret."""
+    test's resources."""
     variables = synth.environment(FUNCTIONS[name].handler)
-    return {key: RESOLVE.sub(TEST_SECRET, render(value, placeholders)) for key, value in variables.items()}
+    return {key: render(value, placeholders) for key, value in variables.items()}
 
 
 @pytest.fixture
@@ -76,8 +77,13 @@ def moto_aws(monkeypatch: pytest.MonkeyPatch, deployed: Deployed) -> Iterator[Mo
         create_table(boto3.client("dynamodb", region_name=REGION), "sockless-state")
         sqs = boto3.client("sqs", region_name=REGION)
         queue_url = sqs.create_queue(QueueName="sockless-webhooks")["QueueUrl"]
+        secretsmanager = boto3.client("secretsmanager", region_name=REGION)
+        secrets = {
+            logical_id: secretsmanager.create_secret(Name=logical_id, SecretString=TEST_SECRET)["ARN"]
+            for logical_id in deployed.synth.of_type("AWS::SecretsManager::Secret")
+        }
         runtime.reset()
-        yield Moto("sockless-state", queue_url, sqs)
+        yield Moto("sockless-state", queue_url, sqs, secrets)
         runtime.reset()
 
 
@@ -92,6 +98,9 @@ def use_environment(monkeypatch: pytest.MonkeyPatch, deployed: Deployed, aws: Mo
         api_id: "abc123",
         "AWS::Region": REGION,
         "AWS::URLSuffix": "amazonaws.com",
+        "AWS::Partition": "aws",
+        "AWS::AccountId": ACCOUNT,
+        **aws.secrets,
         **{logical_id: f"sockless-{logical_id}" for logical_id in synth.of_type("AWS::Lambda::Function")},
     }
     for key, value in function_environment(synth, name, placeholders).items():
@@ -106,7 +115,7 @@ def test_each_function_builds_its_services_from_the_template_environment(
 
     use_environment(monkeypatch, deployed, moto_aws, name)
     services = runtime.container().services
-    assert [app.key for app in services.settings.apps] == ["template-key"]
+    assert [(app.key, app.secret) for app in services.settings.apps] == [("template-key", TEST_SECRET)]
 
 
 def test_the_webhooks_function_delivers_with_the_template_environment(
