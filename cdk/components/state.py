@@ -117,7 +117,14 @@ class ValkeyStore(Construct):
 
     @property
     def environment(self) -> dict[str, str]:
-        return {"SOCKLESS_STORE__DRIVER": "redis", "SOCKLESS_STORE__URL": self.url}
+        # ElastiCache Serverless runs cluster mode enabled only (its endpoint speaks the cluster protocol):
+        # the functions need a cluster client (#14 defect 6; AWS re:Post, "ElastiCache Serverless only
+        # supports Redis Cluster Mode Enabled"). Every app's keys share one hash slot (shared/redis/keys.py).
+        return {
+            "SOCKLESS_STORE__DRIVER": "redis",
+            "SOCKLESS_STORE__URL": self.url,
+            "SOCKLESS_STORE__CLUSTER_MODE": "true",
+        }
 
     def grant(self, grantee: iam.IGrantable) -> None:
         """Access is by network (security group), not IAM: the serverless cache's default user has no

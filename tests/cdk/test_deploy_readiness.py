@@ -92,23 +92,28 @@ def test_at_most_60_dynamic_references_with_many_apps(many: Synth) -> None:
 
 # What a pseudo parameter resolves to, at most (the longest region name is 14 characters).
 PSEUDO_LENGTH = {"AWS::Region": 14, "AWS::AccountId": 12, "AWS::Partition": 10, "AWS::URLSuffix": 16}
+# What a Ref to a resource of the stack resolves to, at most, by type (AWS's limits on each name; a queue's
+# Ref is its URL: https://sqs.<region>.amazonaws.com/<account>/<name of at most 80>).
+REF_LENGTH = {"AWS::Lambda::Function": 64, "AWS::SQS::Queue": 150, "AWS::ApiGatewayV2::Api": 10}
 
 
-def _size(value: Any) -> int:
+def _size(value: Any, synth: Synth) -> int:
     """The resolved length of a variable's value, counting each intrinsic at the most it can resolve to."""
     if isinstance(value, str):
         return len(value.encode())
     if isinstance(value, dict) and "Fn::Join" in value:
-        return sum(_size(part) for part in value["Fn::Join"][1])
+        return sum(_size(part, synth) for part in value["Fn::Join"][1])
     if isinstance(value, dict) and "Fn::Select" in value:
         return MAX_SECRET_REFERENCE  # the generated secret's name in its ARN (cdk/components/apps.py)
     if isinstance(value, dict) and value.get("Ref") in PSEUDO_LENGTH:
         return PSEUDO_LENGTH[value["Ref"]]
+    if isinstance(value, dict) and value.get("Ref") in synth.resources:
+        return REF_LENGTH.get(synth.resources[value["Ref"]]["Type"], INTRINSIC_LENGTH)
     return INTRINSIC_LENGTH
 
 
 @pytest.mark.parametrize("name", sorted(FUNCTIONS))
 def test_each_environment_is_under_lambdas_4_kb_with_many_apps(many: Synth, name: str) -> None:
     variables = many.environment(FUNCTIONS[name].handler)
-    total = sum(len(key) + _size(value) for key, value in variables.items())
+    total = sum(len(key) + _size(value, many) for key, value in variables.items())
     assert total < LAMBDA_ENVIRONMENT_LIMIT, f"{name}: {total} bytes of environment"

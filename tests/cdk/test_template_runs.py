@@ -139,3 +139,49 @@ def test_the_webhooks_function_delivers_with_the_template_environment(
     result = handler({"Records": [record]}, LambdaContext(function_name="sockless-webhooks", region=REGION))
     assert result == {"batchItemFailures": []}
     assert deployed.receiver.events() == [{"name": "channel_occupied", "channel": "c"}]
+
+
+@pytest.mark.redis
+def test_the_valkey_variant_runs_against_a_redis_cluster(monkeypatch: pytest.MonkeyPatch, valkey: Synth) -> None:
+    """ElastiCache Serverless is cluster mode only: with the Valkey template's environment, the message
+    function records and finds connections of several apps on a real three-shard Redis Cluster (TLS aside:
+    ``rediss`` becomes ``redis`` locally). Without SOCKLESS_STORE__CLUSTER_MODE its plain client fails
+    with MOVED on every key outside the first node's slots (#14 defect 6)."""
+    from urllib.parse import urlparse
+
+    from functions import runtime
+    from shared.settings import AppConfig
+    from tests.redis.backend import redis_cluster_url
+
+    cluster = urlparse(redis_cluster_url())
+    cache_id = next(iter(valkey.of_type("AWS::ElastiCache::ServerlessCache")))
+    api_id, _ = valkey.one("AWS::ApiGatewayV2::Api", ProtocolType="WEBSOCKET")
+    placeholders = {
+        f"{cache_id}": "unused",
+        api_id: "abc123",
+        "AWS::Region": REGION,
+        "AWS::URLSuffix": "amazonaws.com",
+        **{logical_id: f"sockless-{logical_id}" for logical_id in valkey.of_type("AWS::Lambda::Function")},
+    }
+    variables = function_environment(valkey, "message", placeholders)
+    variables["SOCKLESS_STORE__URL"] = f"redis://{cluster.hostname}:{cluster.port}"
+    variables.pop("APP_SECRETS")
+    for key in [k for k in os.environ if k.startswith("SOCKLESS_")]:
+        monkeypatch.delenv(key)
+    for key, value in variables.items():
+        monkeypatch.setenv(key, value)
+    apps = [{"id": str(n), "key": f"cluster-key-{n}", "secret": "s"} for n in range(1, 7)]
+    monkeypatch.setenv("SOCKLESS_APPS", json.dumps(apps))
+    monkeypatch.setenv("SOCKLESS_STORE__PREFIX", f"cluster-{os.getpid()}")
+    monkeypatch.setenv("AWS_REGION", REGION)  # the SQS client is built, never called
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    runtime.reset()
+    try:
+        current = runtime.container()
+        assert current.settings.store.cluster_mode is True
+        for n, app in enumerate(apps):
+            config = AppConfig.model_validate(app)
+            connection = current.run(current.connections.open(config, f"cid-{n}="))
+            assert current.run(current.connections.lookup(f"cid-{n}=")) is not None, connection
+    finally:
+        runtime.reset()
