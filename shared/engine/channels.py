@@ -1,12 +1,17 @@
-"""Subscriptions, presence, client events, cache channels and subscription counts."""
+"""Subscriptions, presence, client events, cache channels and subscription counts, over ``ChannelsEngine``."""
 
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from shared.auth import check_channel_auth
+from shared.engine.emitter import WebhookEmitter
+from shared.engine.observer import EngineObserver
+from shared.engine.outbox import Outbox
 from shared.errors import ClientEventRateLimited, FrameError, SubscriptionError
+from shared.limits.base import RateLimiter
+from shared.metrics.base import Metrics
 from shared.protocol import frames
 from shared.protocol.channels import (
     ChannelType,
@@ -19,14 +24,40 @@ from shared.protocol.channels import (
     valid_user_id,
 )
 from shared.settings import AppConfig
-from shared.store.base import JoinResult, LeaveResult, Member, PresenceFull
+from shared.store.base import ChannelStore, JoinResult, LeaveResult, Member, PresenceFull
 from shared.types import ChannelName, SocketId, UserId
-
-if TYPE_CHECKING:
-    from shared.engine.core import Engine
 
 SUBSCRIPTION_COUNT_THROTTLE_ABOVE = 100
 SUBSCRIPTION_COUNT_THROTTLE_SECONDS = 5.0
+
+
+class ChannelsEngine(Outbox, Protocol):
+    """What these operations use of the engine (``Engine`` is one)."""
+
+    @property
+    def store(self) -> ChannelStore: ...
+
+    @property
+    def webhooks(self) -> WebhookEmitter: ...
+
+    @property
+    def limiter(self) -> RateLimiter:
+        """Shared limits (cache-miss webhooks, subscription-count throttling)."""
+        ...
+
+    @property
+    def connection_limiter(self) -> RateLimiter:
+        """Limits of one connection (client events per second)."""
+        ...
+
+    @property
+    def metrics(self) -> Metrics: ...
+
+    @property
+    def observer(self) -> EngineObserver: ...
+
+    @property
+    def cache_ttl_seconds(self) -> float: ...
 
 
 def _auth_failed(channel: str) -> SubscriptionError:
@@ -36,7 +67,7 @@ def _auth_failed(channel: str) -> SubscriptionError:
 
 
 async def _presence_member(
-    engine: Engine, app: AppConfig, socket_id: SocketId, channel: str, data: dict[str, Any]
+    engine: ChannelsEngine, app: AppConfig, socket_id: SocketId, channel: str, data: dict[str, Any]
 ) -> Member:
     auth = data.get("auth")
     channel_data = data.get("channel_data")
@@ -81,7 +112,7 @@ def _sized_member(app: AppConfig, channel: str, user_id: UserId, user_info: Any)
     return Member(user_id=user_id, user_info=user_info)
 
 
-async def subscribe(engine: Engine, app: AppConfig, socket_id: SocketId, data: dict[str, Any]) -> None:
+async def subscribe(engine: ChannelsEngine, app: AppConfig, socket_id: SocketId, data: dict[str, Any]) -> None:
     name = data.get("channel")
     try:
         channel = ChannelName(check_channel_name(name, app.max_channel_name_length))
@@ -131,7 +162,12 @@ async def subscribe(engine: Engine, app: AppConfig, socket_id: SocketId, data: d
 
 
 async def _after_join(
-    engine: Engine, app: AppConfig, socket_id: SocketId, channel: ChannelName, member: Member | None, result: JoinResult
+    engine: ChannelsEngine,
+    app: AppConfig,
+    socket_id: SocketId,
+    channel: ChannelName,
+    member: Member | None,
+    result: JoinResult,
 ) -> None:
     user_id = member.user_id if member is not None else None
     engine.observer.subscribed(app.id, socket_id, channel, result.subscription_count, result.occupied, user_id)
@@ -155,7 +191,7 @@ async def _after_join(
     await _subscription_count(engine, app, channel, result.subscription_count)
 
 
-async def _subscription_count(engine: Engine, app: AppConfig, channel: ChannelName, count: int) -> None:
+async def _subscription_count(engine: ChannelsEngine, app: AppConfig, channel: ChannelName, count: int) -> None:
     if not app.enable_subscription_count or channel_type(channel) in (ChannelType.PRESENCE, ChannelType.SERVER_TO_USER):
         return
     if count > SUBSCRIPTION_COUNT_THROTTLE_ABOVE and not await engine.limiter.hit(
@@ -169,7 +205,7 @@ async def _subscription_count(engine: Engine, app: AppConfig, channel: ChannelNa
     await engine.webhooks.emit(app, "subscription_count", channel, subscription_count=count)
 
 
-async def unsubscribe(engine: Engine, app: AppConfig, socket_id: SocketId, data: dict[str, Any]) -> None:
+async def unsubscribe(engine: ChannelsEngine, app: AppConfig, socket_id: SocketId, data: dict[str, Any]) -> None:
     channel = ChannelName(check_channel_name(data.get("channel"), app.max_channel_name_length))
     result = await engine.store.unsubscribe(app.id, socket_id, channel)
     if not result.left:
@@ -180,7 +216,7 @@ async def unsubscribe(engine: Engine, app: AppConfig, socket_id: SocketId, data:
     await after_leave(engine, app, result)
 
 
-async def after_leave(engine: Engine, app: AppConfig, result: LeaveResult) -> None:
+async def after_leave(engine: ChannelsEngine, app: AppConfig, result: LeaveResult) -> None:
     channel = result.channel
     if result.member_removed is not None:
         await engine.broadcast_channel(
@@ -192,7 +228,7 @@ async def after_leave(engine: Engine, app: AppConfig, result: LeaveResult) -> No
     await _subscription_count(engine, app, channel, result.subscription_count)
 
 
-async def client_event(engine: Engine, app: AppConfig, socket_id: SocketId, msg: dict[str, Any]) -> None:
+async def client_event(engine: ChannelsEngine, app: AppConfig, socket_id: SocketId, msg: dict[str, Any]) -> None:
     event: str = msg["event"]
     channel = msg.get("channel")
     if not app.enable_client_messages:
@@ -225,7 +261,7 @@ async def client_event(engine: Engine, app: AppConfig, socket_id: SocketId, msg:
 
 
 async def publish_to_channel(
-    engine: Engine, app: AppConfig, channel: str, event: str, data: Any, except_socket: SocketId | None
+    engine: ChannelsEngine, app: AppConfig, channel: str, event: str, data: Any, except_socket: SocketId | None
 ) -> None:
     frame = frames.frame(event, data, channel)
     kind = channel_type(channel)

@@ -1,28 +1,38 @@
-"""User sign-in and watchlists (PROTOCOL.md §1.7)."""
+"""User sign-in and watchlists (PROTOCOL.md §1.7), over ``UsersEngine``."""
 
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal, Protocol
 
 from shared.auth import check_signin
-from shared.errors import FrameError, Unauthorized, WatchlistTooLong
+from shared.engine.outbox import Outbox
+from shared.errors import FrameError, PusherError, Unauthorized, WatchlistTooLong
 from shared.protocol import frames
 from shared.protocol.channels import valid_user_id
 from shared.settings import AppConfig
+from shared.store.base import ChannelStore
 from shared.types import SocketId, UserId
 
-if TYPE_CHECKING:
-    from shared.engine.core import Engine
-
 MAX_WATCHLIST = 100
+
+
+class UsersEngine(Outbox, Protocol):
+    """What these operations use of the engine (``Engine`` is one)."""
+
+    @property
+    def store(self) -> ChannelStore: ...
+
+    async def refuse(self, app: AppConfig, socket_id: SocketId, exc: PusherError) -> None:
+        """Tell the client of a protocol error (a ``pusher:error`` frame)."""
+        ...
 
 
 def as_user_id(value: str) -> UserId:
     return UserId(value)
 
 
-async def signin(engine: Engine, app: AppConfig, socket_id: SocketId, data: dict[str, Any]) -> None:
+async def signin(engine: UsersEngine, app: AppConfig, socket_id: SocketId, data: dict[str, Any]) -> None:
     if not app.enable_user_authentication:
         raise FrameError("User authentication is not enabled for this app")
     user_data = data.get("user_data")
@@ -68,7 +78,7 @@ async def signin(engine: Engine, app: AppConfig, socket_id: SocketId, data: dict
 
 
 async def notify_watchers(
-    engine: Engine, app: AppConfig, user_id: UserId, status: Literal["online", "offline"]
+    engine: UsersEngine, app: AppConfig, user_id: UserId, status: Literal["online", "offline"]
 ) -> None:
     if not app.enable_watchlist_events:
         return
