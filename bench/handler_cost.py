@@ -3,7 +3,7 @@
 Runs scenarios against ``--emulate-lambda`` and reads the emulator's meter (``GET /@emulator/stats``)
 between them: Lambda invocations, CPU (µs of the handler thread: boto3 and the engine, not moto) and billed
 duration; API Gateway messages (32 KB units) and connection time; DynamoDB request units (estimated from
-the calls) and SQS requests. Then prices PROTOCOL.md §6.3's scenarios from those per-operation figures at
+the calls) and SQS requests. Then prices the scenarios of docs/cost.md from those per-operation figures at
 list prices, beside the Pusher plan that fits.
 
 Run: ``.venv/bin/python -m bench.handler_cost [--clients 40] [--fanout 300]``. Figures are from a shared,
@@ -40,7 +40,7 @@ MEMORY_MB = {
     "webhooks": 512,
     "sweep": 512,
 }
-PRICE = {  # US East list prices, PROTOCOL.md §6.3
+PRICE = {  # US East list prices, docs/cost.md
     "ws_message": 1.00 / 1e6,
     "connection_minute": 0.25 / 1e6,
     "http_request": 1.00 / 1e6,
@@ -246,7 +246,7 @@ async def run(clients: int, fanout_size: int) -> dict[str, Cost]:
 
 
 def monthly(costs: dict[str, Cost], connections: int, deliveries_per_day: int, publishes_per_day: int) -> None:
-    """A month of PROTOCOL.md §6.3's scenario: always-on connections reconnecting every 2 h (API Gateway's
+    """A month of the docs/cost.md scenario: always-on connections reconnecting every 2 h (API Gateway's
     cap), deliveries by REST publishes to channels of ``deliveries / publishes`` sockets, no idle pings."""
     days = 30
     reconnects = connections * 12 * days

@@ -1,6 +1,6 @@
 """The sockless stack: the components wired together, every grant visible here, and the outputs.
 
-Read top to bottom it is the architecture of DESIGN.md's AWS path: a store, the webhook queue, the app
+Read top to bottom it is the AWS half of docs/architecture.md: a store, the webhook queue, the app
 secrets, eight functions on one bundle, the WebSocket and HTTP APIs, CloudFront in front, monitoring.
 """
 

@@ -1,9 +1,9 @@
 """boto3 calls off the event loop: a lazily built client and a bounded thread pool per AWS driver.
 
-DESIGN.md "Async core": boto3 is synchronous but its clients are thread-safe, so every AWS driver runs
-its calls in a small thread pool and awaits them; concurrency (fan-out posts) is bounded by the pool.
-Clients are injected (tests hand in moto's) or built on first use, never at import, and the build
-itself runs in the pool because it costs 30-80 ms (TOOLING.md).
+The core is async (docs/architecture.md#composition-one-place-per-runtime): boto3 is synchronous but its
+clients are thread-safe, so every AWS driver runs its calls in a small thread pool and awaits them;
+concurrency (fan-out posts) is bounded by the pool. Clients are injected (tests hand in moto's) or built on
+first use, never at import, and the build itself runs in the pool because it costs 30-80 ms (docs/sources.md#tooling).
 """
 
 from __future__ import annotations

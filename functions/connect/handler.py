@@ -3,7 +3,7 @@
 API Gateway cannot post to a connection during ``$connect`` (the upgrade completes only after it
 returns), yet pusher-js waits for ``pusher:connection_established`` before anything else. So ``$connect``
 checks the app and records the connection, accepts, and invokes ``welcome`` asynchronously; ``welcome``
-posts the first frame, retrying GoneException every ~50 ms while the upgrade finishes (PROTOCOL.md §6.2).
+posts the first frame, retrying GoneException every ~50 ms while the upgrade finishes (docs/sources.md#behaviour).
 
 A refused connection (unknown key 4001, disabled app 4003, over quota 4004, bad protocol 4006/4007/4008,
 origin 4009, too many from one address 4100) is accepted too: rejecting the upgrade would only make

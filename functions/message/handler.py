@@ -3,7 +3,7 @@
 A frame from a connection the store does not know (already removed by ``$disconnect``, the sweep or a
 410 cleanup) is ignored: the client is gone or about to be, and posting to it would only cost a 410.
 
-``pusher:ping`` takes the lightest path (DESIGN.md "Pings on AWS"): idle pusher-js clients send one every
+``pusher:ping`` takes the lightest path (docs/aws.md#default): idle pusher-js clients send one every
 ``activity_timeout``, and the answer needs nothing but the connectionId the event carries, so the pong is
 posted straight back without building the services or reading the store.
 """

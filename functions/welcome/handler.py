@@ -2,7 +2,7 @@
 
 ``$connect`` (functions/connect) cannot post during the upgrade, so it invokes this function
 asynchronously with either an established socket or a refusal; a refusal's ``pusher:error`` is followed by
-DeleteConnection (PROTOCOL.md §6.2).
+DeleteConnection (docs/sources.md#behaviour).
 """
 
 from __future__ import annotations

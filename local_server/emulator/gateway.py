@@ -1,7 +1,7 @@
 """API Gateway, emulated: the WebSocket API (behind the CloudFront path rewrite), its management API, and
 the HTTP API, each turning traffic into the events the ``functions/*`` handlers receive on AWS.
 
-Behaviour copied from AWS because the handlers depend on it (PROTOCOL.md §6.2):
+Behaviour copied from AWS because the handlers depend on it (docs/sources.md#behaviour):
 - the upgrade completes only after ``$connect`` returned 2xx; until then, and after close, a post to the
   connection answers 410 ``GoneException`` (the welcome function retries through that window);
 - every client frame is a separate ``$default`` invocation, run concurrently (no per-connection ordering);

@@ -1,4 +1,4 @@
-"""Pusher signatures (PROTOCOL.md §2-3): pure HMAC code, constant-time comparisons, no I/O."""
+"""Pusher signatures (docs/sources.md#signatures): pure HMAC code, constant-time comparisons, no I/O."""
 
 from shared.auth.signatures import (
     check_channel_auth,

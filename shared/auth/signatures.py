@@ -59,7 +59,9 @@ def sign_request(secret: str, method: str, path: str, params: Mapping[str, str])
 def verify_request(
     *, key: str, secret: str, method: str, path: str, params: Mapping[str, str], body: bytes, now: float
 ) -> None:
-    """Check a signed REST request (PROTOCOL.md §3); raise ``HttpError(401)`` naming what is wrong.
+    """Check a signed REST request; raise ``HttpError(401)`` naming what is wrong.
+
+    The rules: docs/sources.md#rest-api-and-request-signing.
 
     ``path`` is the ``/apps/...`` path the SDK signed, whatever prefix the request came through.
     """

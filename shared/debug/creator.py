@@ -19,7 +19,10 @@ from shared.settings import AppConfig
 def signed_request(
     app: AppConfig, method: str, path: str, body: bytes, *, ip: str = "", now: float | None = None
 ) -> HttpRequest:
-    """``path`` is the ``/apps/...`` path; the query carries the auth parameters of PROTOCOL.md §3."""
+    """``path`` is the ``/apps/...`` path; the query carries the auth parameters.
+
+    They are described in docs/sources.md#rest-api-and-request-signing.
+    """
     query = {
         "auth_key": app.key,
         "auth_timestamp": str(int(time.time() if now is None else now)),

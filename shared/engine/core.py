@@ -46,7 +46,7 @@ SUPPORTED_PROTOCOLS = range(5, 8)
 
 
 def mint_socket_id() -> SocketId:
-    """``<n>.<n>``: the server SDKs reject any other shape (PROTOCOL.md §1.5)."""
+    """``<n>.<n>``: the server SDKs reject any other shape (docs/sources.md#identifiers-and-limits)."""
     return SocketId(f"{secrets.randbelow(10**9)}.{secrets.randbelow(10**9)}")
 
 

@@ -1,6 +1,6 @@
 """Turns store results into webhook jobs: one per event and per target that wants it, delayed where Pusher delays.
 
-Pusher's debounce (PROTOCOL.md §4.1): ``channel_vacated`` and ``member_removed`` wait 3 s and are dropped
+Pusher's debounce (docs/sources.md#webhooks): ``channel_vacated`` and ``member_removed`` wait 3 s and are dropped
 if the state came back; and "if a user disconnects and then reconnects within 3 seconds, neither event
 will be delivered". The dispatcher does the first half when the delayed job comes due; this module does
 the second: a departure leaves a marker for the delay (in the shared ``RateLimiter``, so every process

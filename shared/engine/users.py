@@ -1,4 +1,4 @@
-"""User sign-in and watchlists (PROTOCOL.md §1.7), over ``UsersEngine``."""
+"""User sign-in and watchlists (docs/sources.md#sign-in-server-to-user-and-watchlists), over ``UsersEngine``."""
 
 from __future__ import annotations
 

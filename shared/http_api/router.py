@@ -65,7 +65,7 @@ async def _terminate(engine: Engine, app: AppConfig, request: HttpRequest, m: re
 
 
 class RestApi:
-    """The Pusher REST API (PROTOCOL.md §3); extra routes register with :meth:`route`."""
+    """The Pusher REST API (docs/sources.md#rest-api-and-request-signing); extra routes register with :meth:`route`."""
 
     def __init__(
         self,

@@ -1,4 +1,4 @@
-"""Channel names and types (PROTOCOL.md §1.4): what a name means and whether it is allowed."""
+"""Channel names and types (docs/sources.md#channels-and-names): what a name means and whether it is allowed."""
 
 from __future__ import annotations
 
@@ -67,7 +67,10 @@ def valid_event_name(name: object, max_length: int) -> bool:
 
 
 def valid_user_id(user_id: object) -> bool:
-    """User ids follow the channel-name charset and stay within 128 characters (PROTOCOL.md §1.5)."""
+    """User ids follow the channel-name charset and stay within 128 characters.
+
+    Pusher's limits: docs/sources.md#identifiers-and-limits.
+    """
     return isinstance(user_id, str) and 0 < len(user_id) <= 128 and _NAME_RE.fullmatch(user_id) is not None
 
 

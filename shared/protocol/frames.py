@@ -1,4 +1,4 @@
-"""Encoding and decoding of Pusher frames (PROTOCOL.md §1.1-1.2).
+"""Encoding and decoding of Pusher frames (docs/sources.md#connection-and-handshake).
 
 Server frames carry ``data`` as a JSON *string*; frames are built once and the same bytes go to every
 subscriber, so builders return ``bytes``.

@@ -1,4 +1,7 @@
-"""Redis errors become the project's ``StoreUnavailable`` (STYLE.md §5), counted; cancellations are never lost."""
+"""Redis errors become the project's ``StoreUnavailable``, counted; cancellations are never lost.
+
+Why drivers translate their errors: docs/contributing.md#conventions.
+"""
 
 from __future__ import annotations
 
@@ -31,8 +34,8 @@ def raise_if_cancelling(cause: BaseException | None = None) -> None:
 
 
 class CountsErrors:
-    """Translates client errors into the project's ``StoreUnavailable`` (STYLE.md §5), counting them
-    (the local server exports the count as ``sockless_redis_errors_total``)."""
+    """Translates client errors into the project's ``StoreUnavailable`` (docs/contributing.md#conventions),
+    counting them (the local server exports the count as ``sockless_redis_errors_total``)."""
 
     errors: int = 0
 

@@ -2,7 +2,7 @@
 
 Each frame is one ``PostToConnection`` (boto3's ``apigatewaymanagementapi`` client, ``endpoint_url`` =
 ``https://{api-id}.execute-api.{region}.amazonaws.com/{stage}``, or the emulator's). Posts run
-concurrently in a bounded thread pool. Outcomes (PROTOCOL.md §6, DESIGN.md "Fan-out"/"Throttling"):
+concurrently in a bounded thread pool. Outcomes (docs/sources.md#api-gateway-websocket, docs/aws.md#fan-out):
 
 - 410 ``GoneException``: the connection is gone; reported in ``Delivery.gone`` so the engine removes it
   with the same effects and webhooks as a ``$disconnect`` (no ghost presence members).
@@ -224,7 +224,7 @@ class ApiGatewaySender:
         return Delivery(sent=sent, gone=gone, failed=len(outcomes) - sent - len(gone))
 
     async def disconnect(self, app_id: AppId, socket_id: SocketId, code: int, reason: str) -> None:
-        """``DeleteConnection``: API Gateway always closes with 1000 (PROTOCOL.md §6.2), so the Pusher code
+        """``DeleteConnection``: API Gateway always closes with 1000 (docs/sources.md#behaviour), so the Pusher code
         reaches the client only as the ``pusher:error`` frame the engine sent before. Gone already: done."""
         connection_id = (await self._resolver.connection_ids(app_id, (socket_id,))).get(socket_id)
         if connection_id is None:

@@ -22,7 +22,8 @@ class Connection:
     user_id: UserId | None = None
     user_data: str | None = None  # the raw signed user_data JSON string
     watchlist: tuple[UserId, ...] = ()
-    # AWS only: the API Gateway connectionId behind this socket (socket ids must be numeric, PROTOCOL.md §1.5).
+    # AWS only: the API Gateway connectionId behind this socket (socket ids must be numeric,
+    # docs/sources.md#identifiers-and-limits).
     connection_id: str | None = None
 
 

@@ -34,7 +34,7 @@ from typing import Any, Protocol
 from shared.settings import WebhookConfig
 from shared.types import AppId
 
-# Pusher delays these so a quick reconnect produces no vacated/removed noise (PROTOCOL.md §4.1).
+# Pusher delays these so a quick reconnect produces no vacated/removed noise (docs/sources.md#webhooks).
 DELAYED_EVENTS: frozenset[str] = frozenset({"channel_vacated", "member_removed"})
 # The events a delayed one cancels when the state comes back within the delay ("neither is sent").
 RETURNING_EVENTS: dict[str, str] = {"channel_occupied": "channel_vacated", "member_added": "member_removed"}
@@ -108,7 +108,7 @@ class WebhookQueue(Protocol):
 
 # -- targets ---------------------------------------------------------------------------------------------
 
-# Besides 5xx, the statuses that mean "try again later" (Sockudo's list, PROTOCOL.md §4.2).
+# Besides 5xx, the statuses that mean "try again later" (Sockudo's list, docs/sources.md#webhooks).
 RETRY_STATUSES = frozenset({408, 409, 425, 429})
 
 

@@ -1,6 +1,6 @@
 """AWS Lambda webhook targets: an asynchronous ``Invoke`` (``InvocationType=Event``) with the Pusher body.
 
-Sockudo's ``lambda`` target (PROTOCOL.md §4.2): the function receives ``{time_ms, events}`` as its event.
+Sockudo's ``lambda`` target (docs/sources.md#webhooks): the function receives ``{time_ms, events}`` as its event.
 Lambda acknowledges with 202 once the event is queued; the function's own errors are Lambda's retries,
 not ours. boto3 is imported and clients are built on first use (per region), never at import.
 """

@@ -102,7 +102,7 @@ class ManagementApi:
 
 
 def _error(status: int, error_type: str) -> web.Response:
-    # boto3 picks the error code from this header (TOOLING.md).
+    # boto3 picks the error code from this header (docs/sources.md#tooling).
     return web.json_response({"message": error_type}, status=status, headers={"x-amzn-ErrorType": error_type})
 
 

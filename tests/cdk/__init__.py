@@ -1,5 +1,5 @@
-"""CDK assertion tests. jsii prints a Node end-of-life banner on start unless told not to (TOOLING.md); this
-must be set before anything imports aws_cdk."""
+"""CDK assertion tests. jsii prints a Node end-of-life banner on start unless told not to
+(docs/sources.md#tooling); this must be set before anything imports aws_cdk."""
 
 from __future__ import annotations
 

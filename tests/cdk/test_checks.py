@@ -19,7 +19,7 @@ from cdk.app import build_app
 from tests.cdk.conftest import SKIP_BUNDLING, Synth, synthesize
 
 # W3005 (a DependsOn already implied by a Ref/GetAtt) is how CDK makes a function wait for its role's
-# policy; it is harmless and not ours to change (TOOLING.md).
+# policy; it is harmless and not ours to change (docs/sources.md#tooling).
 CFN_LINT_IGNORED = ("W3005",)
 CFN_LINT = str(Path(sys.executable).parent / "cfn-lint")
 

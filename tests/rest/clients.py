@@ -1,7 +1,7 @@
 """Clients for the REST tests: an independent request signer, a raw WebSocket client, and the Node SDK runner.
 
-The signer is written here from PROTOCOL.md §3 rather than imported from ``shared.auth``, so a bug in the
-server's signing code cannot hide behind the same bug in the test.
+The signer is written here from docs/sources.md#rest-api-and-request-signing rather than imported from
+``shared.auth``, so a bug in the server's signing code cannot hide behind the same bug in the test.
 """
 
 from __future__ import annotations

@@ -241,7 +241,10 @@ async def test_answers_about_real_subscribers_match_their_schemas(server: Server
 
 
 def test_the_schemathesis_signer_matches_the_sdk_vector(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The signer used above reproduces PROTOCOL.md §3's worked example, so its requests are really signed."""
+    """The signer used above reproduces the worked example, so its requests are really signed.
+
+    The example: docs/sources.md#rest-api-and-request-signing.
+    """
     body = b'{"name":"foo","channels":["project-3"],"data":"{\\"some\\":\\"data\\"}"}'
     request = requests.Request("POST", "http://x/apps/3/events", data=body).prepare()
     signer = PusherSigner(Creds("3", "278d425bdf160c739803", "7ad3773142a6692b25b8"))

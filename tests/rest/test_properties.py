@@ -1,8 +1,8 @@
 """Property-based tests of the REST surface against the live server: random bodies, query strings, headers.
 
 Beyond "never 5xx, always JSON with a documented status", the body and query properties compare the server
-with an oracle written here from PROTOCOL.md §3 (not from the server code): a request is answered 200
-exactly when the oracle says it is valid, and 413 only when some event's data is over 10 KB.
+with an oracle written here from docs/sources.md#rest-api-and-request-signing (not from the server code): a
+request is answered 200 exactly when the oracle says it is valid, and 413 only when some event's data is over 10 KB.
 """
 
 from __future__ import annotations
@@ -78,7 +78,7 @@ def _info_ok(info: object, allowed: set[str], channels: list[str]) -> bool:
 
 
 def event_ok(event: object, *, batch: bool) -> bool:
-    """Pusher's rules for one event (PROTOCOL.md §1.5, §3)."""
+    """Pusher's rules for one event (docs/sources.md#identifiers-and-limits)."""
     if not isinstance(event, dict):
         return False
     name, data = event.get("name"), event.get("data")

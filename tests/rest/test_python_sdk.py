@@ -207,7 +207,7 @@ async def test_send_to_user_reaches_every_connection_signed_in_as_that_user(
 async def test_terminate_connections_closes_only_the_users_signed_in_sockets(
     server: ServerProcess, sdk: pusher.Pusher, http: aiohttp.ClientSession, numeric: Creds, connect: Connect, uid: str
 ) -> None:
-    # pusher 3.3.4 builds this URL without /apps/{id} (TOOLING.md), so the request is signed by hand.
+    # pusher 3.3.4 builds this URL without /apps/{id} (docs/sources.md#tooling), so the request is signed by hand.
     user, channel = f"py-term-{uid}", f"py-term-{uid}"
     phone, laptop, bystander = await connect(server), await connect(server), await connect(server)
     await phone.signin(user)

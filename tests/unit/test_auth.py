@@ -1,4 +1,4 @@
-"""Pusher's published signature vectors (PROTOCOL.md §2-3) and the REST request checks built on them."""
+"""Pusher's published signature vectors (docs/sources.md#signatures) and the REST request checks built on them."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from shared.auth.signatures import (
 )
 from shared.errors import HttpError
 
-# The docs' test app (PROTOCOL.md §2, PSIG).
+# The docs' test app (docs/sources.md#signatures, PSIG).
 KEY = "278d425bdf160c739803"
 SECRET = "7ad3773142a6692b25b8"
 SOCKET = "1234.1234"
@@ -31,7 +31,7 @@ PRIVATE_SIG = "58df8b0c36d6982b82c3ecf6b4662e34fe8c25bba48f5369f135bf843651c3a4"
 PRESENCE_SIG = "afaed3695da2ffd16931f457e338e6c9f2921fa133ce7dac49f529792be6304c"
 SIGNIN_SIG = "4708d583dada6a56435fb8bc611c77c359a31eebde13337c16ab43aa6de336ba"
 
-# The REST worked example (PROTOCOL.md §3).
+# The REST worked example (docs/sources.md#rest-api-and-request-signing).
 REST_BODY = b'{"name":"foo","channels":["project-3"],"data":"{\\"some\\":\\"data\\"}"}'
 REST_MD5 = "ec365a775a4cd0599faeb73354201b6f"
 REST_TS = 1353088179

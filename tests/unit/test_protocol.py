@@ -1,4 +1,4 @@
-"""Channel names and types, frame encoding and client-frame parsing (PROTOCOL.md §1.1-1.5)."""
+"""Channel names and types, frame encoding and client-frame parsing (docs/sources.md#pusher-protocol)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The pure core (shared/protocol, shared/auth) imports no I/O library (STYLE.md convention 4).
+"""The pure core (shared/protocol, shared/auth) imports no I/O library (docs/contributing.md#conventions).
 
 Each check runs in a fresh interpreter, so modules imported by other tests cannot hide or fake a leak.
 """

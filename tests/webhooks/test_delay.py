@@ -1,5 +1,5 @@
 """Pusher's 3 s delay for ``channel_vacated``/``member_removed``, and its cancellation: "if a user disconnects
-and then reconnects within 3 seconds, neither event will be delivered via webhook" (PROTOCOL.md §4.1)."""
+and then reconnects within 3 seconds, neither event will be delivered via webhook" (docs/sources.md#webhooks)."""
 
 from __future__ import annotations
 

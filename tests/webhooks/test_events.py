@@ -1,5 +1,5 @@
 """Every Pusher webhook event, emitted by the real server for real WebSocket clients, signed so that both
-official SDKs accept it (PROTOCOL.md §4.1)."""
+official SDKs accept it (docs/sources.md#webhooks)."""
 
 from __future__ import annotations
 

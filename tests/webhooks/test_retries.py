@@ -1,5 +1,5 @@
 """Retries with exponential backoff for up to the retry window, losses logged and counted, and isolation:
-a receiver that is down, slow or failing delays nothing else (PROTOCOL.md §4; issue 3 "Bad input")."""
+a receiver that is down, slow or failing delays nothing else (docs/sources.md#webhooks; issue 3 "Bad input")."""
 
 from __future__ import annotations
 
