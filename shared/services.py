@@ -82,7 +82,6 @@ def create_store(
             region=settings.region,
             endpoint_url=settings.endpoint_url,
             max_connection_seconds=aws.max_connection_seconds,
-            sweep_bucket_seconds=aws.sweep_bucket_seconds,
         )
     raise DriverError(f"store driver {settings.driver!r} is not available in this build")
 

@@ -200,11 +200,11 @@ class AwsSettings(_Strict):
     fanout_function: str | None = None  # parallel chunks of a large broadcast
     welcome_retry_interval_ms: int = Field(default=50, ge=1)
     welcome_retry_seconds: float = Field(default=3.0, gt=0)
-    # The sweep asks API Gateway about connections silent for this long (410: cleaned up like $disconnect).
+    # The sweep asks API Gateway about every connection once per this many seconds (410: cleaned up like
+    # $disconnect), so a ghost lives at most this plus one schedule period (docs/aws.md "The sweep").
     stale_after_seconds: int = Field(default=300, ge=1)
     # API Gateway closes every connection after 2 h: older records are dead without asking.
     max_connection_seconds: int = Field(default=7200, ge=1)
-    sweep_bucket_seconds: int = Field(default=60, ge=1)  # granularity of the store's liveness index
     fanout_chunk_size: int = Field(default=1000, ge=1)  # sockets one invocation posts to before handing on
 
 

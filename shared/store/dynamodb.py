@@ -38,19 +38,17 @@ from shared.store.base import (
     Subscription,
 )
 from shared.store.dynamodb_channels import ChannelItems
-from shared.store.dynamodb_sweep import Sweep
+from shared.store.dynamodb_sweep import Sweep, entry_key
 from shared.store.dynamodb_table import (
     CACHE_SK,
     CONN_SK,
     ConnectionIds,
     Table,
     chan_pk,
-    cid_key,
     conn_pk,
     connection_from,
     connection_item,
     count_key,
-    sweep_key,
 )
 from shared.store.dynamodb_users import UserRegistry
 from shared.types import AppId, ChannelName, SocketId, UserId
@@ -65,9 +63,9 @@ class DynamoDBChannelStore:
     """The ``ChannelStore`` on one DynamoDB table, plus the AWS-only extras the Lambda handlers need.
 
     Extras (not in the protocol): the socket id <-> API Gateway connectionId map
-    (:meth:`socket_for_connection`, :meth:`connection_ids`) and liveness for the sweep (:meth:`touch`,
-    :meth:`stale_connections`). socket -> connectionId pairs are cached in the container, so a broadcast
-    right after ``sockets()`` resolves every recipient without another read.
+    (:meth:`socket_for_connection`, :meth:`connection_ids`) and the sweep's index (:meth:`due_connections`,
+    :meth:`forget_entry`). socket -> connectionId pairs are cached in the container, so a broadcast right
+    after ``sockets()`` resolves every recipient without another read.
     """
 
     def __init__(
@@ -80,7 +78,6 @@ class DynamoDBChannelStore:
         max_workers: int = 16,
         executor: Executor | None = None,
         max_connection_seconds: float = 7200,
-        sweep_bucket_seconds: int = 60,
         id_cache_size: int = 100_000,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -96,9 +93,7 @@ class DynamoDBChannelStore:
         self.ids = ConnectionIds(id_cache_size)
         self.users = UserRegistry(self.db, self.ids)
         self.channel_ops = ChannelItems(self.db, self.ids)
-        self.sweep = Sweep(
-            self.db, clock, bucket_seconds=sweep_bucket_seconds, max_connection_seconds=max_connection_seconds
-        )
+        self.sweep = Sweep(self.db, clock, max_connection_seconds=max_connection_seconds)
         self._clock = clock
 
     # -- connections ------------------------------------------------------------------------------------------
@@ -119,24 +114,17 @@ class DynamoDBChannelStore:
                 return False
         else:
             await self._add_count(app_id, 1)
-        seen = connection.connected_at
-        lookups = [self.sweep.entry(app_id, socket_id, self.sweep.bucket(seen))]
-        if connection.connection_id is not None:
-            cid_item = {**cid_key(connection.connection_id), "app": s(app_id), "sid": s(socket_id)}
-            lookups.append({**cid_item, "ttl": self.sweep.ttl(seen)})
         # ``tok`` tells this call's own put, sent again by the SDK after a lost answer, from the record of an
         # earlier add of the same connection (which holds a slot of its own).
         token = secrets.token_hex(8)
-        item = connection_item(connection, {"tok": s(token), **self.sweep.liveness(seen)})
-        # 2. The items that lead to the connection (its sweep entry, the connectionId map) go first, in one
-        #    BatchWriteItem; 3. the connection last, with a conditional PutItem. No transaction (2 write units
-        #    per item): only the quota decides anything. Dying in between leaves garbage: a sweep entry the
-        #    sweep drops (its connection is absent; it reads only buckets older than ``silent_for``, 300 s on
-        #    Lambda, never the one a connect still running, at most 10 s, files into) and a connectionId map
-        #    that expires (a frame or $disconnect it leads to finds no connection). The other order could leave
-        #    a connection that neither the sweep nor a $disconnect finds.
+        item = connection_item(connection, {"tok": s(token), "ttl": self.sweep.ttl(connection.connected_at)})
+        # 2. The sweep entry, which is also the connectionId map, goes first; 3. the connection last, with a
+        #    conditional PutItem. No transaction (2 write units per item): only the quota decides anything.
+        #    Dying in between leaves an entry without its connection: a frame or $disconnect it leads to finds
+        #    no connection, and the sweep drops it (it never judges entries younger than a connect can run).
+        #    The other order could leave a connection that neither the sweep nor a $disconnect finds.
         try:
-            await self.db.batch_write(puts=lookups)
+            await self.db.batch_write(puts=[self.sweep.entry(connection)])
             recorded = await self.db.conditional(
                 "put_item",
                 Item=item,
@@ -177,12 +165,10 @@ class DynamoDBChannelStore:
         cached = self.ids.by_cid.get(connection_id)
         if cached is not None:
             return cached
-        item = await self.db.get(cid_key(connection_id))
-        if item is None:
-            return None
-        app_id, socket_id = AppId(text(item, "app") or ""), SocketId(text(item, "sid") or "")
-        self.ids.remember(app_id, socket_id, connection_id)
-        return app_id, socket_id
+        found = await self.sweep.lookup(connection_id)
+        if found is not None:
+            self.ids.remember(found[0], found[1], connection_id)
+        return found
 
     async def connection_ids(self, app_id: AppId, socket_ids: Collection[SocketId]) -> dict[SocketId, str]:
         """connectionIds of sockets, from the container cache or one ``BatchGetItem`` per 100 misses;
@@ -238,9 +224,9 @@ class DynamoDBChannelStore:
         left = tuple(r for r in results if r.left)
         offline = await self.users.unbind(connection) if connection.user_id is not None else False
         # 3. Forget the connection. Its conditional delete alone decides who releases the quota slot (no
-        #    transaction: nothing else is decided here); the sweep entry and the connectionId map go after
-        #    it, so a removal dying in between leaves only garbage the sweep drops (an entry whose
-        #    connection is gone) or that expires (the map, which then leads to a removal that finds nothing).
+        #    transaction: nothing else is decided here); the sweep entry (also the connectionId map) goes after
+        #    it, so a removal dying in between leaves only an entry the sweep drops (its connection is gone;
+        #    a $disconnect it leads to finds nothing).
         forgotten = await self.db.conditional(
             "delete_item",
             Key=conn_key,
@@ -248,10 +234,8 @@ class DynamoDBChannelStore:
             ExpressionAttributeNames={"#pk": "pk"},
         )
         if forgotten is not None:
-            rest = [sweep_key(int(num(item, "sb")), app_id, socket_id)]
-            if connection.connection_id is not None:
-                rest.append(cid_key(connection.connection_id))
-            await asyncio.gather(self._add_count(app_id, -1), self.db.batch_write(deletes=rest))
+            entry = entry_key(app_id, socket_id, connection.connection_id)
+            await asyncio.gather(self._add_count(app_id, -1), self.db.batch_write(deletes=[entry]))
         return Departure(connection=connection, left=left, user_offline=offline)
 
     # -- subscriptions ----------------------------------------------------------------------------------------
@@ -313,17 +297,14 @@ class DynamoDBChannelStore:
 
     # -- liveness (dynamodb_sweep) ------------------------------------------------------------------------------
 
-    async def touch(self, app_id: AppId, socket_id: SocketId) -> bool:
-        """Record a sign of life (one small write); ``False`` when the connection is gone or closing."""
-        return await self.sweep.touch(app_id, socket_id)
+    async def due_connections(self, cycle: float) -> list[Connection]:
+        """Connections the sweep should ask API Gateway about now: each comes up once per ``cycle`` seconds,
+        whatever it does, with no write while it lives (``dynamodb_sweep``)."""
+        return await self.sweep.due(cycle)
 
-    async def stale_connections(self, silent_for: float, limit: int = 100) -> list[Connection]:
-        """Connections with no sign of life (connect or :meth:`touch`) for ``silent_for`` seconds.
-
-        The caller must settle each one, by removing it (API Gateway says it is gone, or it is older than
-        API Gateway's 2 h cap) or by touching it (it is alive): until then it is returned again.
-        """
-        return await self.sweep.stale(silent_for, limit)
+    async def forget_entry(self, connection: Connection) -> None:
+        """Drop the sweep entry of a connection found unrecorded (a connect that died half-way)."""
+        await self.sweep.forget(connection)
 
     # -- lifecycle --------------------------------------------------------------------------------------------
 

@@ -1,130 +1,121 @@
-"""Liveness of connections in the DynamoDB store, for the sweep that catches a ``$disconnect`` never sent.
+"""The index the sweep reads to find connections whose ``$disconnect`` never came, written once per connection.
 
-Each connection item carries ``seen`` (its last sign of life), ``sb`` (the time bucket its sweep entry is
-filed under) and ``ttl`` (physical expiry, long after API Gateway's 2 h cap, only to collect what cleanup
-missed). Sweep entries (``sweep#<bucket>`` partitions) let :meth:`Sweep.stale` read only the buckets that
-became due since its cursor, instead of scanning the table. :meth:`Sweep.touch` is one small write; the
-entry is moved lazily, when the sweep finds the connection seen later than its bucket (docs/dynamodb.md
-"Sweep").
+Each connection has one **entry** (``sweep#<slot>`` / its connectionId), written by the connect and deleted
+by the removal, and never touched in between: a live connection costs no write however long it lives.
+The entry doubles as the connectionId -> (app, socket) map that ``$default`` and ``$disconnect`` read,
+so a connect writes it instead of a separate ``cid#`` item.
+
+The slot is a hash of the connectionId into :data:`SLOTS` partitions. The sweep walks the slots round a
+cycle of ``cycle`` seconds (``aws.stale_after_seconds``): slot ``i`` is due whenever the clock passes
+``(k * SLOTS + i) * cycle / SLOTS`` for some ``k``. A cursor item records how far the last run got, so
+each run reads just the slots that came due since (one small Query each, eventually consistent: an entry
+written a moment ago is simply checked one cycle later) and every connection is asked about once per
+cycle. A ghost (closed without ``$disconnect``) is therefore found within ``cycle`` + one schedule
+period, or ``cycle`` + :data:`CONNECT_GRACE_SECONDS` + one period when it died in its first seconds
+(docs/dynamodb.md "Stale connections").
 """
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Callable
 
 from shared.dynamodb.items import Item, key, n, num, s, text
 from shared.store.base import Connection
-from shared.store.dynamodb_table import (
-    CONN_SK,
-    Table,
-    conn_pk,
-    connection_from,
-    sweep_key,
-)
+from shared.store.dynamodb_table import Table
 from shared.types import AppId, SocketId
 
 # DynamoDB deletes expired items lazily (often within hours, up to days); physical ``ttl`` only collects
 # what cleanup missed, so it runs this long after the connection could have lived.
 TTL_GRACE_SECONDS = 24 * 3600
+# Partitions of the index. 60 keeps each Query small (1 MB holds ~8,000 entries) and a connect storm's
+# writes spread over 60 partition keys.
+SLOTS = 60
+# A connect writes its entry before its connection item and runs for at most the function's 10 s timeout:
+# younger entries are left for the next cycle, never judged while their connect may still be running.
+CONNECT_GRACE_SECONDS = 15
 CURSOR = key("sweep", "cursor")
 
 
+def slot_of(connection_id: str) -> int:
+    return zlib.crc32(connection_id.encode()) % SLOTS
+
+
+def entry_key(app_id: str, socket_id: str, connection_id: str | None) -> Item:
+    """The entry's key: by connectionId (what ``$default`` looks up); by socket when there is none
+    (stores used outside API Gateway, e.g. the contract tests)."""
+    name = connection_id if connection_id is not None else f"sock#{app_id}#{socket_id}"
+    return key(f"sweep#{slot_of(name)}", name)
+
+
 class Sweep:
-    def __init__(
-        self, table: Table, clock: Callable[[], float], *, bucket_seconds: int, max_connection_seconds: float
-    ) -> None:
+    def __init__(self, table: Table, clock: Callable[[], float], *, max_connection_seconds: float) -> None:
         self.table = table
         self.clock = clock
-        self.bucket_seconds = bucket_seconds
         self.max_connection_seconds = max_connection_seconds
-
-    def bucket(self, at: float) -> int:
-        return int(at // self.bucket_seconds)
 
     def ttl(self, now: float) -> dict[str, str]:
         return n(int(now + self.max_connection_seconds + TTL_GRACE_SECONDS))
 
-    def liveness(self, seen: float) -> Item:
-        """The liveness attributes of a new connection item."""
-        return {"seen": n(seen), "sb": n(self.bucket(seen)), "ttl": self.ttl(seen)}
+    def entry(self, connection: Connection) -> Item:
+        """The connection's entry: what the sweep needs to ask API Gateway, and the connectionId map."""
+        item: Item = {
+            **entry_key(connection.app_id, connection.socket_id, connection.connection_id),
+            "app": s(connection.app_id),
+            "sid": s(connection.socket_id),
+            "at": n(connection.connected_at),
+            "ttl": self.ttl(connection.connected_at),
+        }
+        if connection.connection_id is not None:
+            item["cid"] = s(connection.connection_id)
+        return item
 
-    def entry(self, app_id: str, socket_id: str, bucket: int) -> Item:
-        return {**sweep_key(bucket, app_id, socket_id), "app": s(app_id), "sid": s(socket_id)}
+    async def lookup(self, connection_id: str) -> tuple[AppId, SocketId] | None:
+        item = await self.table.get(entry_key("", "", connection_id))
+        if item is None:
+            return None
+        return AppId(text(item, "app") or ""), SocketId(text(item, "sid") or "")
 
-    async def touch(self, app_id: AppId, socket_id: SocketId) -> bool:
-        now = self.clock()
-        done = await self.table.conditional(
-            "update_item",
-            Key=key(conn_pk(app_id, socket_id), CONN_SK),
-            UpdateExpression="SET #seen = :now, #ttl = :ttl",
-            ConditionExpression="attribute_exists(#pk) AND attribute_not_exists(#closing)",
-            ExpressionAttributeNames={"#seen": "seen", "#ttl": "ttl", "#pk": "pk", "#closing": "closing"},
-            ExpressionAttributeValues={":now": n(now), ":ttl": self.ttl(now)},
-        )
-        return done is not None
+    async def due(self, cycle: float) -> list[Connection]:
+        """The connections whose slot came due since the last run (all of them on a first run, or after a
+        pause of a whole cycle), except those younger than :data:`CONNECT_GRACE_SECONDS`.
 
-    async def stale(self, silent_for: float, limit: int) -> list[Connection]:
-        """Connections not seen for ``silent_for`` seconds, oldest buckets first, at most ``limit``.
-
-        A bucket is done (the cursor moves past it) once it holds no entry: every connection in it was
-        removed, touched (its entry moved on) or was already gone (its entry is dropped here).
+        The caller asks API Gateway about each and removes the gone ones; nothing is written for the live
+        ones. An entry whose connection was never recorded (a connect that died half-way) must be dropped
+        with :meth:`forget` once its connection is known to be absent.
         """
-        table = self.table
         now = self.clock()
-        last = self.bucket(now - silent_for) - 1  # the newest bucket entirely older than the threshold
-        cursor = await table.get(CURSOR)
-        lookback = int(self.max_connection_seconds // self.bucket_seconds) + 2
-        start = int(num(cursor, "b")) + 1 if cursor is not None else last - lookback
-        done_until = start - 1
-        blocked = False
+        cursor = await self.table.get(CURSOR)
+        since = float(num(cursor, "t")) if cursor is not None else now - cycle
+        first, last = int(max(since, now - cycle) * SLOTS / cycle), int(now * SLOTS / cycle)
+        if now - since >= cycle:  # a first run, or one cycle or more since the last: every slot
+            first = last - SLOTS
         found: list[Connection] = []
-        for bucket in range(start, min(last, start + 4 * lookback) + 1):
-            entries = await table.query(f"sweep#{bucket}")
-            if entries:
-                keys = [key(conn_pk(text(e, "app") or "", text(e, "sid") or ""), CONN_SK) for e in entries]
-                items = {text(i, "pk"): i for i in await table.batch_get(keys)}
-                garbage: list[Item] = []
-                for entry, conn_key in zip(entries, keys, strict=True):
-                    item = items.get(conn_key["pk"]["S"])
-                    if item is None or int(num(item, "sb")) != bucket:
-                        garbage.append(key(f"sweep#{bucket}", text(entry, "sk") or ""))
-                    elif self.bucket(float(num(item, "seen"))) > bucket:
-                        await self._refile(item, bucket)
-                    else:
-                        blocked = True
-                        if len(found) < limit:
-                            found.append(connection_from(item))
-                await table.batch_write(deletes=garbage)
-            if not blocked:
-                done_until = bucket
-            if len(found) >= limit:
-                break
-        if done_until >= start:
-            await table.conditional(
+        for tick in range(first + 1, last + 1):
+            for entry in await self.table.query(f"sweep#{tick % SLOTS}", consistent=False):
+                connected_at = float(num(entry, "at"))
+                if connected_at <= now - CONNECT_GRACE_SECONDS:
+                    found.append(
+                        Connection(
+                            app_id=AppId(text(entry, "app") or ""),
+                            socket_id=SocketId(text(entry, "sid") or ""),
+                            connected_at=connected_at,
+                            connection_id=text(entry, "cid"),
+                        )
+                    )
+        if last > first:
+            await self.table.conditional(
                 "update_item",
                 Key=CURSOR,
-                UpdateExpression="SET #b = :b",
-                ConditionExpression="attribute_not_exists(#b) OR #b < :b",
-                ExpressionAttributeNames={"#b": "b"},
-                ExpressionAttributeValues={":b": n(done_until)},
+                UpdateExpression="SET #t = :now",
+                ConditionExpression="attribute_not_exists(#t) OR #t < :now",
+                ExpressionAttributeNames={"#t": "t"},
+                ExpressionAttributeValues={":now": n(now)},
             )
         return found
 
-    async def _refile(self, item: Item, bucket: int) -> None:
-        """Move a touched connection's sweep entry to the bucket of its last sign of life."""
-        table = self.table
-        app_id, socket_id = text(item, "app") or "", text(item, "sid") or ""
-        new = self.bucket(float(num(item, "seen")))
-        items = [
-            table.op("Put", item=self.entry(app_id, socket_id, new)),
-            table.op("Delete", key=sweep_key(bucket, app_id, socket_id)),
-            table.op(
-                "Update",
-                key=key(conn_pk(app_id, socket_id), CONN_SK),
-                update="SET #sb = :new",
-                condition="attribute_exists(#pk) AND #sb = :old",
-                values={":new": n(new), ":old": n(bucket)},
-            ),
-        ]
-        if await table.transact(items) is not None:  # gone or moved by another sweep: this entry is garbage
-            await table.batch_write(deletes=[sweep_key(bucket, app_id, socket_id)])
+    async def forget(self, connection: Connection) -> None:
+        """Drop the entry of a connection that is not (or no longer) recorded."""
+        await self.table.batch_write(
+            deletes=[entry_key(connection.app_id, connection.socket_id, connection.connection_id)]
+        )

@@ -67,14 +67,6 @@ def count_key(app_id: str) -> Item:
     return key(f"app#{app_id}", COUNT_SK)
 
 
-def cid_key(connection_id: str) -> Item:
-    return key(f"cid#{connection_id}", "cid")
-
-
-def sweep_key(bucket: int, app_id: str, socket_id: str) -> Item:
-    return key(f"sweep#{bucket}", f"{app_id}#{socket_id}")
-
-
 def connection_from(item: Item) -> Connection:
     user_id = text(item, "uid")
     return Connection(
@@ -263,12 +255,15 @@ class Table:
         item: Item | None = (await self.call("get_item", **kwargs)).get("Item")
         return item
 
-    async def query(self, pk: str, prefix: str = "", projection: str | None = None) -> list[Item]:
-        """Every item of a partition (optionally under a sort-key prefix), following ``LastEvaluatedKey``."""
+    async def query(
+        self, pk: str, prefix: str = "", projection: str | None = None, *, consistent: bool = True
+    ) -> list[Item]:
+        """Every item of a partition (optionally under a sort-key prefix), following ``LastEvaluatedKey``.
+        ``consistent=False``: half the read units, for readers that tolerate missing a very recent write."""
         kwargs: dict[str, Any] = {
             "KeyConditionExpression": "#pk = :pk" + (" AND begins_with(#sk, :prefix)" if prefix else ""),
             "ExpressionAttributeValues": {":pk": s(pk), **({":prefix": s(prefix)} if prefix else {})},
-            "ConsistentRead": True,
+            "ConsistentRead": consistent,
         }
         names = "#pk #sk" if prefix else "#pk"
         if projection:

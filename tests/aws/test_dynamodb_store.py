@@ -39,6 +39,20 @@ async def join(store: DynamoDBChannelStore, socket_id: SocketId, channel: Channe
     assert isinstance(await store.subscribe(APP, socket_id, channel, member, 100), JoinResult)
 
 
+async def sweep(store: DynamoDBChannelStore, open_ids: set[str] = frozenset()) -> set[SocketId]:  # type: ignore[assignment]
+    """What ``functions/sweep`` does with the connections that came due, API Gateway holding ``open_ids``:
+    the gone ones are removed (and an entry without its connection dropped). Returns the sockets found gone."""
+    gone: set[SocketId] = set()
+    for connection in await store.due_connections(300):
+        if connection.connection_id in open_ids:
+            continue
+        await store.remove_connection(connection.app_id, connection.socket_id)
+        if await store.get_connection(connection.app_id, connection.socket_id) is None:
+            await store.forget_entry(connection)
+        gone.add(connection.socket_id)
+    return gone
+
+
 def items(dynamodb: tuple[backend.AtomicRequests, str]) -> list[dict[str, Any]]:
     client, table = dynamodb
     found: list[dict[str, Any]] = client.scan(TableName=table, ConsistentRead=True)["Items"]
@@ -108,18 +122,18 @@ async def test_a_retried_connect_is_recorded_once(store: DynamoDBChannelStore, c
 # -- a connect: what it costs, and what it leaves when it dies half-way --------------------------------------
 
 
-async def test_a_connect_costs_four_write_units(
+async def test_a_connect_costs_three_write_units(
     store: DynamoDBChannelStore, clock: Clock, dynamodb: tuple[backend.AtomicRequests, str]
 ) -> None:
-    """The quota (1), the sweep entry and the connectionId map in one batch (2), the connection (1): none of
-    them in a transaction, which would double the last three (7 write units)."""
+    """The quota (1), the sweep entry that is also the connectionId map (1), the connection (1): none of
+    them in a transaction, which would double the last two."""
     client, _ = dynamodb
     units = metered(client)
     await connect(store, clock, 1)
-    assert units == Counter({"WRU": 4})
+    assert units == Counter({"WRU": 3})
     units.clear()
     assert await store.add_connection(Connection(APP, sid(2), clock(), connection_id="cid-2="), 5)
-    assert units == Counter({"WRU": 4})
+    assert units == Counter({"WRU": 3})
 
 
 async def test_a_connect_whose_answer_was_lost_keeps_its_slot(
@@ -143,7 +157,7 @@ async def test_a_connect_whose_answer_was_lost_keeps_its_slot(
     assert await store.connection_count(APP) == 1
 
 
-# The connect below makes 3 requests (the quota, the sweep entry and connectionId map, the connection); dying
+# The connect below makes 3 requests (the quota, the sweep entry that maps the connectionId, the connection); dying
 # before each of them, and not at all.
 @pytest.mark.parametrize("dies_at", range(1, 5))
 async def test_a_connect_dying_before_any_request_leaves_nothing_the_sweep_or_a_disconnect_trips_on(
@@ -153,7 +167,7 @@ async def test_a_connect_dying_before_any_request_leaves_nothing_the_sweep_or_a_
     $disconnect) and by the sweep; anything else is garbage the sweep drops (a sweep entry) or that expires
     (the connectionId map, which leads a frame or a $disconnect to no connection)."""
     client, _ = dynamodb
-    b = await connect(store, clock, 2)
+    await connect(store, clock, 2)
     a = Connection(app_id=APP, socket_id=sid(1), connected_at=clock(), connection_id="cid-1=")
     dead_from(client, dies_at)
     try:
@@ -177,11 +191,12 @@ async def test_a_connect_dying_before_any_request_leaves_nothing_the_sweep_or_a_
         assert (await cold.remove_connection(APP, a.socket_id) is not None) == recorded
     assert PUBLIC not in await cold.channels(APP)
     clock.advance(400)
-    assert [c.socket_id for c in await cold.stale_connections(300)] == [b]  # and a's entry, if any, is dropped
+    # The sweep finds b alive, and a's entry (left when the connect died before recording it) gone: dropped.
+    assert await sweep(cold, {"cid-2="}) == ({a.socket_id} if dies_at == 3 else set())
     assert await cold.connection_count(APP) == (1 if dies_at in (1, 4) else 2)
-    leftovers = [i for i in items(dynamodb) if "1.1" in i["pk"]["S"] + i["sk"]["S"] or i["pk"]["S"] == "cid#cid-1="]
-    assert [(i["pk"]["S"], i["sk"]["S"]) for i in leftovers] == ([("cid#cid-1=", "cid")] if dies_at == 3 else [])
-    assert all("ttl" in i for i in leftovers)
+    leftovers = [i for i in items(dynamodb) if "1.1" in i["pk"]["S"] + i["sk"]["S"] or "cid-1=" in i["sk"]["S"]]
+    assert leftovers == []
+    assert [c.socket_id for c in await cold.due_connections(300)] == []  # nothing came due since
     await cold.close()
 
 
@@ -193,7 +208,7 @@ async def test_connection_items_carry_a_ttl_past_the_longest_connection(
 ) -> None:
     await connect(store, clock, 1)
     expiring = [item for item in items(dynamodb) if "ttl" in item]
-    assert sorted(item["sk"]["S"] for item in expiring) == ["cid", "conn"]  # the connection and its id map
+    assert sorted(item["sk"]["S"] for item in expiring) == ["cid-1=", "conn"]  # the connection and its entry
     for ttl in (int(item["ttl"]["N"]) for item in expiring):
         assert clock() + 2 * 3600 < ttl <= clock() + 3 * 86400
 
@@ -334,9 +349,9 @@ async def test_a_removal_dying_before_any_request_leaves_what_the_next_one_finis
     # After the lease the sweep finds the connection (still claimed) if it is still there; its removal finishes.
     clock.advance(REMOVAL_LEASE_SECONDS + 1)
     remaining = await store.get_connection(APP, a)
-    stale = {c.socket_id for c in await store.stale_connections(60)}
-    assert (a in stale) == (remaining is not None)
+    due = {c.socket_id for c in await store.due_connections(300)}
     if remaining is not None:
+        assert a in due
         assert await store.remove_connection(APP, a) is not None
     forgotten_by_the_dead = not completed and remaining is None  # it died after deleting the connection
     assert dict(await store.members(APP, PRESENCE)) == {"u2": {"name": "u2"}}
@@ -347,10 +362,10 @@ async def test_a_removal_dying_before_any_request_leaves_what_the_next_one_finis
     assert list(await store.watchers(APP, UserId("u2"))) == []
     # A removal dying between deleting the connection and releasing its slot leaks the slot (docs/dynamodb.md).
     assert await store.connection_count(APP) in ({1, 2} if forgotten_by_the_dead else {1})
-    assert [c.socket_id for c in await store.stale_connections(60)] == [b]  # and drops a's sweep entry
-    leftovers = {(i["pk"]["S"], i["sk"]["S"]) for i in items(dynamodb) if "1.1" in i["pk"]["S"] + i["sk"]["S"]}
-    leftovers |= {(i["pk"]["S"], i["sk"]["S"]) for i in items(dynamodb) if i["pk"]["S"] == "cid#cid-1="}
-    assert leftovers <= ({("cid#cid-1=", "cid")} if forgotten_by_the_dead else set())
+    clock.advance(300)
+    assert await sweep(store, {"cid-2="}) <= ({a} if forgotten_by_the_dead else set())  # drops a's entry
+    leftovers = [i for i in items(dynamodb) if "1.1" in i["pk"]["S"] + i["sk"]["S"] or "cid-1=" in i["sk"]["S"]]
+    assert leftovers == []
 
 
 def metered(client: backend.AtomicRequests) -> Counter[str]:
@@ -365,11 +380,11 @@ def metered(client: backend.AtomicRequests) -> Counter[str]:
     return units
 
 
-async def test_a_disconnect_from_one_private_channel_costs_ten_write_units(
+async def test_a_disconnect_from_one_private_channel_costs_nine_write_units(
     store: DynamoDBChannelStore, clock: Clock, dynamodb: tuple[backend.AtomicRequests, str]
 ) -> None:
     """The claim (1), the subscriber item (1), the channel entry and the counter in one transaction (2 x 2),
-    the connection (1), the quota (1), the sweep entry and the connectionId map (2); the last subscriber's
+    the connection (1), the quota (1), the sweep entry that maps the connectionId (1); the last subscriber's
     transaction also deletes the channel from the index (+2)."""
     client, _ = dynamodb
     a, b = await connect(store, clock, 1), await connect(store, clock, 2)
@@ -377,12 +392,12 @@ async def test_a_disconnect_from_one_private_channel_costs_ten_write_units(
     await join(store, b, PRIVATE)
     units = metered(client)
     assert await store.remove_connection(APP, a) is not None
-    assert units["WRU"] == 10
+    assert units["WRU"] == 9
     units.clear()
     departure = await store.remove_connection(APP, b)
     assert departure is not None
     assert departure.left[0].vacated
-    assert units["WRU"] == 12
+    assert units["WRU"] == 11
 
 
 async def test_a_closing_connection_accepts_no_new_subscription(
@@ -398,70 +413,59 @@ async def test_a_closing_connection_accepts_no_new_subscription(
     result = await store.subscribe(APP, a, ChannelName("other"), None, 100)
     assert result == JoinResult(joined=False)
     assert not await store.sign_in(APP, a, UserId("u1"), "{}", ())
-    assert not await store.touch(APP, a)
 
 
 # -- the sweep of silent connections -----------------------------------------------------------------------
 
 
-async def test_stale_connections_are_the_silent_ones(store: DynamoDBChannelStore, clock: Clock) -> None:
-    quiet = await connect(store, clock, 1)
-    busy = await connect(store, clock, 2)
-    clock.advance(200)
-    assert await store.touch(APP, busy)
-    assert await store.stale_connections(silent_for=300) == []
-    clock.advance(200)  # quiet: 400 s silent, busy: 200 s
-    stale = await store.stale_connections(silent_for=300)
-    assert [c.socket_id for c in stale] == [quiet]
-    assert stale[0].connection_id == "cid-1="
-
-
-async def test_a_stale_connection_comes_back_until_it_is_settled(store: DynamoDBChannelStore, clock: Clock) -> None:
-    """The sweep must remove it (gone) or touch it (alive); either way it stops coming back."""
-    gone, alive = await connect(store, clock, 1), await connect(store, clock, 2)
-    await join(store, gone, PRESENCE, "u1")
-    clock.advance(400)
-    assert {c.socket_id for c in await store.stale_connections(300)} == {gone, alive}
-    assert {c.socket_id for c in await store.stale_connections(300)} == {gone, alive}
-    departure = await store.remove_connection(APP, gone)
-    assert departure is not None
-    assert departure.left[0].member_removed == "u1"
-    assert await store.touch(APP, alive)
-    assert await store.stale_connections(300) == []
-    clock.advance(400)
-    assert [c.socket_id for c in await store.stale_connections(300)] == [alive]
-
-
-async def test_sweep_reads_only_what_became_due(
+async def test_every_connection_comes_due_once_per_cycle_and_costs_no_write_while_it_lives(
     store: DynamoDBChannelStore, clock: Clock, dynamodb: tuple[backend.AtomicRequests, str]
 ) -> None:
+    """Runs a minute apart: each run reads the slots that came due since the last, so over one 300 s cycle
+    every connection is returned exactly once, and nothing is written but the cursor (one item per run)."""
     client, _ = dynamodb
-    for n in range(3):
-        await connect(store, clock, n)
-    clock.advance(400)
-    stale = await store.stale_connections(300)
-    for connection in stale:
-        await store.remove_connection(APP, connection.socket_id)
-    assert await store.stale_connections(300) == []
-    clock.advance(60)
+    sockets = {await connect(store, clock, n) for n in range(40)}
+    clock.advance(30)
+    assert {c.socket_id for c in await store.due_connections(300)} == sockets  # the first run: every slot
+    units = metered(client)
     client.calls.clear()
-    assert await store.stale_connections(300) == []
-    assert client.calls.count("query") <= 2  # one or two new buckets, not the whole history
+    seen: list[SocketId] = []
+    for _ in range(5):
+        clock.advance(60)
+        seen += [c.socket_id for c in await store.due_connections(300)]
+    assert sorted(seen) == sorted(sockets)
+    assert units["WRU"] == 5  # the cursor
+    assert client.calls.count("query") == 60  # one small Query per slot and cycle
 
 
-async def test_stale_connections_are_returned_at_most_limit_at_a_time(
+async def test_a_due_connection_carries_what_the_sweep_asks_api_gateway(
     store: DynamoDBChannelStore, clock: Clock
 ) -> None:
-    for n in range(7):
-        await connect(store, clock, n)
-    clock.advance(400)
-    first = await store.stale_connections(300, limit=4)
-    assert len(first) == 4
-    for connection in first:
-        await store.remove_connection(APP, connection.socket_id)
-    rest = await store.stale_connections(300, limit=4)
-    assert len(rest) == 3
-    assert {c.socket_id for c in first} | {c.socket_id for c in rest} == {sid(n) for n in range(7)}
+    connection = Connection(app_id=APP, socket_id=sid(1), connected_at=clock(), connection_id="cid-1=")
+    assert await store.add_connection(connection, None)
+    clock.advance(60)
+    assert await store.due_connections(300) == [connection]
+
+
+async def test_entries_younger_than_a_connect_are_not_judged(store: DynamoDBChannelStore, clock: Clock) -> None:
+    """A connect writes its entry before its connection: the sweep must not remove what is still connecting."""
+    young = await connect(store, clock, 1)
+    clock.advance(5)
+    assert await store.due_connections(300) == []
+    clock.advance(300)
+    assert [c.socket_id for c in await store.due_connections(300)] == [young]
+
+
+async def test_the_sweep_removes_the_gone_and_keeps_the_open(store: DynamoDBChannelStore, clock: Clock) -> None:
+    gone, alive = await connect(store, clock, 1), await connect(store, clock, 2)
+    await join(store, gone, PRESENCE, "u1")
+    await join(store, alive, PRESENCE, "u2")
+    clock.advance(60)
+    assert await sweep(store, {"cid-2="}) == {gone}
+    assert dict(await store.members(APP, PRESENCE)) == {"u2": {"name": "u2"}}
+    clock.advance(300)
+    assert await sweep(store, {"cid-2="}) == set()
+    assert await store.get_connection(APP, alive) is not None
 
 
 # -- errors -------------------------------------------------------------------------------------------------
