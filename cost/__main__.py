@@ -1,0 +1,131 @@
+"""``python -m cost`` (``make cost ARGS='...'``): what a workload costs a month on the AWS stack, line by line,
+beside the Pusher plan that fits and the self-hosted local server. docs/cost.md explains every line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import asdict
+
+from cost.model import Stack, Workload, before, month
+from cost.prices import PRICES_READ_ON, PUSHER_PLANS
+from cost.selfhost import self_hosted
+
+
+def pusher_plan(connections: int, messages_per_day: float) -> tuple[str, float | None]:
+    for name, usd, max_connections, max_messages in PUSHER_PLANS:
+        if connections <= max_connections and messages_per_day <= max_messages:
+            return name, usd
+    return "custom (above Premium)", None
+
+
+def report(workload: Workload, stack: Stack) -> dict[str, object]:
+    lines = month(workload, stack)
+    total = sum(line.usd() for line in lines)
+    publishes = max(0.0, workload.deliveries_per_day - workload.client_events_per_day * max(0.0, workload.fanout - 1))
+    publishes /= workload.fanout or 1
+    plan, plan_usd = pusher_plan(
+        workload.connections, workload.deliveries_per_day + publishes + workload.client_events_per_day
+    )
+    cloudfront = next(line for line in lines if line.item == "CloudFront data out")
+    hosted = self_hosted(workload.connections, cloudfront.units)
+    old = sum(line.usd() for line in before(workload))
+    return {
+        "total_usd_per_month": round(total, 2),
+        "lines": [
+            {"item": line.item, "units": round(line.units, 3), "unit": line.unit, "usd": round(line.usd(), 4)}
+            for line in lines
+        ],
+        "pusher": {"plan": plan, "usd": plan_usd},
+        "self_hosted_usd": round(hosted.usd, 2),
+        "self_hosted_instance": hosted.instance,
+        "before_cuts_usd": round(old, 2),
+        "prices_read_on": PRICES_READ_ON,
+    }
+
+
+def verdict(result: dict[str, object]) -> str:
+    total = float(result["total_usd_per_month"])  # type: ignore[arg-type]
+    pusher = result["pusher"]["usd"]  # type: ignore[index]
+    hosted = float(result["self_hosted_usd"])  # type: ignore[arg-type]
+    cheaper = [
+        f"Pusher {result['pusher']['plan']} (${pusher:,.0f})"  # type: ignore[index]
+        for _ in [0]
+        if pusher is not None and pusher < total
+    ]
+    if hosted < total:
+        cheaper.append(f"the local server on a {result['self_hosted_instance']} (${hosted:,.2f})")
+    if not cheaper:
+        return "serverless on AWS is the cheapest option here."
+    return "serverless does not win here: cheaper is " + " and ".join(cheaper) + "."
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m cost", description=__doc__)
+    w = parser.add_argument_group("workload")
+    w.add_argument("--connections", type=int, default=1000, help="concurrent connections while online")
+    w.add_argument("--deliveries-per-day", type=float, default=1_000_000, help="frames delivered to clients")
+    w.add_argument("--fanout", type=float, default=10, help="recipients of each publish or client event")
+    w.add_argument("--client-events-per-day", type=float, default=0)
+    w.add_argument("--presence-joins-per-day", type=float, default=0)
+    w.add_argument("--reconnect-hours", type=float, default=2.0, help="connection lifetime (API Gateway: <= 2)")
+    w.add_argument("--hours-online", type=float, default=24.0, help="hours a day the connections are open")
+    w.add_argument("--message-bytes", type=int, default=300)
+    w.add_argument("--activity-timeout", type=int, default=540, help="seconds; the stack announces 540")
+    w.add_argument("--apps", type=int, default=1)
+    w.add_argument("--webhooks-per-day", type=float, default=0)
+    s = parser.add_argument_group("stack options (cdk context)")
+    s.add_argument("--alarms", action="store_true")
+    s.add_argument("--dashboard", action="store_true")
+    s.add_argument("--metrics", action="store_true", help="EMF custom metrics")
+    s.add_argument("--access-logs", action="store_true")
+    s.add_argument("--log-level", default="WARN", choices=("WARN", "INFO"))
+    s.add_argument("--secrets", default="secretsmanager", choices=("secretsmanager", "ssm"))
+    s.add_argument("--no-pitr", action="store_true")
+    parser.add_argument("--json", action="store_true", help="one JSON object")
+    args = parser.parse_args(argv)
+    workload = Workload(
+        connections=args.connections,
+        deliveries_per_day=args.deliveries_per_day,
+        fanout=args.fanout,
+        client_events_per_day=args.client_events_per_day,
+        presence_joins_per_day=args.presence_joins_per_day,
+        reconnect_hours=args.reconnect_hours,
+        hours_online=args.hours_online,
+        message_bytes=args.message_bytes,
+        activity_timeout=args.activity_timeout,
+        apps=args.apps,
+        webhooks_per_day=args.webhooks_per_day,
+    )
+    stack = Stack(
+        alarms=args.alarms,
+        dashboard=args.dashboard,
+        metrics=args.metrics,
+        access_logs=args.access_logs,
+        log_level=args.log_level,
+        secrets=args.secrets,
+        pitr=not args.no_pitr,
+    )
+    result = report(workload, stack)
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    print(f"sockless on AWS, us-east-1 list prices read {PRICES_READ_ON}, no free tier; per month:")
+    print(f"  workload: {json.dumps(asdict(workload))}")
+    for line in result["lines"]:  # type: ignore[attr-defined]
+        print(f"  {line['item']:40} {line['units']:>16,.1f} {line['unit']:<16} ${line['usd']:>10,.2f}")
+    print(f"  {'total':40} {'':>16} {'':<16} ${result['total_usd_per_month']:>10,.2f}")
+    pusher = result["pusher"]
+    price = "n/a" if pusher["usd"] is None else f"${pusher['usd']:,.0f}"  # type: ignore[index]
+    print(f"Pusher plan that fits: {pusher['plan']} ({price})")  # type: ignore[index]
+    print(
+        f"self-hosted (local server + Redis on a {result['self_hosted_instance']}): ${result['self_hosted_usd']:,.2f}"
+    )
+    print(f"the same month before issue #15's cuts: ${result['before_cuts_usd']:,.2f}")
+    print(verdict(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

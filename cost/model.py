@@ -1,0 +1,253 @@
+"""A month of a workload on the AWS stack, in billable units per line item.
+
+A workload (concurrent connections, deliveries a day, fan-out, client events, presence joins, how long a
+connection lives, hours a day online) becomes counts of operations a day; each operation costs the units of
+its :data:`PROFILE` entry — what the meter counted for it in the emulator, running the real handlers
+(``python -m cost --measure`` measures them again) — and the stack's standing lines (the sweep, secrets,
+monitoring) are added per month. Every line is kept, whether or not a free tier would cover it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+
+from cost.meter import READ_UNIT, lambda_gb_seconds
+
+DAYS = 30
+# Memory of each function in the CDK stack (cdk/stack.py FUNCTIONS; tests/cdk checks they agree).
+MEMORY_MB = {
+    "connect": 1024,
+    "welcome": 1024,
+    "disconnect": 512,
+    "message": 1024,
+    "fanout": 1024,
+    "http_api": 1024,
+    "webhooks": 512,
+    "sweep": 512,
+}
+ALARMS = 19  # what cdk/components/monitoring.py creates with every function
+DASHBOARDS = 1
+CUSTOM_METRICS_PER_APP = 12  # EMF metric names the engine emits per app (shared/metrics/base.py counters)
+SWEEP_PERIOD_S = 60  # the EventBridge rule (cdk/stack.py SWEEP_EVERY)
+SWEEP_CYCLE_S = 300  # aws.stale_after_seconds: every connection asked about once per cycle
+ENTRY_BYTES = 110  # a sweep entry (pk, sk, app, sid, at, cid, ttl)
+GET_CONNECTION_S = 0.015  # one GetConnection round trip from Lambda; 32 in flight
+INIT_S = 0.6  # a cold start: runtime + imports with .pyc (bench/import_time.py: 350-390 ms) + clients
+ACCESS_LOG_LINE = 350  # bytes of one API Gateway access-log line (cdk/components/websocket.py format)
+PLATFORM_LOG_BYTES = 420  # START, END and REPORT lines of one invocation (INFO: gone at WARN)
+EMF_DOC_BYTES = 600  # one EMF document (a dozen counters, one app)
+INFO_LOG_BYTES = 260  # the INFO line(s) a handler writes per invocation at INFO
+
+
+@dataclass(frozen=True)
+class Op:
+    """The units of one operation: Lambda invocations (function -> (count, milliseconds each)),
+    WebSocket messages (both directions), HTTP API requests, DynamoDB units, SQS requests."""
+
+    lambdas: dict[str, tuple[float, float]] = field(default_factory=dict)
+    ws: float = 0
+    http: float = 0
+    rru: float = 0
+    wru: float = 0
+    sqs: float = 0
+    logged: float = 0  # API Gateway access-log lines
+
+
+# Per operation, as the meter counted them in the emulator (the store's units by item size: tests/cost
+# checks the DynamoDB ones exactly). Durations are the emulator's (local calls): lower bounds of AWS's.
+PROFILE: dict[str, Op] = {
+    # $connect + the welcome it starts; connection_established out.
+    "connect": Op({"connect": (1, 17), "welcome": (1, 17)}, ws=1, wru=3, logged=1),
+    # pusher:subscribe in, subscription_succeeded out.
+    "subscribe": Op({"message": (1, 40)}, ws=2, rru=2.9, wru=8.1, logged=1),
+    # A presence join adds the member item and the member counter, and member_added to the others.
+    "presence_join": Op({"message": (1, 55)}, ws=2, rru=3.9, wru=12.1, logged=1),
+    # $disconnect of a connection with one channel (the claim, the leave, the connection and its entry).
+    "disconnect": Op({"disconnect": (1, 196)}, rru=3.0, wru=9.0, logged=1),
+    # pusher:ping -> pong on the MOCK route: two messages, no Lambda.
+    "ping": Op(ws=2, logged=1),
+    # A client event: one frame in; its deliveries are counted apart.
+    "client_event": Op({"message": (1, 20)}, ws=1, rru=2.2, wru=1.1, logged=1),
+    # A REST publish: the HTTP API request, the function, the subscriber Query; deliveries apart.
+    "publish": Op({"http_api": (1, 20)}, http=1, rru=1.0, logged=1),
+}
+# Each delivery: one message out and ~1.3 ms of the posting function (its share of 32 concurrent posts).
+DELIVERY_MS = 1.3
+SUBSCRIBER_BYTES = 60  # one subscriber item in a channel's Query
+
+
+@dataclass(frozen=True)
+class Workload:
+    connections: int = 1000
+    deliveries_per_day: float = 1_000_000
+    fanout: float = 10  # recipients of each publish or client event
+    client_events_per_day: float = 0  # client events sent (their deliveries are part of deliveries_per_day)
+    presence_joins_per_day: float = 0
+    reconnect_hours: float = 2.0  # API Gateway closes every connection after 2 h
+    hours_online: float = 24.0  # hours a day the connections are open
+    message_bytes: int = 300  # one delivered frame
+    activity_timeout: int = 540  # what the server announces and the client is configured with (s)
+    apps: int = 1
+    webhooks_per_day: float = 0
+
+
+@dataclass(frozen=True)
+class Stack:
+    """How the stack is deployed: the options that change the bill."""
+
+    alarms: bool = False
+    dashboard: bool = False
+    metrics: bool = False  # EMF custom metrics
+    access_logs: bool = False
+    log_level: str = "WARN"  # application and platform log level
+    secrets: str = "secretsmanager"  # or "ssm"
+    pitr: bool = True
+    table_gb: float = 0.001
+
+
+@dataclass(frozen=True)
+class Line:
+    item: str
+    units: float
+    unit: str
+    price: str  # a key of cost.prices.PRICES
+
+    def usd(self) -> float:
+        from cost.prices import PRICES
+
+        return self.units * PRICES[self.price].usd
+
+
+def pings_per_day(deliveries_per_connection: float, online_s: float, timeout: float) -> float:
+    """pusher-js pings after ``timeout`` seconds with nothing received. With deliveries arriving at random
+    (Poisson, rate r), each gap between two deliveries of length g holds floor(g / timeout) pings, whose
+    mean is e^(-r t) / (1 - e^(-r t)); with nothing delivered, one ping per ``timeout``."""
+    if deliveries_per_connection <= 0:
+        return online_s / timeout
+    rate = deliveries_per_connection / online_s
+    quiet = math.exp(-rate * timeout)
+    return deliveries_per_connection * quiet / (1 - quiet)
+
+
+def month(workload: Workload, stack: Stack = Stack(), profile: dict[str, Op] | None = None) -> list[Line]:
+    ops = profile or PROFILE
+    w = workload
+    online_s = w.hours_online * 3600
+    sessions = w.connections * max(1.0, w.hours_online / w.reconnect_hours) if w.connections else 0.0
+    per_connection = w.deliveries_per_day / w.connections if w.connections else 0.0
+    client_deliveries = w.client_events_per_day * max(0.0, w.fanout - 1)
+    publishes = max(0.0, w.deliveries_per_day - client_deliveries) / w.fanout if w.fanout else 0.0
+    daily = {
+        "connect": sessions,
+        "subscribe": max(0.0, sessions - w.presence_joins_per_day),
+        "presence_join": w.presence_joins_per_day,
+        "disconnect": sessions,
+        "ping": w.connections * pings_per_day(per_connection, online_s, w.activity_timeout),
+        "client_event": w.client_events_per_day,
+        "publish": publishes,
+    }
+    ws = rru = wru = http = sqs = logged = 0.0
+    invocations: dict[str, float] = {}
+    gb_s = 0.0
+    for name, count in daily.items():
+        op = ops[name]
+        ws += op.ws * count
+        rru += op.rru * count
+        wru += op.wru * count
+        http += op.http * count
+        sqs += op.sqs * count
+        logged += op.logged * count
+        for function, (calls, ms) in op.lambdas.items():
+            invocations[function] = invocations.get(function, 0.0) + calls * count
+            gb_s += calls * count * lambda_gb_seconds(ms / 1000, MEMORY_MB[function])
+    # Deliveries: a message each, the posting function's time, the subscriber Query's size.
+    ws += w.deliveries_per_day
+    gb_s += w.deliveries_per_day * DELIVERY_MS / 1000 * MEMORY_MB["http_api"] / 1024
+    rru += publishes * max(0.0, math.ceil(w.fanout * SUBSCRIBER_BYTES / READ_UNIT) - 1)
+    chunks = publishes * max(0.0, math.ceil(w.fanout / 1000) - 1)  # fan-out invocations above 1,000
+    invocations["fanout"] = invocations.get("fanout", 0.0) + chunks
+    # Webhooks: one SQS send, one receive and one delete per job, and the worker's invocation.
+    sqs += 3 * w.webhooks_per_day
+    invocations["webhooks"] = invocations.get("webhooks", 0.0) + w.webhooks_per_day / 10
+    gb_s += w.webhooks_per_day / 10 * lambda_gb_seconds(0.05, MEMORY_MB["webhooks"])
+
+    # The sweep: one run a minute, the slots that came due (every connection once per cycle).
+    runs = 86400 / SWEEP_PERIOD_S
+    checks = w.connections * 86400 / SWEEP_CYCLE_S * (w.hours_online / 24)
+    slots_per_run = 60 * SWEEP_PERIOD_S / SWEEP_CYCLE_S
+    entries_per_slot = w.connections / 60
+    rru += runs * (1 + slots_per_run * 0.5 * max(1, math.ceil(entries_per_slot * ENTRY_BYTES / READ_UNIT)))
+    wru += runs  # the cursor
+    invocations["sweep"] = invocations.get("sweep", 0.0) + runs
+    sweep_s = runs * 0.03 + checks * GET_CONNECTION_S / 32
+    gb_s += sweep_s * MEMORY_MB["sweep"] / 1024
+
+    # Cold starts: one per function and hour it is used, plus 1 % of invocations.
+    cold = sum(min(n, 24.0) + 0.01 * n for n in invocations.values() if n > 0)
+    init_gb_s = cold * INIT_S * 1.0  # about 1 GB on average across the functions
+
+    requests = sum(invocations.values())
+    log_bytes = 0.0
+    if stack.log_level == "INFO":
+        log_bytes += requests * (PLATFORM_LOG_BYTES + INFO_LOG_BYTES)
+    if stack.metrics:
+        log_bytes += requests * EMF_DOC_BYTES
+    if stack.access_logs:
+        log_bytes += (logged + http) * ACCESS_LOG_LINE
+    frames_out = w.deliveries_per_day + daily["connect"] + daily["subscribe"] + daily["presence_join"] + daily["ping"]
+    cloudfront_gb = frames_out * (w.message_bytes + 10) / 1e9
+
+    lines = [
+        Line("API Gateway WebSocket messages", ws * DAYS, "message", "ws_message"),
+        Line("API Gateway connection-minutes", w.connections * online_s / 60 * DAYS, "minute", "ws_connection_minute"),
+        Line("API Gateway HTTP API requests", http * DAYS, "request", "http_request"),
+        Line("Lambda requests", requests * DAYS, "invocation", "lambda_request"),
+        Line("Lambda duration (arm64)", gb_s * DAYS, "GB-s", "lambda_gb_s_arm64"),
+        Line("Lambda INIT (cold starts)", init_gb_s * DAYS, "GB-s", "lambda_init_gb_s"),
+        Line("DynamoDB writes", wru * DAYS, "WRU", "dynamodb_wru"),
+        Line("DynamoDB reads", rru * DAYS, "RRU", "dynamodb_rru"),
+        Line("DynamoDB storage", stack.table_gb, "GB-month", "dynamodb_storage"),
+        Line("SQS requests", sqs * DAYS, "request", "sqs_standard_request"),
+        Line("CloudWatch Logs ingestion", log_bytes * DAYS / 1e9, "GB", "logs_ingest"),
+        Line("CloudWatch Logs storage", log_bytes * DAYS / 1e9 * 0.15, "GB-month", "logs_storage"),
+        Line(
+            "CloudFront requests (upgrades, REST)",
+            (daily["connect"] + http) * DAYS,
+            "request",
+            "cloudfront_https_request",
+        ),
+        Line("CloudFront data out", cloudfront_gb * DAYS, "GB", "cloudfront_data_out"),
+        Line("EventBridge schedule (rule)", runs * DAYS, "invocation", "eventbridge_rule"),
+    ]
+    if stack.pitr:
+        lines.append(Line("DynamoDB PITR", stack.table_gb, "GB-month", "dynamodb_pitr"))
+    if stack.metrics:
+        lines.append(
+            Line("CloudWatch custom metrics", CUSTOM_METRICS_PER_APP * w.apps, "metric-month", "custom_metric")
+        )
+    if stack.alarms:
+        lines.append(Line("CloudWatch alarms", ALARMS, "alarm-month", "alarm"))
+    if stack.dashboard:
+        lines.append(Line("CloudWatch dashboard", DASHBOARDS, "dashboard-month", "dashboard"))
+    if stack.secrets == "ssm":
+        lines.append(Line("SSM SecureString parameters", w.apps, "parameter-month", "ssm_standard_parameter"))
+    else:
+        lines.append(Line("Secrets Manager secrets", w.apps, "secret-month", "secret"))
+    return lines
+
+
+def before(workload: Workload) -> list[Line]:
+    """The same month on the stack as it was before issue #15's cuts (for the before/after figures): pings
+    every 120 s, INFO logs with platform lines, EMF metrics, access logs, 19 alarms and a dashboard, the
+    sweep touching and re-filing every live connection, 4 WRU connects and 10.2 WRU disconnects."""
+    profile = dict(PROFILE)
+    profile["connect"] = replace(PROFILE["connect"], wru=4)
+    profile["disconnect"] = replace(PROFILE["disconnect"], wru=10.2)
+    stack = Stack(alarms=True, dashboard=True, metrics=True, access_logs=True, log_level="INFO")
+    lines = month(replace(workload, activity_timeout=120), stack, profile)
+    # The old sweep: every connection silent for 300 s got a GetConnection, a touch (1 WRU), and at the next
+    # run a consistent BatchGet (1 RRU) and a 3-item transaction to re-file it (6 WRU): every ~6.7 minutes.
+    rounds = workload.connections * 86400 / 400 * (workload.hours_online / 24) * DAYS
+    extra = {"DynamoDB writes": 7 * rounds, "DynamoDB reads": 1 * rounds}
+    return [replace(line, units=line.units + extra.get(line.item, 0.0)) for line in lines]
