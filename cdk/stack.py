@@ -123,6 +123,9 @@ FUNCTIONS: dict[str, FunctionSpec] = {
 # docs/aws.md: a ghost connection lives at most ~6 minutes when nothing is posted to it.
 SWEEP_EVERY = cdk.Duration.minutes(1)
 SERVICE_NAME = "sockless"
+# What the functions announce in connection_established and the client outputs configure (seconds): under API
+# Gateway's 10-minute idle timeout with room for pusher-js's 30 s pong wait.
+ACTIVITY_TIMEOUT_SECONDS = 540
 
 
 class SocklessStack(cdk.Stack):
@@ -161,6 +164,10 @@ class SocklessStack(cdk.Stack):
             "APP_SECRETS": self.app_secrets.secrets_json(),
             "POWERTOOLS_SERVICE_NAME": SERVICE_NAME,
             "POWERTOOLS_METRICS_NAMESPACE": POWERTOOLS_NAMESPACE,
+            # pusher-js pings after this long without a frame; API Gateway closes a connection idle for 10
+            # minutes. 540 s (not Pusher's 120) makes an idle client's pings 4.5x rarer: each is two billed
+            # messages (docs/cost.md "Pings"). The client outputs below set the same activityTimeout.
+            "SOCKLESS_ACTIVITY_TIMEOUT": str(ACTIVITY_TIMEOUT_SECONDS),
             # The functions read the app secrets once per container: bumping this (-c apps_revision=N) makes a
             # deploy replace every container, so a changed secret is read again. Not SOCKLESS_*: not a setting.
             "APPS_REVISION": config.apps_revision,
@@ -303,7 +310,7 @@ class SocklessStack(cdk.Stack):
         cdk.CfnOutput(self, "RestApiUrl", value=self.rest.api.api_endpoint, description="the HTTP API itself")
         client_options = (
             f"wsHost: '{host}', wsPort: 443, wssPort: 443, forceTLS: true, enabledTransports: ['ws', 'wss'], "
-            "disableStats: true, cluster: 'mt1'"
+            f"disableStats: true, cluster: 'mt1', activityTimeout: {ACTIVITY_TIMEOUT_SECONDS * 1000}"
         )
         cdk.CfnOutput(
             self,

@@ -150,7 +150,8 @@ def test_the_pusher_js_snippet_configures_a_real_pusher_js_client(dynamodb: Synt
         f"const pusher = {snippet};\n"
         "pusher.disconnect();\n"
         "console.log(JSON.stringify({key: pusher.key, host: pusher.config.wsHost, port: pusher.config.wssPort,"
-        " tls: pusher.config.useTLS, transports: pusher.config.enabledTransports}));\n"
+        " tls: pusher.config.useTLS, transports: pusher.config.enabledTransports,"
+        " activity: pusher.config.activityTimeout}));\n"
     )
     result = subprocess.run(
         ["node", "--input-type=module", "-e", script], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60
@@ -162,7 +163,9 @@ def test_the_pusher_js_snippet_configures_a_real_pusher_js_client(dynamodb: Synt
         "port": 443,
         "tls": True,
         "transports": ["ws", "wss"],
+        "activity": 540_000,  # the functions announce 540 s too: pusher-js pings after the smaller one
     }
+    assert dynamodb.environment("functions.message.handler.handler")["SOCKLESS_ACTIVITY_TIMEOUT"] == "540"
 
 
 @pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
@@ -175,3 +178,4 @@ def test_the_laravel_echo_snippet_is_valid_javascript_with_the_same_options(dyna
     options = json.loads(result.stdout)
     assert options["broadcaster"] == "pusher" and options["key"] == "sockless-app-key"
     assert (options["wsHost"], options["wssPort"], options["forceTLS"]) == ("d1.cloudfront.net", 443, True)
+    assert options["activityTimeout"] == 540_000
