@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTHON ?= python3
 
-.PHONY: install install-server serve emulate test test-unit lint fmt typecheck node chromium synth clean
+.PHONY: install install-server serve emulate cost test test-unit lint fmt typecheck node chromium synth clean
 
 # Two installs into one venv: `make serve` needs only the server extra (~70 MB); `make test`, `make emulate` and the
 # CDK targets need everything (~950 MB: moto, boto3, the CDK, mypy...). pip's output goes to $(VENV)/install.log,
@@ -51,6 +51,11 @@ serve: install-server
 emulate: install
 	@SOCKLESS_DEBUG_CONSOLE=$${SOCKLESS_DEBUG_CONSOLE:-true} exec $(PY) -m local_server --emulate-lambda \
 	  $(if $(CONFIG),--config $(CONFIG),) $(ARGS)
+
+# What a month on AWS costs for a workload, line by line (docs/cost.md): make cost ARGS='--connections 1000
+# --deliveries-per-day 1000000'; ARGS=--help lists the workload and stack options.
+cost: install
+	@exec $(PY) -m cost $(ARGS)
 
 test: install node
 	bash scripts/test.sh

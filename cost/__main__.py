@@ -83,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--log-level", default="WARN", choices=("WARN", "INFO"))
     s.add_argument("--secrets", default="secretsmanager", choices=("secretsmanager", "ssm"))
     s.add_argument("--no-pitr", action="store_true")
+    s.add_argument("--rest-direct", action="store_true", help="server SDKs on the RestApiUrl output, not CloudFront")
     parser.add_argument("--json", action="store_true", help="one JSON object")
     args = parser.parse_args(argv)
     workload = Workload(
@@ -106,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         log_level=args.log_level,
         secrets=args.secrets,
         pitr=not args.no_pitr,
+        rest_via_cloudfront=not args.rest_direct,
     )
     result = report(workload, stack)
     if args.json:

@@ -104,6 +104,9 @@ class Stack:
     secrets: str = "secretsmanager"  # or "ssm"
     pitr: bool = True
     table_gb: float = 0.001
+    # Server SDKs on the CloudFront host (what the LaravelEnv output says) pay a CloudFront request per
+    # publish on top of the HTTP API's; pointed at the RestApiUrl output they do not.
+    rest_via_cloudfront: bool = True
 
 
 @dataclass(frozen=True)
@@ -213,7 +216,7 @@ def month(workload: Workload, stack: Stack = Stack(), profile: dict[str, Op] | N
         Line("CloudWatch Logs storage", log_bytes * DAYS / 1e9 * 0.15, "GB-month", "logs_storage"),
         Line(
             "CloudFront requests (upgrades, REST)",
-            (daily["connect"] + http) * DAYS,
+            (daily["connect"] + (http if stack.rest_via_cloudfront else 0.0)) * DAYS,
             "request",
             "cloudfront_https_request",
         ),
