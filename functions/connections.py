@@ -24,6 +24,11 @@ class ConnectionMap(Protocol):
 
     async def socket_for_connection(self, connection_id: str) -> tuple[AppId, SocketId] | None: ...
 
+
+@runtime_checkable
+class SweepIndex(Protocol):
+    """What the sweep function needs of the store (the DynamoDB store has it)."""
+
     async def due_connections(self, cycle: float) -> list[Connection]: ...
 
     async def forget_entry(self, connection: Connection) -> None: ...
@@ -39,6 +44,14 @@ class Connections:
                 "the Lambda handlers need the dynamodb store"
             )
         self.map: ConnectionMap = store
+
+    @property
+    def sweep_index(self) -> SweepIndex:
+        """The store's sweep index; ``TypeError`` naming the driver when it has none."""
+        store = self.services.store
+        if not isinstance(store, SweepIndex):
+            raise TypeError(f"store driver {self.services.settings.store.driver!r} has no sweep index")
+        return store
 
     async def open(self, app: AppConfig, connection_id: str) -> Connection:
         """Record a new connection under a fresh numeric socket id (raises ``OverConnectionQuota``)."""

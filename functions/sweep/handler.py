@@ -42,12 +42,12 @@ async def _settle(current: Container, connection: Connection, now: float, gate: 
         store: Any = current.connections.services.store
         if await store.get_connection(connection.app_id, connection.socket_id) is None:
             # Removed now, or never recorded: the removal deleted the entry, or nobody will.
-            await current.connections.map.forget_entry(connection)
+            await current.connections.sweep_index.forget_entry(connection)
         return True
 
 
 async def sweep(current: Container) -> dict[str, int]:
-    due = await current.connections.map.due_connections(current.settings.aws.stale_after_seconds)
+    due = await current.connections.sweep_index.due_connections(current.settings.aws.stale_after_seconds)
     now = time.time()
     gate = asyncio.Semaphore(CONCURRENCY)
     removed = sum(await asyncio.gather(*(_settle(current, c, now, gate) for c in due)))
