@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTHON ?= python3
 
-.PHONY: install install-server serve emulate cost test test-unit lint fmt typecheck node chromium synth clean
+.PHONY: install install-server serve emulate cost test test-unit lint fmt hooks typecheck node chromium synth clean
 
 # Two installs into one venv: `make serve` needs only the server extra (~70 MB); `make test`, `make emulate` and the
 # CDK targets need everything (~950 MB: moto, boto3, the CDK, mypy...). pip's output goes to $(VENV)/install.log,
@@ -79,6 +79,10 @@ synth: install node $(WHEELHOUSE)/.downloaded
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+
+# Installs scripts/commit-msg as this clone's commit-msg hook (subjects of at most 72 characters).
+hooks:
+	install -m 755 scripts/commit-msg "$$(git rev-parse --git-path hooks)/commit-msg"
 
 # Formats the code and applies ruff's safe fixes (import order and the like): what `make lint` checks.
 fmt: install
