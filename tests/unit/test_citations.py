@@ -64,7 +64,7 @@ def test_there_are_citations_to_check() -> None:
     assert len(_citations()) > 30
 
 
-@pytest.mark.parametrize("citing, page, anchor", _citations(), ids=lambda value: _id(value))
+@pytest.mark.parametrize("citing, page, anchor", _citations(), ids=_id)
 def test_a_citation_resolves_to_a_page_and_heading_in_the_repository(
     citing: Path, page: Path, anchor: str | None
 ) -> None:
