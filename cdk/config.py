@@ -69,6 +69,13 @@ class DeployConfig:
     fanout_reserved_concurrency: int = 50
     webhooks_max_concurrency: int = 10
     alarm_email: str | None = None
+    # What the stack bills while idle (docs/cost.md): 19 alarms and the dashboard ($4.90 a month), the engine's
+    # EMF metrics (12 custom metrics per app, $3.60), and INFO logs (Lambda's START/END/REPORT lines and the
+    # handlers' INFO lines, ~700 bytes an invocation). -c monitoring=false -c metrics=false -c log_level=WARNING
+    # is the lean stack the cost report's targets are read from.
+    monitoring: bool = True
+    metrics: bool = True
+    log_level: str = "INFO"
     # The account-wide role API Gateway needs to write WebSocket access logs; off when the account has one.
     apigw_logging_role: bool = True
     stage_throttle_rate: int = 1000
@@ -179,6 +186,9 @@ def from_context(get: Any) -> DeployConfig:
             value("webhooks_max_concurrency", defaults.webhooks_max_concurrency), "webhooks_max_concurrency", minimum=2
         ),
         alarm_email=str(alarm_email) if alarm_email else None,
+        monitoring=_flag(value("monitoring", defaults.monitoring), "monitoring"),
+        metrics=_flag(value("metrics", defaults.metrics), "metrics"),
+        log_level=_choice(value("log_level", defaults.log_level), "log_level", ("DEBUG", "INFO", "WARNING", "ERROR")),
         ordered_frames=_flag(value("ordered_frames", defaults.ordered_frames), "ordered_frames"),
         apigw_logging_role=_flag(value("apigw_logging_role", defaults.apigw_logging_role), "apigw_logging_role"),
         stage_throttle_rate=_int(

@@ -168,6 +168,12 @@ class SocklessStack(cdk.Stack):
             # minutes. 540 s (not Pusher's 120) makes an idle client's pings 4.5x rarer: each is two billed
             # messages (docs/cost.md "Pings"). The client outputs below set the same activityTimeout.
             "SOCKLESS_ACTIVITY_TIMEOUT": str(ACTIVITY_TIMEOUT_SECONDS),
+            # Logs and metrics are billed by the byte and by the metric (docs/cost.md): -c log_level=WARNING keeps
+            # the handlers' INFO lines out, with 1 % of invocations logged in full (Powertools' sampling);
+            # -c metrics=false stops the EMF documents.
+            "POWERTOOLS_LOG_LEVEL": config.log_level,
+            "POWERTOOLS_LOGGER_SAMPLE_RATE": "0.01" if config.log_level != "INFO" else "0",
+            "POWERTOOLS_METRICS_DISABLED": "false" if config.metrics else "true",
             # The functions read the app secrets once per container: bumping this (-c apps_revision=N) makes a
             # deploy replace every container, so a changed secret is read again. Not SOCKLESS_*: not a setting.
             "APPS_REVISION": config.apps_revision,
@@ -185,6 +191,7 @@ class SocklessStack(cdk.Stack):
                 timeout=cdk.Duration.seconds(spec.timeout_seconds),
                 environment=environment,
                 log_retention_days=config.log_retention_days,
+                quiet_platform_logs=config.log_level != "INFO",
                 placement=placement,
                 reserved_concurrency=reserved or None,
                 # Lambda's own async retries come a minute later: useless for a welcome or a broadcast chunk,
@@ -261,16 +268,20 @@ class SocklessStack(cdk.Stack):
         )
 
         # -- monitoring and outputs --------------------------------------------------------------------------
-        self.monitoring = Monitoring(
-            self,
-            "Monitoring",
-            functions=fn,
-            webhook_queue=self.webhook_queue.queue,
-            dead_letters=self.webhook_queue.dead_letters,
-            websocket_api=self.websocket.api,
-            websocket_stage=config.stage_name,
-            rest_api=self.rest.api,
-            alarm_email=config.alarm_email,
+        self.monitoring = (
+            Monitoring(
+                self,
+                "Monitoring",
+                functions=fn,
+                webhook_queue=self.webhook_queue.queue,
+                dead_letters=self.webhook_queue.dead_letters,
+                websocket_api=self.websocket.api,
+                websocket_stage=config.stage_name,
+                rest_api=self.rest.api,
+                alarm_email=config.alarm_email,
+            )
+            if config.monitoring
+            else None
         )
         self._outputs()
         acknowledge_findings(self)
@@ -341,6 +352,8 @@ class SocklessStack(cdk.Stack):
                 value=self.app_secrets.secrets[entry.app_id].secret_arn,
                 description=f"Secrets Manager ARN of app {entry.app_id}'s secret (key {entry.key})",
             )
+        if self.monitoring is None:
+            return
         cdk.CfnOutput(self, "AlarmTopicArn", value=self.monitoring.topic.topic_arn)
         cdk.CfnOutput(
             self,

@@ -67,6 +67,7 @@ class SocklessFunction(Construct):
         timeout: cdk.Duration,
         environment: Mapping[str, str],
         log_retention_days: int,
+        quiet_platform_logs: bool = False,
         placement: Placement | None = None,
         reserved_concurrency: int | None = None,
         async_retries: int | None = None,
@@ -120,6 +121,10 @@ class SocklessFunction(Construct):
             environment=dict(environment),
             role=self.role,
             log_group=self.log_group,
+            # JSON platform logs at WARN drop Lambda's START/END/REPORT lines (~400 bytes an invocation, billed
+            # as CloudWatch Logs ingestion: docs/cost.md); errors and timeouts are still logged.
+            logging_format=lambda_.LoggingFormat.JSON if quiet_platform_logs else None,
+            system_log_level_v2=lambda_.SystemLogLevel.WARN if quiet_platform_logs else None,
             reserved_concurrent_executions=reserved_concurrency,
             retry_attempts=async_retries,
             max_event_age=cdk.Duration.seconds(60) if async_retries is not None else None,

@@ -116,3 +116,16 @@ def test_the_dashboard_shows_the_apis_the_functions_and_the_queue(either: Synth)
         function_id, _ = either.function(spec.handler)
         assert f"<{function_id}>" in body
     assert '"alarm"' in body  # the alarm status widget
+
+
+def test_the_lean_stack_has_no_alarms_dashboard_metrics_or_info_logs() -> None:
+    """-c monitoring=false -c metrics=false -c log_level=WARNING: what docs/cost.md's targets are read from."""
+    lean = synthesize({"monitoring": "false", "metrics": "false", "log_level": "WARNING"})
+    assert lean.of_type("AWS::CloudWatch::Alarm") == {}
+    assert lean.of_type("AWS::CloudWatch::Dashboard") == {}
+    assert "DashboardUrl" not in lean.json["Outputs"]
+    _, function = lean.function("functions.message.handler.handler")
+    env = function["Properties"]["Environment"]["Variables"]
+    assert (env["POWERTOOLS_METRICS_DISABLED"], env["POWERTOOLS_LOG_LEVEL"]) == ("true", "WARNING")
+    logging = function["Properties"]["LoggingConfig"]
+    assert (logging["LogFormat"], logging["SystemLogLevel"]) == ("JSON", "WARN")
