@@ -6,9 +6,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
-from cost.model import Stack, Workload, before, month
+from cost.model import LEAN, Stack, Workload, before, month
 from cost.prices import PRICES_READ_ON, PUSHER_PLANS
 from cost.selfhost import self_hosted
 
@@ -75,15 +75,14 @@ def main(argv: list[str] | None = None) -> int:
     w.add_argument("--activity-timeout", type=int, default=540, help="seconds; the stack announces 540")
     w.add_argument("--apps", type=int, default=1)
     w.add_argument("--webhooks-per-day", type=float, default=0)
-    s = parser.add_argument_group("stack options (cdk context)")
-    s.add_argument("--alarms", action="store_true")
-    s.add_argument("--dashboard", action="store_true")
-    s.add_argument("--metrics", action="store_true", help="EMF custom metrics")
-    s.add_argument("--access-logs", action="store_true")
-    s.add_argument("--log-level", default="WARN", choices=("WARN", "INFO"))
-    s.add_argument("--secrets", default="secretsmanager", choices=("secretsmanager", "ssm"))
-    s.add_argument("--no-pitr", action="store_true")
+    s = parser.add_argument_group("stack options (default: the CDK app's defaults)")
+    s.add_argument("--lean", action="store_true", help="all of the cuts below (docs/cost.md)")
+    s.add_argument("--no-monitoring", action="store_true", help="-c monitoring=false: no alarms, no dashboard")
+    s.add_argument("--no-metrics", action="store_true", help="-c metrics=false: no EMF custom metrics")
+    s.add_argument("--log-level", choices=("INFO", "WARNING"), help="-c log_level=...")
+    s.add_argument("--secrets", choices=("secretsmanager", "ssm"), help="where the app secrets live")
     s.add_argument("--rest-direct", action="store_true", help="server SDKs on the RestApiUrl output, not CloudFront")
+    s.add_argument("--no-pitr", action="store_true")
     parser.add_argument("--json", action="store_true", help="one JSON object")
     args = parser.parse_args(argv)
     workload = Workload(
@@ -99,15 +98,15 @@ def main(argv: list[str] | None = None) -> int:
         apps=args.apps,
         webhooks_per_day=args.webhooks_per_day,
     )
-    stack = Stack(
-        alarms=args.alarms,
-        dashboard=args.dashboard,
-        metrics=args.metrics,
-        access_logs=args.access_logs,
-        log_level=args.log_level,
-        secrets=args.secrets,
-        pitr=not args.no_pitr,
-        rest_via_cloudfront=not args.rest_direct,
+    base = LEAN if args.lean else Stack()
+    stack = replace(
+        base,
+        monitoring=base.monitoring and not args.no_monitoring,
+        metrics=base.metrics and not args.no_metrics,
+        log_level=args.log_level or base.log_level,
+        secrets=args.secrets or base.secrets,
+        rest_via_cloudfront=base.rest_via_cloudfront and not args.rest_direct,
+        pitr=base.pitr and not args.no_pitr,
     )
     result = report(workload, stack)
     if args.json:

@@ -94,19 +94,23 @@ class Workload:
 
 @dataclass(frozen=True)
 class Stack:
-    """How the stack is deployed: the options that change the bill."""
+    """How the stack is deployed: the options that change the bill. The defaults are the CDK app's defaults
+    (cdk/config.py); :data:`LEAN` is ``-c monitoring=false -c metrics=false -c log_level=WARNING``, app
+    secrets in SSM and the server SDKs on the ``RestApiUrl`` output."""
 
-    alarms: bool = False
-    dashboard: bool = False
-    metrics: bool = False  # EMF custom metrics
-    access_logs: bool = False
-    log_level: str = "WARN"  # application and platform log level
+    monitoring: bool = True  # 19 alarms and a dashboard
+    metrics: bool = True  # EMF custom metrics
+    access_logs: bool = True  # API Gateway access logs (always on in the stack)
+    log_level: str = "INFO"  # application and platform log level
     secrets: str = "secretsmanager"  # or "ssm"
     pitr: bool = True
     table_gb: float = 0.001
     # Server SDKs on the CloudFront host (what the LaravelEnv output says) pay a CloudFront request per
     # publish on top of the HTTP API's; pointed at the RestApiUrl output they do not.
     rest_via_cloudfront: bool = True
+
+
+LEAN = Stack(monitoring=False, metrics=False, log_level="WARNING", secrets="ssm", rest_via_cloudfront=False)
 
 
 @dataclass(frozen=True)
@@ -229,9 +233,8 @@ def month(workload: Workload, stack: Stack = Stack(), profile: dict[str, Op] | N
         lines.append(
             Line("CloudWatch custom metrics", CUSTOM_METRICS_PER_APP * w.apps, "metric-month", "custom_metric")
         )
-    if stack.alarms:
+    if stack.monitoring:
         lines.append(Line("CloudWatch alarms", ALARMS, "alarm-month", "alarm"))
-    if stack.dashboard:
         lines.append(Line("CloudWatch dashboard", DASHBOARDS, "dashboard-month", "dashboard"))
     if stack.secrets == "ssm":
         lines.append(Line("SSM SecureString parameters", w.apps, "parameter-month", "ssm_standard_parameter"))
@@ -242,13 +245,12 @@ def month(workload: Workload, stack: Stack = Stack(), profile: dict[str, Op] | N
 
 def before(workload: Workload) -> list[Line]:
     """The same month on the stack as it was before issue #15's cuts (for the before/after figures): pings
-    every 120 s, INFO logs with platform lines, EMF metrics, access logs, 19 alarms and a dashboard, the
-    sweep touching and re-filing every live connection, 4 WRU connects and 10.2 WRU disconnects."""
+    every 120 s, the default stack's logs, metrics and monitoring, the sweep touching and re-filing every live
+    connection, 4 WRU connects and 10.2 WRU disconnects."""
     profile = dict(PROFILE)
     profile["connect"] = replace(PROFILE["connect"], wru=4)
     profile["disconnect"] = replace(PROFILE["disconnect"], wru=10.2)
-    stack = Stack(alarms=True, dashboard=True, metrics=True, access_logs=True, log_level="INFO")
-    lines = month(replace(workload, activity_timeout=120), stack, profile)
+    lines = month(replace(workload, activity_timeout=120), Stack(), profile)
     # The old sweep: every connection silent for 300 s got a GetConnection, a touch (1 WRU), and at the next
     # run a consistent BatchGet (1 RRU) and a 3-item transaction to re-file it (6 WRU): every ~6.7 minutes.
     rounds = workload.connections * 86400 / 400 * (workload.hours_online / 24) * DAYS

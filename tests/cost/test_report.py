@@ -36,15 +36,16 @@ def test_pings_match_the_issue_at_120_s_and_nearly_vanish_at_540_s() -> None:
 
 
 def test_the_scenarios_docs_cost_md_quotes(capsys: pytest.CaptureFixture[str]) -> None:
-    lean = ("--secrets", "ssm", "--rest-direct")
-    hobby = report(capsys, "--connections", "100", "--deliveries-per-day", "10000", "--secrets", "ssm")
-    medium = report(capsys, "--connections", "1000", "--deliveries-per-day", "1000000", *lean)
-    large = report(capsys, "--connections", "10000", "--deliveries-per-day", "10000000", *lean)
-    idle = report(capsys, "--connections", "0", "--deliveries-per-day", "0", "--secrets", "ssm")
-    assert hobby["total_usd_per_month"] == 3.04
-    assert medium["total_usd_per_month"] == 54.87
-    assert large["total_usd_per_month"] == 547.71  # above Pusher Premium: the report says so
+    hobby = report(capsys, "--connections", "100", "--deliveries-per-day", "10000", "--lean")
+    medium = report(capsys, "--connections", "1000", "--deliveries-per-day", "1000000", "--lean")
+    large = report(capsys, "--connections", "10000", "--deliveries-per-day", "10000000", "--lean")
+    idle = report(capsys, "--connections", "0", "--deliveries-per-day", "0", "--lean")
+    default_idle = report(capsys, "--connections", "0", "--deliveries-per-day", "0")
+    assert hobby["total_usd_per_month"] == 3.10
+    assert medium["total_usd_per_month"] == 56.13
+    assert large["total_usd_per_month"] == 560.31  # above Pusher Premium: the report says so
     assert idle["total_usd_per_month"] == 0.09
+    assert default_idle["total_usd_per_month"] == 9.02  # alarms, dashboard, metrics and a secret
 
 
 def test_the_pusher_plan_is_the_smallest_that_holds_connections_and_messages() -> None:
