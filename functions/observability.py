@@ -41,6 +41,10 @@ class EmfMetrics:
         # A connection count lives in the store, not in a container: the deltas' sum is the net change.
         self._values[(name, app_id)] += delta
 
+    def refused(self, app_id: str, kind: str, code: int | None) -> None:
+        # One EMF metric per kind and code (``refused_rest_401``): the document's only dimension is the app.
+        self._values[(f"refused_{kind}_{'none' if code is None else code}", app_id)] += 1
+
     def flush(self) -> None:
         """Write what this invocation counted (nothing when it counted nothing)."""
         if not self._values:

@@ -13,6 +13,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from local_server.banner import banner
 from local_server.cluster import ClusterNode
+from local_server.guard import GuardedSite, QuietServerLogger
 from local_server.server import create_app
 from local_server.transport import Cork, WsTransport
 from shared.debug.tap import DebugTap
@@ -74,11 +75,26 @@ class LocalServer:
     async def start(self) -> None:
         if self.cluster is not None:
             await self.cluster.start(self.services.engine)
-        runner = web.AppRunner(create_app(self.services, self.sender, self.cork), handle_signals=False, access_log=None)
+        limits = self.settings.transport
+        runner = web.AppRunner(
+            create_app(self.services, self.sender, self.cork),
+            handle_signals=False,
+            access_log=None,
+            keepalive_timeout=limits.keepalive_seconds,  # idle keep-alives (local_server/guard.py)
+            logger=QuietServerLogger(self.metrics),
+        )
         await runner.setup()
         # A backlog of 1024, not aiohttp's 128: a burst of reconnecting clients otherwise overflows the accept
         # queue and each dropped SYN costs its client a 1 s retransmit.
-        site = web.TCPSite(runner, self.settings.host, self.settings.port, reuse_address=True, backlog=1024)
+        site = GuardedSite(
+            runner,
+            self.settings.host,
+            self.settings.port,
+            reuse_address=True,
+            backlog=1024,
+            guard_settings=limits,
+            metrics=self.metrics,
+        )
         await site.start()
         self._runners.append(runner)
         sockets = getattr(site._server, "sockets", None)

@@ -16,6 +16,7 @@ from shared.errors import PathNotFound, PusherError
 from shared.http_api import openapi
 from shared.http_api.base import HttpRequest
 from shared.protocol import frames
+from shared.refusals import report as report_refusal
 from shared.sender.local import LocalSender
 from shared.services import Services
 from shared.types import SocketId
@@ -32,6 +33,17 @@ def _json(status: int, body: Any) -> web.Response:
 
 
 async def _refuse_socket(request: web.Request, exc: PusherError) -> web.WebSocketResponse:
+    services = request.app[SERVICES]
+    key = request.match_info.get("key")
+    app = await services.apps.by_key(key) if key else None  # never the key itself: unknown keys are unbounded
+    report_refusal(
+        services.engine.metrics,
+        kind="websocket",
+        app_id=app.id if app is not None else None,
+        code=exc.code,
+        reason=exc.message,
+        client=request.remote,
+    )
     ws = web.WebSocketResponse(autoping=False, compress=False)
     await ws.prepare(request)
     await ws.send_str(frames.error_frame(exc.message, exc.code).decode())

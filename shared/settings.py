@@ -175,6 +175,21 @@ class RateLimits(_Strict):
     connections_per_ip: RateLimit | None = None
 
 
+class TransportSettings(_Strict):
+    """The local server's bounds on what one client, or all of them together, can hold (docs/operating-limits.md).
+
+    ``header_timeout_seconds``: an HTTP request (the WebSocket upgrade included) must complete its head this long
+    after the connection opens or its first byte arrives, else 408 and close (slowloris).
+    ``keepalive_seconds``: an idle keep-alive connection is closed after this long.
+    ``max_pending_per_address``: connections one address may hold open before their upgrade; more are answered
+    503 at once (0: no cap). Behind a proxy every client has the proxy's address: raise it there.
+    """
+
+    header_timeout_seconds: float = Field(default=10.0, gt=0)
+    keepalive_seconds: float = Field(default=60.0, gt=0)
+    max_pending_per_address: int = Field(default=256, ge=0)
+
+
 class WebhookSettings(_Strict):
     batching: bool = False
     batch_duration_ms: int = Field(default=50, ge=1)
@@ -236,6 +251,7 @@ class Settings(BaseSettings):
     queue: QueueSettings = QueueSettings()
     webhooks: WebhookSettings = WebhookSettings()
     rate_limits: RateLimits = RateLimits()
+    transport: TransportSettings = TransportSettings()
     aws: AwsSettings = AwsSettings()
     activity_timeout: int = Field(default=120, ge=1)
     pong_timeout: int = Field(default=30, ge=1)

@@ -7,7 +7,7 @@ const KIND_OF = {
   connection: "connection", disconnection: "connection",
   subscribed: "subscription", unsubscribed: "subscription",
   client_event: "client_event", api_message: "api_message",
-  webhook: "webhook", error: "error", lambda: "lambda", dropped: "error",
+  webhook: "webhook", error: "error", rest_error: "error", lambda: "lambda", dropped: "error",
 };
 
 const $ = (selector) => document.querySelector(selector);
@@ -124,6 +124,8 @@ function describe(event) {
         event.user_id != null ? ` — member ${event.user_id} left` : ""];
     case "error":
       return [`${event.error}${event.code != null ? ` ${event.code}` : ""}: ${event.message}`];
+    case "rest_error":
+      return [`HTTP ${event.status} for ${event.method} `, { code: event.path }, `: ${event.message}`];
     case "client_event":
       return [{ code: event.event }, " ", event.data, event.user_id != null ? ` (user ${event.user_id})` : ""];
     case "api_message":
@@ -152,7 +154,7 @@ function addRow(event) {
   const time = new Date(event.time || Date.now());
   const badge = el("span", `badge ${event.type}${event.type === "webhook" && !event.ok ? " failed" : ""}`,
     event.type.replace("_", " "));
-  const who = event.socket_id || event.target || event.function || "";
+  const who = event.socket_id || event.target || event.function || event.client || "";
   const channel = event.channel || (event.channels || []).join(", ");
   const details = el("td");
   for (const part of describe(event)) {

@@ -219,6 +219,13 @@ class DebugTap:
         exception's class name). Messages never carry the signature that failed."""
         self.publish(app_id, "error", socket_id=socket_id, code=code, message=message, channel=channel, error=error)
 
+    def rest_refused(self, app_id: str, method: str, path: str, status: int, message: str, client: str) -> None:
+        """A REST call of a known app answered with an error status (bad signature, 413, 429, 503...); unknown
+        app ids have no console (they are only logged and counted: shared/refusals.py)."""
+        self.publish(
+            app_id, "rest_error", method=method, path=clip(path, 200), status=status, message=message, client=client
+        )
+
     def client_event(
         self, app_id: str, socket_id: str, channel: str, event: str, data: str, user_id: str | None
     ) -> None:
@@ -267,3 +274,6 @@ class TapMetrics:
 
     def gauge(self, name: GaugeName, app_id: str, delta: float) -> None:
         self.inner.gauge(name, app_id, delta)
+
+    def refused(self, app_id: str, kind: str, code: int | None) -> None:
+        self.inner.refused(app_id, kind, code)

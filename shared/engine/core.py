@@ -35,6 +35,8 @@ from shared.errors import (
 from shared.limits.base import RateLimiter
 from shared.metrics.base import Metrics, NullMetrics
 from shared.protocol import frames
+from shared.ratelog import RateLimitedLog
+from shared.refusals import report as report_refusal
 from shared.sender.base import ChannelBroadcaster, Sender
 from shared.settings import AppConfig, RateLimit
 from shared.store.base import ChannelStore, Connection
@@ -42,6 +44,7 @@ from shared.types import AppId, ChannelName, SocketId
 from shared.webhooks.base import WebhookQueue
 
 log = logging.getLogger("sockless.engine")
+store_log = RateLimitedLog(log)
 SUPPORTED_PROTOCOLS = range(5, 8)
 
 
@@ -219,11 +222,22 @@ class Engine:
         except StoreUnavailable:
             # The frame's effect is unknown, so the client must start over: 4100 makes pusher-js reconnect after
             # a back-off and subscribe again, which rebuilds its state once the store is back.
-            log.warning("store unavailable while handling a frame from %s; closing with 4100", socket_id)
+            store_log.warning(
+                "engine:store", "store unavailable while handling a frame from %s; closing with 4100", socket_id
+            )
             await self.refuse(app, socket_id, OverCapacity("Service temporarily unavailable, reconnect later"))
 
     async def refuse(self, app: AppConfig, socket_id: SocketId, exc: PusherError) -> None:
         self.metrics.count("errors", app.id)
+        report_refusal(
+            self.metrics,
+            kind="frame",
+            app_id=app.id,
+            code=exc.code,
+            reason=exc.message,
+            socket_id=socket_id,
+            channel=exc.channel,
+        )
         self.observer.refused(app.id, socket_id, exc.code, exc.message, exc.channel, type(exc).__name__)
         if isinstance(exc, SubscriptionError) and exc.channel is not None:
             await self.send(

@@ -30,6 +30,9 @@ class EngineObserver(Protocol):
     ) -> None:
         """A ``pusher:error`` sent to a client (``error``: the exception's class name)."""
 
+    def rest_refused(self, app_id: str, method: str, path: str, status: int, message: str, client: str) -> None:
+        """A REST call of a known app answered with an error status (shared/http_api/router.py)."""
+
     def client_event(
         self, app_id: str, socket_id: str, channel: str, event: str, data: str, user_id: str | None
     ) -> None: ...
@@ -61,6 +64,9 @@ class NullObserver:
     def refused(
         self, app_id: str, socket_id: str | None, code: int | None, message: str, channel: str | None, error: str
     ) -> None:
+        pass
+
+    def rest_refused(self, app_id: str, method: str, path: str, status: int, message: str, client: str) -> None:
         pass
 
     def client_event(

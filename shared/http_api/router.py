@@ -18,13 +18,15 @@ from shared.auth import verify_request
 from shared.errors import HttpError, StoreUnavailable
 from shared.http_api import events, queries, users
 from shared.http_api.base import HttpRequest, HttpResponse
+from shared.ratelog import RateLimitedLog, clean
+from shared.refusals import report as report_refusal
 from shared.settings import AppConfig, RateLimit
 
 if TYPE_CHECKING:
     from shared.engine.core import Engine
     from shared.limits.base import RateLimiter
 
-log = logging.getLogger("sockless.http_api")
+_log = RateLimitedLog(logging.getLogger("sockless.http_api"))
 
 Handler = Callable[["Engine", AppConfig, HttpRequest, "re.Match[str]"], Awaitable[Any]]
 
@@ -93,21 +95,42 @@ class RestApi:
         self._routes.append((method, re.compile(pattern), handler, kind))
 
     async def handle(self, request: HttpRequest) -> HttpResponse:
-        """Never raises: a bug or an unreachable store is a JSON 500/503, never a dropped connection."""
+        """Never raises: a bug or an unreachable store is a JSON 500/503, never a dropped connection. Every
+        error answer is reported as a refusal (shared/refusals.py) and shown in the app's debug console."""
+        found: list[AppConfig] = []
         try:
-            return HttpResponse(200, await self._dispatch(request))
+            return HttpResponse(200, await self._dispatch(request, found))
         except _Refused as exc:
-            return HttpResponse(exc.status, {"error": exc.message}, exc.headers)
+            response = HttpResponse(exc.status, {"error": exc.message}, exc.headers)
         except HttpError as exc:
-            return HttpResponse.error(exc.status, exc.message)
-        except StoreUnavailable:
-            log.exception("store unavailable for %s %s", request.method, request.path[:200])
-            return HttpResponse(503, {"error": "Service temporarily unavailable"}, {"Retry-After": "1"})
-        except Exception:
-            log.exception("REST handler failed for %s %s", request.method, request.path[:200])
-            return HttpResponse.error(500, "Internal server error")
+            response = HttpResponse.error(exc.status, exc.message)
+        except StoreUnavailable as exc:
+            # Expected while a backend is down: one line per interval, no traceback.
+            _log.warning("rest:store", "store unavailable for REST %s: %s", request.method, clean(exc))
+            response = HttpResponse(503, {"error": "Service temporarily unavailable"}, {"Retry-After": "1"})
+        except Exception as exc:
+            _log.error("rest:bug", "REST handler failed for %s %s", request.method, clean(request.path), exc_info=exc)
+            response = HttpResponse.error(500, "Internal server error")
+        self._refused(request, found[0] if found else None, response)
+        return response
 
-    async def _dispatch(self, request: HttpRequest) -> Any:
+    def _refused(self, request: HttpRequest, app: AppConfig | None, response: HttpResponse) -> None:
+        message = response.body.get("error", "") if isinstance(response.body, dict) else ""
+        engine = self.engine
+        report_refusal(
+            engine.metrics,
+            kind="rest",
+            app_id=app.id if app is not None else None,
+            code=response.status,
+            reason=f"{request.method} {request.path[:100]}: {message}",
+            client=request.ip,
+        )
+        if app is not None:
+            engine.observer.rest_refused(
+                app.id, request.method, request.path, response.status, str(message), request.ip
+            )
+
+    async def _dispatch(self, request: HttpRequest, found: list[AppConfig]) -> Any:
         if self.per_ip is not None and not await self.limiter.hit(
             f"http_ip:{request.ip}", self.per_ip.max_requests, self.per_ip.window_seconds
         ):
@@ -122,6 +145,7 @@ class RestApi:
         app = await self.engine.app_by_id(m["app_id"])
         if app is None:
             raise HttpError(404, "App not found")
+        found.append(app)  # from here on, a refusal is shown in this app's debug console
         verify_request(
             key=app.key,
             secret=app.secret,

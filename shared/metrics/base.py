@@ -27,6 +27,11 @@ class Metrics(Protocol):
 
     def gauge(self, name: GaugeName, app_id: str, delta: float) -> None: ...
 
+    def refused(self, app_id: str, kind: str, code: int | None) -> None:
+        """One refusal (shared/refusals.py): ``kind`` is where (websocket, frame, rest, http), ``code`` the
+        Pusher code or HTTP status it was answered with (``None``: a ``pusher:error`` without a code)."""
+        ...
+
 
 class NullMetrics:
     """For tests and tools that do not export metrics."""
@@ -35,4 +40,7 @@ class NullMetrics:
         return None
 
     def gauge(self, name: GaugeName, app_id: str, delta: float) -> None:
+        return None
+
+    def refused(self, app_id: str, kind: str, code: int | None) -> None:
         return None

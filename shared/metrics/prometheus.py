@@ -35,6 +35,12 @@ class PrometheusMetrics:
         # and the engine counts several times per frame.
         self._children: dict[str, dict[str, Counter]] = {name: {} for name in _COUNTERS}
         self._gauges: dict[str, Gauge] = {}
+        self._refusals = Counter(
+            "sockless_refusals",
+            "Requests, handshakes and frames refused, by where (kind) and the code or HTTP status answered",
+            ["app_id", "kind", "code"],
+            registry=self.registry,
+        )
 
     def count(self, name: CounterName, app_id: str, amount: float = 1.0) -> None:
         children = self._children[name]
@@ -48,3 +54,6 @@ class PrometheusMetrics:
         if child is None:
             child = self._gauges[app_id] = self._connections.labels(app_id)
         child.inc(delta)
+
+    def refused(self, app_id: str, kind: str, code: int | None) -> None:
+        self._refusals.labels(app_id, kind, "none" if code is None else str(code)).inc()

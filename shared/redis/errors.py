@@ -14,8 +14,10 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from shared.errors import StoreUnavailable
+from shared.ratelog import RateLimitedLog
 
 log = logging.getLogger("sockless.redis")
+health_log = RateLimitedLog(log)
 
 HEALTH_TIMEOUT_SECONDS = 1.0
 
@@ -56,7 +58,8 @@ class CountsErrors:
         except (RedisError, OSError) as exc:
             raise_if_cancelling(exc)
             self.errors += 1
-            log.warning("redis health check failed: %s", exc or type(exc).__name__)
+            # Load balancers call /up every few seconds: one line per interval, however often it is asked.
+            health_log.warning("redis:health", "redis health check failed: %s", exc or type(exc).__name__)
             return False
         raise_if_cancelling()
         return answered

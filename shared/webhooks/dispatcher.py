@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 from shared.apps.base import AppStore
 from shared.auth.signatures import webhook_signature
 from shared.metrics.base import Metrics, NullMetrics
+from shared.ratelog import RateLimitedLog
 from shared.settings import AppConfig, WebhookConfig, WebhookSettings
 from shared.store.base import ChannelStore
 from shared.types import AppId, ChannelName, UserId
@@ -35,6 +36,7 @@ from shared.webhooks.base import (
 )
 
 log = logging.getLogger("sockless.webhooks")
+attempt_log = RateLimitedLog(log)
 
 # A target with all its slots busy gets new jobs back after this long (jittered), not counted as attempts.
 BUSY_DELAY_SECONDS = 0.25
@@ -278,7 +280,9 @@ class WebhookDispatcher:
             await self.queue.ack(live)
             return
         self.metrics.count("webhooks_failed", app.id)
-        log.warning(
+        # A receiver that is down fails every attempt: one line per target per interval, with the count.
+        attempt_log.warning(
+            f"webhook:{app.id}:{index}",
             "webhook to %s (app %s, target %d) failed: %s; %d event(s), attempt %d",
             describe(hook),
             app.id,

@@ -1,0 +1,146 @@
+"""#18.2 and #19.6: every refusal is one structured line (rate-limited per kind), a metric by code, and REST
+failures show in the debug console; nothing a client or a failing receiver does floods the log."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Iterator
+
+import aiohttp
+import pytest
+
+from tests.conftest import DEFAULT_APP
+from tests.debug.sse import Stream
+from tests.faults.helpers import log_lines, metric, signed_params
+from tests.serverproc import ServerProcess
+from tests.webhooks.support import Receiver
+
+REFUSALS = "sockless_refusals_total"
+
+
+@pytest.fixture(scope="module")
+def console() -> Iterator[ServerProcess]:
+    proc = ServerProcess({"apps": [DEFAULT_APP], "debug_console": True}).start()
+    yield proc
+    proc.cleanup()
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+async def test_bad_rest_signatures_are_one_line_per_interval_and_counted_each(
+    console: ServerProcess, http: aiohttp.ClientSession
+) -> None:
+    path = "/apps/app-id/events"
+    body = b'{"name":"e","channel":"c","data":"{}"}'
+    before = await metric(console, REFUSALS, app_id="app-id", kind="rest", code="401")
+    signatures = []
+    for _ in range(30):
+        params = signed_params("POST", path, body, secret="not-the-secret")
+        signatures.append(params["auth_signature"])
+        async with http.post(console.url + path, params=params, data=body) as response:
+            assert response.status == 401
+    assert await metric(console, REFUSALS, app_id="app-id", kind="rest", code="401") == before + 30
+    lines = log_lines(console, "refused kind=rest app=app-id client=127.0.0.1 code=401")
+    assert len(lines) == 1, console.output()
+    assert "reason=POST /apps/app-id/events: Invalid signature" in lines[0]
+    output = console.output()
+    assert not any(signature in output for signature in signatures)
+
+
+async def test_an_unknown_app_is_counted_without_its_id(console: ServerProcess, http: aiohttp.ClientSession) -> None:
+    before = await metric(console, REFUSALS, app_id="-", kind="rest", code="404")
+    for n in range(5):
+        async with http.get(f"{console.url}/apps/no-such-app-{n}/channels") as response:
+            assert response.status == 404
+    # Ids a client makes up never become metric labels (an attacker could grow them without bound).
+    assert await metric(console, REFUSALS, app_id="-", kind="rest", code="404") == before + 5
+    assert await metric(console, REFUSALS, app_id="no-such-app-0") == 0
+
+
+async def test_websocket_refusals_name_the_socket_or_the_address(
+    console: ServerProcess, http: aiohttp.ClientSession
+) -> None:
+    async with http.ws_connect(f"{console.ws_url}/app/no-such-key?protocol=7") as ws:
+        error = await ws.receive_json(timeout=5)
+        assert error["event"] == "pusher:error"
+        assert error["data"]["code"] == 4001  # pusher:error carries an object, not a JSON string
+    assert await metric(console, REFUSALS, app_id="-", kind="websocket", code="4001") >= 1
+    assert log_lines(console, "refused kind=websocket app=- client=127.0.0.1 code=4001")
+
+    async with http.ws_connect(f"{console.ws_url}/app/app-key?protocol=7") as ws:
+        welcome = await ws.receive_json(timeout=5)
+        socket_id = json.loads(welcome["data"])["socket_id"]
+        await ws.send_json(
+            {"event": "pusher:subscribe", "data": {"channel": "private-x", "auth": "app-key:" + "0" * 64}}
+        )
+        while (await ws.receive_json(timeout=5))["event"] != "pusher:error":
+            pass
+    line = log_lines(console, f"refused kind=frame app=app-id socket={socket_id} channel=private-x")
+    assert line and "0" * 64 not in line[0]
+    assert await metric(console, REFUSALS, app_id="app-id", kind="frame") >= 1
+
+
+async def test_rest_failures_show_in_the_apps_debug_console(
+    console: ServerProcess, http: aiohttp.ClientSession
+) -> None:
+    stream = await Stream.open(http, console.url)
+    try:
+        assert (await stream.next())["type"] == "hello"
+        path = "/apps/app-id/channels"
+        params = signed_params("GET", path, b"", secret="wrong-secret")
+        async with http.get(console.url + path, params=params) as response:
+            assert response.status == 401
+        row = await stream.event("rest_error", status=401)
+        assert (row["method"], row["path"], row["client"]) == ("GET", path, "127.0.0.1")
+        assert row["message"] == "Invalid signature"
+        assert params["auth_signature"] not in stream.raw
+    finally:
+        stream.close()
+
+
+async def test_a_failing_webhook_receiver_costs_one_line_per_interval(start_server: object) -> None:
+    receiver = await Receiver().start()
+    try:
+        app = {**DEFAULT_APP, "webhooks": [{"url": receiver.url(), "event_types": ["channel_occupied"]}]}
+        receiver.scripts["/hook"] = [500] * 1000
+        assert callable(start_server)
+        server: ServerProcess = start_server(
+            {
+                "apps": [app],
+                "webhooks": {
+                    "delay_seconds": 0,
+                    "retry_initial_backoff_seconds": 0.01,
+                    "retry_max_backoff_seconds": 0.02,
+                },
+            }
+        )
+        async with aiohttp.ClientSession() as http:
+            sockets = []
+            for n in range(10):  # kept open: an occupied channel's webhook stays due, so it is retried
+                ws = await http.ws_connect(f"{server.ws_url}/app/app-key?protocol=7")
+                sockets.append(ws)
+                await ws.receive_json(timeout=5)
+                await ws.send_json({"event": "pusher:subscribe", "data": {"channel": f"room-{n}"}})
+                await ws.receive_json(timeout=5)
+            await receiver.wait_for(lambda: len(receiver.requests) >= 60, timeout=20)
+            for ws in sockets:
+                await ws.close()
+    finally:
+        await receiver.stop()
+    failed = await metric(server, "sockless_webhooks_failed_total", app_id="app-id")
+    assert failed >= 60
+    assert len(log_lines(server, "webhook to")) <= 3, server.output()
+    assert "Traceback" not in server.output()
+
+
+async def test_every_line_stays_one_line(console: ServerProcess, http: aiohttp.ClientSession) -> None:
+    """A client cannot forge log lines: control characters in what it sends are masked."""
+    async with http.get(console.url + "/apps/app-id/channels%0Afake%20line") as response:
+        assert response.status in (401, 404)
+    await asyncio.sleep(0)
+    assert not any(line.startswith("fake line") for line in console.output().splitlines())

@@ -1,0 +1,146 @@
+"""#19.1: connections that never finish their request, idle keep-alives and one address's flood are bounded.
+
+The server under test uses short bounds (1 s head, 2 s keep-alive, 4 pending per address) so the suite stays
+quick; the defaults (10 s, 60 s, 256) are the same code with other numbers (docs/operating-limits.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import aiohttp
+import pytest
+
+from tests.conftest import DEFAULT_APP
+from tests.faults.helpers import log_lines, metric, open_raw, read_until_closed, upgrade_request
+from tests.serverproc import ServerProcess
+
+LIMITS = {"header_timeout_seconds": 1.0, "keepalive_seconds": 2.0, "max_pending_per_address": 4}
+
+
+@pytest.fixture(scope="module")
+def guarded() -> Iterator[ServerProcess]:
+    proc = ServerProcess({"apps": [DEFAULT_APP], "transport": LIMITS}).start()
+    yield proc
+    proc.cleanup()
+
+
+async def test_a_request_head_sent_byte_by_byte_is_closed_after_the_header_timeout(guarded: ServerProcess) -> None:
+    timeouts = await metric(guarded, "sockless_refusals_total", kind="http", code="408")
+    reader, writer = await open_raw(guarded.port)
+    request = upgrade_request()
+
+    async def trickle() -> None:
+        for byte in request[:-2]:  # never the final CRLF
+            writer.write(bytes((byte,)))
+            await asyncio.sleep(0.05)
+
+    trickling = asyncio.create_task(trickle())
+    started = time.monotonic()
+    try:
+        answer = await read_until_closed(reader, timeout=5)
+    finally:
+        trickling.cancel()
+    elapsed = time.monotonic() - started
+    assert answer.startswith(b"HTTP/1.1 408"), answer
+    assert 0.9 < elapsed < 3, elapsed
+    writer.close()
+    assert await metric(guarded, "sockless_refusals_total", kind="http", code="408") == timeouts + 1
+
+
+async def test_a_socket_that_sends_nothing_is_closed_after_the_header_timeout(guarded: ServerProcess) -> None:
+    reader, writer = await open_raw(guarded.port)
+    assert (await read_until_closed(reader, timeout=5)).startswith(b"HTTP/1.1 408")
+    writer.close()
+
+
+async def test_an_idle_keep_alive_is_closed_after_the_keepalive_timeout(guarded: ServerProcess) -> None:
+    reader, writer = await open_raw(guarded.port)
+    writer.write(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    head = await reader.readuntil(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200")
+    length = int(
+        next(line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length"))
+    )
+    await reader.readexactly(length)
+    started = time.monotonic()
+    assert await read_until_closed(reader, timeout=6) == b""
+    assert 1.5 < time.monotonic() - started < 5
+    writer.close()
+
+
+async def test_a_kept_alive_connection_must_finish_its_next_head_in_time(guarded: ServerProcess) -> None:
+    reader, writer = await open_raw(guarded.port)
+    writer.write(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = int(
+        next(line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length"))
+    )
+    await reader.readexactly(length)
+    writer.write(b"GET / HTTP/1.1\r\n")  # and nothing more
+    started = time.monotonic()
+    assert (await read_until_closed(reader, timeout=5)).startswith(b"HTTP/1.1 408")
+    assert time.monotonic() - started < 1.9  # the head's bound, not the 2 s keep-alive
+    writer.close()
+
+
+async def test_one_address_holds_a_bounded_number_of_connections_before_the_upgrade(guarded: ServerProcess) -> None:
+    busy = await metric(guarded, "sockless_refusals_total", kind="http", code="503")
+    held = [await open_raw(guarded.port) for _ in range(4)]
+    for _, writer in held:
+        writer.write(b"GET / HTTP/1.1\r\n")
+    # The fifth is answered at once, before its head is even read.
+    reader, writer = await open_raw(guarded.port)
+    assert (await read_until_closed(reader, timeout=1)).startswith(b"HTTP/1.1 503")
+    writer.close()
+    assert await metric(guarded, "sockless_refusals_total", kind="http", code="503") == busy + 1
+    for _, w in held:
+        w.close()
+
+
+async def test_websockets_do_not_count_against_their_address(guarded: ServerProcess) -> None:
+    async with aiohttp.ClientSession() as http:
+        sockets = [await http.ws_connect(f"{guarded.ws_url}/app/app-key?protocol=7") for _ in range(6)]
+        for ws in sockets:
+            assert (await ws.receive_json(timeout=5))["event"] == "pusher:connection_established"
+        # Six open WebSockets from this address, and a plain request still gets through.
+        async with http.get(guarded.url + "/") as response:
+            assert response.status == 200
+        # They outlive the head timeout and the keep-alive timeout: only the protocol's activity check applies.
+        await asyncio.sleep(2.5)
+        for ws in sockets:
+            await ws.send_json({"event": "pusher:ping", "data": {}})
+            assert (await ws.receive_json(timeout=5))["event"] == "pusher:pong"
+            await ws.close()
+
+
+async def test_malformed_requests_cost_one_log_line_per_interval_and_no_traceback(guarded: ServerProcess) -> None:
+    async def bad(request: bytes) -> bytes:
+        reader, writer = await open_raw(guarded.port)
+        writer.write(request)
+        answer = await read_until_closed(reader, timeout=5)
+        writer.close()
+        return answer
+
+    malformed = await metric(guarded, "sockless_refusals_total", kind="http", code="400")
+    for _ in range(20):
+        assert (
+            (await bad(b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n"))
+            .split(b"\r\n")[0]
+            .endswith(b"400 Bad Request")
+        )
+    headers: Any = b"".join(b"X-%d: y\r\n" % i for i in range(200))
+    for _ in range(20):
+        assert (
+            (await bad(b"GET / HTTP/1.1\r\nHost: x\r\n" + headers + b"\r\n"))
+            .split(b"\r\n")[0]
+            .endswith(b"400 Bad Request")
+        )
+    assert await metric(guarded, "sockless_refusals_total", kind="http", code="400") == malformed + 40
+    output = guarded.output()
+    assert "Traceback" not in output
+    assert "Error handling request" not in output
+    assert len([line for line in log_lines(guarded, "refused kind=http") if "code=400" in line]) <= 2, output
