@@ -15,7 +15,7 @@ from local_server.banner import banner
 from local_server.cluster import ClusterNode
 from local_server.guard import GuardedSite, QuietServerLogger
 from local_server.server import create_app
-from local_server.transport import Cork, WsTransport
+from local_server.transport import Cork, CorkCollector, WsTransport
 from shared.debug.tap import DebugTap
 from shared.debug.webhooks import tap_targets
 from shared.limits.memory import MemoryRateLimiter
@@ -44,7 +44,14 @@ class LocalServer:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.metrics = PrometheusMetrics()
-        self.cork = Cork()  # every broadcast's writes are queued as one entry (local_server/transport.py)
+        # Every broadcast's writes are queued as one entry; slow sockets are bounded (local_server/transport.py).
+        limits = settings.transport
+        self.cork = Cork(
+            max_socket=limits.max_write_buffer_kb * 1024,
+            budget=limits.write_budget_mb * 1024 * 1024,
+            metrics=self.metrics,
+        )
+        self.metrics.registry.register(CorkCollector(self.cork))
         tap = DebugTap() if settings.debug_console else None
         self.cluster: ClusterNode | None = None
         if settings.store.driver == "redis":

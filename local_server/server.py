@@ -12,16 +12,18 @@ from aiohttp import WSMsgType, web
 
 from local_server.debug import views as debug
 from local_server.transport import Cork, WsTransport
-from shared.errors import PathNotFound, PusherError
+from shared.errors import OverCapacity, PathNotFound, PusherError, StoreUnavailable
 from shared.http_api import openapi
 from shared.http_api.base import HttpRequest
 from shared.protocol import frames
+from shared.ratelog import RateLimitedLog
 from shared.refusals import report as report_refusal
 from shared.sender.local import LocalSender
 from shared.services import Services
 from shared.types import SocketId
 
 log = logging.getLogger("sockless")
+store_log = RateLimitedLog(log)
 
 SERVICES = web.AppKey("services", Services)
 SENDER = web.AppKey("sender", LocalSender)
@@ -62,6 +64,11 @@ async def websocket(request: web.Request) -> web.StreamResponse:
         connection = await engine.connect(app)
     except PusherError as exc:
         return await _refuse_socket(request, exc)
+    except StoreUnavailable as exc:
+        # The store is down: a refusal, not a 500. 4100 is pusher-js's "back off, then reconnect" (4200 would
+        # reconnect at once and hammer a store that is down); the same code the engine uses mid-connection.
+        store_log.warning("server:store", "store unavailable for a new connection: %s", exc)
+        return await _refuse_socket(request, OverCapacity("Service temporarily unavailable, reconnect later"))
 
     ws = web.WebSocketResponse(autoping=False, compress=False, max_msg_size=0)
     socket_id: SocketId = connection.socket_id
@@ -72,7 +79,7 @@ async def websocket(request: web.Request) -> web.StreamResponse:
         raise
     loop = asyncio.get_running_loop()
     assert request.transport is not None
-    transport = WsTransport(ws, request.transport, loop.time(), request.app[CORK])
+    transport = WsTransport(ws, request.transport, loop.time(), request.app[CORK], app_id=app.id, socket_id=socket_id)
     sender.register(socket_id, transport)
     engine.metrics.gauge("connections", app.id, 1)  # open sockets of this node (see Engine.count_connections)
     try:
@@ -92,7 +99,12 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     finally:
         sender.unregister(socket_id)
         engine.metrics.gauge("connections", app.id, -1)
-        await engine.disconnect(app, socket_id, close_code=ws.close_code)
+        try:
+            # The code this server closed with (4100 for a slow client) even when the client never answered it.
+            await engine.disconnect(app, socket_id, close_code=transport.close_code or ws.close_code)
+        except StoreUnavailable as exc:
+            # The record stays behind; the cluster's reconciliation removes it once the store is back.
+            store_log.warning("server:store", "store unavailable while removing %s: %s", socket_id, exc)
     return ws
 
 

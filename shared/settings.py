@@ -183,11 +183,16 @@ class TransportSettings(_Strict):
     ``keepalive_seconds``: an idle keep-alive connection is closed after this long.
     ``max_pending_per_address``: connections one address may hold open before their upgrade; more are answered
     503 at once (0: no cap). Behind a proxy every client has the proxy's address: raise it there.
+    ``max_write_buffer_kb``: frames held for one socket whose client does not read fast enough; past it the
+    socket is closed with 4100. ``write_budget_mb``: the same, for all sockets of the process together; past
+    it the sockets holding the most are closed with 4100 first.
     """
 
     header_timeout_seconds: float = Field(default=10.0, gt=0)
     keepalive_seconds: float = Field(default=60.0, gt=0)
     max_pending_per_address: int = Field(default=256, ge=0)
+    max_write_buffer_kb: int = Field(default=4096, ge=64)
+    write_budget_mb: int = Field(default=128, ge=1)
 
 
 class WebhookSettings(_Strict):

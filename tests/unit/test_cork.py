@@ -12,7 +12,7 @@ from typing import cast
 import pytest
 from aiohttp import web
 
-from local_server.transport import MAX_WRITE_BUFFER, SLOW_CONSUMER_CODE, Cork, WsTransport, text_frame
+from local_server.transport import HIGH_WATER, SLOW_CONSUMER_CODE, Cork, WsTransport, text_frame
 from shared.sender.local import LocalSender, Transport
 from shared.types import AppId, SocketId
 
@@ -140,16 +140,85 @@ async def test_a_closing_socket_gets_nothing_more(peers: tuple[Cork, list[Peer]]
     assert b.received() == frames(b"one")
 
 
-async def test_a_socket_past_its_write_bound_is_closed_with_4100(peers: tuple[Cork, list[Peer]]) -> None:
+def back_up(peer: Peer) -> int:
+    """Fill the kernel's buffers and then the transport's: the client reads nothing."""
+    stuffing = b"x" * (4 << 20)
+    peer.ws._transport.write(stuffing)
+    assert peer.ws._transport.get_write_buffer_size() > HIGH_WATER
+    return len(stuffing)
+
+
+async def drain(peer: Peer, want: int, timeout: float = 5.0) -> bytes:
+    """Read as the client until ``want`` bytes have arrived (the pump runs meanwhile)."""
+    data = b""
+    async with asyncio.timeout(timeout):
+        while len(data) < want:
+            data += peer.received()
+            await asyncio.sleep(0.005)
+    return data
+
+
+async def test_frames_for_a_backed_up_socket_are_held_and_follow_once_it_reads(
+    peers: tuple[Cork, list[Peer]],
+) -> None:
     cork, (a, b, _) = peers
-    a.ws._transport.write(b"x" * (MAX_WRITE_BUFFER + (4 << 20)))  # its client reads nothing
-    assert a.ws._transport.get_write_buffer_size() > MAX_WRITE_BUFFER - 1024
-    fan(cork, [a, b], b"more")
+    stuffed = back_up(a)
+    fan(cork, [a, b], b"one")
+    a.ws.write(b"two")
+    await next_iteration()
+    assert b.received() == frames(b"one")
+    assert cork.held == {a.ws} and cork.held_total == len(frames(b"one", b"two"))
+    data = await drain(a, stuffed + len(frames(b"one", b"two")))
+    assert data[stuffed:] == frames(b"one", b"two")
+    assert cork.held_total == 0 and not cork.held
+
+
+async def test_a_socket_holding_more_than_its_bound_is_closed_with_4100(peers: tuple[Cork, list[Peer]]) -> None:
+    cork, (a, b, _) = peers
+    cork.max_socket = 64 * 1024
+    back_up(a)
+    for _ in range(10):
+        fan(cork, [a, b], b"y" * 8000)
+        await next_iteration()
     for _ in range(5):  # the close runs as a task of its own
         await asyncio.sleep(0)
     assert a.ws.closing
     assert cast(ClosingSocket, a.ws.ws).codes == [SLOW_CONSUMER_CODE]
-    assert b.received() == frames(b"more")
+    assert cork.held_total == 0  # what it held is dropped, not sent ahead of the close frame
+    assert len(b.received()) == 10 * len(frames(b"y" * 8000))
+
+
+async def test_over_the_process_budget_the_socket_holding_most_is_closed_first(
+    peers: tuple[Cork, list[Peer]],
+) -> None:
+    cork, (a, b, c) = peers
+    cork.budget = 100_000
+    for peer in (a, b, c):
+        back_up(peer)
+    for _ in range(3):
+        a.ws.write(b"a" * 10_000)  # a falls furthest behind
+    await next_iteration()
+    for _ in range(3):
+        fan(cork, [a, b, c], b"z" * 10_000)
+        await next_iteration()
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert [p.ws.closing for p in (a, b, c)] == [True, False, False]
+    assert cast(ClosingSocket, a.ws.ws).codes == [SLOW_CONSUMER_CODE]
+    assert cork.held_total <= cork.budget
+    assert cork.held == {b.ws, c.ws}
+
+
+async def test_a_close_sends_held_frames_before_the_close_frame(peers: tuple[Cork, list[Peer]]) -> None:
+    cork, (a, _, _) = peers
+    stuffed = back_up(a)
+    a.ws.write(b"goodbye soon")
+    await next_iteration()
+    assert cork.held_total
+    await a.ws.close(4200, "restart")
+    assert cork.held_total == 0
+    assert cast(ClosingSocket, a.ws.ws).codes == [4200]
+    assert (await drain(a, stuffed + len(frames(b"goodbye soon"))))[stuffed:] == frames(b"goodbye soon")
 
 
 async def test_the_local_senders_broadcast_goes_through_the_cork(peers: tuple[Cork, list[Peer]]) -> None:
