@@ -45,7 +45,7 @@ from shared.sender.redis import RedisSender
 from shared.services import DriverError
 from shared.settings import Settings
 from shared.store.redis import RedisChannelStore
-from shared.types import AppId, SocketId
+from shared.types import AppId, ChannelName, SocketId, UserId
 
 log = logging.getLogger("sockless.cluster")
 
@@ -53,6 +53,9 @@ log = logging.getLogger("sockless.cluster")
 # connected: the store records a connection a moment before the server registers its socket.
 ORPHAN_GRACE = 3.0
 RECONCILE_EVERY_SECONDS = 30.0
+# After the node's pub/sub comes back, sockets the store lost are closed only this long after: peers replay
+# the broadcasts they kept for this node every 0.2 s (shared/sender/redis.py), and those come first.
+REPLAY_GRACE = 1.0
 REAP_CONCURRENCY = 32
 STOP_TIMEOUT_SECONDS = 5.0
 _BACKEND_ERRORS = (RedisError, OSError, StoreUnavailable)
@@ -82,7 +85,7 @@ class ClusterNode:
         self.lease_ttl = self.lease_seconds / 2
         self.client: Redis = connect_redis(store_settings.url, cluster_mode=store_settings.cluster_mode)
         self.registry = RedisNodeRegistry(self.client, node_id=self.node_id, prefix=self.prefix)
-        index = NodeIndex()  # the store keeps it, the sender reads it
+        index = self.index = NodeIndex()  # the store keeps it, the sender reads it
         self.store = RedisChannelStore(
             self.client, prefix=self.prefix, node=self.registry, index=index, ttl_seconds=store_settings.ttl_seconds
         )
@@ -96,6 +99,8 @@ class ClusterNode:
             on_gone=self._gone,
             on_relayed=self._relayed,
             on_resubscribed=self._resubscribed,
+            replay_seconds=store_settings.replay_seconds,
+            replay_bytes=store_settings.replay_mb * 1024 * 1024,
         )
         self.engine: Engine | None = None
         self._metrics_registry = registry
@@ -107,6 +112,8 @@ class ClusterNode:
         self._deferred = 0  # orphan candidates too young to judge at the last reconciliation
         self._last_log = 0.0
         self._reconcile_now = asyncio.Event()
+        self._resubscribed_at = 0.0
+        self._run_id = ""  # Redis's run_id: a new one means Redis restarted (empty, unless it persists)
 
     # -- lifecycle -------------------------------------------------------------------------------------
 
@@ -121,6 +128,7 @@ class ClusterNode:
         except _BACKEND_ERRORS as exc:
             raise DriverError(f"redis store unreachable at start-up: {exc}") from exc
         version = tuple(int(p) for p in str(info.get("redis_version", "7.0.0")).split(".")[:2])
+        self._run_id = str(info.get("run_id", ""))
         # Sharded pub/sub (SPUBLISH/SSUBSCRIBE) arrived in Redis 7.0.
         self.sender.sharded = version >= (7, 0)
         await self._beat()
@@ -201,10 +209,17 @@ class ClusterNode:
         to a dead node's channel reaches no one)."""
         nodes = await self._registered_nodes()
         nodes.discard(self.node_id)
+        held = self._held_since
+        if held is None or time.monotonic() - held < self.lease_ttl:
+            # Redis may have restarted empty (this node's own lease lapsed): peers re-register within a
+            # heartbeat, and until then the list is incomplete. Keep the peers known so far meanwhile, so their
+            # broadcasts are still published, or kept for replay (shared/sender/redis.py).
+            nodes |= self.sender.peers
         self.sender.peers = nodes
 
     async def _resubscribed(self) -> None:
         """Back on pub/sub after an outage: announcements may have been missed, and so may frames."""
+        self._resubscribed_at = time.monotonic()
         with contextlib.suppress(*_BACKEND_ERRORS):
             await self._refresh_peers()
         self._reconcile_now.set()
@@ -314,6 +329,7 @@ class ClusterNode:
 
     async def reconcile(self) -> tuple[int, int]:
         """Make the store and this node's sockets agree; returns (orphans removed, sockets closed)."""
+        restarted = await self._restarted()
         held = {socket_id for socket_id, _ in self.sender.transports()}  # before reading the store
         apps = self.registry.apps | await self.registry.apps_of_node(self.node_id)
         recorded: set[SocketId] = set()
@@ -332,6 +348,14 @@ class ClusterNode:
             if orphans:
                 orphans_removed += await self._disconnect_all(app_id, orphans)
         lost = [(s, t) for s, t in self.sender.transports() if s in held and s not in recorded]
+        if lost:
+            # Peers publish what they kept for this node (shared/sender/redis.py, replay) once it listens
+            # again: let that reach these sockets before they are closed for reconnecting.
+            wait = self._resubscribed_at + REPLAY_GRACE - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+        if lost and restarted:
+            await self._departed([socket_id for socket_id, _ in lost])
         for _socket_id, transport in lost:
             await transport.close(4200, "Cluster state lost, reconnect")
         if orphans_removed or lost:
@@ -342,6 +366,37 @@ class ClusterNode:
                 len(lost),
             )
         return orphans_removed, len(lost)
+
+    async def _restarted(self) -> bool:
+        """Whether Redis restarted since this node last looked (its run_id changed)."""
+        run_id = str((await self.client.info("server")).get("run_id", ""))
+        restarted, self._run_id = run_id != self._run_id, run_id
+        return restarted
+
+    async def _departed(self, sockets: Sequence[SocketId]) -> None:
+        """Redis restarted empty: what these sockets held is gone from the store, without the webhooks a
+        departure sends. Send them now (``member_removed``, ``channel_vacated``), delayed and debounced like any
+        departure (shared/engine/emitter.py): clients that reconnect within ``webhooks.delay_seconds`` cancel
+        them and their re-joins send nothing, and those that do not are reported gone. So a webhook receiver
+        never sees ``member_added`` or ``channel_occupied`` twice without the matching removal between.
+        Several nodes reporting the same channel or member are deduplicated the same way."""
+        assert self.engine is not None
+        engine = self.engine
+        members: dict[tuple[AppId, ChannelName, UserId], None] = {}
+        channels: dict[tuple[AppId, ChannelName], None] = {}
+        for socket_id in sockets:
+            for app_id, channel, user_id in self.index.channels_of(socket_id):
+                channels[(app_id, channel)] = None
+                if user_id is not None:
+                    members[(app_id, channel, user_id)] = None
+        for app_id, channel, user_id in members:
+            app = await engine.apps.by_id(app_id)
+            if app is not None:
+                await engine.webhooks.emit(app, "member_removed", channel, user_id=user_id)
+        for app_id, channel in channels:
+            app = await engine.apps.by_id(app_id)
+            if app is not None:
+                await engine.webhooks.emit(app, "channel_vacated", channel)
 
     async def touch(self) -> None:
         held = {socket_id for socket_id, _ in self.sender.transports()}
@@ -385,6 +440,21 @@ class ClusterCollector(Collector):
         )
         yield CounterMetricFamily(
             "sockless_cluster_connections_reaped", "Connections of dead nodes removed by this node", value=node.reaped
+        )
+        yield GaugeMetricFamily(
+            "sockless_cluster_replay_bytes",
+            "Bytes of channel broadcasts waiting to be published again to peers (Redis down or a peer away)",
+            value=node.sender.pending_bytes,
+        )
+        yield CounterMetricFamily(
+            "sockless_cluster_replay_dropped",
+            "Channel broadcasts given up: older than store.replay_seconds, or for a node that left",
+            value=node.sender.dropped,
+        )
+        yield CounterMetricFamily(
+            "sockless_cluster_publishes_refused",
+            "Channel broadcasts refused (503) because the replay buffer could not take them",
+            value=node.sender.refused,
         )
         yield GaugeMetricFamily(
             "sockless_cluster_listening",

@@ -148,6 +148,10 @@ class StoreSettings(_Strict):
     ttl_seconds: int = Field(default=86400, ge=0)
     lease_seconds: float = Field(default=10.0, gt=0)
     node_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.\-]{1,64}$")
+    # Redis cluster bus (docs/operating-limits.md): a channel broadcast no peer could take yet is kept and
+    # published again for up to replay_seconds, within replay_mb; past either bound publishes are refused (503).
+    replay_seconds: float = Field(default=30.0, gt=0)
+    replay_mb: int = Field(default=64, ge=1)
 
 
 class QueueSettings(_Strict):

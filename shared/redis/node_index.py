@@ -34,6 +34,10 @@ class NodeIndex:
             return None
         return Subscription(user_id=channels[(app_id, channel)])
 
+    def channels_of(self, socket_id: SocketId) -> list[tuple[AppId, ChannelName, UserId | None]]:
+        """The socket's subscriptions on this node, each with its presence member (``None`` elsewhere)."""
+        return [(app_id, channel, user) for (app_id, channel), user in self._channels.get(socket_id, {}).items()]
+
     def join(self, app_id: AppId, socket_id: SocketId, channel: ChannelName, user_id: UserId | None) -> None:
         key = (app_id, channel)
         self._sockets.setdefault(key, set()).add(socket_id)

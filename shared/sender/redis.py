@@ -19,6 +19,17 @@ Wire format, one Redis message: ``B<app>\\n<id>,<id>...\\n<frame>`` (broadcast t
 ``C<app>\\n<channel>\\n<except socket or empty>\\n<frame>`` (broadcast to a channel),
 ``D<app>\\n<id>\\n<code>\\n<reason>`` (disconnect) or ``H<node>`` (a node joined). App ids, socket ids and
 channel names never contain ``\\n``; socket ids never ``,``.
+
+**Replay** (issue #19.4, docs/operating-limits.md). Pub/sub keeps nothing: a channel broadcast published
+while Redis is down, hung, or before a peer has re-subscribed after an outage would be lost for that peer's
+subscribers while the REST publish that caused it was answered 200. So a channel broadcast counts as sent to a
+peer only when ``(S)PUBLISH`` reports a receiver; otherwise it waits in that peer's *replay buffer*, in order
+(later messages for the peer queue behind it), and is published again every ``REPLAY_INTERVAL`` until a
+receiver takes it. The buffer is bounded by age (``replay_seconds``) and size (``replay_bytes``): while it
+cannot take a new broadcast (full, or holding one older than the bound) the broadcast is refused with
+``StoreUnavailable`` *before* anything is written locally, so a REST publish is answered 503 (Retry-After) and
+a retry duplicates nothing. Messages for a node that left the peer set (reaped) are dropped. Nothing here ever
+waits for Redis on a publisher's behalf: a hung Redis delays delivery to peers, never the answer.
 """
 
 from __future__ import annotations
@@ -27,7 +38,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, Collection, Coroutine, Sequence
 from typing import Any, Protocol
 
@@ -35,6 +46,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from shared.errors import StoreUnavailable
+from shared.ratelog import RateLimitedLog
 from shared.redis.errors import raise_if_cancelling
 from shared.redis.keys import RedisKeys
 from shared.sender.base import Delivery
@@ -42,6 +54,7 @@ from shared.sender.local import Fanout, LocalSender, write_each
 from shared.types import AppId, ChannelName, SocketId
 
 log = logging.getLogger("sockless.cluster")
+replay_log = RateLimitedLog(log)
 
 # Called with sockets a peer routed here that this node does not hold (the engine cleans them up).
 GoneHandler = Callable[[AppId, Sequence[SocketId]], Coroutine[Any, Any, None]]
@@ -73,6 +86,11 @@ _RELEASED_MAX = 100_000
 _LOG_EVERY_SECONDS = 10.0
 # Batches sent or waiting for their turn before channel broadcasts wait for theirs (backpressure).
 _MAX_BATCHES_IN_FLIGHT = 64
+BACKPRESSURE_WAIT = 1.0  # seconds a channel broadcast may wait for Redis to catch up, at most
+REPLAY_INTERVAL = 0.2  # seconds between attempts to publish what the replay buffer holds
+REPLAY_SECONDS = 30.0
+REPLAY_BYTES = 64 * 1024 * 1024
+_REPLAY_CHUNK = 512 * 1024  # bytes of one peer's buffer sent in one message (an ``M`` batch)
 
 
 def _batched(messages: list[bytes]) -> bytes:
@@ -116,6 +134,9 @@ class RedisSender(LocalSender):
         on_gone: GoneHandler | None = None,
         on_relayed: RelayedHandler | None = None,
         on_resubscribed: Callable[[], Awaitable[None]] | None = None,
+        replay_seconds: float = REPLAY_SECONDS,
+        replay_bytes: int = REPLAY_BYTES,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         super().__init__(fanout)
         self.client = client
@@ -144,6 +165,19 @@ class RedisSender(LocalSender):
         self._batch: asyncio.Future[None] | None = None
         self._sending = asyncio.Lock()
         self._last_log = 0.0
+        # Replay buffer: channel broadcasts no receiver has taken yet, per peer, oldest first.
+        self.replay_seconds = replay_seconds
+        self.replay_bytes = replay_bytes
+        self.clock = clock
+        self._pending: dict[str, deque[tuple[float, bytes]]] = {}
+        # Since when each peer has not taken what it was sent (cleared when it takes something again).
+        self._stalled: dict[str, float] = {}
+        self.pending_bytes = 0
+        self.dropped = 0  # broadcasts given up: older than replay_seconds, or for a node that left
+        self.refused = 0  # broadcasts refused because the buffer could not take them
+        self.bus_down = False  # the last publish failed: new broadcasts go straight to the buffer
+        self._replayer: asyncio.Task[None] | None = None
+        self._in_flight: dict[asyncio.Task[None], float] = {}  # batches not yet answered by Redis, since when
 
     def holds(self, socket_id: SocketId) -> bool:
         return socket_id in self._sockets
@@ -206,6 +240,12 @@ class RedisSender(LocalSender):
         50 socket writes: under load many events share it, and the receiving node handles a batch in one go,
         so its cork coalesces those events' frames per socket as a single node would.
         """
+        batch = self._outbox_put(messages)
+        if wait or len(self._batches) > _MAX_BATCHES_IN_FLIGHT:
+            # Shielded: a caller cancelled while waiting must not cancel the batch the others wait for.
+            await asyncio.shield(batch)
+
+    def _outbox_put(self, messages: dict[str, bytes]) -> asyncio.Future[None]:
         outbox = self._outbox
         batch = self._batch
         if not outbox or batch is None:
@@ -214,22 +254,24 @@ class RedisSender(LocalSender):
             loop.call_soon(self._send_outbox, batch)
         for node, message in messages.items():
             outbox.setdefault(node, []).append(message)
-        if wait or len(self._batches) > _MAX_BATCHES_IN_FLIGHT:
-            # Shielded: a caller cancelled while waiting must not cancel the batch the others wait for.
-            await asyncio.shield(batch)
+        return batch
 
     def _send_outbox(self, batch: asyncio.Future[None]) -> None:
         outbox, self._outbox = self._outbox, {}
         batch.add_done_callback(_retrieve)  # nobody may be waiting any more (cancelled callers)
         task = asyncio.get_running_loop().create_task(self._send_batch(outbox, batch))
         self._batches.add(task)
-        task.add_done_callback(self._batches.discard)
+        self._in_flight[task] = self.clock()  # a hung Redis shows here first (see can_take)
+        task.add_done_callback(self._batch_done)
+
+    def _batch_done(self, task: asyncio.Task[None]) -> None:
+        self._batches.discard(task)
+        self._in_flight.pop(task, None)
 
     async def _send_batch(self, outbox: dict[str, list[bytes]], batch: asyncio.Future[None]) -> None:
-        payloads = {node: queued[0] if len(queued) == 1 else _batched(queued) for node, queued in outbox.items()}
         try:
             async with self._sending:  # FIFO: batches reach Redis in the order they were made
-                await self._publish_now(payloads)
+                await self._send_in_turn(outbox)
         except asyncio.CancelledError:
             batch.cancel()
             raise
@@ -245,12 +287,45 @@ class RedisSender(LocalSender):
             if not batch.done():
                 batch.set_result(None)
 
-    async def _publish_now(self, messages: dict[str, bytes]) -> None:
-        """One message per node; several nodes share one round trip (a pipeline)."""
+    async def _send_in_turn(self, outbox: dict[str, list[bytes]]) -> None:
+        """Publish one batch; channel broadcasts (``C``) no receiver took go to the peer's replay buffer."""
+        payloads: dict[str, list[bytes]] = {}
+        for node, queued in outbox.items():
+            if self.bus_down or node in self._pending:
+                # Behind what the peer's buffer holds (order), or Redis is known to be down: buffer them.
+                replay = [m for m in queued if m[:1] == b"C"]
+                if replay:
+                    self._hold(node, replay)
+                queued = [m for m in queued if m[:1] != b"C"]
+            if queued:
+                payloads[node] = queued
+        if not payloads:
+            return
+        try:
+            received = await self._publish_now({n: q[0] if len(q) == 1 else _batched(q) for n, q in payloads.items()})
+        except (RedisError, OSError):
+            self.bus_down = True
+            for node, queued in payloads.items():
+                if replay := [m for m in queued if m[:1] == b"C"]:
+                    self._hold(node, replay)
+            raise
+        for node, queued in payloads.items():
+            if received.get(node):
+                if node not in self._pending:
+                    self._stalled.pop(node, None)
+            elif replay := [m for m in queued if m[:1] == b"C"]:
+                self._hold(node, replay)  # the peer is not subscribed right now (reconnecting, or dead)
+
+    async def _publish_now(self, messages: dict[str, bytes]) -> dict[str, int]:
+        """One message per node; several nodes share one round trip (a pipeline). Returns how many
+        subscribers each node's channel had (0: nobody took the message)."""
         if len(messages) == 1:
             ((node, message),) = messages.items()
             channel = self.keys.node_channel(node)
-            await (self.client.spublish(channel, message) if self.sharded else self.client.publish(channel, message))
+            count = await (
+                self.client.spublish(channel, message) if self.sharded else self.client.publish(channel, message)
+            )
+            received = {node: int(count or 0)}
         else:
             async with self.client.pipeline(transaction=False) as pipe:
                 for node, message in messages.items():
@@ -259,8 +334,10 @@ class RedisSender(LocalSender):
                         pipe.spublish(channel, message)
                     else:
                         pipe.publish(channel, message)
-                await pipe.execute()
+                counts = await pipe.execute()
+            received = {node: int(c or 0) for node, c in zip(messages, counts, strict=True)}
         self.published += len(messages)
+        return received
 
     def _failed(self, what: str, exc: Exception) -> None:
         self.errors += 1
@@ -294,18 +371,124 @@ class RedisSender(LocalSender):
     ) -> Delivery:
         """Write this node's subscribers of ``channel`` and have every peer write its own (see the module
         docstring). ``sent`` counts this node's writes; each peer counts its own (``on_relayed``)."""
+        peers = self.peers
+        message = b"C" + f"{app_id}\n{channel}\n{except_socket or ''}\n".encode() + frame if peers else b""
+        if peers and not self.can_take(len(message) * len(peers)):
+            # Refused before any local write: the caller's retry (a REST publish answered 503) duplicates nothing.
+            self.refused += 1
+            raise StoreUnavailable("cluster bus unavailable: the replay buffer cannot take more")
         sockets = self.index.sockets(app_id, channel)
         local = await LocalSender.broadcast(self, app_id, sockets, frame, except_socket) if sockets else None
         # Sockets in the index but no longer registered are closing: their removal is already under way.
         sent = local.sent if local is not None else 0
-        peers = self.peers
         if not peers:
             return Delivery(sent=sent)
-        message = b"C" + f"{app_id}\n{channel}\n{except_socket or ''}\n".encode() + frame
         # Not awaited: batches go out in order, so the peers still get this node's events in order, and a
-        # REST publish or a client event need not wait a Redis round trip (a failure is logged by the batch).
-        await self._publish(dict.fromkeys(peers, message), wait=False)
+        # REST publish or a client event need not wait a Redis round trip. What no peer took is replayed.
+        batch = self._queue(dict.fromkeys(peers, message))
+        if batch is not None and len(self._batches) > _MAX_BATCHES_IN_FLIGHT:
+            # Redis is slower than the publishers: slow them down, but never for longer than BACKPRESSURE_WAIT
+            # (a hung Redis must not hold a REST publish; what it cannot take now is replayed).
+            with contextlib.suppress(TimeoutError, RedisError, OSError):
+                await asyncio.wait_for(asyncio.shield(batch), BACKPRESSURE_WAIT)
         return Delivery(sent=sent)
+
+    # -- replay buffer ---------------------------------------------------------------------------------
+
+    def can_take(self, nbytes: int) -> bool:
+        """Whether the replay buffer can promise delivery of ``nbytes`` more: under its size bound, no peer
+        stalled (not taking what it is sent) and no batch waiting for Redis for ``replay_seconds`` or longer
+        (then the outage is longer than promised)."""
+        since = [*self._stalled.values(), *self._in_flight.values()]
+        if not since:
+            return True
+        if self.pending_bytes + nbytes > self.replay_bytes:
+            return False
+        return self.clock() - min(since) < self.replay_seconds
+
+    def _queue(self, messages: dict[str, bytes]) -> asyncio.Future[None] | None:
+        """A channel broadcast for these peers: into the outbox (its batch is returned), or behind what their
+        buffer already holds."""
+        direct: dict[str, bytes] = {}
+        for node, message in messages.items():
+            if self.bus_down or node in self._pending:
+                self._hold(node, [message])
+            else:
+                direct[node] = message
+        return self._outbox_put(direct) if direct else None
+
+    def _hold(self, node: str, messages: Sequence[bytes], at: float | None = None) -> None:
+        queue = self._pending.get(node)
+        if queue is None:
+            queue = self._pending[node] = deque()
+        when = self.clock() if at is None else at
+        self._stalled.setdefault(node, when)
+        for message in messages:
+            queue.append((when, message))
+            self.pending_bytes += len(message)
+        if self._replayer is None or self._replayer.done():
+            self._replayer = asyncio.get_running_loop().create_task(self._replay(), name="cluster-replay")
+
+    def _expire(self) -> None:
+        """Drop what is older than the bound or meant for a node that left the cluster."""
+        before = self.dropped
+        horizon = self.clock() - self.replay_seconds
+        for node in list(self._pending):
+            queue = self._pending[node]
+            gone = node not in self.peers
+            while queue and (gone or queue[0][0] < horizon):
+                _, message = queue.popleft()
+                self.pending_bytes -= len(message)
+                self.dropped += 1
+            if not queue:
+                del self._pending[node]
+            if gone:
+                self._stalled.pop(node, None)
+        for node in [n for n in self._stalled if n not in self.peers]:
+            del self._stalled[node]
+        if self.dropped > before:
+            replay_log.error(
+                "cluster:replay",
+                "cluster: %d broadcast(s) dropped from the replay buffer (%d so far): older than %.0f s or for a "
+                "node that left",
+                self.dropped - before,
+                self.dropped,
+                self.replay_seconds,
+            )
+
+    async def _replay(self) -> None:
+        """Publish the buffered broadcasts, oldest first, until every peer's buffer is empty."""
+        while self._pending:
+            await asyncio.sleep(REPLAY_INTERVAL)
+            async with self._sending:
+                self._expire()
+                chunks: dict[str, tuple[int, bytes]] = {}
+                for node, queue in self._pending.items():
+                    taken = size = 0
+                    while taken < len(queue) and (taken == 0 or size + len(queue[taken][1]) <= _REPLAY_CHUNK):
+                        size += len(queue[taken][1])
+                        taken += 1
+                    batch = [queue[i][1] for i in range(taken)]
+                    chunks[node] = (taken, batch[0] if taken == 1 else _batched(batch))
+                if not chunks:
+                    continue
+                try:
+                    received = await self._publish_now({node: body for node, (_, body) in chunks.items()})
+                except (RedisError, OSError) as exc:
+                    raise_if_cancelling(exc)
+                    self.bus_down = True
+                    self._failed("replay", exc)
+                    continue
+                self.bus_down = False
+                for node, (taken, _) in chunks.items():
+                    if not received.get(node):
+                        continue  # the peer is not listening (yet): next round
+                    queue = self._pending[node]
+                    for _ in range(taken):
+                        self.pending_bytes -= len(queue.popleft()[1])
+                    if not queue:
+                        del self._pending[node]
+                        self._stalled.pop(node, None)
 
     async def announce(self) -> None:
         """Tell the peers this node exists, so their channel broadcasts include it from now on."""

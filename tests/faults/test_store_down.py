@@ -4,34 +4,35 @@ health check that logs once per interval however often it is called."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import aiohttp
 import pytest
 
 from tests.conftest import DEFAULT_APP
 from tests.faults.helpers import log_lines, metric, signed_params
-from tests.faults.redisproc import RedisProcess
+from tests.redis.conftest import RedisServer
 from tests.serverproc import ServerProcess
 
 pytestmark = pytest.mark.redis
 
 
 @pytest.fixture
-def redis() -> Iterator[RedisProcess]:
-    proc = RedisProcess().start()
+def redis(tmp_path: Path) -> Iterator[RedisServer]:
+    proc = RedisServer(tmp_path).start()
     yield proc
     proc.kill()
 
 
 @pytest.fixture
-def node(redis: RedisProcess) -> Iterator[ServerProcess]:
+def node(redis: RedisServer) -> Iterator[ServerProcess]:
     proc = ServerProcess({"apps": [DEFAULT_APP], "store": {"driver": "redis", "url": redis.url}}).start()
     yield proc
     proc.cleanup()
 
 
 async def test_with_the_store_killed_clients_are_refused_the_protocols_way(
-    redis: RedisProcess, node: ServerProcess
+    redis: RedisServer, node: ServerProcess
 ) -> None:
     async with aiohttp.ClientSession() as http:
         async with http.ws_connect(f"{node.ws_url}/app/app-key?protocol=7") as ws:  # the store is up
@@ -65,14 +66,11 @@ async def test_with_the_store_killed_clients_are_refused_the_protocols_way(
     assert all("cluster" in line for line in log_lines(node, '"level":"ERROR"')), output
 
 
-async def test_connections_work_again_once_the_store_is_back(redis: RedisProcess, node: ServerProcess) -> None:
+async def test_connections_work_again_once_the_store_is_back(redis: RedisServer, node: ServerProcess) -> None:
     redis.kill()
     async with aiohttp.ClientSession() as http:
         async with http.ws_connect(f"{node.ws_url}/app/app-key?protocol=7") as ws:
             assert (await ws.receive_json(timeout=10))["data"]["code"] == 4100
-        restarted = RedisProcess(redis.port).start()  # the same port, empty
-        try:
-            async with http.ws_connect(f"{node.ws_url}/app/app-key?protocol=7") as ws:
-                assert (await ws.receive_json(timeout=10))["event"] == "pusher:connection_established"
-        finally:
-            restarted.kill()
+        redis.start()  # the same port, empty
+        async with http.ws_connect(f"{node.ws_url}/app/app-key?protocol=7") as ws:
+            assert (await ws.receive_json(timeout=10))["event"] == "pusher:connection_established"
