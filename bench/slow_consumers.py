@@ -43,7 +43,7 @@ async def raw_client(port: int, rcvbuf: int | None) -> tuple[asyncio.StreamReade
 
 
 async def main(readers: int, stalled: int, seconds: float) -> None:
-    app = {"id": "app-id", "key": "app-key", "secret": "app-secret"}
+    app = {"id": "100001", "key": "app-key", "secret": "app-secret"}
     server = ServerProcess({"apps": [app]}).start()
     assert server.proc is not None
     pid = server.proc.pid
@@ -61,7 +61,7 @@ async def main(readers: int, stalled: int, seconds: float) -> None:
         base = peak = rss_mb(pid)
         published = 0
         data = "x" * 2000
-        path = "/apps/app-id/batch_events"  # ten 2 KB events per request
+        path = "/apps/100001/batch_events"  # ten 2 KB events per request
         body = json.dumps({"batch": [{"name": "ev", "channel": "feed", "data": data}] * 10}).encode()
         started = time.monotonic()
         async with aiohttp.ClientSession() as http:

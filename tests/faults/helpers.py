@@ -15,7 +15,10 @@ import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
 from shared.auth.signatures import sign_request
+from tests.conftest import DEFAULT_APP
 from tests.serverproc import ServerProcess
+
+APP_ID: str = DEFAULT_APP["id"]
 
 UPGRADE = (
     "GET /app/{key}?protocol=7&client=raw&version=0 HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
@@ -74,7 +77,7 @@ def signed_params(
 async def publish(
     http: aiohttp.ClientSession, server: ServerProcess, channel: str, data: str, timeout: float = 10.0
 ) -> aiohttp.ClientResponse:
-    path = "/apps/app-id/events"
+    path = f"/apps/{APP_ID}/events"
     body = json.dumps({"name": "ev", "channel": channel, "data": data}).encode()
     async with http.post(
         server.url + path,

@@ -14,7 +14,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.faults.helpers import metric, signed_params
+from tests.faults.helpers import APP_ID, metric, signed_params
 from tests.redis.conftest import RedisServer, node_config
 from tests.serverproc import ServerProcess
 
@@ -90,7 +90,7 @@ class Subscriber:
 
 async def publish(http: aiohttp.ClientSession, node: ServerProcess, n: int) -> tuple[int, float, str | None]:
     """Publish event ``n`` to ``feed``: (status, seconds it took, Retry-After)."""
-    path = "/apps/app-id/events"
+    path = f"/apps/{APP_ID}/events"
     body = json.dumps({"name": "ev", "channel": "feed", "data": json.dumps({"n": n})}).encode()
     started = time.monotonic()
     async with http.post(

@@ -12,7 +12,7 @@ import pytest
 
 from tests.conftest import DEFAULT_APP
 from tests.debug.sse import Stream
-from tests.faults.helpers import log_lines, metric, signed_params
+from tests.faults.helpers import APP_ID, log_lines, metric, signed_params
 from tests.serverproc import ServerProcess
 from tests.webhooks.support import Receiver
 
@@ -35,19 +35,19 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
 async def test_bad_rest_signatures_are_one_line_per_interval_and_counted_each(
     console: ServerProcess, http: aiohttp.ClientSession
 ) -> None:
-    path = "/apps/app-id/events"
+    path = f"/apps/{APP_ID}/events"
     body = b'{"name":"e","channel":"c","data":"{}"}'
-    before = await metric(console, REFUSALS, app_id="app-id", kind="rest", code="401")
+    before = await metric(console, REFUSALS, app_id=APP_ID, kind="rest", code="401")
     signatures = []
     for _ in range(30):
         params = signed_params("POST", path, body, secret="not-the-secret")
         signatures.append(params["auth_signature"])
         async with http.post(console.url + path, params=params, data=body) as response:
             assert response.status == 401
-    assert await metric(console, REFUSALS, app_id="app-id", kind="rest", code="401") == before + 30
-    lines = log_lines(console, "refused kind=rest app=app-id client=127.0.0.1 code=401")
+    assert await metric(console, REFUSALS, app_id=APP_ID, kind="rest", code="401") == before + 30
+    lines = log_lines(console, f"refused kind=rest app={APP_ID} client=127.0.0.1 code=401")
     assert len(lines) == 1, console.output()
-    assert "reason=POST /apps/app-id/events: Invalid signature" in lines[0]
+    assert f"reason=POST /apps/{APP_ID}/events: Invalid signature" in lines[0]
     output = console.output()
     assert not any(signature in output for signature in signatures)
 
@@ -80,9 +80,9 @@ async def test_websocket_refusals_name_the_socket_or_the_address(
         )
         while (await ws.receive_json(timeout=5))["event"] != "pusher:error":
             pass
-    line = log_lines(console, f"refused kind=frame app=app-id socket={socket_id} channel=private-x")
+    line = log_lines(console, f"refused kind=frame app={APP_ID} socket={socket_id} channel=private-x")
     assert line and "0" * 64 not in line[0]
-    assert await metric(console, REFUSALS, app_id="app-id", kind="frame") >= 1
+    assert await metric(console, REFUSALS, app_id=APP_ID, kind="frame") >= 1
 
 
 async def test_rest_failures_show_in_the_apps_debug_console(
@@ -91,7 +91,7 @@ async def test_rest_failures_show_in_the_apps_debug_console(
     stream = await Stream.open(http, console.url)
     try:
         assert (await stream.next())["type"] == "hello"
-        path = "/apps/app-id/channels"
+        path = f"/apps/{APP_ID}/channels"
         params = signed_params("GET", path, b"", secret="wrong-secret")
         async with http.get(console.url + path, params=params) as response:
             assert response.status == 401
@@ -132,7 +132,7 @@ async def test_a_failing_webhook_receiver_costs_one_line_per_interval(start_serv
                 await ws.close()
     finally:
         await receiver.stop()
-    failed = await metric(server, "sockless_webhooks_failed_total", app_id="app-id")
+    failed = await metric(server, "sockless_webhooks_failed_total", app_id=APP_ID)
     assert failed >= 60
     assert len(log_lines(server, "webhook to")) <= 3, server.output()
     assert "Traceback" not in server.output()
@@ -140,7 +140,7 @@ async def test_a_failing_webhook_receiver_costs_one_line_per_interval(start_serv
 
 async def test_every_line_stays_one_line(console: ServerProcess, http: aiohttp.ClientSession) -> None:
     """A client cannot forge log lines: control characters in what it sends are masked."""
-    async with http.get(console.url + "/apps/app-id/channels%0Afake%20line") as response:
+    async with http.get(console.url + f"/apps/{APP_ID}/channels%0Afake%20line") as response:
         assert response.status in (401, 404)
     await asyncio.sleep(0)
     assert not any(line.startswith("fake line") for line in console.output().splitlines())

@@ -14,7 +14,7 @@ import pytest
 
 from local_server.transport import CLOSE_WAIT
 from tests.conftest import DEFAULT_APP
-from tests.faults.helpers import metric, next_frame, signed_params, text_frame, upgrade_request
+from tests.faults.helpers import APP_ID, metric, next_frame, signed_params, text_frame, upgrade_request
 from tests.serverproc import ServerProcess
 
 EVENT = "x" * 9_000
@@ -74,7 +74,7 @@ class Stalled:
 
 
 async def publish_batch(http: aiohttp.ClientSession, server: ServerProcess, channel: str) -> None:
-    path = "/apps/app-id/batch_events"
+    path = f"/apps/{APP_ID}/batch_events"
     body = json.dumps({"batch": [{"name": "bulk", "channel": channel, "data": EVENT}] * 10}).encode()
     async with http.post(server.url + path, params=signed_params("POST", path, body), data=body) as response:
         assert response.status == 200, await response.text()

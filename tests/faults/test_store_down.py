@@ -10,7 +10,7 @@ import aiohttp
 import pytest
 
 from tests.conftest import DEFAULT_APP
-from tests.faults.helpers import log_lines, metric, signed_params
+from tests.faults.helpers import APP_ID, log_lines, metric, signed_params
 from tests.redis.conftest import RedisServer
 from tests.serverproc import ServerProcess
 
@@ -48,7 +48,7 @@ async def test_with_the_store_killed_clients_are_refused_the_protocols_way(
             assert ws.close_code == 4100
 
         # A REST read: 503 with Retry-After (publishes: test_bus_outage.py).
-        path = "/apps/app-id/channels"
+        path = f"/apps/{APP_ID}/channels"
         async with http.get(node.url + path, params=signed_params("GET", path, b"")) as response:
             assert response.status == 503, await response.text()
             assert response.headers["Retry-After"]
