@@ -118,11 +118,15 @@ async def test_a_hung_redis_delays_no_publish_and_loses_no_acknowledged_event(
         await asyncio.sleep(0.2)
     redis.resume()
 
-    assert slowest < 1.5, f"a publish waited {slowest:.1f} s for a hung Redis"
+    # Under the Redis client's 3 s socket timeout: nothing waited for Redis (before: until it resumed).
+    assert slowest < 2.5, f"a publish waited {slowest:.1f} s for a hung Redis"
     assert acked == set(range(41))  # within the replay bound: every publish is taken
     await here.until_seen(acked, timeout=5)
     await there.until_seen(acked, timeout=30)  # replayed once the bus is back
-    assert there.seen == sorted(there.seen)  # in order
+    # In order. A batch that timed out on the hung Redis may still be run by Redis when it resumes, and is
+    # replayed too: those arrive twice (at least once, docs/operating-limits.md), never out of order first.
+    first = list(dict.fromkeys(there.seen))
+    assert first == sorted(first)
     assert await metric(one, "sockless_cluster_replay_bytes") == 0
     await here.close()
     await there.close()
