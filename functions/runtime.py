@@ -188,14 +188,23 @@ class Container:
 
     def _sender(self, resolver: Any) -> Sender:
         """The management API's sender; a function deployed without the endpoint (the webhooks worker: it
-        delivers webhooks, it never posts to a connection) gets one that refuses to send instead."""
+        delivers webhooks, it never posts to a connection) gets one that refuses to send instead. Posts go
+        through the lean signed sender (shared/sender/management.py) with this container's credentials and
+        region; boto3 stays for the rare management calls (welcome, sweep, pong)."""
         from shared.sender.apigateway import ApiGatewaySender
+        from shared.sender.management import botocore_credentials
 
         if self.management_url is None:
             return NoManagementApi()
         offload = self._offload if self.settings.aws.fanout_function else None
+        session = self.session()
         return ApiGatewaySender(
-            resolver, client=self.management(), offload=offload, chunk_size=self.settings.aws.fanout_chunk_size
+            resolver,
+            endpoint_url=self.management_url,
+            region=self.settings.aws.region or session.region_name,
+            credentials=botocore_credentials(session),
+            offload=offload,
+            chunk_size=self.settings.aws.fanout_chunk_size,
         )
 
     async def _offload(self, chunk: FanoutChunk) -> None:

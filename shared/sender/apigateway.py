@@ -1,14 +1,17 @@
 """``ApiGatewaySender``: frames to API Gateway WebSocket connections through the management API.
 
-Each frame is one ``PostToConnection`` (boto3's ``apigatewaymanagementapi`` client, ``endpoint_url`` =
-``https://{api-id}.execute-api.{region}.amazonaws.com/{stage}``, or the emulator's). Posts run
-concurrently in a bounded thread pool. Outcomes (docs/sources.md#api-gateway-websocket, docs/aws.md#fan-out):
+Each frame is one ``PostToConnection``: a SigV4-signed request on a pool of keep-alive connections on the event
+loop (shared/sender/management.py, shared/http1.py), not a boto3 call in a thread: boto3 spends ~1.1 ms of
+CPU per post, which capped one invocation near 900 posts/s (bench/RESULTS.md "Lean sender"). A broadcast
+runs ``concurrency`` workers that take recipients from one list, each with one request in flight. Outcomes
+(docs/sources.md#api-gateway-websocket, docs/aws.md#fan-out):
 
 - 410 ``GoneException``: the connection is gone; reported in ``Delivery.gone`` so the engine removes it
   with the same effects and webhooks as a ``$disconnect`` (no ghost presence members).
-- 429 ``LimitExceededException`` (the account-wide rate), other throttling, 5xx and network errors:
-  retried with full-jitter exponential backoff, then counted in ``Delivery.failed``, never dropped silently.
-- Any other error (403, payload too large): counted in ``Delivery.failed`` at once and logged.
+- 429 ``LimitExceededException`` (the account-wide rate), other throttling, 5xx, network errors and
+  timeouts: retried with full-jitter exponential backoff by the worker that met them (so a throttled
+  broadcast slows down as a whole), then counted in ``Delivery.failed`` and logged, never dropped silently.
+- Any other error (403, 413 payload too large): counted in ``Delivery.failed`` at once and logged.
 
 Sockets map to connectionIds through a :class:`ConnectionResolver` (the DynamoDB store), in bulk. A
 broadcast larger than ``chunk_size`` with an ``offload`` callable posts the first chunk itself and hands
@@ -21,19 +24,20 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import collections
 import enum
 import logging
 import random
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
-from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from botocore.exceptions import BotoCoreError, ClientError
-
-from shared.aws_io import AwsCaller, error_code, http_status, is_throttling
+from shared.aws_io import THROTTLING_CODES
 from shared.errors import StoreUnavailable
+from shared.http1 import HttpError
 from shared.sender.base import Delivery
+from shared.sender.management import Answer, CredentialSource, ManagementApi, botocore_credentials
+from shared.sigv4 import Credentials, payload_hash
 from shared.types import AppId, SocketId
 
 log = logging.getLogger("sockless.sender")
@@ -88,35 +92,44 @@ class Outcome(enum.Enum):
     FAILED = "failed"
 
 
+def classify(answer: Answer) -> Outcome | None:
+    """The outcome of one answer; ``None`` when it is worth retrying (throttling, 5xx)."""
+    if answer.status < 300:
+        return Outcome.SENT
+    if answer.status == 410 or answer.error == "GoneException":
+        return Outcome.GONE
+    if answer.status == 429 or answer.error in THROTTLING_CODES or answer.status >= 500:
+        return None
+    return Outcome.FAILED
+
+
 class ApiGatewaySender:
     def __init__(
         self,
         resolver: ConnectionResolver,
         *,
-        client: Any | None = None,
         endpoint_url: str | None = None,
         region: str | None = None,
-        max_workers: int = 32,
-        executor: Executor | None = None,
+        credentials: CredentialSource | None = None,
+        api: ManagementApi | None = None,
+        concurrency: int = 64,
+        timeout: float = 5.0,
         max_attempts: int = 6,
         base_delay: float = 0.05,
         max_delay: float = 2.0,
         chunk_size: int = 1000,
         offload: Offload | None = None,
     ) -> None:
-        if client is None and endpoint_url is None:
-            raise ValueError("ApiGatewaySender needs a management API client or its endpoint_url")
+        """``api`` or ``endpoint_url`` (then ``credentials`` default to botocore's provider chain, read once,
+        and ``region`` to the one in the execute-api host name)."""
+        if api is None:
+            if endpoint_url is None:
+                raise ValueError("ApiGatewaySender needs the management API's endpoint_url")
+            source = credentials if credentials is not None else botocore_credentials()
+            api = ManagementApi(endpoint_url, source, region=region, pool_size=concurrency, timeout=timeout)
+        self.api = api
         self._resolver = resolver
-        # Retries are this class's (jittered, counted); botocore's own would multiply them.
-        self._aws = AwsCaller(
-            "apigatewaymanagementapi",
-            client=client,
-            region=region,
-            endpoint_url=endpoint_url,
-            max_workers=max_workers,
-            executor=executor,
-            client_config={"retries": {"total_max_attempts": 1}},
-        )
+        self.concurrency = max(concurrency, 1)
         self.max_attempts = max(max_attempts, 1)
         self.base_delay = base_delay
         self.max_delay = max_delay
@@ -126,28 +139,31 @@ class ApiGatewaySender:
 
     # -- one call, with retries -------------------------------------------------------------------------------
 
-    async def _attempt(self, operation: str, connection_id: str, **kwargs: Any) -> tuple[Outcome | None, str]:
+    async def _attempt(
+        self, method: str, connection_id: str, body: bytes, body_hash: str, credentials: Credentials
+    ) -> tuple[Outcome | None, str]:
         """One call: its outcome, or ``None`` when it is worth retrying; plus what went wrong."""
         try:
-            await self._aws.call(operation, ConnectionId=connection_id, **kwargs)
-        except ClientError as exc:
-            code, status = error_code(exc), http_status(exc)
-            if code == "GoneException" or status == 410:
-                return Outcome.GONE, code
-            if is_throttling(exc):
-                self.throttled += 1
-                return None, code or "429"
-            if status is not None and status >= 500:
-                return None, code or str(status)
-            return Outcome.FAILED, f"{code or status}: {exc}"
-        except BotoCoreError as exc:  # connection reset, timeout: transient
+            answer = await self.api.call(method, connection_id, body, body_hash, credentials)
+        except (HttpError, TimeoutError) as exc:  # connection refused or reset, no answer in time: transient
             return None, type(exc).__name__
-        return Outcome.SENT, ""
+        outcome = classify(answer)
+        if outcome is Outcome.SENT:
+            return outcome, ""
+        problem = answer.error or str(answer.status)
+        if outcome is None and (answer.status == 429 or answer.error in THROTTLING_CODES):
+            self.throttled += 1
+        return outcome, problem
 
-    async def _call(self, operation: str, connection_id: str, **kwargs: Any) -> tuple[Outcome, str]:
+    async def _call(
+        self, method: str, connection_id: str, body: bytes = b"", body_hash: str | None = None,
+        credentials: Credentials | None = None,
+    ) -> tuple[Outcome, str]:  # fmt: skip
+        body_hash = body_hash if body_hash is not None else payload_hash(body)
+        credentials = credentials if credentials is not None else self.api.credentials()
         problem = ""
         for attempt in range(self.max_attempts):
-            outcome, problem = await self._attempt(operation, connection_id, **kwargs)
+            outcome, problem = await self._attempt(method, connection_id, body, body_hash, credentials)
             if outcome is not None:
                 return outcome, problem
             if attempt < self.max_attempts - 1:
@@ -155,7 +171,7 @@ class ApiGatewaySender:
         return Outcome.FAILED, f"{problem} (after {self.max_attempts} attempts)"
 
     async def post(self, connection_id: str, frame: bytes) -> Outcome:
-        outcome, problem = await self._call("post_to_connection", connection_id, Data=frame)
+        outcome, problem = await self._call("POST", connection_id, frame)
         if outcome is Outcome.FAILED:
             log.warning("PostToConnection %s failed: %s", connection_id, problem)
         return outcome
@@ -167,7 +183,7 @@ class ApiGatewaySender:
         connection_id = (await self._resolver.connection_ids(app_id, (socket_id,))).get(socket_id)
         if connection_id is None:
             return False
-        outcome, problem = await self._call("post_to_connection", connection_id, Data=frame)
+        outcome, problem = await self._call("POST", connection_id, frame)
         if outcome is Outcome.FAILED:
             raise StoreUnavailable(f"PostToConnection to socket {socket_id} failed: {problem}")
         return outcome is Outcome.SENT
@@ -218,10 +234,34 @@ class ApiGatewaySender:
         return Delivery(sent=delivery.sent, gone=unknown + delivery.gone, failed=delivery.failed)
 
     async def _deliver(self, recipients: Sequence[tuple[SocketId, str]], frame: bytes) -> Delivery:
-        outcomes = await asyncio.gather(*(self.post(cid, frame) for _, cid in recipients))
+        """Post ``frame`` to every recipient: ``concurrency`` workers share one list, so there is no task per
+        recipient and the frame is hashed once. Failures are logged once per broadcast, with their causes."""
+        if not recipients:
+            return Delivery(sent=0)
+        outcomes: list[Outcome] = [Outcome.FAILED] * len(recipients)
+        problems: collections.Counter[str] = collections.Counter()
+        body_hash, credentials = payload_hash(frame), self.api.credentials()
+        indices = iter(range(len(recipients)))
+
+        async def worker() -> None:
+            for index in indices:
+                outcome, problem = await self._call("POST", recipients[index][1], frame, body_hash, credentials)
+                outcomes[index] = outcome
+                if outcome is Outcome.FAILED:
+                    problems[problem] += 1
+
+        workers = min(self.concurrency, len(recipients))
+        await asyncio.gather(*(worker() for _ in range(workers)))
         gone = tuple(s for (s, _), o in zip(recipients, outcomes, strict=True) if o is Outcome.GONE)
-        sent = sum(o is Outcome.SENT for o in outcomes)
-        return Delivery(sent=sent, gone=gone, failed=len(outcomes) - sent - len(gone))
+        failed = sum(problems.values())
+        if failed:
+            log.warning(
+                "PostToConnection failed for %d of %d recipients: %s",
+                failed,
+                len(recipients),
+                ", ".join(f"{problem} x{n}" for problem, n in problems.most_common()),
+            )
+        return Delivery(sent=len(recipients) - len(gone) - failed, gone=gone, failed=failed)
 
     async def disconnect(self, app_id: AppId, socket_id: SocketId, code: int, reason: str) -> None:
         """``DeleteConnection``: API Gateway always closes with 1000 (docs/sources.md#behaviour), so the Pusher code
@@ -229,12 +269,12 @@ class ApiGatewaySender:
         connection_id = (await self._resolver.connection_ids(app_id, (socket_id,))).get(socket_id)
         if connection_id is None:
             return
-        outcome, problem = await self._call("delete_connection", connection_id)
+        outcome, problem = await self._call("DELETE", connection_id)
         if outcome is Outcome.FAILED:
             raise StoreUnavailable(f"DeleteConnection of socket {socket_id} failed: {problem}")
 
     async def close(self) -> None:
-        await self._aws.close()
+        await self.api.close()
 
     async def check_health(self) -> bool:
         """Always ``True``: the management API has no free health call (a probe would be a billed request);

@@ -1,5 +1,6 @@
 """Fixtures for the AWS drivers: a DynamoDB store on moto with a clock the test moves, and a tiny API
-Gateway management API (``@connections``) on aiohttp that answers like the real one, 410 and 429 included."""
+Gateway management API (``@connections``) on aiohttp that answers like the real one, 410 and 429 included,
+and checks every request's SigV4 signature with botocore's own signer."""
 
 from __future__ import annotations
 
@@ -8,11 +9,18 @@ from collections import defaultdict
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 
+import botocore.auth
 import pytest
 from aiohttp import web
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials as BotoCredentials
 
 from shared.store.dynamodb import DynamoDBChannelStore
+from shared.sigv4 import Credentials
 from tests.aws import backend
+
+# What the senders under test sign with; the management API below accepts nothing else.
+CREDENTIALS = Credentials("AKIDSOCKLESSTEST", "sockless/test+secret", "session-token/+=")
 
 
 class Clock:
@@ -63,6 +71,9 @@ class ManagementApi:
     """
 
     url: str = ""
+    credentials: Credentials = CREDENTIALS
+    region: str = backend.REGION
+    bad_signatures: int = 0
     posts: dict[str, list[bytes]] = field(default_factory=lambda: defaultdict(list))
     deleted: list[str] = field(default_factory=list)
     gone: set[str] = field(default_factory=set)
@@ -72,6 +83,29 @@ class ManagementApi:
     in_flight: int = 0
     max_in_flight: int = 0
     delay: float = 0.0
+
+    def signed_by_us(self, request: web.Request, body: bytes) -> bool:
+        """Recompute the signature with botocore's signer at the request's own X-Amz-Date and compare."""
+        amz_date = request.headers.get("X-Amz-Date", "")
+        creds = self.credentials
+        expected = AWSRequest(method=request.method, url=f"http://{request.host}{request.raw_path}", data=body)
+        expected.headers["X-Amz-Date"] = amz_date
+        if creds.token:
+            expected.headers["X-Amz-Security-Token"] = creds.token
+        expected.context["timestamp"] = amz_date
+        signer = botocore.auth.SigV4Auth(
+            BotoCredentials(creds.access_key, creds.secret_key, creds.token), "execute-api", self.region
+        )
+        canonical = signer.canonical_request(expected)
+        signature = signer.signature(signer.string_to_sign(expected, canonical), expected)
+        signed = signer.signed_headers(signer.headers_to_sign(expected))
+        authorization = (
+            f"AWS4-HMAC-SHA256 Credential={signer.scope(expected)}, SignedHeaders={signed}, Signature={signature}"
+        )
+        return bool(
+            request.headers.get("Authorization") == authorization
+            and request.headers.get("X-Amz-Security-Token") == creds.token
+        )
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         cid = request.match_info["connection_id"]
@@ -84,6 +118,9 @@ class ManagementApi:
             body = await request.read()
         finally:
             self.in_flight -= 1
+        if not self.signed_by_us(request, body):
+            self.bad_signatures += 1
+            return _error(403, "InvalidSignatureException")
         if cid in self.gone:
             return _error(410, "GoneException")
         if self.throttle.get(cid, 0) > 0:

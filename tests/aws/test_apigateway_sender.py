@@ -16,12 +16,13 @@ from shared.sender.apigateway import ApiGatewaySender, FanoutChunk
 from shared.sender.base import Delivery
 from shared.services import build_services
 from shared.settings import AppConfig, Settings
+from shared.sigv4 import Credentials
 from shared.store.base import Connection, Member
 from shared.store.dynamodb import DynamoDBChannelStore
 from shared.types import AppId, ChannelName, SocketId, UserId
 from shared.webhooks.memory import MemoryWebhookQueue
 from tests.aws import backend
-from tests.aws.conftest import Clock, ManagementApi
+from tests.aws.conftest import CREDENTIALS, Clock, ManagementApi
 
 APP = AppId("app-1")
 NEWS = ChannelName("news")
@@ -36,7 +37,12 @@ async def make_sender(
 
     def make(**options: Any) -> ApiGatewaySender:
         options = {"base_delay": 0.005, "max_delay": 0.02, **options}
-        sender = ApiGatewaySender(store, endpoint_url=management_api.url, region=backend.REGION, **options)
+        sender = ApiGatewaySender(
+            store,
+            endpoint_url=management_api.url,
+            region=backend.REGION,
+            **{"credentials": lambda: CREDENTIALS, **options},
+        )
         made.append(sender)
         return sender
 
@@ -68,6 +74,35 @@ async def test_broadcast_posts_the_frame_once_to_every_subscriber_but_the_exclud
     delivery = await make_sender().broadcast(APP, await store.sockets(APP, NEWS), FRAME, except_socket=sockets[0])
     assert delivery == Delivery(sent=4)
     assert dict(management_api.posts) == {f"cid{n}=": [FRAME] for n in range(1, 5)}
+    assert management_api.bad_signatures == 0
+
+
+@pytest.mark.parametrize("connection_id", ["plain", "ends=", "a+b/c=", "x~y_z.-"])
+async def test_connection_ids_are_encoded_in_the_path_and_the_signature_matches(
+    store: DynamoDBChannelStore,
+    clock: Clock,
+    management_api: ManagementApi,
+    make_sender: Callable[..., ApiGatewaySender],
+    connection_id: str,
+) -> None:
+    socket_id = SocketId("1.1")
+    await store.add_connection(Connection(APP, socket_id, clock(), connection_id=connection_id), None)
+    assert await make_sender().send(APP, socket_id, FRAME) is True
+    assert dict(management_api.posts) == {connection_id: [FRAME]}
+
+
+async def test_a_request_signed_with_other_credentials_is_refused_and_counted_as_failed(
+    store: DynamoDBChannelStore,
+    clock: Clock,
+    management_api: ManagementApi,
+    make_sender: Callable[..., ApiGatewaySender],
+) -> None:
+    sockets = await subscribers(store, clock, 2)
+    wrong = Credentials(CREDENTIALS.access_key, "not-the-secret", CREDENTIALS.token)
+    delivery = await make_sender(credentials=lambda: wrong).broadcast(APP, sockets, FRAME)
+    assert delivery == Delivery(sent=0, failed=2)  # 403: not retried
+    assert management_api.bad_signatures == 2
+    assert management_api.posts == {}
 
 
 async def test_posts_run_concurrently_within_the_pool_bound(
@@ -78,7 +113,7 @@ async def test_posts_run_concurrently_within_the_pool_bound(
 ) -> None:
     sockets = await subscribers(store, clock, 20)
     management_api.delay = 0.05
-    delivery = await make_sender(max_workers=6).broadcast(APP, sockets, FRAME)
+    delivery = await make_sender(concurrency=6).broadcast(APP, sockets, FRAME)
     assert delivery.sent == 20
     assert 1 < management_api.max_in_flight <= 6
 
@@ -183,7 +218,9 @@ async def test_recipients_are_resolved_in_bulk_not_one_read_per_socket(
     client, table = dynamodb
     await subscribers(store, clock, 30)
     cold = DynamoDBChannelStore(table, client=client)  # a fresh container: nothing cached
-    sender = ApiGatewaySender(cold, endpoint_url=management_api.url, region=backend.REGION)
+    sender = ApiGatewaySender(
+        cold, endpoint_url=management_api.url, region=backend.REGION, credentials=lambda: CREDENTIALS
+    )
     client.calls.clear()
     sockets = [SocketId(f"{n}.{n}") for n in range(30)]
     assert (await sender.broadcast(APP, sockets, FRAME)).sent == 30
