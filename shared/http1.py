@@ -1,36 +1,42 @@
-"""A lean HTTP/1.1 client on the event loop: a pool of keep-alive connections, one request in flight on each.
+"""A lean HTTP/1.1 client for bursts of small requests to one origin: keep-alive sockets driven by epoll in one
+worker thread, one request in flight per socket.
 
-For the few hot calls of the Lambda path (``@connections`` posts): a request is one ``transport.write`` of
-bytes the caller already formatted, the answer is parsed from the bytes ``data_received`` hands over, and no
-task or thread is created per request. It speaks only what those calls need: ``Content-Length`` and
-``chunked`` responses, ``Connection: close``, TLS through the stdlib ``ssl`` module. No redirects, no
-cookies, no proxies, no compression.
+For the hot calls of the Lambda path (``@connections`` posts): a broadcast is handed to the worker thread as
+one batch; the thread writes each request with one ``send``, reads the answer with one ``recv``, and sends the
+socket's next request at once, with no event-loop callback, future or task per request. TLS goes through
+``ssl.SSLSocket`` (C) in non-blocking mode. It speaks only what those calls need: ``Content-Length`` and
+``chunked`` answers, ``Connection: close``, no redirects, cookies, proxies or compression.
 
-Why not aiohttp or urllib3 (bench/RESULTS.md "Lean sender" has the figures): aiohttp is not in the Lambda
-bundle and importing it costs more than the whole handler's import (its compiled deps would also have to be
-bundled per architecture); urllib3 blocks, so concurrency means threads, and the GIL hand-offs of 64 threads
-cost more CPU than the requests themselves. asyncio and ssl are imported by the runtime anyway.
+Why not asyncio transports, aiohttp or urllib3 (bench/RESULTS.md "Lean sender" has the figures): asyncio's
+TLS layer is Python code run for every record, and its callbacks, futures and task wake-ups cost more than
+building and signing the request; aiohttp is not in the Lambda bundle and costs more to import than the
+whole handler; urllib3 blocks, so concurrency needs one thread per connection and pays GIL hand-offs.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
+import errno
+import heapq
+import itertools
+import select
+import socket
 import ssl
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import cast
 from urllib.parse import urlsplit
 
 
 class HttpError(Exception):
-    """No HTTP answer: connection refused or reset, TLS failure, malformed response, or timeout
-    (``TimeoutError`` is raised for the latter)."""
+    """No HTTP answer: connection refused or reset, TLS failure, malformed answer."""
 
 
 @dataclass(frozen=True, slots=True)
 class Response:
     status: int
-    head: bytes  # the status line and headers, undecoded (callers look up the one header they need)
+    head: bytes  # status line and headers, undecoded (callers look up the one header they need)
     body: bytes
 
     def header(self, name: bytes) -> bytes | None:
@@ -48,64 +54,31 @@ def header_value(head: bytes, name: bytes) -> bytes | None:
     return head[start : end if end >= 0 else len(head)].strip()
 
 
-class _Connection(asyncio.Protocol):
-    """One keep-alive connection; ``request`` may only be awaited by one caller at a time (the pool's)."""
+# What the caller does with each request of a batch: build its bytes (again for a retry: a fresh signature),
+# and settle it with its answer or error, returning a delay before retrying it, or None when it is done.
+Build = Callable[[int], bytes]
+Settle = Callable[[int, "Response | Exception"], "float | None"]
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
-        self.transport: asyncio.Transport | None = None
+_CONNECTING, _HANDSHAKE, _IDLE, _SENDING, _READING = range(5)
+_IN, _OUT = select.EPOLLIN, select.EPOLLOUT
+
+
+class _Connection:
+    __slots__ = ("buffer", "deadline", "head", "index", "length", "out", "reused", "sock", "state")
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.state = _CONNECTING
         self.buffer = bytearray()
-        self.waiter: asyncio.Future[Response] | None = None
+        self.out = b""  # bytes of the request not written yet
+        self.index = -1  # the request in flight
+        self.reused = False  # an answer came on this connection before (it may have gone stale since)
+        self.deadline = 0.0
         self.head: bytes | None = None
-        self.body_length = -1  # -1: not known yet; -2: chunked
-        self.reusable = True
-        self.used = 0  # requests answered on this connection
-        self.counted = True  # still counted in the pool's open connections
-        self.deadline = 0.0  # loop time by which the answer in flight must have come
+        self.length = -1  # body length; -2: chunked
 
-    # -- asyncio.Protocol --------------------------------------------------------------------------------
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.Transport, transport)  # uvloop's transports are not asyncio's classes
-
-    def data_received(self, data: bytes) -> None:
-        self.buffer += data
-        if self.waiter is None:
-            self.reusable = False  # bytes nobody asked for: the connection is out of step
-            return
-        try:
-            response = self._parse()
-        except (ValueError, IndexError) as exc:
-            self.reusable = False
-            self._fail(HttpError(f"malformed HTTP response: {exc}"))
-            return
-        if response is not None:
-            waiter, self.waiter = self.waiter, None
-            self.used += 1
-            if not waiter.done():
-                waiter.set_result(response)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.reusable = False
-        if self.waiter is not None:
-            self._fail(HttpError(f"connection closed: {exc or 'by the server'}"))
-
-    # -- one exchange ------------------------------------------------------------------------------------
-
-    def _fail(self, exc: Exception) -> None:
-        waiter, self.waiter = self.waiter, None
-        if waiter is not None and not waiter.done():
-            waiter.set_exception(exc)
-
-    def send(self, request: bytes) -> asyncio.Future[Response]:
-        assert self.transport is not None and self.waiter is None
-        self.buffer.clear()
-        self.head, self.body_length = None, -1
-        self.waiter = self.loop.create_future()
-        self.transport.write(request)
-        return self.waiter
-
-    def _parse(self) -> Response | None:
+    def parse(self) -> Response | None:
+        """The answer, once complete; raises ``ValueError`` on a malformed one."""
         buffer = self.buffer
         if self.head is None:
             end = buffer.find(b"\r\n\r\n")
@@ -115,28 +88,30 @@ class _Connection(asyncio.Protocol):
             del buffer[: end + 4]
             if head[:5] != b"HTTP/" or head[8:9] != b" ":
                 raise ValueError(head[:40].decode("latin-1"))
-            status = int(head[9:12])
-            if 100 <= status < 200:  # 100 Continue: an interim answer, the real one follows
-                return self._parse() if buffer else None
-            self.head = head
+            if head[9:10] == b"1":  # 1xx: an interim answer, the real one follows
+                return self.parse()
             lower = head.lower()
-            if b"\r\nconnection: close" in lower or head[:8] == b"HTTP/1.0":
-                self.reusable = False
             if b"\r\ntransfer-encoding: chunked" in lower:
-                self.body_length = -2
+                self.length = -2
             else:
                 length = header_value(head, b"content-length")
-                self.body_length = int(length) if length is not None else 0
-        head = self.head
-        if self.body_length == -2:
+                self.length = int(length) if length is not None else 0
+            self.head = head
+        if self.length == -2:
             body = _dechunk(buffer)
             if body is None:
                 return None
+        elif len(buffer) < self.length:
+            return None
         else:
-            if len(buffer) < self.body_length:
-                return None
-            body = bytes(buffer[: self.body_length])
+            body = bytes(buffer[: self.length])
+        head, self.head = self.head, None
+        buffer.clear()
         return Response(int(head[9:12]), head, body)
+
+    def keep_alive(self, response: Response) -> bool:
+        lower = response.head.lower()
+        return b"\r\nconnection: close" not in lower and response.head[:8] != b"HTTP/1.0"
 
 
 def _dechunk(buffer: bytearray) -> bytes | None:
@@ -158,12 +133,13 @@ def _dechunk(buffer: bytearray) -> bytes | None:
 
 
 class Http1Pool:
-    """Up to ``size`` keep-alive connections to one origin (``http://`` or ``https://`` host and port).
+    """Up to ``size`` keep-alive connections to one origin (``http://`` or ``https://`` host and port), kept
+    between batches and used by one worker thread only.
 
-    ``request`` waits for a free connection when all are busy, so the pool also bounds concurrency.
-    A request that fails on a *reused* connection before any byte of an answer arrived is sent once more on
-    a new connection: the server may close an idle keep-alive connection at any time, and the request
-    then never reached it.
+    ``timeout`` covers connecting and each request's answer; a request that gets no answer in time is settled
+    with ``TimeoutError``. A request that fails on a *reused* connection before any byte of an answer arrived
+    is sent again on a new connection without being settled: the server may close an idle keep-alive
+    connection at any time, and the request then never reached it.
     """
 
     def __init__(
@@ -172,7 +148,6 @@ class Http1Pool:
         parts = urlsplit(origin)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"not an http(s) origin: {origin!r}")
-        self.scheme = parts.scheme
         self.hostname = parts.hostname
         self.port = parts.port or (443 if parts.scheme == "https" else 80)
         default_port = self.port == (443 if parts.scheme == "https" else 80)
@@ -182,141 +157,254 @@ class Http1Pool:
         self._ssl: ssl.SSLContext | None = None
         if parts.scheme == "https":
             self._ssl = ssl_context or ssl.create_default_context()
-        self._idle: collections.deque[_Connection] = collections.deque()
-        self._open = 0  # connections open or being opened
-        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._idle: list[_Connection] = []
+        self._address: tuple[int, tuple[str, int]] | None = None
+        self._thread: ThreadPoolExecutor | None = None
         self.connections_made = 0
-        self._closed = False
-        self._busy: set[_Connection] = set()
-        self._tick = max(min(self.timeout / 4, 1.0), 0.01)  # a late answer fails within timeout + tick
-        self._watchdog: asyncio.TimerHandle | None = None
+        self.closed = False
 
-    async def request(self, data: bytes) -> Response:
-        """Send one complete request (``data``: request line, headers with ``Host``, body) and read the answer.
+    # -- the asyncio face ------------------------------------------------------------------------------------
 
-        Raises ``HttpError`` or ``TimeoutError`` (``timeout`` covers connecting, sending and the answer)."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.timeout
-        connection = await self._acquire(loop, deadline)
-        try:
-            reused = connection.used > 0
-            try:
-                return await self._exchange(loop, connection, data, deadline)
-            except HttpError:
-                if not reused or connection.head is not None or loop.time() >= deadline:
-                    raise
-            self._discard(connection)
-            connection = await self._connect(loop, deadline)
-            return await self._exchange(loop, connection, data, deadline)
-        finally:
-            self._release(connection)
-
-    async def _exchange(
-        self, loop: asyncio.AbstractEventLoop, connection: _Connection, data: bytes, deadline: float
-    ) -> Response:
-        # No timer per request (scheduling and cancelling one cost more than parsing the answer): the
-        # watchdog looks at the connections in flight a few times per timeout.
-        connection.deadline = deadline
-        waiter = connection.send(data)
-        self._busy.add(connection)
-        if self._watchdog is None:
-            self._watchdog = loop.call_later(self._tick, self._watch, loop)
-        try:
-            return await waiter
-        finally:
-            self._busy.discard(connection)
-
-    def _watch(self, loop: asyncio.AbstractEventLoop) -> None:
-        now = loop.time()
-        for connection in [c for c in self._busy if c.deadline <= now]:
-            self._busy.discard(connection)
-            if connection.waiter is not None:
-                _expire(connection, connection.waiter)
-        self._watchdog = loop.call_later(self._tick, self._watch, loop) if self._busy else None
-
-    async def _acquire(self, loop: asyncio.AbstractEventLoop, deadline: float) -> _Connection:
-        while True:
-            if self._closed:
-                raise HttpError("pool closed")
-            while self._idle:
-                connection = self._idle.pop()  # most recently used first: the likeliest to be still open
-                if connection.reusable:
-                    return connection
-                self._discard(connection)
-            if self._open < self.size:
-                return await self._connect(loop, deadline)
-            waiter = loop.create_future()
-            self._waiters.append(waiter)
-            timer = loop.call_at(deadline, _expire_wait, waiter)
-            try:
-                await waiter
-            finally:
-                timer.cancel()
-
-    async def _connect(self, loop: asyncio.AbstractEventLoop, deadline: float) -> _Connection:
-        self._open += 1
-        try:
-            async with asyncio.timeout_at(deadline):
-                _, connection = await loop.create_connection(
-                    lambda: _Connection(loop),
-                    self.hostname,
-                    self.port,
-                    ssl=self._ssl,
-                    server_hostname=self.hostname if self._ssl else None,
-                )
-        except OSError as exc:
-            self._open -= 1
-            self._wake()
-            raise HttpError(f"cannot connect to {self.host_header}: {exc}") from exc
-        except BaseException:
-            self._open -= 1
-            self._wake()
-            raise
-        self.connections_made += 1
-        return connection
-
-    def _release(self, connection: _Connection) -> None:
-        if connection.reusable and connection.waiter is None and not self._closed:
-            self._idle.append(connection)
-        else:
-            self._discard(connection)
-            return
-        self._wake()
-
-    def _discard(self, connection: _Connection) -> None:
-        if connection.transport is not None and not connection.transport.is_closing():
-            connection.transport.close()
-        if connection.counted:
-            connection.counted = False
-            self._open -= 1
-        self._wake()
-
-    def _wake(self) -> None:
-        while self._waiters:
-            waiter = self._waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(None)
-                return
+    async def run(self, count: int, build: Build, settle: Settle) -> None:
+        """Run a batch of ``count`` requests in the pool's thread; returns when every one is settled."""
+        if self._thread is None:
+            self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="http1")
+        await asyncio.get_running_loop().run_in_executor(self._thread, self.exchange, count, build, settle)
 
     async def close(self) -> None:
-        self._closed = True
-        if self._watchdog is not None:
-            self._watchdog.cancel()
-            self._watchdog = None
-        while self._idle:
-            self._discard(self._idle.pop())
-        for waiter in self._waiters:
-            if not waiter.done():
-                waiter.set_exception(HttpError("pool closed"))
+        self.closed = True
+        if self._thread is not None:
+            thread, self._thread = self._thread, None
+            await asyncio.get_running_loop().run_in_executor(None, thread.shutdown)
+        for connection in self._idle:
+            connection.sock.close()
+        self._idle.clear()
 
+    # -- the worker thread -----------------------------------------------------------------------------------
 
-def _expire(connection: _Connection, waiter: asyncio.Future[Response]) -> None:
-    if not waiter.done():
-        connection.reusable = False
-        connection.waiter = None
-        waiter.set_exception(TimeoutError("no HTTP answer in time"))
+    def exchange(self, count: int, build: Build, settle: Settle) -> None:
+        """Blocking: send requests ``0 .. count-1``, settle each one, retry those ``settle`` asks to retry.
 
+        A connection that cannot be opened (refused, TLS failure, connect timeout) settles one waiting request
+        with the error, so a dead endpoint costs each request one attempt per connection tried, and the
+        caller's retry policy decides when to give up."""
+        if self.closed:
+            raise HttpError("pool closed")
+        poller = select.epoll()
+        by_fd: dict[int, _Connection] = {}
+        pending = list(range(count - 1, -1, -1))  # a stack: requests go out in order
+        retries: list[tuple[float, int, int]] = []  # (due, sequence, index)
+        sequence = itertools.count()
+        unsettled = count
 
-def _expire_wait(waiter: asyncio.Future[None]) -> None:
-    if not waiter.done():
-        waiter.set_exception(TimeoutError("no free connection in time"))
+        def settle_one(index: int, outcome: Response | Exception) -> None:
+            nonlocal unsettled
+            delay = settle(index, outcome)
+            if delay is None:
+                unsettled -= 1
+            else:
+                heapq.heappush(retries, (time.monotonic() + delay, next(sequence), index))
+
+        def next_index(now: float) -> int | None:
+            if retries and retries[0][0] <= now:
+                return heapq.heappop(retries)[2]
+            return pending.pop() if pending else None
+
+        def drop(connection: _Connection) -> None:
+            fd = connection.sock.fileno()
+            if by_fd.pop(fd, None) is not None:
+                poller.unregister(fd)
+            connection.sock.close()
+
+        def cannot_connect(connection: _Connection, reason: object) -> None:
+            drop(connection)
+            index = next_index(time.monotonic())
+            if index is not None:
+                settle_one(index, HttpError(f"cannot connect to {self.host_header}: {reason}"))
+
+        def fail(connection: _Connection, exc: Exception) -> None:
+            """The connection broke: its request is settled, or sent again if the connection had gone stale."""
+            index = connection.index
+            stale = connection.reused and not connection.buffer and connection.head is None
+            drop(connection)
+            if index < 0:
+                return
+            if stale and not isinstance(exc, TimeoutError):
+                pending.append(index)
+            else:
+                settle_one(index, exc)
+
+        def start(connection: _Connection) -> None:
+            """Send the next request on an idle connection, or leave it idle."""
+            fd = connection.sock.fileno()
+            while True:
+                now = time.monotonic()
+                index = next_index(now)
+                if index is None:
+                    connection.state, connection.index = _IDLE, -1
+                    poller.modify(fd, 0)
+                    return
+                try:
+                    data = build(index)
+                except Exception as exc:  # a request that cannot be built fails alone
+                    settle_one(index, exc)
+                    continue
+                break
+            connection.index, connection.deadline, connection.out = index, now + self.timeout, data
+            connection.state = _SENDING
+            write(connection)
+
+        def write(connection: _Connection) -> None:
+            try:
+                sent = connection.sock.send(connection.out)
+            except (ssl.SSLWantWriteError, ssl.SSLWantReadError, BlockingIOError):
+                sent = 0
+            except OSError as exc:
+                fail(connection, HttpError(f"send failed: {exc}"))
+                return
+            connection.out = connection.out[sent:]
+            if connection.out:
+                poller.modify(connection.sock.fileno(), _OUT)
+            else:
+                connection.state = _READING
+                poller.modify(connection.sock.fileno(), _IN)
+
+        def read(connection: _Connection) -> None:
+            sock = connection.sock
+            try:
+                data = sock.recv(65536)
+                while isinstance(sock, ssl.SSLSocket) and sock.pending():
+                    data += sock.recv(65536)
+            except (ssl.SSLWantReadError, ssl.SSLWantWriteError, BlockingIOError):
+                return
+            except OSError as exc:
+                fail(connection, HttpError(f"recv failed: {exc}"))
+                return
+            if not data:
+                fail(connection, HttpError("connection closed by the server"))
+                return
+            connection.buffer += data
+            try:
+                response = connection.parse()
+            except (ValueError, IndexError) as exc:
+                fail(connection, HttpError(f"malformed HTTP answer: {exc}"))
+                return
+            if response is None:
+                return
+            index, connection.index, connection.reused = connection.index, -1, True
+            keep = connection.keep_alive(response)
+            if not keep:
+                drop(connection)
+            settle_one(index, response)
+            if keep:
+                start(connection)
+
+        def handshake(connection: _Connection) -> None:
+            sock = connection.sock
+            try:
+                sock.do_handshake()  # type: ignore[attr-defined]
+            except ssl.SSLWantReadError:
+                poller.modify(sock.fileno(), _IN)
+                return
+            except ssl.SSLWantWriteError:
+                poller.modify(sock.fileno(), _OUT)
+                return
+            except (OSError, ValueError) as exc:
+                cannot_connect(connection, f"TLS handshake failed: {exc}")
+                return
+            start(connection)
+
+        def connected(connection: _Connection) -> None:
+            error = connection.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            if error:
+                cannot_connect(connection, errno.errorcode.get(error, error))
+                return
+            if self._ssl is None:
+                start(connection)
+                return
+            fd = connection.sock.fileno()
+            poller.unregister(fd)
+            del by_fd[fd]
+            connection.sock = self._ssl.wrap_socket(
+                connection.sock, server_hostname=self.hostname, do_handshake_on_connect=False
+            )
+            connection.state = _HANDSHAKE
+            register(connection, _OUT)
+            handshake(connection)
+
+        def register(connection: _Connection, events: int) -> None:
+            by_fd[connection.sock.fileno()] = connection
+            poller.register(connection.sock.fileno(), events)
+
+        def open_connection() -> None:
+            if self._address is None:
+                try:
+                    found = socket.getaddrinfo(self.hostname, self.port, type=socket.SOCK_STREAM)[0]
+                except OSError as exc:
+                    index = next_index(time.monotonic())
+                    if index is not None:
+                        settle_one(index, HttpError(f"cannot resolve {self.hostname}: {exc}"))
+                    return
+                self._address = (int(found[0]), (str(found[4][0]), int(found[4][1])))
+            family, address = self._address
+            sock = socket.socket(family, socket.SOCK_STREAM)
+            sock.setblocking(False)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            connection = _Connection(sock)
+            connection.deadline = time.monotonic() + self.timeout
+            self.connections_made += 1
+            register(connection, _OUT)
+            code = sock.connect_ex(address)
+            if code not in (0, errno.EINPROGRESS):
+                cannot_connect(connection, errno.errorcode.get(code, code))
+
+        try:
+            while self._idle and len(by_fd) < min(self.size, count):
+                reused = self._idle.pop()
+                register(reused, 0)
+                start(reused)
+            while unsettled > 0:
+                now = time.monotonic()
+                due = bool(pending) or bool(retries and retries[0][0] <= now)
+                if due:
+                    for connection in [c for c in by_fd.values() if c.state == _IDLE]:
+                        start(connection)
+                    waiting = len(pending) + sum(1 for r in retries if r[0] <= now)
+                    opening = sum(1 for c in by_fd.values() if c.state in (_CONNECTING, _HANDSHAKE))
+                    for _ in range(min(self.size - len(by_fd), waiting - opening)):
+                        open_connection()
+                    if unsettled <= 0:
+                        break
+                deadlines = [c.deadline for c in by_fd.values() if c.state != _IDLE]
+                if retries:
+                    deadlines.append(retries[0][0])
+                wait = min(max(min(deadlines) - now, 0.0), self.timeout) if deadlines else 0.0
+                for fd, events in poller.poll(wait):
+                    ready = by_fd.get(fd)
+                    if ready is None:
+                        continue
+                    state = ready.state
+                    if state == _READING:
+                        read(ready)
+                    elif state == _SENDING:
+                        write(ready)
+                    elif state == _CONNECTING:
+                        connected(ready)
+                    elif state == _HANDSHAKE:
+                        handshake(ready)
+                    elif events & (select.EPOLLHUP | select.EPOLLERR):
+                        drop(ready)  # an idle connection the server closed
+                now = time.monotonic()
+                for late in [c for c in by_fd.values() if c.state != _IDLE and c.deadline <= now]:
+                    if late.state in (_CONNECTING, _HANDSHAKE):
+                        cannot_connect(late, "timed out")
+                    else:
+                        fail(late, TimeoutError("no HTTP answer in time"))
+        finally:
+            for left in list(by_fd.values()):
+                if left.state == _IDLE and not self.closed:
+                    poller.unregister(left.sock.fileno())
+                    self._idle.append(left)
+                else:
+                    left.sock.close()
+            poller.close()

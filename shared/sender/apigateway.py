@@ -1,16 +1,16 @@
 """``ApiGatewaySender``: frames to API Gateway WebSocket connections through the management API.
 
-Each frame is one ``PostToConnection``: a SigV4-signed request on a pool of keep-alive connections on the event
-loop (shared/sender/management.py, shared/http1.py), not a boto3 call in a thread: boto3 spends ~1.1 ms of
-CPU per post, which capped one invocation near 900 posts/s (bench/RESULTS.md "Lean sender"). A broadcast
-runs ``concurrency`` workers that take recipients from one list, each with one request in flight. Outcomes
+Each frame is one ``PostToConnection``: a SigV4-signed request on a pool of keep-alive connections
+(shared/sender/management.py, shared/http1.py), not a boto3 call: boto3 spends ~1.1 ms of CPU per post,
+which capped one invocation near 900 posts/s (bench/RESULTS.md "Lean sender"). A broadcast is one batch for
+the pool's thread, up to ``concurrency`` requests in flight. Outcomes
 (docs/sources.md#api-gateway-websocket, docs/aws.md#fan-out):
 
 - 410 ``GoneException``: the connection is gone; reported in ``Delivery.gone`` so the engine removes it
   with the same effects and webhooks as a ``$disconnect`` (no ghost presence members).
 - 429 ``LimitExceededException`` (the account-wide rate), other throttling, 5xx, network errors and
-  timeouts: retried with full-jitter exponential backoff by the worker that met them (so a throttled
-  broadcast slows down as a whole), then counted in ``Delivery.failed`` and logged, never dropped silently.
+  timeouts: retried with full-jitter exponential backoff, then counted in ``Delivery.failed`` and logged
+  (one line per broadcast, with the causes), never dropped silently.
 - Any other error (403, 413 payload too large): counted in ``Delivery.failed`` at once and logged.
 
 Sockets map to connectionIds through a :class:`ConnectionResolver` (the DynamoDB store), in bulk. A
@@ -34,10 +34,10 @@ from typing import Any, Protocol
 
 from shared.aws_io import THROTTLING_CODES
 from shared.errors import StoreUnavailable
-from shared.http1 import HttpError
+from shared.http1 import Response
 from shared.sender.base import Delivery
 from shared.sender.management import Answer, CredentialSource, ManagementApi, botocore_credentials
-from shared.sigv4 import Credentials, payload_hash
+from shared.sigv4 import payload_hash
 from shared.types import AppId, SocketId
 
 log = logging.getLogger("sockless.sender")
@@ -137,38 +137,42 @@ class ApiGatewaySender:
         self.offload = offload
         self.throttled = 0  # throttling answers seen (each one retried or counted as failed)
 
-    # -- one call, with retries -------------------------------------------------------------------------------
+    # -- calls, with retries ---------------------------------------------------------------------------------
 
-    async def _attempt(
-        self, method: str, connection_id: str, body: bytes, body_hash: str, credentials: Credentials
-    ) -> tuple[Outcome | None, str]:
-        """One call: its outcome, or ``None`` when it is worth retrying; plus what went wrong."""
-        try:
-            answer = await self.api.call(method, connection_id, body, body_hash, credentials)
-        except (HttpError, TimeoutError) as exc:  # connection refused or reset, no answer in time: transient
-            return None, type(exc).__name__
-        outcome = classify(answer)
-        if outcome is Outcome.SENT:
-            return outcome, ""
-        problem = answer.error or str(answer.status)
-        if outcome is None and (answer.status == 429 or answer.error in THROTTLING_CODES):
-            self.throttled += 1
-        return outcome, problem
+    async def _calls(self, method: str, connection_ids: Sequence[str], body: bytes = b"") -> list[tuple[Outcome, str]]:
+        """One call per connectionId, all in one batch of the pool (up to ``concurrency`` in flight); each
+        one's outcome and what went wrong. Throttling, 5xx and network errors are retried after a full-jitter
+        exponential backoff (the retry waits in the pool, its connection serves other calls meanwhile)."""
+        count = len(connection_ids)
+        results: list[tuple[Outcome, str]] = [(Outcome.FAILED, "not sent")] * count
+        attempts = [0] * count
+        body_hash, credentials = payload_hash(body), self.api.credentials()
 
-    async def _call(
-        self, method: str, connection_id: str, body: bytes = b"", body_hash: str | None = None,
-        credentials: Credentials | None = None,
-    ) -> tuple[Outcome, str]:  # fmt: skip
-        body_hash = body_hash if body_hash is not None else payload_hash(body)
-        credentials = credentials if credentials is not None else self.api.credentials()
-        problem = ""
-        for attempt in range(self.max_attempts):
-            outcome, problem = await self._attempt(method, connection_id, body, body_hash, credentials)
-            if outcome is not None:
-                return outcome, problem
-            if attempt < self.max_attempts - 1:
-                await asyncio.sleep(random.uniform(0, min(self.max_delay, self.base_delay * 2**attempt)))
-        return Outcome.FAILED, f"{problem} (after {self.max_attempts} attempts)"
+        def build(index: int) -> bytes:
+            return self.api.request(method, connection_ids[index], body, body_hash, credentials)
+
+        def settle(index: int, result: Response | Exception) -> float | None:
+            attempts[index] = attempt = attempts[index] + 1
+            if isinstance(result, Exception):  # refused, reset, timed out: transient
+                outcome, problem = None, type(result).__name__
+            else:
+                answer = self.api.answer(result)
+                outcome, problem = classify(answer), answer.error or str(answer.status)
+                if outcome is None and (answer.status == 429 or answer.error in THROTTLING_CODES):
+                    self.throttled += 1
+            if outcome is None:
+                if attempt < self.max_attempts:
+                    return random.uniform(0, min(self.max_delay, self.base_delay * 2 ** (attempt - 1)))
+                outcome, problem = Outcome.FAILED, f"{problem} (after {attempt} attempts)"
+            results[index] = (outcome, "" if outcome is Outcome.SENT else problem)
+            return None
+
+        if count:
+            await self.api.pool.run(count, build, settle)
+        return results
+
+    async def _call(self, method: str, connection_id: str, body: bytes = b"") -> tuple[Outcome, str]:
+        return (await self._calls(method, (connection_id,), body))[0]
 
     async def post(self, connection_id: str, frame: bytes) -> Outcome:
         outcome, problem = await self._call("POST", connection_id, frame)
@@ -234,25 +238,12 @@ class ApiGatewaySender:
         return Delivery(sent=delivery.sent, gone=unknown + delivery.gone, failed=delivery.failed)
 
     async def _deliver(self, recipients: Sequence[tuple[SocketId, str]], frame: bytes) -> Delivery:
-        """Post ``frame`` to every recipient: ``concurrency`` workers share one list, so there is no task per
-        recipient and the frame is hashed once. Failures are logged once per broadcast, with their causes."""
+        """Post ``frame`` to every recipient in one batch; failures are logged once, with their causes."""
         if not recipients:
             return Delivery(sent=0)
-        outcomes: list[Outcome] = [Outcome.FAILED] * len(recipients)
-        problems: collections.Counter[str] = collections.Counter()
-        body_hash, credentials = payload_hash(frame), self.api.credentials()
-        indices = iter(range(len(recipients)))
-
-        async def worker() -> None:
-            for index in indices:
-                outcome, problem = await self._call("POST", recipients[index][1], frame, body_hash, credentials)
-                outcomes[index] = outcome
-                if outcome is Outcome.FAILED:
-                    problems[problem] += 1
-
-        workers = min(self.concurrency, len(recipients))
-        await asyncio.gather(*(worker() for _ in range(workers)))
-        gone = tuple(s for (s, _), o in zip(recipients, outcomes, strict=True) if o is Outcome.GONE)
+        results = await self._calls("POST", [cid for _, cid in recipients], frame)
+        gone = tuple(s for (s, _), (o, _) in zip(recipients, results, strict=True) if o is Outcome.GONE)
+        problems = collections.Counter(p for o, p in results if o is Outcome.FAILED)
         failed = sum(problems.values())
         if failed:
             log.warning(

@@ -1,7 +1,8 @@
 """The API Gateway management API (``@connections``) over the lean HTTP/1.1 pool, signed with SigV4.
 
-One call is one signed request on a keep-alive connection: ``POST`` (PostToConnection, the frame is the
-raw body), ``GET`` (GetConnection) or ``DELETE`` (DeleteConnection) of
+This module builds the requests and reads the answers; shared/http1.py carries them (in batches, on
+keep-alive connections) and the sender decides. One call is one signed request: ``POST`` (PostToConnection,
+the frame is the raw body), ``GET`` (GetConnection) or ``DELETE`` (DeleteConnection) of
 ``{endpoint}/@connections/{connectionId}``, the connectionId percent-encoded as the AWS SDKs do. The answer
 is reduced to what the sender decides on: the status and the ``x-amzn-ErrorType`` code (API Gateway's
 error shape, the same header botocore reads). See the API Gateway developer guide, "Use @connections
@@ -18,8 +19,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from shared.http1 import Http1Pool
-from shared.sigv4 import Credentials, Signer, canonical_path, payload_hash
+from shared.http1 import Http1Pool, Response
+from shared.sigv4 import Credentials, Signer, canonical_path
 
 CredentialSource = Callable[[], Credentials]
 # https://{api-id}.execute-api.{region}.amazonaws.com/{stage}
@@ -119,24 +120,8 @@ class ManagementApi:
             lines.append(f"Content-Length: {len(body)}")
         return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
 
-    async def call(
-        self,
-        method: str,
-        connection_id: str,
-        body: bytes = b"",
-        body_hash: str | None = None,
-        credentials: Credentials | None = None,
-    ) -> Answer:
-        """One call. ``body_hash`` (``payload_hash(body)``) and ``credentials`` may be passed in when many
-        calls share them (a broadcast). Raises ``HttpError``/``TimeoutError`` when no answer came."""
-        data = self.request(
-            method,
-            connection_id,
-            body,
-            body_hash if body_hash is not None else payload_hash(body),
-            credentials if credentials is not None else self.credentials(),
-        )
-        response = await self.pool.request(data)
+    def answer(self, response: Response) -> Answer:
+        """The status and the ``x-amzn-ErrorType`` code of an answer."""
         if response.status < 300:
             return Answer(response.status, "")
         error = response.header(b"x-amzn-errortype") or b""
