@@ -16,7 +16,7 @@ async def _fanout(current: Container, event: dict[str, Any]) -> dict[str, int]:
     if app is None or not isinstance(sender, ApiGatewaySender):
         return {"sent": 0, "gone": 0, "failed": len(chunk.socket_ids)}
     delivery = await sender.deliver(chunk)
-    services.metrics.count("ws_messages_sent", app.id, delivery.sent)
+    services.engine.count_sent(app.id, delivery.sent, delivery.sent * len(chunk.frame), delivery.failed)
     await services.engine.drop_gone(app, delivery.gone)
     return {"sent": delivery.sent, "gone": len(delivery.gone), "failed": delivery.failed}
 

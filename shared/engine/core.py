@@ -262,15 +262,18 @@ class Engine:
         if not sockets:
             return 0
         delivery = await self.sender.broadcast(app.id, sockets, frame, except_socket)
-        self.count_sent(app.id, delivery.sent, delivery.sent * len(frame))
+        self.count_sent(app.id, delivery.sent, delivery.sent * len(frame), delivery.failed)
         if delivery.gone:
             await self.drop_gone(app, delivery.gone)
         return delivery.sent
 
-    def count_sent(self, app_id: AppId, frames: int, nbytes: int) -> None:
-        """Frames written to sockets: what API Gateway bills per message, and the throughput metrics."""
+    def count_sent(self, app_id: AppId, frames: int, nbytes: int, failed: int = 0) -> None:
+        """Frames written to sockets: what API Gateway bills per message, and the throughput metrics; and
+        the frames the sender gave up on (it logged why)."""
         self.metrics.count("ws_messages_sent", app_id, frames)
         self.metrics.count("ws_bytes_sent", app_id, nbytes)
+        if failed:
+            self.metrics.count("ws_messages_failed", app_id, failed)
 
     async def broadcast_channel(
         self, app: AppConfig, channel: ChannelName, frame: bytes, except_socket: SocketId | None = None
@@ -280,7 +283,7 @@ class Engine:
         if self._channel_sender is None:
             return await self.broadcast(app, await self.store.sockets(app.id, channel), frame, except_socket)
         delivery = await self._channel_sender.broadcast_channel(app.id, channel, frame, except_socket)
-        self.count_sent(app.id, delivery.sent, delivery.sent * len(frame))
+        self.count_sent(app.id, delivery.sent, delivery.sent * len(frame), delivery.failed)
         return delivery.sent
 
     async def publish(

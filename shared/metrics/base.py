@@ -9,6 +9,7 @@ CounterName = Literal[
     "disconnections",
     "ws_messages_received",
     "ws_messages_sent",
+    "ws_messages_failed",
     "ws_bytes_received",
     "ws_bytes_sent",
     "http_calls",

@@ -11,6 +11,7 @@ _COUNTERS: dict[str, str] = {
     "disconnections": "Connections closed",
     "ws_messages_received": "WebSocket frames received from clients",
     "ws_messages_sent": "WebSocket frames sent to clients",
+    "ws_messages_failed": "WebSocket frames that could not be sent (throttling or errors outlasting the retries)",
     "ws_bytes_received": "Bytes received from clients",
     "ws_bytes_sent": "Bytes sent to clients",
     "http_calls": "REST API calls received",

@@ -5,6 +5,7 @@ and checks every request's SigV4 signature with botocore's own signer."""
 from __future__ import annotations
 
 import asyncio
+import random
 from collections import defaultdict
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -15,8 +16,8 @@ from aiohttp import web
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials as BotoCredentials
 
-from shared.store.dynamodb import DynamoDBChannelStore
 from shared.sigv4 import Credentials
+from shared.store.dynamodb import DynamoDBChannelStore
 from tests.aws import backend
 
 # What the senders under test sign with; the management API below accepts nothing else.
@@ -66,7 +67,8 @@ class ManagementApi:
     """API Gateway's management API for WebSocket connections, as far as the sender uses it.
 
     Unknown connections are open. ``gone`` answer 410 ``GoneException``; ``throttle[cid] = n`` answers
-    the next n requests for ``cid`` with 429 ``LimitExceededException``; ``fail[cid] = status`` answers
+    the next n requests for ``cid`` with 429 ``LimitExceededException`` (``throttle_fraction``: that share of
+    all requests, at random, as API Gateway's account-wide rate does at scale); ``fail[cid] = status`` answers
     that status every time. ``delay`` holds every answer, to observe concurrency.
     """
 
@@ -83,6 +85,8 @@ class ManagementApi:
     in_flight: int = 0
     max_in_flight: int = 0
     delay: float = 0.0
+    throttle_fraction: float = 0.0  # that share of all requests answers 429, at random (seeded)
+    rng: random.Random = field(default_factory=lambda: random.Random(17))
 
     def signed_by_us(self, request: web.Request, body: bytes) -> bool:
         """Recompute the signature with botocore's signer at the request's own X-Amz-Date and compare."""
@@ -125,6 +129,8 @@ class ManagementApi:
             return _error(410, "GoneException")
         if self.throttle.get(cid, 0) > 0:
             self.throttle[cid] -= 1
+            return _error(429, "LimitExceededException")
+        if self.throttle_fraction and self.rng.random() < self.throttle_fraction:
             return _error(429, "LimitExceededException")
         if cid in self.fail:
             return _error(self.fail[cid], "ForbiddenException" if self.fail[cid] == 403 else "InternalServerError")

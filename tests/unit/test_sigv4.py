@@ -3,6 +3,7 @@ for a fixed clock and fixed credentials, with and without a session token, for t
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 from typing import Any
 
@@ -58,10 +59,9 @@ def what_boto3_sends(credentials: Credentials, operation: str, **kwargs: Any) ->
         return AWSResponse(request.url, 200, {}, None)
 
     client.meta.events.register("before-send", capture)
-    try:
+    # botocore then reads the (absent) raw stream of our canned response: the request is captured by then
+    with contextlib.suppress(AttributeError):
         getattr(client, operation)(**kwargs)
-    except AttributeError:
-        pass  # botocore then reads the (absent) raw stream of our canned response: the request is captured
     return captured[0]
 
 
