@@ -82,6 +82,7 @@ def create_store(
             region=settings.region,
             endpoint_url=settings.endpoint_url,
             max_connection_seconds=aws.max_connection_seconds,
+            sweep_cycle_seconds=aws.stale_after_seconds,
         )
     raise DriverError(f"store driver {settings.driver!r} is not available in this build")
 

@@ -9,10 +9,11 @@ index, written once at connect; each run reads the entries that came due (every 
   removed exactly like a ``$disconnect`` (member_removed to the channel, vacated/member_removed webhooks);
   an entry whose connection was never recorded (a connect that died half-way) is dropped;
 - still open: nothing is written. A live connection costs one GetConnection per cycle and a share of a
-  Query, never a DynamoDB write (docs/cost.md "The sweep").
+  Query, never a DynamoDB write (docs/cost.md#what-was-cut-with-beforeafter).
 
 A 410 on any post (a broadcast, a welcome) already cleans up at once; the sweep bounds how long a ghost
-can live when nothing is posted to it: ``stale_after_seconds`` plus one schedule period (docs/aws.md).
+can live when nothing is posted to it: ``stale_after_seconds`` plus one schedule period
+(docs/aws.md#the-sweep-stale-connections).
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ async def _settle(current: Container, connection: Connection, now: float, gate: 
 
 
 async def sweep(current: Container) -> dict[str, int]:
-    due = await current.connections.sweep_index.due_connections(current.settings.aws.stale_after_seconds)
+    due = await current.connections.sweep_index.due_connections()
     now = time.time()
     gate = asyncio.Semaphore(CONCURRENCY)
     removed = sum(await asyncio.gather(*(_settle(current, c, now, gate) for c in due)))

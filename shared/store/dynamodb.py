@@ -38,7 +38,7 @@ from shared.store.base import (
     Subscription,
 )
 from shared.store.dynamodb_channels import ChannelItems
-from shared.store.dynamodb_sweep import Sweep, entry_key
+from shared.store.dynamodb_sweep import Sweep
 from shared.store.dynamodb_table import (
     CACHE_SK,
     CONN_SK,
@@ -78,6 +78,7 @@ class DynamoDBChannelStore:
         max_workers: int = 16,
         executor: Executor | None = None,
         max_connection_seconds: float = 7200,
+        sweep_cycle_seconds: float = 300,
         id_cache_size: int = 100_000,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -93,7 +94,9 @@ class DynamoDBChannelStore:
         self.ids = ConnectionIds(id_cache_size)
         self.users = UserRegistry(self.db, self.ids)
         self.channel_ops = ChannelItems(self.db, self.ids)
-        self.sweep = Sweep(self.db, clock, max_connection_seconds=max_connection_seconds)
+        self.sweep = Sweep(
+            self.db, clock, max_connection_seconds=max_connection_seconds, cycle_seconds=sweep_cycle_seconds
+        )
         self._clock = clock
 
     # -- connections ------------------------------------------------------------------------------------------
@@ -234,7 +237,7 @@ class DynamoDBChannelStore:
             ExpressionAttributeNames={"#pk": "pk"},
         )
         if forgotten is not None:
-            entry = entry_key(app_id, socket_id, connection.connection_id)
+            entry = self.sweep.entry_key(app_id, socket_id, connection.connection_id)
             await asyncio.gather(self._add_count(app_id, -1), self.db.batch_write(deletes=[entry]))
         return Departure(connection=connection, left=left, user_offline=offline)
 
@@ -297,10 +300,10 @@ class DynamoDBChannelStore:
 
     # -- liveness (dynamodb_sweep) ------------------------------------------------------------------------------
 
-    async def due_connections(self, cycle: float) -> list[Connection]:
-        """Connections the sweep should ask API Gateway about now: each comes up once per ``cycle`` seconds,
-        whatever it does, with no write while it lives (``dynamodb_sweep``)."""
-        return await self.sweep.due(cycle)
+    async def due_connections(self) -> list[Connection]:
+        """Connections the sweep should ask API Gateway about now: each comes up once per sweep cycle
+        (``aws.stale_after_seconds``), whatever it does, with no write while it lives (``dynamodb_sweep``)."""
+        return await self.sweep.due()
 
     async def forget_entry(self, connection: Connection) -> None:
         """Drop the sweep entry of a connection found unrecorded (a connect that died half-way)."""

@@ -5,14 +5,14 @@ by the removal, and never touched in between: a live connection costs no write h
 The entry doubles as the connectionId -> (app, socket) map that ``$default`` and ``$disconnect`` read,
 so a connect writes it instead of a separate ``cid#`` item.
 
-The slot is a hash of the connectionId into :data:`SLOTS` partitions. The sweep walks the slots round a
-cycle of ``cycle`` seconds (``aws.stale_after_seconds``): slot ``i`` is due whenever the clock passes
-``(k * SLOTS + i) * cycle / SLOTS`` for some ``k``. A cursor item records how far the last run got, so
-each run reads just the slots that came due since (one small Query each, eventually consistent: an entry
-written a moment ago is simply checked one cycle later) and every connection is asked about once per
-cycle. A ghost (closed without ``$disconnect``) is therefore found within ``cycle`` + one schedule
-period, or ``cycle`` + :data:`CONNECT_GRACE_SECONDS` + one period when it died in its first seconds
-(docs/dynamodb.md "Stale connections").
+The slot is a hash of the connectionId into :data:`SLOTS` partitions (fewer for cycles under a minute). The
+sweep walks the slots round a cycle of ``cycle`` seconds (``aws.stale_after_seconds``): slot ``i`` is due
+whenever the clock passes ``(k * SLOTS + i) * cycle / SLOTS`` for some ``k``. A cursor item records how
+far the last run got, so each run reads just the slots that came due since (one small Query each,
+eventually consistent: an entry written a moment ago is simply checked one cycle later) and every
+connection is asked about once per cycle. A ghost (closed without ``$disconnect``) is therefore found
+within ``cycle`` + one schedule period, or ``cycle`` + :data:`CONNECT_GRACE_SECONDS` + one period when it
+died in its first seconds (docs/dynamodb.md#stale-connections-the-sweep).
 """
 
 from __future__ import annotations
@@ -29,7 +29,8 @@ from shared.types import AppId, SocketId
 # what cleanup missed, so it runs this long after the connection could have lived.
 TTL_GRACE_SECONDS = 24 * 3600
 # Partitions of the index. 60 keeps each Query small (1 MB holds ~8,000 entries) and a connect storm's
-# writes spread over 60 partition keys.
+# writes spread over 60 partition keys. A cycle shorter than 60 s (tests) gets one slot per second of it, so
+# a run a second reads one slot, not sixty.
 SLOTS = 60
 # A connect writes its entry before its connection item and runs for at most the function's 10 s timeout:
 # younger entries are left for the next cycle, never judged while their connect may still be running.
@@ -37,22 +38,21 @@ CONNECT_GRACE_SECONDS = 15
 CURSOR = key("sweep", "cursor")
 
 
-def slot_of(connection_id: str) -> int:
-    return zlib.crc32(connection_id.encode()) % SLOTS
-
-
-def entry_key(app_id: str, socket_id: str, connection_id: str | None) -> Item:
-    """The entry's key: by connectionId (what ``$default`` looks up); by socket when there is none
-    (stores used outside API Gateway, e.g. the contract tests)."""
-    name = connection_id if connection_id is not None else f"sock#{app_id}#{socket_id}"
-    return key(f"sweep#{slot_of(name)}", name)
-
-
 class Sweep:
-    def __init__(self, table: Table, clock: Callable[[], float], *, max_connection_seconds: float) -> None:
+    def __init__(
+        self, table: Table, clock: Callable[[], float], *, max_connection_seconds: float, cycle_seconds: float = 300
+    ) -> None:
         self.table = table
         self.clock = clock
         self.max_connection_seconds = max_connection_seconds
+        self.cycle = cycle_seconds
+        self.slots = max(1, min(SLOTS, int(cycle_seconds)))
+
+    def entry_key(self, app_id: str, socket_id: str, connection_id: str | None) -> Item:
+        """The entry's key: by connectionId (what ``$default`` looks up); by socket when there is none
+        (stores used outside API Gateway, e.g. the contract tests)."""
+        name = connection_id if connection_id is not None else f"sock#{app_id}#{socket_id}"
+        return key(f"sweep#{zlib.crc32(name.encode()) % self.slots}", name)
 
     def ttl(self, now: float) -> dict[str, str]:
         return n(int(now + self.max_connection_seconds + TTL_GRACE_SECONDS))
@@ -60,7 +60,7 @@ class Sweep:
     def entry(self, connection: Connection) -> Item:
         """The connection's entry: what the sweep needs to ask API Gateway, and the connectionId map."""
         item: Item = {
-            **entry_key(connection.app_id, connection.socket_id, connection.connection_id),
+            **self.entry_key(connection.app_id, connection.socket_id, connection.connection_id),
             "app": s(connection.app_id),
             "sid": s(connection.socket_id),
             "at": n(connection.connected_at),
@@ -71,12 +71,12 @@ class Sweep:
         return item
 
     async def lookup(self, connection_id: str) -> tuple[AppId, SocketId] | None:
-        item = await self.table.get(entry_key("", "", connection_id))
+        item = await self.table.get(self.entry_key("", "", connection_id))
         if item is None:
             return None
         return AppId(text(item, "app") or ""), SocketId(text(item, "sid") or "")
 
-    async def due(self, cycle: float) -> list[Connection]:
+    async def due(self) -> list[Connection]:
         """The connections whose slot came due since the last run (all of them on a first run, or after a
         pause of a whole cycle), except those younger than :data:`CONNECT_GRACE_SECONDS`.
 
@@ -84,15 +84,15 @@ class Sweep:
         ones. An entry whose connection was never recorded (a connect that died half-way) must be dropped
         with :meth:`forget` once its connection is known to be absent.
         """
-        now = self.clock()
+        now, cycle, slots = self.clock(), self.cycle, self.slots
         cursor = await self.table.get(CURSOR)
         since = float(num(cursor, "t")) if cursor is not None else now - cycle
-        first, last = int(max(since, now - cycle) * SLOTS / cycle), int(now * SLOTS / cycle)
+        first, last = int(max(since, now - cycle) * slots / cycle), int(now * slots / cycle)
         if now - since >= cycle:  # a first run, or one cycle or more since the last: every slot
-            first = last - SLOTS
+            first = last - slots
         found: list[Connection] = []
         for tick in range(first + 1, last + 1):
-            for entry in await self.table.query(f"sweep#{tick % SLOTS}", consistent=False):
+            for entry in await self.table.query(f"sweep#{tick % slots}", consistent=False):
                 connected_at = float(num(entry, "at"))
                 if connected_at <= now - CONNECT_GRACE_SECONDS:
                     found.append(
@@ -117,5 +117,5 @@ class Sweep:
     async def forget(self, connection: Connection) -> None:
         """Drop the entry of a connection that is not (or no longer) recorded."""
         await self.table.batch_write(
-            deletes=[entry_key(connection.app_id, connection.socket_id, connection.connection_id)]
+            deletes=[self.entry_key(connection.app_id, connection.socket_id, connection.connection_id)]
         )

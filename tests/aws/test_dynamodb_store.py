@@ -43,7 +43,7 @@ async def sweep(store: DynamoDBChannelStore, open_ids: set[str] = frozenset()) -
     """What ``functions/sweep`` does with the connections that came due, API Gateway holding ``open_ids``:
     the gone ones are removed (and an entry without its connection dropped). Returns the sockets found gone."""
     gone: set[SocketId] = set()
-    for connection in await store.due_connections(300):
+    for connection in await store.due_connections():
         if connection.connection_id in open_ids:
             continue
         await store.remove_connection(connection.app_id, connection.socket_id)
@@ -196,7 +196,7 @@ async def test_a_connect_dying_before_any_request_leaves_nothing_the_sweep_or_a_
     assert await cold.connection_count(APP) == (1 if dies_at in (1, 4) else 2)
     leftovers = [i for i in items(dynamodb) if "1.1" in i["pk"]["S"] + i["sk"]["S"] or "cid-1=" in i["sk"]["S"]]
     assert leftovers == []
-    assert [c.socket_id for c in await cold.due_connections(300)] == []  # nothing came due since
+    assert [c.socket_id for c in await cold.due_connections()] == []  # nothing came due since
     await cold.close()
 
 
@@ -349,7 +349,7 @@ async def test_a_removal_dying_before_any_request_leaves_what_the_next_one_finis
     # After the lease the sweep finds the connection (still claimed) if it is still there; its removal finishes.
     clock.advance(REMOVAL_LEASE_SECONDS + 1)
     remaining = await store.get_connection(APP, a)
-    due = {c.socket_id for c in await store.due_connections(300)}
+    due = {c.socket_id for c in await store.due_connections()}
     if remaining is not None:
         assert a in due
         assert await store.remove_connection(APP, a) is not None
@@ -426,13 +426,13 @@ async def test_every_connection_comes_due_once_per_cycle_and_costs_no_write_whil
     client, _ = dynamodb
     sockets = {await connect(store, clock, n) for n in range(40)}
     clock.advance(30)
-    assert {c.socket_id for c in await store.due_connections(300)} == sockets  # the first run: every slot
+    assert {c.socket_id for c in await store.due_connections()} == sockets  # the first run: every slot
     units = metered(client)
     client.calls.clear()
     seen: list[SocketId] = []
     for _ in range(5):
         clock.advance(60)
-        seen += [c.socket_id for c in await store.due_connections(300)]
+        seen += [c.socket_id for c in await store.due_connections()]
     assert sorted(seen) == sorted(sockets)
     assert units["WRU"] == 5  # the cursor
     assert client.calls.count("query") == 60  # one small Query per slot and cycle
@@ -444,16 +444,16 @@ async def test_a_due_connection_carries_what_the_sweep_asks_api_gateway(
     connection = Connection(app_id=APP, socket_id=sid(1), connected_at=clock(), connection_id="cid-1=")
     assert await store.add_connection(connection, None)
     clock.advance(60)
-    assert await store.due_connections(300) == [connection]
+    assert await store.due_connections() == [connection]
 
 
 async def test_entries_younger_than_a_connect_are_not_judged(store: DynamoDBChannelStore, clock: Clock) -> None:
     """A connect writes its entry before its connection: the sweep must not remove what is still connecting."""
     young = await connect(store, clock, 1)
     clock.advance(5)
-    assert await store.due_connections(300) == []
+    assert await store.due_connections() == []
     clock.advance(300)
-    assert [c.socket_id for c in await store.due_connections(300)] == [young]
+    assert [c.socket_id for c in await store.due_connections()] == [young]
 
 
 async def test_the_sweep_removes_the_gone_and_keeps_the_open(store: DynamoDBChannelStore, clock: Clock) -> None:
