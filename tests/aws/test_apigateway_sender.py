@@ -3,12 +3,14 @@ included) with sockets resolved through the DynamoDB store on moto."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
+from aiohttp import web
 
 from shared.apps.config import ConfigAppStore
 from shared.auth.signatures import sign_channel
@@ -380,3 +382,36 @@ async def test_presence_member_frames_reach_the_other_members(
     added = b'{"event":"pusher_internal:member_added"}'
     assert await make_sender().broadcast(APP, await store.sockets(APP, room), added, except_socket=b) == Delivery(1)
     assert dict(management_api.posts) == {"a=": [added]}
+
+
+async def test_connections_the_server_closed_while_idle_are_replaced_without_costing_an_attempt() -> None:
+    """API Gateway may close a keep-alive connection between two broadcasts: the next post on it goes out again
+    on a new connection, even with a single attempt allowed."""
+    received: list[str] = []
+
+    async def accept(request: web.Request) -> web.Response:
+        received.append(request.match_info["cid"])
+        await request.read()
+        return web.Response(status=200)
+
+    app = web.Application()
+    app.router.add_post("/prod/@connections/{cid}", accept)
+    runner = web.AppRunner(app, access_log=None, keepalive_timeout=0.05)  # closes idle connections at once
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    url = f"http://127.0.0.1:{runner.addresses[0][1]}/prod"
+    sender = ApiGatewaySender(
+        None, endpoint_url=url, region=backend.REGION, credentials=lambda: CREDENTIALS, max_attempts=1
+    )  # type: ignore[arg-type]
+    try:
+        for round_ in range(2):
+            ids = tuple(f"r{round_}c{n}=" for n in range(8))
+            chunk = FanoutChunk(APP, FRAME, tuple(SocketId(f"{n}.1") for n in range(8)), ids)
+            assert await sender.deliver(chunk) == Delivery(sent=8)
+            await asyncio.sleep(0.3)  # the server closes every idle connection meanwhile
+        assert sorted(received) == sorted(f"r{r}c{n}=" for r in range(2) for n in range(8))
+        assert sender.api.pool.connections_made == 16
+    finally:
+        await sender.close()
+        await runner.cleanup()
