@@ -26,7 +26,8 @@ import time
 import aiohttp
 
 from bench.handler_cost import APP, Bench
-from bench.welcome_latency import ROOT, free_port, wait_ready
+from bench.run import free_port
+from bench.welcome_latency import ROOT, wait_ready
 
 
 def start(chunk_size: int) -> tuple[subprocess.Popen[bytes], int]:

@@ -245,8 +245,8 @@ def main(argv: list[str] | None = None) -> int:
         serve(int(argv[1]), *(argv[2:4] if len(argv) >= 4 else (None, None)))
         return 0
     if argv[:1] == ["child"]:
-        _, kind, url, cafile, posts = argv
-        print(json.dumps(measure(kind, url, None if cafile == "-" else cafile, int(posts))))
+        _, kind, origin, ca, posts = argv
+        print(json.dumps(measure(kind, origin, None if ca == "-" else ca, int(posts))))
         return 0
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--posts", type=int, default=4000)

@@ -401,9 +401,10 @@ async def test_connections_the_server_closed_while_idle_are_replaced_without_cos
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     url = f"http://127.0.0.1:{runner.addresses[0][1]}/prod"
+    no_resolver: Any = None  # chunks carry their connectionIds
     sender = ApiGatewaySender(
-        None, endpoint_url=url, region=backend.REGION, credentials=lambda: CREDENTIALS, max_attempts=1
-    )  # type: ignore[arg-type]
+        no_resolver, endpoint_url=url, region=backend.REGION, credentials=lambda: CREDENTIALS, max_attempts=1
+    )
     try:
         for round_ in range(2):
             ids = tuple(f"r{round_}c{n}=" for n in range(8))
