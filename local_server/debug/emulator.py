@@ -13,19 +13,18 @@ from shared.http_api.base import HttpRequest, HttpResponse
 from shared.settings import AppConfig, Settings
 
 if TYPE_CHECKING:
-    from local_server.emulator.aws import Resources
-    from local_server.emulator.gateway import Gateway
+    from local_server.emulator.http_api import HttpApi
     from local_server.emulator.lambdas import LambdaService
 
 
 def emulator_console(
-    settings: Settings, lambdas: LambdaService, gateway: Gateway, resources: Resources
+    settings: Settings, lambdas: LambdaService, http: HttpApi, table_name: str, region: str, moto_url: str
 ) -> DebugConsole:
     """The emulator's console: the same page, fed by the engines of its Lambda "containers" (worker threads
     of this process, which attach to the installed tap when they build their services) and by every
     invocation with its handler and duration. The Event Creator goes through the ``http_api`` function,
     and the channel list is read from the DynamoDB table (in moto) the functions use. Add the routes with
-    ``gateway.public_app(console.add_routes)``."""
+    ``Edge.app(console.add_routes)``."""
     from local_server.emulator import events
     from shared.debug import install
     from shared.limits.memory import MemoryRateLimiter
@@ -34,7 +33,7 @@ def emulator_console(
     tap = DebugTap()
     install(tap)
     lambdas.observer = tap.lambda_invocation
-    store = DynamoDBChannelStore(resources.table_name, region=resources.region, endpoint_url=resources.moto_url)
+    store = DynamoDBChannelStore(table_name, region=region, endpoint_url=moto_url)
 
     async def rest(request: HttpRequest) -> HttpResponse:
         event = events.http_v2(
@@ -44,11 +43,13 @@ def emulator_console(
             headers=dict(request.headers),
             body=request.body,
             source_ip=request.ip or "127.0.0.1",
-            api_id=gateway.api_id,
-            stage=gateway.http_stage,
+            api_id=http.api_id,
+            stage=http.stage,
             domain_name=settings.host,
         )
-        result = await lambdas.invoke(gateway.functions.http_api, event)
+        if http.function is None:
+            return HttpResponse(404, {"error": "the template has no HTTP API function"})
+        result = await lambdas.invoke(http.function, event)
         if not isinstance(result, dict) or "statusCode" not in result:
             return HttpResponse(200, result)
         raw = result.get("body") or ""

@@ -1,14 +1,18 @@
-"""Emulation mode: the local stand-in for API Gateway and Lambda that runs the real ``functions/*`` handlers.
+"""Emulation mode: the synthesized CDK stack run on this machine, with the real ``functions/*`` handlers.
 
-Only endpoint URLs differ from AWS: the handlers get API-Gateway-, SQS- and EventBridge-shaped events,
-read their configuration from the environment, store state in DynamoDB and queue webhooks in SQS (both
-moto in server mode), post frames through the management API and invoke each other through the Lambda
-Invoke API, both served here.
+The emulator reads the CloudFormation template ``cdk synth`` produces (``synth.py``, ``template.py``) and
+runs what it describes: each function with its handler, environment, memory, timeout, concurrency and
+async-invoke configuration; the WebSocket routes and integrations (the MOCK ``pusher:ping`` route
+included); the HTTP API; the table, the queues, the event source mapping and the schedule; and each
+function's IAM policies, enforced on every AWS call (``iam.py``). Only endpoint URLs differ from AWS:
+DynamoDB and SQS are moto in server mode, the management API and the Lambda Invoke API are served here.
+What it cannot follow is printed at start-up (docs/aws.md).
 """
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -22,12 +26,58 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="run the Lambda handlers behind an emulated API Gateway, with DynamoDB and SQS in moto",
     )
-    group.add_argument("--lambda-concurrency", type=int, default=8, help="emulated Lambda containers (default 8)")
+    group.add_argument(
+        "--lambda-concurrency",
+        type=int,
+        default=8,
+        help="containers per function at most (default 8; a lower reserved concurrency in the template wins)",
+    )
     group.add_argument(
         "--sweep-interval",
         type=float,
-        default=60.0,
-        help="seconds between runs of the stale-connection sweep (default 60, like its schedule; 0: never)",
+        default=None,
+        help="seconds between scheduled runs (default: the template's schedule, 1 minute; 0: never)",
+    )
+    group.add_argument(
+        "--replace-handler",
+        action="append",
+        default=[],
+        metavar="HANDLER=MODULE.ATTR",
+        help="run MODULE.ATTR in place of the template's HANDLER (same function: environment, role, limits)",
+    )
+    group.add_argument(
+        "--template",
+        type=Path,
+        default=None,
+        help="a synthesized template to run (e.g. cdk.out/Sockless.template.json); default: synthesize once "
+        "per source state, cached in build/emulator/",
+    )
+    group.add_argument(
+        "--cdk-context",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="CDK context for the synthesized template (as cdk synth -c KEY=VALUE); repeatable",
+    )
+    group.add_argument(
+        "--no-iam", action="store_true", help="do not enforce the functions' IAM policies (on by default)"
+    )
+    group.add_argument(
+        "--throttle-posts",
+        type=float,
+        default=0.0,
+        metavar="SHARE",
+        help="answer this share of @connections calls with 429 TooManyRequestsException (e.g. 0.2)",
+    )
+    group.add_argument(
+        "--cold-start", type=float, default=0.0, metavar="SECONDS", help="init time of each new container"
+    )
+    group.add_argument(
+        "--async-delay",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="time an Event invocation waits in Lambda's queue before it runs",
     )
     group.add_argument(
         "--idle-timeout", type=float, default=600.0, help="close connections idle this long (API Gateway: 600 s)"
@@ -51,6 +101,7 @@ def run(args: argparse.Namespace, settings: Settings) -> None:
     """Run the emulator until SIGTERM/SIGINT (called by ``python -m local_server --emulate-lambda``)."""
     import asyncio
 
+    from local_server.emulator.lambdas import Timings
     from local_server.emulator.server import EmulatorOptions, serve
 
     extra = []
@@ -59,11 +110,29 @@ def run(args: argparse.Namespace, settings: Settings) -> None:
         if not sep or not name or "." not in path:
             raise SystemExit(f"--lambda-function wants NAME=MODULE.ATTR, got {spec!r}")
         extra.append((name, path))
+    replaced = []
+    for spec in args.replace_handler:
+        old, sep, new = spec.partition("=")
+        if not sep or "." not in old or "." not in new:
+            raise SystemExit(f"--replace-handler wants HANDLER=MODULE.ATTR, got {spec!r}")
+        replaced.append((old, new))
+    context = {}
+    for spec in args.cdk_context:
+        key, sep, value = spec.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"--cdk-context wants KEY=VALUE, got {spec!r}")
+        context[key] = value
     options = EmulatorOptions(
         concurrency=args.lambda_concurrency,
         sweep_interval=args.sweep_interval,
         extra_functions=tuple(extra),
         idle_timeout=args.idle_timeout,
         max_connection_seconds=args.max_connection_seconds,
+        template=args.template,
+        replaced_handlers=tuple(replaced),
+        context=context,
+        enforce_iam=not args.no_iam,
+        throttle_posts=args.throttle_posts,
+        timings=Timings(cold_start=args.cold_start, async_delay=args.async_delay),
     )
     asyncio.run(serve(settings, options))

@@ -1,42 +1,84 @@
-"""The Lambda service of the emulator: named functions run in worker threads, one warm "container" each.
+"""The Lambda service of the emulator: the template's functions, each with its own containers.
 
-A worker thread plays a Lambda container: the handler modules keep their per-container state (settings,
-event loop, boto3 clients) per thread, so concurrent invocations never share a loop, and a second
-invocation on the same thread is a warm start, as on AWS. Handlers are imported lazily, by path, the way
-the Lambda runtime resolves ``module.function``.
+A container is a worker thread of the function's own pool (at most its reserved concurrency, else the
+``concurrency`` option), so it only ever runs that one function, as on AWS: the handler modules keep their
+per-container state (settings, event loop, boto3 clients) per thread, and a second invocation on the same
+thread is a warm start. Each container sees its function's environment and nothing else: ``os.environ`` is
+replaced by ``ThreadEnviron``, which gives every Lambda thread the variables the template sets for its
+function plus what the Lambda runtime adds (region, function name, memory, and credentials of the
+function's own: the emulator's IAM check, ``iam.py``, knows the caller by its access key id). Service
+endpoints reach the handlers through ``AWS_ENDPOINT_URL_<SERVICE>``, which botocore reads when a client is
+built without ``endpoint_url``: the handlers' code is the code that runs on AWS.
+
+Asynchronous invocations follow the function's ``EventInvokeConfig`` (retries, maximum event age,
+on-failure destination); an optional queueing delay and cold-start time imitate Lambda's timings.
+``Invocation`` is the one place every invocation passes through (``LambdaService.observers``: the debug
+console, a billing meter).
 """
 
 from __future__ import annotations
 
 import asyncio
 import importlib
+import json
 import logging
+import os
 import threading
 import time
 import traceback
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from local_server.emulator.events import ACCOUNT_ID
+from local_server.emulator.template import ACCOUNT_ID, AsyncConfig, Function
 
 log = logging.getLogger("sockless.emulator")
 
 Handler = Callable[[Any, Any], Any]
 
-# The functions a deployment has, by handler path (CDK uses the same entry points).
-HANDLERS: dict[str, str] = {
-    "connect": "functions.connect.handler.handler",
-    "disconnect": "functions.disconnect.handler.handler",
-    "welcome": "functions.welcome.handler.handler",
-    "message": "functions.message.handler.handler",
-    "fanout": "functions.fanout.handler.handler",
-    "http_api": "functions.http_api.handler.handler",
-    "webhooks": "functions.webhooks.handler.handler",
-    "sweep": "functions.sweep.handler.handler",
-}
+
+class ThreadEnviron(MutableMapping[str, str]):
+    """``os.environ`` with a per-thread view: a Lambda container thread sees its function's variables only;
+    every other thread (the emulator, moto) sees the process environment."""
+
+    def __init__(self, base: MutableMapping[str, str]) -> None:
+        self.base = base
+        self._local = threading.local()
+
+    def _env(self) -> MutableMapping[str, str]:
+        env: MutableMapping[str, str] | None = getattr(self._local, "env", None)
+        return self.base if env is None else env
+
+    def bind(self, env: dict[str, str]) -> None:
+        """Make ``env`` this thread's environment (a container's, for the rest of its life)."""
+        self._local.env = env
+
+    def __getitem__(self, key: str) -> str:
+        return self._env()[key]
+
+    def __setitem__(self, key: str, value: str) -> None:
+        self._env()[key] = value
+
+    def __delitem__(self, key: str) -> None:
+        del self._env()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(self._env()))
+
+    def __len__(self) -> int:
+        return len(self._env())
+
+    def copy(self) -> dict[str, str]:
+        return dict(self._env())
+
+
+def install_thread_environ() -> ThreadEnviron:
+    """Replace ``os.environ`` (once per process) so Lambda threads can each have their own."""
+    if not isinstance(os.environ, ThreadEnviron):
+        os.environ = ThreadEnviron(os.environ)  # type: ignore[assignment]  # noqa: B003  (a view, not a reset)
+    return os.environ  # type: ignore[return-value]
 
 
 @dataclass
@@ -68,11 +110,24 @@ class LambdaContext:
 
 
 class FunctionError(Exception):
-    """The handler raised: what Lambda reports as ``X-Amz-Function-Error: Unhandled``."""
+    """The handler raised (or timed out): what Lambda reports as ``X-Amz-Function-Error: Unhandled``."""
 
     def __init__(self, error_type: str, message: str, trace: list[str]) -> None:
         super().__init__(f"{error_type}: {message}")
         self.payload = {"errorMessage": message, "errorType": error_type, "stackTrace": trace}
+
+
+@dataclass(frozen=True)
+class Invocation:
+    """One finished invocation, as observers see it (on the container's thread)."""
+
+    function: str
+    memory_mb: int
+    wall_ms: float  # billed duration
+    cpu_ms: float
+    error: str | None
+    cold: bool
+    kind: str  # "RequestResponse" or "Event"
 
 
 @dataclass
@@ -81,82 +136,165 @@ class Stats:
     errors: dict[str, int] = field(default_factory=dict)
     cpu_seconds: dict[str, float] = field(default_factory=dict)
     wall_seconds: dict[str, float] = field(default_factory=dict)  # billed duration (GB-s = this x memory)
+    dropped_events: dict[str, int] = field(default_factory=dict)  # async events past their maximum age
+    cold_starts: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Timings:
+    """Lambda timings the emulator can imitate (all 0 by default: fast tests)."""
+
+    cold_start: float = 0.0  # seconds a new container spends before its first invocation
+    async_delay: float = 0.0  # seconds an Event invocation waits in Lambda's queue
+    retry_delays: tuple[float, ...] = (1.0, 2.0)  # between async retries (AWS: ~1 and ~2 minutes)
+
+
+class _Container(threading.local):
+    cold: bool = True
+
+
+class FunctionRuntime:
+    """One function: its configuration, its environment and its pool of containers."""
+
+    def __init__(self, config: Function, env: dict[str, str], concurrency: int, timings: Timings) -> None:
+        self.config = config
+        self.env = env
+        self.timings = timings
+        workers = min(config.reserved_concurrency or concurrency, concurrency)
+        self.pool = ThreadPoolExecutor(
+            max_workers=max(workers, 1), thread_name_prefix=config.name.rsplit("-", 1)[-1], initializer=self._init
+        )
+        self._handler: Handler | None = None
+        self._lock = threading.Lock()
+        self._container = _Container()
+
+    def _init(self) -> None:
+        """A new container: its environment, then the cold start's init time."""
+        environ = os.environ
+        if isinstance(environ, ThreadEnviron):
+            environ.bind(dict(self.env))
+        if self.timings.cold_start > 0:
+            time.sleep(self.timings.cold_start)
+
+    def handler(self) -> Handler:
+        with self._lock:
+            if self._handler is None:
+                module_name, _, attr = self.config.handler.rpartition(".")
+                self._handler = getattr(importlib.import_module(module_name), attr)
+            return self._handler
 
 
 class LambdaService:
-    """Named functions (``{prefix}-{kind}``), invoked synchronously or as events on worker threads."""
+    """The functions of the deployment, invoked synchronously or as events."""
 
-    def __init__(self, *, prefix: str, region: str, concurrency: int = 8) -> None:
-        self.prefix = prefix
+    def __init__(self, *, region: str, concurrency: int = 8, timings: Timings | None = None) -> None:
         self.region = region
-        self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="lambda")
-        self._handlers: dict[str, Handler] = {}
-        self._paths = {self.name(kind): path for kind, path in HANDLERS.items()}
+        self.concurrency = concurrency
+        self.timings = timings or Timings()
+        self.functions: dict[str, FunctionRuntime] = {}
         self._lock = threading.Lock()
         self._pending: set[asyncio.Future[Any]] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
         self.stats = Stats()
-        # Told of every invocation (function name, wall time in ms, error type or None), on the worker
-        # thread that ran it: the debug console's Lambda rows (local_server/debug/emulator.py).
+        # Told of every invocation, on the worker thread that ran it (the debug console's Lambda rows, a
+        # billing meter). ``observer`` is the debug console's (function, wall ms, error).
+        self.observers: list[Callable[[Invocation], None]] = []
         self.observer: Callable[[str, float, str | None], None] | None = None
+        # Where an async invocation's on-failure destination goes (set by the emulator: SQS or Lambda).
+        self.destination: Callable[[str, dict[str, Any]], None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
-    def name(self, kind: str) -> str:
-        return f"{self.prefix}-{kind}"
+    def add(self, config: Function, env: dict[str, str]) -> None:
+        self.functions[config.name] = FunctionRuntime(config, env, self.concurrency, self.timings)
 
-    def register(self, function_name: str, handler_path: str) -> None:
-        """Add a function (e.g. a customer's webhook Lambda) by ``module.attribute`` path."""
-        self._paths[function_name] = handler_path
+    def register(self, function_name: str, handler_path: str, env: dict[str, str] | None = None) -> None:
+        """Add a function outside the stack (e.g. a customer's webhook Lambda) by ``module.attribute`` path;
+        it sees the emulator's own environment unless ``env`` is given."""
+        config = Function(
+            logical_id=function_name,
+            name=function_name,
+            arn=f"arn:aws:lambda:{self.region}:{ACCOUNT_ID}:function:{function_name}",
+            handler=handler_path,
+            environment={},
+            memory_mb=128,
+            timeout_seconds=30.0,
+            reserved_concurrency=None,
+            role="",
+            asynchronous=AsyncConfig(),
+        )
+        self.functions[function_name] = FunctionRuntime(
+            config, env if env is not None else dict(os.environ), self.concurrency, self.timings
+        )
 
     def exists(self, function_name: str) -> bool:
-        return self._resolve_name(function_name) in self._paths
+        return self.resolve_name(function_name) in self.functions
 
     @staticmethod
-    def _resolve_name(name: str) -> str:
+    def resolve_name(name: str) -> str:
         # FunctionName may be a name, a partial or full ARN, each with an optional :qualifier.
         if name.startswith("arn:"):
             parts = name.split(":")
             return parts[6] if len(parts) > 6 else name
         return name.split(":")[0]
 
-    def _handler(self, function_name: str) -> Handler:
-        with self._lock:
-            handler = self._handlers.get(function_name)
-            if handler is None:
-                module_name, _, attr = self._paths[function_name].rpartition(".")
-                handler = getattr(importlib.import_module(module_name), attr)
-                self._handlers[function_name] = handler
-            return handler
-
-    def _run(self, function_name: str, event: Any) -> Any:
-        """Runs on a worker thread: one invocation, exactly as the Lambda runtime would call the handler."""
-        context = LambdaContext(function_name=function_name, region=self.region)
+    def _run(self, function: FunctionRuntime, event: Any, kind: str) -> Any:
+        """Runs on a container thread: one invocation, exactly as the Lambda runtime calls the handler."""
+        config = function.config
+        container = function._container
+        cold, container.cold = container.cold, False
+        context = LambdaContext(
+            function_name=config.name,
+            region=self.region,
+            memory_limit_in_mb=config.memory_mb,
+            timeout_seconds=config.timeout_seconds,
+        )
         cpu = time.thread_time()
         error: str | None = None
         try:
             # An import error is the function's failure too (Runtime.ImportModuleError on AWS).
-            return self._handler(function_name)(event, context)
+            result = function.handler()(event, context)
+            elapsed = time.monotonic() - context.started
+            if elapsed > config.timeout_seconds:
+                # Lambda would have stopped the handler; the emulator cannot stop a thread, so the result
+                # is dropped and the caller sees the timeout, as on AWS.
+                error = "Sandbox.Timedout"
+                raise FunctionError(error, f"Task timed out after {config.timeout_seconds:.2f} seconds", [])
+            return result
+        except FunctionError:
+            raise
         except Exception as exc:
             error = type(exc).__name__
-            with self._lock:
-                self.stats.errors[function_name] = self.stats.errors.get(function_name, 0) + 1
-            log.exception("function %s failed", function_name)
+            log.exception("function %s failed", config.name)
             raise FunctionError(type(exc).__name__, str(exc), traceback.format_tb(exc.__traceback__)) from exc
         finally:
+            wall = time.monotonic() - context.started
+            spent = time.thread_time() - cpu
             with self._lock:
-                self.stats.invocations[function_name] = self.stats.invocations.get(function_name, 0) + 1
-                spent = time.thread_time() - cpu
-                self.stats.cpu_seconds[function_name] = self.stats.cpu_seconds.get(function_name, 0.0) + spent
-                wall = time.monotonic() - context.started
-                self.stats.wall_seconds[function_name] = self.stats.wall_seconds.get(function_name, 0.0) + wall
+                s = self.stats
+                s.invocations[config.name] = s.invocations.get(config.name, 0) + 1
+                s.cpu_seconds[config.name] = s.cpu_seconds.get(config.name, 0.0) + spent
+                s.wall_seconds[config.name] = s.wall_seconds.get(config.name, 0.0) + wall
+                if error is not None:
+                    s.errors[config.name] = s.errors.get(config.name, 0) + 1
+                if cold:
+                    s.cold_starts[config.name] = s.cold_starts.get(config.name, 0) + 1
+            invocation = Invocation(config.name, config.memory_mb, wall * 1000, spent * 1000, error, cold, kind)
+            for observer in self.observers:
+                observer(invocation)
             if self.observer is not None:
-                self.observer(function_name, (time.monotonic() - context.started) * 1000, error)
+                self.observer(config.name, wall * 1000, error)
+
+    def _function(self, function_name: str) -> FunctionRuntime:
+        function = self.functions.get(self.resolve_name(function_name))
+        if function is None:
+            raise KeyError(function_name)
+        return function
 
     async def invoke(self, function_name: str, event: Any) -> Any:
         """``RequestResponse``: wait for the result; raises ``FunctionError`` or ``KeyError`` (no such function)."""
-        name = self._resolve_name(function_name)
-        if name not in self._paths:
-            raise KeyError(function_name)
+        function = self._function(function_name)
         loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(self._pool, self._run, name, event)
+        future = loop.run_in_executor(function.pool, self._run, function, event, "RequestResponse")
         self._pending.add(future)
         try:
             return await future
@@ -164,25 +302,82 @@ class LambdaService:
             self._pending.discard(future)
 
     def invoke_event(self, function_name: str, event: Any) -> None:
-        """``Event``: queue the invocation and return at once; failures are logged (Lambda would retry
-        twice, minutes later, which no handler here relies on)."""
-        name = self._resolve_name(function_name)
-        if name not in self._paths:
-            raise KeyError(function_name)
-        future = asyncio.get_running_loop().run_in_executor(self._pool, self._run, name, event)
-        self._pending.add(future)
-        future.add_done_callback(self._done)
+        """``Event``: queue the invocation and return at once (the caller got 202). Lambda's queue delay,
+        retries and maximum event age are the function's ``EventInvokeConfig``; an event that fails for
+        good goes to the on-failure destination when there is one."""
+        function = self._function(function_name)
+        task = asyncio.get_running_loop().create_task(self._event(function, event, time.monotonic()))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
-    def _done(self, future: asyncio.Future[Any]) -> None:
-        self._pending.discard(future)
-        if not future.cancelled():
-            future.exception()  # retrieved: already logged by _run
+    async def _event(self, function: FunctionRuntime, event: Any, queued: float) -> None:
+        config = function.config.asynchronous
+        if self.timings.async_delay > 0:
+            await asyncio.sleep(self.timings.async_delay)
+        loop = asyncio.get_running_loop()
+        attempt = 0
+        while True:
+            # Waiting for a free container is Lambda's throttled queue: past the maximum age, it is dropped.
+            future = loop.run_in_executor(function.pool, self._aged, function, event, queued, config.max_event_age)
+            self._pending.add(future)
+            try:
+                await future
+                return
+            except _Expired:
+                with self._lock:
+                    name = function.config.name
+                    self.stats.dropped_events[name] = self.stats.dropped_events.get(name, 0) + 1
+                log.warning("event for %s dropped: older than %.0f s", function.config.name, config.max_event_age)
+                self._failed(function, event, "EventAgeExceeded")
+                return
+            except FunctionError as exc:
+                if attempt >= config.max_retries:
+                    self._failed(function, event, str(exc.payload.get("errorType")))
+                    return
+                delay = self.timings.retry_delays[min(attempt, len(self.timings.retry_delays) - 1)]
+                attempt += 1
+                await asyncio.sleep(delay)
+            finally:
+                self._pending.discard(future)
+
+    def _aged(self, function: FunctionRuntime, event: Any, queued: float, max_age: float) -> Any:
+        if time.monotonic() - queued > max_age:
+            raise _Expired
+        return self._run(function, event, "Event")
+
+    def _failed(self, function: FunctionRuntime, event: Any, condition: str) -> None:
+        destination = function.config.asynchronous.on_failure
+        if destination is None or self.destination is None:
+            return
+        record = {
+            "version": "1.0",
+            "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime()),
+            "requestContext": {
+                "requestId": str(uuid.uuid4()),
+                "functionArn": f"{function.config.arn}:$LATEST",
+                "condition": condition,
+                "approximateInvokeCount": 1,
+            },
+            "requestPayload": event,
+        }
+        try:
+            self.destination(destination, json.loads(json.dumps(record, default=str)))
+        except Exception:
+            log.exception("on-failure destination %s of %s failed", destination, function.config.name)
 
     async def drain(self, timeout: float) -> None:
         """Wait for in-flight invocations (they may start others) for at most ``timeout`` seconds."""
         deadline = time.monotonic() + timeout
-        while self._pending and time.monotonic() < deadline:
-            await asyncio.wait(set(self._pending), timeout=max(deadline - time.monotonic(), 0.01))
+        while (self._pending or self._tasks) and time.monotonic() < deadline:
+            waiting: set[Any] = set(self._pending) | set(self._tasks)
+            await asyncio.wait(waiting, timeout=max(deadline - time.monotonic(), 0.01))
 
     def shutdown(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        for task in self._tasks:
+            task.cancel()
+        for function in self.functions.values():
+            function.pool.shutdown(wait=False, cancel_futures=True)
+
+
+class _Expired(Exception):
+    """An async event waited longer than its function's maximum event age."""

@@ -1,25 +1,37 @@
-"""``python -m local_server --emulate-lambda``: API Gateway, Lambda, DynamoDB and SQS on this machine.
+"""``python -m local_server --emulate-lambda``: the synthesized stack, run on this machine.
 
-Start order: moto (DynamoDB + SQS, with the table and queues CDK would create), the "AWS endpoint"
-(management API + Lambda Invoke) on a free port, the functions' environment, then the public port that
-pusher-js and the server SDKs talk to, the SQS event source mapping and the sweep schedule.
+Start order: the template (``synth.py``: cached, or synthesized once), moto (DynamoDB + SQS) and the "AWS
+endpoint" (management API + Lambda Invoke) on free ports, the template loaded against those endpoints
+(``template.py``), the template's tables and queues, its functions each with its own environment and
+credentials (``lambdas.py``) and IAM (``iam.py``), then the public port that pusher-js and the server SDKs
+talk to (CloudFront's routing, ``edge.py``), the event source mappings and the schedules. What the
+emulator does not follow from the template is printed by ``startup_report``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
-import os
 import signal
+import socket
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
-from local_server.emulator import aws, events
-from local_server.emulator.gateway import Functions, Gateway
-from local_server.emulator.lambdas import LambdaService
+from local_server.emulator import aws, events, synth
+from local_server.emulator.edge import Edge
+from local_server.emulator.http_api import HttpApi
+from local_server.emulator.iam import Iam, Principal
+from local_server.emulator.invoke import InvokeApi
+from local_server.emulator.lambdas import LambdaService, Timings, install_thread_environ
+from local_server.emulator.management import ManagementApi
 from local_server.emulator.sqs import EventSourceMapping
+from local_server.emulator.template import Deployment, Endpoints, load
+from local_server.emulator.websocket import Limits, WebSocketApi
 from shared.settings import Settings
 
 log = logging.getLogger("sockless.emulator")
@@ -27,46 +39,40 @@ log = logging.getLogger("sockless.emulator")
 
 @dataclass(frozen=True)
 class EmulatorOptions:
-    concurrency: int = 8  # Lambda containers (worker threads)
-    sweep_interval: float = 60.0  # the EventBridge schedule of the sweep function; 0 disables it
-    stage: str = "prod"  # the WebSocket API stage (the management endpoint's path)
-    http_stage: str = "$default"  # the HTTP API stage (a named one prefixes rawPath)
-    prefix: str = "sockless"  # function, table and queue names
+    concurrency: int = 8  # containers per function at most (fewer when its reserved concurrency is lower)
+    sweep_interval: float | None = None  # seconds between scheduled runs; None: the template's; 0: never
     extra_functions: tuple[tuple[str, str], ...] = ()  # (name, "module.attr"): e.g. webhook Lambda targets
     idle_timeout: float = 600.0  # API Gateway's idle connection timeout
     max_connection_seconds: float = 7200.0  # API Gateway's maximum connection duration
+    replaced_handlers: tuple[tuple[str, str], ...] = ()  # (template handler, "module.attr") e.g. test doubles
+    template: Path | None = None  # a synthesized template to run (default: synthesize or reuse the cache)
+    context: dict[str, Any] = field(default_factory=dict)  # CDK context for the synth (-c key=value)
+    enforce_iam: bool = True
+    throttle_posts: float = 0.0  # share of @connections calls answered 429
+    timings: Timings = field(default_factory=Timings)
 
 
 class Emulator:
     def __init__(self, settings: Settings, options: EmulatorOptions | None = None) -> None:
         self.settings = settings
         self.options = options or EmulatorOptions()
-        self.moto = aws.Moto(settings.host)
+        self.iam = Iam(region=aws.REGION, account=events.ACCOUNT_ID, enforce=self.options.enforce_iam)
+        self.moto = aws.Moto(settings.host, iam=self.iam)
         self.lambdas = LambdaService(
-            prefix=self.options.prefix, region=aws.REGION, concurrency=self.options.concurrency
+            region=aws.REGION, concurrency=self.options.concurrency, timings=self.options.timings
         )
-        for name, path in self.options.extra_functions:
-            self.lambdas.register(name, path)
-        names = self.lambdas.name
-        self.gateway = Gateway(
-            self.lambdas,
-            Functions(
-                connect=names("connect"),
-                disconnect=names("disconnect"),
-                message=names("message"),
-                http_api=names("http_api"),
-            ),
-            stage=self.options.stage,
-            http_stage=self.options.http_stage,
-            idle_timeout=self.options.idle_timeout,
-            max_connection_seconds=self.options.max_connection_seconds,
-        )
+        self.deployment: Deployment | None = None
+        self.websocket: WebSocketApi | None = None
+        self.http: HttpApi | None = None
+        self.management: ManagementApi | None = None
+        self.notes: list[str] = []
         self._runners: list[web.AppRunner] = []
-        self._mapping: EventSourceMapping | None = None
-        self._sweep: asyncio.Task[None] | None = None
+        self._mappings: list[EventSourceMapping] = []
+        self._schedules: list[asyncio.Task[None]] = []
         self._limits: asyncio.Task[None] | None = None
         self.port = settings.port
         self.aws_url = ""
+        self.template_path: Path | None = None
 
     async def _serve(self, app: web.Application, host: str, port: int) -> int:
         runner = web.AppRunner(app, handle_signals=False, access_log=None)
@@ -77,50 +83,113 @@ class Emulator:
         sockets = getattr(site._server, "sockets", None)
         return int(sockets[0].getsockname()[1]) if sockets else port
 
+    def _template(self) -> dict[str, Any]:
+        if self.options.template is not None:
+            self.template_path = self.options.template
+            data: dict[str, Any] = json.loads(self.options.template.read_text(encoding="utf-8"))
+            return data
+        data, self.template_path = synth.template(self.options.context)
+        return data
+
     async def start(self) -> None:
         # moto's request log and botocore's credential notes would drown the handlers' own logs.
         for noisy in ("werkzeug", "botocore", "moto"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
         aws.use_fake_credentials()
+        install_thread_environ()
+        template = await asyncio.to_thread(self._template)
         moto_url = await asyncio.to_thread(self.moto.start)
-        resources = await asyncio.to_thread(aws.create_resources, moto_url, prefix=self.options.prefix)
-        aws_port = await self._serve(self.gateway.aws_app(), self.settings.host, 0)
+        # The AWS endpoint's URL goes into the functions' environment: its port is chosen before it serves.
+        aws_port = _free_port(self.settings.host)
         self.aws_url = f"http://{self.settings.host}:{aws_port}"
-        names = {kind: self.lambdas.name(kind) for kind in ("welcome", "fanout")}
-        env = aws.lambda_environment(
-            self.settings, resources, aws_url=self.aws_url, stage=self.options.stage, function_names=names
+        apps_json = json.dumps([app.model_dump(mode="json") for app in self.settings.apps])
+        deployment = self.deployment = load(template, Endpoints(moto_url, self.aws_url, aws.REGION), apps_json)
+        self.notes = list(deployment.notes)
+        await asyncio.to_thread(aws.create_resources, deployment)
+
+        overlay, overlay_notes = aws.config_overlay(self.settings)
+        self.notes.extend(overlay_notes)
+        replaced = dict(self.options.replaced_handlers)
+        for index, function in enumerate(sorted(deployment.functions.values(), key=lambda f: f.name)):
+            if function.handler in replaced:
+                self.notes.append(f"{function.name}: {function.handler} replaced by {replaced[function.handler]}")
+                function.handler = replaced[function.handler]
+            access_key = f"ASIAEMULATOR{index:08d}"
+            self.iam.add(access_key, Principal(function.name, function.role, tuple(function.statements)))
+            self.lambdas.add(function, aws.function_environment(function, deployment, access_key, overlay))
+        self.notes.extend(self.iam.conditions())
+        for name, path in self.options.extra_functions:
+            self.lambdas.register(name, path)
+        self.lambdas.destination = self._destination
+
+        limits = Limits(
+            idle_timeout=self.options.idle_timeout, max_connection_seconds=self.options.max_connection_seconds
         )
-        # The functions read their configuration from the environment only, as on AWS.
-        for key in [k for k in os.environ if k.startswith("SOCKLESS_")]:
-            del os.environ[key]
-        os.environ.update(env)
-        self._mapping = EventSourceMapping(
-            sqs=aws.client("sqs", moto_url),
-            queue_url=resources.queue_url,
-            queue_arn=resources.queue_arn,
-            function=self.lambdas.name("webhooks"),
-            lambdas=self.lambdas,
-            region=resources.region,
-        )
-        self._mapping.start()
-        if self.options.sweep_interval > 0:
-            self._sweep = asyncio.create_task(self._schedule_sweep(self.options.sweep_interval))
+        self.websocket = WebSocketApi(self.lambdas, deployment.websocket, limits=limits)
+        self.http = HttpApi(self.lambdas, deployment.http, self.websocket.meter)
+        self.management = ManagementApi(self.websocket, self.iam, throttle_rate=self.options.throttle_posts)
+        self.notes.extend(self.websocket.unsupported() + self.http.unsupported())
+        endpoint = web.Application(client_max_size=8 * 1024 * 1024)
+        self.management.add_routes(endpoint)
+        InvokeApi(self.lambdas, self.iam).add_routes(endpoint)
+        await self._serve(endpoint, self.settings.host, aws_port)
+
+        for mapping in deployment.mappings:
+            function = deployment.functions[mapping.function]
+            queue = deployment.queues[mapping.queue_arn]
+            access_key = next(k for k, p in self.iam.principals.items() if p.function == function.name)
+            esm = EventSourceMapping(
+                sqs=_client_as("sqs", moto_url, access_key),
+                queue_url=queue.url,
+                queue_arn=queue.arn,
+                function=function.name,
+                lambdas=self.lambdas,
+                region=aws.REGION,
+                batch_size=mapping.batch_size,
+                report_batch_item_failures=mapping.report_batch_item_failures,
+                pollers=min(mapping.max_concurrency or 2, 2),
+            )
+            esm.start()
+            self._mappings.append(esm)
+        for schedule in deployment.schedules:
+            interval = schedule.seconds if self.options.sweep_interval is None else self.options.sweep_interval
+            if schedule.seconds is None and self.options.sweep_interval is None:
+                self.notes.append(f"schedule {schedule.expression} of {schedule.function} is not emulated")
+                continue
+            if interval and interval > 0:
+                self._schedules.append(asyncio.create_task(self._schedule(schedule.function, interval)))
         shortest = min(self.options.idle_timeout, self.options.max_connection_seconds)
-        self._limits = asyncio.create_task(self.gateway.enforce_limits(min(max(shortest / 4, 0.05), 10.0)))
+        self._limits = asyncio.create_task(self.websocket.enforce_limits(min(max(shortest / 4, 0.05), 10.0)))
         extra_routes = None
         if self.settings.debug_console:  # GET /debug with the Lambda invocations (docs/debug-console.md)
             from local_server.debug.emulator import emulator_console
 
-            extra_routes = emulator_console(self.settings, self.lambdas, self.gateway, resources).add_routes
-        public = self.gateway.public_app(self._with_stats(extra_routes))
+            extra_routes = emulator_console(
+                self.settings, self.lambdas, self.http, deployment.tables[0].name, aws.REGION, moto_url
+            ).add_routes
+        public = Edge(self.websocket, self.http).app(self._with_stats(extra_routes))
         self.port = await self._serve(public, self.settings.host, self.settings.port)
-        log.info("emulating API Gateway + Lambda on %s (AWS endpoint %s, moto %s)", self.port, self.aws_url, moto_url)
+        startup_report(self)
+
+    def _destination(self, arn: str, record: dict[str, Any]) -> None:
+        """An async invocation's on-failure destination: an SQS queue or a Lambda function of the stack."""
+        assert self.deployment is not None
+        queue = self.deployment.queues.get(arn)
+        if queue is not None:
+            aws.client("sqs", self.deployment.endpoints.moto_url).send_message(
+                QueueUrl=queue.url, MessageBody=json.dumps(record)
+            )
+        elif self.lambdas.exists(arn):
+            self.lambdas.invoke_event(arn, record)
+        else:
+            log.warning("on-failure destination %s is not emulated; the record is dropped", arn)
 
     def _with_stats(self, extra_routes: Callable[[web.Application], None] | None) -> Callable[[web.Application], None]:
         """``GET /@emulator/stats``: what a scenario cost in billable units (bench/handler_cost.py)."""
 
         async def stats(_request: web.Request) -> web.Response:
             lambdas = self.lambdas.stats
+            assert self.websocket is not None
             return web.json_response(
                 {
                     "lambda": {
@@ -128,9 +197,18 @@ class Emulator:
                         "errors": lambdas.errors,
                         "cpu_seconds": lambdas.cpu_seconds,
                         "wall_seconds": lambdas.wall_seconds,
+                        "cold_starts": lambdas.cold_starts,
+                        "dropped_events": lambdas.dropped_events,
                     },
-                    "api_gateway": self.gateway.metered(),
+                    "api_gateway": self.websocket.metered(),
                     "aws_requests": dict(self.moto.requests),
+                    "iam": {
+                        "checks": self.iam.checks,
+                        "denied": [
+                            {"function": d.principal.function, "action": d.action, "resource": d.resource}
+                            for d in self.iam.denials
+                        ],
+                    },
                 }
             )
 
@@ -141,12 +219,11 @@ class Emulator:
 
         return add
 
-    async def _schedule_sweep(self, interval: float) -> None:
-        name = self.lambdas.name("sweep")
-        rule = f"arn:aws:events:{aws.REGION}:{events.ACCOUNT_ID}:rule/{name}-schedule"
+    async def _schedule(self, function: str, interval: float) -> None:
+        rule = f"arn:aws:events:{aws.REGION}:{events.ACCOUNT_ID}:rule/{function}-schedule"
         while True:
             await asyncio.sleep(interval)
-            self.lambdas.invoke_event(name, events.scheduled(rule, aws.REGION))
+            self.lambdas.invoke_event(function, events.scheduled(rule, aws.REGION))
 
     async def stop(self) -> None:
         """Stop accepting, close sockets (their ``$disconnect`` runs), let webhooks drain, stop moto."""
@@ -155,24 +232,56 @@ class Emulator:
         if runners:
             for site in list(runners[-1].sites):
                 await site.stop()
-        await self.gateway.close(timeout=grace)
-        for task in (self._sweep, self._limits):
+        if self.websocket is not None:
+            await self.websocket.close(timeout=grace)
+        for task in (*self._schedules, self._limits):
             if task is not None:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
         await self.lambdas.drain(timeout=grace)
-        if self._mapping is not None:
-            await self._mapping.stop()
+        for mapping in self._mappings:
+            await mapping.stop()
         for runner in reversed(runners):
             await runner.cleanup()
         self.lambdas.shutdown()
         await asyncio.to_thread(self.moto.stop)
 
 
+def _free_port(host: str) -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def _client_as(service: str, url: str, access_key: str) -> Any:
+    """A client signing as a function's role (what Lambda's event source poller uses)."""
+    import boto3
+
+    session = boto3.session.Session(
+        aws_access_key_id=access_key, aws_secret_access_key="emulator", aws_session_token="emulator"
+    )
+    return session.client(service, endpoint_url=url, region_name=aws.REGION)
+
+
+def startup_report(emulator: Emulator) -> None:
+    """What the emulator runs and what of the template it does not follow, printed once at start-up (the
+    one place to change how ``make emulate`` introduces itself)."""
+    deployment = emulator.deployment
+    assert deployment is not None and emulator.websocket is not None
+    lines = [
+        f"sockless (emulating API Gateway + Lambda) listening on http://{emulator.settings.host}:{emulator.port}",
+        f"  template: {emulator.template_path}",
+        f"  functions: {len(deployment.functions)}, IAM {'enforced' if emulator.iam.enforce else 'NOT enforced'}; "
+        f"WebSocket routes: {', '.join(sorted(deployment.websocket.routes))}; AWS endpoint {emulator.aws_url}, "
+        f"moto {emulator.moto.url}",
+    ]
+    lines += [f"  not followed: {note}" for note in emulator.notes]
+    print("\n".join(lines), flush=True)
+
+
 async def serve(settings: Settings, options: EmulatorOptions | None = None) -> None:
     emulator = Emulator(settings, options)
     await emulator.start()
-    print(f"sockless (emulating API Gateway + Lambda) listening on http://{settings.host}:{emulator.port}", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -1,8 +1,10 @@
 """An SQS event source mapping: poll a queue, invoke a function with batches, delete what succeeded.
 
-As on AWS with ``ReportBatchItemFailures``: records named in ``batchItemFailures`` stay in the queue and
-come back after the visibility timeout (then to the DLQ after ``maxReceiveCount``); a function error
-leaves the whole batch; everything else is deleted.
+Configured by the template's ``AWS::Lambda::EventSourceMapping`` (batch size, ``ReportBatchItemFailures``,
+maximum concurrency). With partial batch responses on, records named in ``batchItemFailures`` stay in the
+queue and come back after the visibility timeout (then to the DLQ after ``maxReceiveCount``); a function
+error leaves the whole batch; everything else is deleted. The mapping polls with the function's own
+credentials, as Lambda does with its execution role, so the role needs the SQS grants AWS asks for.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ class EventSourceMapping:
         lambdas: LambdaService,
         region: str,
         batch_size: int = 10,
+        report_batch_item_failures: bool = True,
         pollers: int = 2,
         idle_sleep: float = 0.1,
     ) -> None:
@@ -38,6 +41,7 @@ class EventSourceMapping:
         self.lambdas = lambdas
         self.region = region
         self.batch_size = batch_size
+        self.report_batch_item_failures = report_batch_item_failures
         self.pollers = pollers
         self.idle_sleep = idle_sleep
         self._tasks: list[asyncio.Task[None]] = []
@@ -80,7 +84,8 @@ class EventSourceMapping:
         except FunctionError:
             return len(messages)  # the whole batch comes back after the visibility timeout
         items = result.get("batchItemFailures") or [] if isinstance(result, dict) else []
-        failed = {str(item.get("itemIdentifier")) for item in items}
+        # Without ReportBatchItemFailures Lambda ignores the response: the batch succeeded.
+        failed = {str(item.get("itemIdentifier")) for item in items} if self.report_batch_item_failures else set()
         done = [m for m in messages if m["MessageId"] not in failed]
         for start in range(0, len(done), 10):
             entries = [

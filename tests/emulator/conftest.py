@@ -140,6 +140,15 @@ def aws(monkeypatch: pytest.MonkeyPatch, handler_apps: list[dict[str, Any]]) -> 
 # -- emulator tests (a subprocess) ----------------------------------------------------------------------
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _template() -> None:
+    """Synthesize the stack once, before any emulator starts: a start then reads the cached template
+    (``local_server/emulator/synth.py``) instead of spending its start-up timeout on ``cdk synth``."""
+    from local_server.emulator import synth
+
+    synth.template()
+
+
 @pytest.fixture(scope="module", autouse=True)
 def _every_server_emulates() -> Iterator[None]:
     """Servers the re-used suites start themselves (``ServerProcess(...)`` in their module fixtures) run

@@ -1,7 +1,9 @@
 """Tiny Lambda functions that only observe and echo, registered in place of the real ones to test the
 emulator's own contract (what API Gateway, the management API, Invoke and the SQS mapping do) apart from
-the handlers. They reach the emulator exactly as the real handlers do: boto3 with the endpoint URLs of
-``SOCKLESS_AWS``; what they see is appended as JSON lines to the file named by ``ECHO_LOG``.
+the handlers. They run in place of the template's handlers (``--replace-handler``), with those functions'
+environment, credentials and IAM policies, and reach the emulator exactly as the real handlers do: boto3
+with the variables the template sets (``SOCKLESS_AWS__*``) and the endpoints the emulator gives every
+container (``AWS_ENDPOINT_URL_*``); what they see is appended as JSON lines to the file named by ``ECHO_LOG``.
 """
 
 from __future__ import annotations
@@ -14,9 +16,8 @@ from typing import Any
 import boto3
 
 
-def _aws() -> dict[str, Any]:
-    settings: dict[str, Any] = json.loads(os.environ["SOCKLESS_AWS"])
-    return settings
+def _aws(name: str) -> str:
+    return os.environ[f"SOCKLESS_AWS__{name.upper()}"]
 
 
 def _log(kind: str, event: Any) -> None:
@@ -25,17 +26,21 @@ def _log(kind: str, event: Any) -> None:
 
 
 def _management() -> Any:
-    return boto3.client("apigatewaymanagementapi", endpoint_url=_aws()["management_endpoint_url"])
+    return boto3.client("apigatewaymanagementapi", endpoint_url=_aws("management_endpoint_url"))
 
 
 def connect(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    _log("connect", {**event, "queue": json.loads(os.environ["SOCKLESS_QUEUE"])})
+    queue = {
+        "queue_url": os.environ["SOCKLESS_QUEUE__QUEUE_URL"],
+        "endpoint_url": os.environ["AWS_ENDPOINT_URL_SQS"],
+        "region": os.environ["AWS_REGION"],
+    }
+    _log("connect", {**event, "queue": queue})
     query = event.get("queryStringParameters") or {}
     if query.get("reject"):
         return {"statusCode": 401}
-    settings = _aws()
-    boto3.client("lambda", endpoint_url=settings["lambda_endpoint_url"]).invoke(
-        FunctionName=settings["welcome_function"],
+    boto3.client("lambda").invoke(  # the endpoint: AWS_ENDPOINT_URL_LAMBDA, as every container has
+        FunctionName=_aws("welcome_function"),
         InvocationType="Event",
         Payload=json.dumps({"connection_id": event["requestContext"]["connectionId"]}).encode(),
     )

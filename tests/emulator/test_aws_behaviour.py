@@ -19,7 +19,7 @@ import aiohttp
 import pusher
 import pytest
 
-from local_server.emulator.gateway import LOSE_DISCONNECT
+from local_server.emulator.websocket import LOSE_DISCONNECT
 from tests.conftest import DEFAULT_APP
 from tests.e2e.jsdriver import App, NodeDriver, error_code
 from tests.serverproc import ServerProcess

@@ -23,7 +23,15 @@ from tests.serverproc import ServerProcess
 pytestmark = pytest.mark.e2e
 
 ECHO = "tests.emulator.echo_functions"
-FUNCTIONS = ("connect", "welcome", "message", "disconnect", "http_api", "webhooks")
+# The template's handlers the echo functions stand in for.
+HANDLERS = {
+    "connect": "functions.connect.handler.handler",
+    "welcome": "functions.welcome.handler.handler",
+    "message": "functions.message.handler.handler",
+    "disconnect": "functions.disconnect.handler.handler",
+    "http_api": "functions.http_api.handler.handler",
+    "webhooks": "functions.webhooks.handler.handler",
+}
 
 
 class EchoLog:
@@ -48,8 +56,8 @@ class EchoLog:
 def echo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerProcess, EchoLog]]:
     log = EchoLog(tmp_path_factory.mktemp("echo") / "log.jsonl")
     args = ["--emulate-lambda", "--sweep-interval", "0"]
-    for name in FUNCTIONS:
-        args += ["--lambda-function", f"sockless-{name}={ECHO}.{name}"]
+    for name, handler in HANDLERS.items():
+        args += ["--replace-handler", f"{handler}={ECHO}.{name}"]
     proc = ServerProcess({}, args=tuple(args), env={"ECHO_LOG": str(log.path)}).start(timeout=60)
     yield proc, log
     proc.cleanup()
@@ -186,6 +194,8 @@ async def test_sqs_mapping_deletes_successes_and_redelivers_reported_failures(
         aws_access_key_id="x",
         aws_secret_access_key="x",
     )
+    # The template's visibility timeout is 6 minutes (6x the worker's timeout); a test cannot wait that long.
+    sqs.set_queue_attributes(QueueUrl=queue["queue_url"], Attributes={"VisibilityTimeout": "1"})
     sqs.send_message(QueueUrl=queue["queue_url"], MessageBody="ok")
     sqs.send_message(QueueUrl=queue["queue_url"], MessageBody="fail")
 
