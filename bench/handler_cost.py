@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -40,6 +41,15 @@ MEMORY_MB = {
     "webhooks": 512,
     "sweep": 512,
 }
+
+
+def kind(function_name: str) -> str:
+    """``sockless-HttpApiFunctionBA97F7B7`` (the emulator names functions after the template's logical ids)
+    -> ``http_api``, the stack's name for it."""
+    construct = re.sub(r"Function[0-9A-F]{8}$", "", function_name.split("-", 1)[1])
+    return re.sub(r"(?<!^)([A-Z])", r"_\1", construct).lower()
+
+
 PRICE = {  # US East list prices, docs/cost.md
     "ws_message": 1.00 / 1e6,
     "connection_minute": 0.25 / 1e6,
@@ -92,7 +102,7 @@ def delta(before: dict[str, Any], after: dict[str, Any], count: int) -> Cost:
         return {k: new.get(k, 0) - old.get(k, 0) for k in new}
 
     wall = diff("lambda", "wall_seconds")
-    gb_s = sum(seconds * MEMORY_MB[name.rsplit("-", 1)[1]] / 1024 for name, seconds in wall.items())
+    gb_s = sum(seconds * MEMORY_MB[kind(name)] / 1024 for name, seconds in wall.items())
     requests = {k: after["aws_requests"].get(k, 0) - before["aws_requests"].get(k, 0) for k in after["aws_requests"]}
     sqs = sum(v for k, v in requests.items() if k in ("SendMessage", "DeleteMessageBatch", "DeleteMessage"))
     gateway = {k: after["api_gateway"][k] - before["api_gateway"][k] for k in after["api_gateway"]}
@@ -229,10 +239,8 @@ async def run(clients: int, fanout_size: int) -> dict[str, Cost]:
             await asyncio.gather(*(bench.until(ws, "news") for ws, _ in big))
             elapsed = time.perf_counter() - started
             after = await bench.stats()
-            wall = (
-                after["lambda"]["wall_seconds"]["sockless-http_api"]
-                - before["lambda"]["wall_seconds"]["sockless-http_api"]
-            )
+            [http_api] = [name for name in after["lambda"]["wall_seconds"] if kind(name) == "http_api"]
+            wall = after["lambda"]["wall_seconds"][http_api] - before["lambda"]["wall_seconds"][http_api]
             print(
                 f"fan-out: one trigger to {fanout_size} sockets delivered in {elapsed * 1000:.0f} ms; the http_api "
                 f"invocation posted {fanout_size / wall:.0f} posts/s"
