@@ -75,9 +75,22 @@ class ThreadEnviron(MutableMapping[str, str]):
 
 
 def install_thread_environ() -> ThreadEnviron:
-    """Replace ``os.environ`` (once per process) so Lambda threads can each have their own."""
+    """Replace ``os.environ`` (once per process) so Lambda threads can each have their own, and make
+    boto3's default session (``boto3.client(...)``) per thread too: it caches the credentials it found
+    first, and a container must sign as its own function, never as the one whose thread built it."""
     if not isinstance(os.environ, ThreadEnviron):
         os.environ = ThreadEnviron(os.environ)  # type: ignore[assignment]  # noqa: B003  (a view, not a reset)
+        import boto3
+
+        sessions = threading.local()
+
+        def default_session() -> Any:
+            session = getattr(sessions, "session", None)
+            if session is None:
+                session = sessions.session = boto3.session.Session()
+            return session
+
+        boto3._get_default_session = default_session
     return os.environ  # type: ignore[return-value]
 
 
@@ -183,6 +196,15 @@ class FunctionRuntime:
                 self._handler = getattr(importlib.import_module(module_name), attr)
             return self._handler
 
+    def warm(self) -> None:
+        """On a container thread: import the handler and, for the project's functions, build the
+        container's state (``functions.runtime``) as the first invocation would."""
+        self.handler()
+        if self.config.handler.startswith("functions."):
+            from functions import runtime
+
+            runtime.container().services  # noqa: B018  (built on first access)
+
 
 class LambdaService:
     """The functions of the deployment, invoked synchronously or as events."""
@@ -225,6 +247,21 @@ class LambdaService:
         self.functions[function_name] = FunctionRuntime(
             config, env if env is not None else dict(os.environ), self.concurrency, self.timings
         )
+
+    async def preload(self) -> None:
+        """Start one container of each function now (its environment bound, its handler imported, its
+        services built), so no client's first frame waits for a cold start: API Gateway's idle timeout and
+        the handlers' retry windows are counted in tens of milliseconds, a cold container here takes seconds
+        on a busy machine. Skipped when cold starts are imitated (``Timings.cold_start``)."""
+        if self.timings.cold_start > 0:
+            return
+        loop = asyncio.get_running_loop()
+        results = await asyncio.gather(
+            *(loop.run_in_executor(f.pool, f.warm) for f in self.functions.values()), return_exceptions=True
+        )
+        for function, result in zip(self.functions.values(), results, strict=True):
+            if isinstance(result, BaseException):
+                log.error("cannot import %s: %s; its invocations will fail", function.config.handler, result)
 
     def exists(self, function_name: str) -> bool:
         return self.resolve_name(function_name) in self.functions

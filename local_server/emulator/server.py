@@ -117,10 +117,12 @@ class Emulator:
             access_key = f"ASIAEMULATOR{index:08d}"
             self.iam.add(access_key, Principal(function.name, function.role, tuple(function.statements)))
             self.lambdas.add(function, aws.function_environment(function, deployment, access_key, overlay))
+        self._grant_webhook_lambda_targets(deployment)
         self.notes.extend(self.iam.conditions())
         for name, path in self.options.extra_functions:
             self.lambdas.register(name, path)
         self.lambdas.destination = self._destination
+        await self.lambdas.preload()
 
         limits = Limits(
             idle_timeout=self.options.idle_timeout, max_connection_seconds=self.options.max_connection_seconds
@@ -170,6 +172,30 @@ class Emulator:
         public = Edge(self.websocket, self.http).app(self._with_stats(extra_routes))
         self.port = await self._serve(public, self.settings.host, self.settings.port)
         startup_report(self)
+
+    def _grant_webhook_lambda_targets(self, deployment: Deployment) -> None:
+        """The grant the stack derives from the apps file (``SocklessStack._grant_webhook_lambda_targets``):
+        the webhook worker may invoke the Lambda webhook targets the apps name. The template was synthesized
+        with the example apps, so the rule is applied to the config's apps here."""
+        arns = set()
+        for app in self.settings.apps:
+            for hook in app.model_dump(mode="json", by_alias=True).get("webhooks") or []:
+                target = hook.get("lambda") or (
+                    {"function_name": hook["lambda_function"]} if hook.get("lambda_function") else None
+                )
+                if not target:
+                    continue
+                name, region = target["function_name"], target.get("region") or aws.REGION
+                arns.add(
+                    name if name.startswith("arn:") else f"arn:aws:lambda:{region}:{events.ACCOUNT_ID}:function:{name}"
+                )
+        if not arns:
+            return
+        workers = {mapping.function for mapping in deployment.mappings}
+        for key, principal in list(self.iam.principals.items()):
+            if principal.function in workers:
+                grant = {"Effect": "Allow", "Action": "lambda:InvokeFunction", "Resource": sorted(arns)}
+                self.iam.add(key, Principal(principal.function, principal.role, (*principal.statements, grant)))
 
     def _destination(self, arn: str, record: dict[str, Any]) -> None:
         """An async invocation's on-failure destination: an SQS queue or a Lambda function of the stack."""

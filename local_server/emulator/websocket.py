@@ -173,7 +173,8 @@ class WebSocketApi:
             raise
         socket.ws = ws
         socket.open = True
-        socket.connected = time.time()
+        # The idle clock starts when the connection opens, not when $connect was called.
+        socket.connected = socket.last_active = time.time()
         self.meter.connects += 1
         code, reason = 1005, "Client-side close frame status not set"
         try:
