@@ -49,6 +49,12 @@ class ServerProcess:
         return f"ws://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 20.0) -> ServerProcess:
+        if "--emulate-lambda" in self.args and "--template" not in self.args:
+            # The emulator runs the synthesized stack: synthesize it here (once per source state, cached)
+            # so the server's start-up timeout never includes a cdk synth.
+            from local_server.emulator import synth
+
+            synth.template()
         self._log = open(self.log_path, "wb")  # noqa: SIM115
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "local_server", "--config", self._tmp.name, *self.args],

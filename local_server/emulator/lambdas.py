@@ -162,6 +162,9 @@ class Timings:
     retry_delays: tuple[float, ...] = (1.0, 2.0)  # between async retries (AWS: ~1 and ~2 minutes)
 
 
+_IMPORT_LOCK = threading.RLock()
+
+
 class _Container(threading.local):
     cold: bool = True
 
@@ -178,7 +181,6 @@ class FunctionRuntime:
             max_workers=max(workers, 1), thread_name_prefix=config.name.rsplit("-", 1)[-1], initializer=self._init
         )
         self._handler: Handler | None = None
-        self._lock = threading.Lock()
         self._container = _Container()
 
     def _init(self) -> None:
@@ -190,7 +192,9 @@ class FunctionRuntime:
             time.sleep(self.timings.cold_start)
 
     def handler(self) -> Handler:
-        with self._lock:
+        # One lock for every function: two threads importing interdependent modules at once can see a
+        # partially initialized module (ImportError from a circular import) — Python imports once per process.
+        with _IMPORT_LOCK:
             if self._handler is None:
                 module_name, _, attr = self.config.handler.rpartition(".")
                 self._handler = getattr(importlib.import_module(module_name), attr)

@@ -122,7 +122,6 @@ class Emulator:
         for name, path in self.options.extra_functions:
             self.lambdas.register(name, path)
         self.lambdas.destination = self._destination
-        await self.lambdas.preload()
 
         limits = Limits(
             idle_timeout=self.options.idle_timeout, max_connection_seconds=self.options.max_connection_seconds
@@ -169,6 +168,8 @@ class Emulator:
             extra_routes = emulator_console(
                 self.settings, self.lambdas, self.http, deployment.tables[0].name, aws.REGION, moto_url
             ).add_routes
+        # After the console installed its tap: the warmed containers' engines report to it.
+        await self.lambdas.preload()
         public = Edge(self.websocket, self.http).app(self._with_stats(extra_routes))
         self.port = await self._serve(public, self.settings.host, self.settings.port)
         startup_report(self)
