@@ -145,7 +145,9 @@ async def main() -> None:
     parser.add_argument("--emulator-args", default="", help="extra emulator flags, e.g. '--no-iam'")
     args = parser.parse_args()
     proc, port = start(shlex.split(args.emulator_args))
-    sdk = pusher.Pusher(app_id=APP["id"], key=APP["key"], secret=APP["secret"], host="127.0.0.1", port=port, ssl=False)
+    sdk = pusher.Pusher(
+        app_id=APP["id"], key=APP["key"], secret=APP["secret"], host="127.0.0.1", port=port, ssl=False, timeout=60
+    )
     results: dict[str, Any] = {"load_average": os.getloadavg(), "emulator_args": args.emulator_args}
     try:
         await wait_ready(port, timeout=180)
@@ -162,7 +164,10 @@ async def main() -> None:
             results["connect_and_subscribe"] = await many_clients(http, port, args.clients, args.in_flight)
     finally:
         proc.terminate()
-        proc.wait(timeout=30)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
     print(json.dumps(results, indent=1))
 
 

@@ -44,9 +44,9 @@ MEMORY_MB = {
 
 
 def kind(function_name: str) -> str:
-    """``sockless-HttpApiFunctionBA97F7B7`` (the emulator names functions after the template's logical ids)
+    """``sockless-HttpApiFunction`` (the emulator names functions after the template's logical ids)
     -> ``http_api``, the stack's name for it."""
-    construct = re.sub(r"Function[0-9A-F]{8}$", "", function_name.split("-", 1)[1])
+    construct = re.sub(r"Function([0-9A-F]{8})?$", "", function_name.split("-", 1)[1])
     return re.sub(r"(?<!^)([A-Z])", r"_\1", construct).lower()
 
 

@@ -171,6 +171,11 @@ class Resolver:
         self.resources = resources
         self.e = endpoints
         self.api_ids: dict[str, str] = {}
+        stripped = {logical: re.sub(r"[0-9A-F]{8}$", "", logical) for logical in resources}
+        counts: dict[str, int] = {}
+        for short in stripped.values():
+            counts[short] = counts.get(short, 0) + 1
+        self.readable = {logical: short for logical, short in stripped.items() if short and counts[short] == 1}
         for index, (logical, resource) in enumerate(sorted(resources.items())):
             if resource["Type"] == "AWS::ApiGatewayV2::Api":
                 # API Gateway ids are 10 lowercase letters/digits.
@@ -180,7 +185,9 @@ class Resolver:
         return f"arn:aws:{service}:{self.e.region}:{self.e.account}:{rest}"
 
     def name(self, logical: str) -> str:
-        return f"{self.e.stack_name}-{logical}"
+        """A physical name like CloudFormation's (``{stack}-{logical id}``), without the logical id's hash
+        suffix where that stays unique: ``sockless-ConnectFunction``."""
+        return f"{self.e.stack_name}-{self.readable.get(logical, logical)}"
 
     def ref(self, logical: str) -> str:
         pseudo = {

@@ -46,13 +46,13 @@ async def test_the_emulator_console_shows_lambda_invocations_and_the_engine_even
     try:
         client = await js.client("lambda-client", app, emulator.port)
         socket_id = await client.socket_id()
-        connect = await stream.event("lambda", function="sockless-connect", timeout=10)
+        connect = await stream.event("lambda", function="sockless-ConnectFunction", timeout=10)
         assert connect["duration_ms"] > 0
         assert "error" not in connect
         await stream.event("connection", socket_id=socket_id, timeout=10)
 
         await client.subscribe("emulated", "hello")
-        await stream.event("lambda", function="sockless-message", timeout=10)
+        await stream.event("lambda", function="sockless-MessageFunction", timeout=10)
         await stream.event("subscribed", socket_id=socket_id, channel="emulated", timeout=10)
         await stream.state(lambda s: (channel(s, "emulated") or {}).get("subscription_count") == 1, timeout=10)
 
@@ -60,13 +60,13 @@ async def test_the_emulator_console_shows_lambda_invocations_and_the_engine_even
         async with session.post(url, json={"channel": "emulated", "name": "hello", "data": '{"via":"lambda"}'}) as r:
             assert r.status == 200, await r.text()
         assert (await client.expect("hello", "emulated", timeout=10))["data"] == {"via": "lambda"}
-        await stream.event("lambda", function="sockless-http_api", timeout=10)
+        await stream.event("lambda", function="sockless-HttpApiFunction", timeout=10)
         await stream.event("api_message", event="hello", timeout=10)
         async with session.post(url, json={"channel": "emulated", "name": "", "data": "x"}) as r:
             assert r.status == 400  # the http_api function's own validation
 
         await client.disconnect()
-        await stream.event("lambda", function="sockless-disconnect", timeout=10)
+        await stream.event("lambda", function="sockless-DisconnectFunction", timeout=10)
         await stream.event("disconnection", socket_id=socket_id, timeout=10)
     finally:
         stream.close()
@@ -81,7 +81,7 @@ async def test_the_emulator_page_lists_lambda_rows(
     await browser.wait("#kind-lambda")
     client = await js.client("lambda-page", app, emulator.port)
     await client.subscribe("emulated-page")
-    await browser.wait('#log tbody tr[data-type="lambda"]', "sockless-connect", timeout=10)
+    await browser.wait('#log tbody tr[data-type="lambda"]', "sockless-ConnectFunction", timeout=10)
     await browser.wait('#log tbody tr[data-type="lambda"]', "ms", timeout=10)
     await browser.wait('#channels tr[data-channel="emulated-page"] td.count', "1", timeout=10)
     assert not browser.page_errors(), browser.page_log()
