@@ -34,6 +34,33 @@ class SweepIndex(Protocol):
     async def forget_entry(self, connection: Connection) -> None: ...
 
 
+@runtime_checkable
+class LivenessIndex(Protocol):
+    """The Redis (Valkey) store's liveness index: connections silent for a while, and a touch."""
+
+    async def stale_connections(self, silent_for: float, limit: int = 100) -> list[Connection]: ...
+
+    async def touch(self, app_id: AppId, socket_id: SocketId) -> bool: ...
+
+
+class TouchingSweepIndex:
+    """A :class:`SweepIndex` over a store that files connections by their last sign of life (Redis): the
+    connections silent for a cycle come due and are touched, so a live one comes due once per cycle. On
+    Redis a touch is one small write of memory the stack pays for anyway, not a billed request."""
+
+    def __init__(self, store: LivenessIndex, cycle: float, batch: int = 1000) -> None:
+        self.store, self.cycle, self.batch = store, cycle, batch
+
+    async def due_connections(self) -> list[Connection]:
+        due = await self.store.stale_connections(self.cycle, self.batch)
+        for connection in due:
+            await self.store.touch(connection.app_id, connection.socket_id)
+        return due
+
+    async def forget_entry(self, connection: Connection) -> None:
+        """Nothing to drop: a Redis connection's liveness goes with the connection."""
+
+
 class Connections:
     def __init__(self, services: Services) -> None:
         self.services = services
@@ -49,9 +76,11 @@ class Connections:
     def sweep_index(self) -> SweepIndex:
         """The store's sweep index; ``TypeError`` naming the driver when it has none."""
         store = self.services.store
-        if not isinstance(store, SweepIndex):
-            raise TypeError(f"store driver {self.services.settings.store.driver!r} has no sweep index")
-        return store
+        if isinstance(store, SweepIndex):
+            return store
+        if isinstance(store, LivenessIndex):
+            return TouchingSweepIndex(store, self.services.settings.aws.stale_after_seconds)
+        raise TypeError(f"store driver {self.services.settings.store.driver!r} has no sweep index")
 
     async def open(self, app: AppConfig, connection_id: str) -> Connection:
         """Record a new connection under a fresh numeric socket id (raises ``OverConnectionQuota``)."""
