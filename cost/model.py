@@ -72,8 +72,10 @@ PROFILE: dict[str, Op] = {
     # A REST publish: the HTTP API request, the function, the subscriber Query; deliveries apart.
     "publish": Op({"http_api": (1, 20)}, http=1, rru=1.0, logged=1),
 }
-# Each delivery: one message out and ~1.3 ms of the posting function (its share of 32 concurrent posts).
-DELIVERY_MS = 1.3
+# Each delivery: one message out and the lean sender's share of the posting function: 0.23 GB-s per 1,000 deliveries
+# at 1,024 MB (docs/aws.md#fan-out, measured under load; ~0.08 on a quiet machine).
+DELIVERY_MS = 0.23
+DELIVERY_MS_BOTO3 = 5.35  # the sender before the lean one (same measurement)
 SUBSCRIBER_BYTES = 60  # one subscriber item in a channel's Query
 
 
@@ -137,7 +139,9 @@ def pings_per_day(deliveries_per_connection: float, online_s: float, timeout: fl
     return deliveries_per_connection * quiet / (1 - quiet)
 
 
-def month(workload: Workload, stack: Stack = Stack(), profile: dict[str, Op] | None = None) -> list[Line]:
+def month(
+    workload: Workload, stack: Stack = Stack(), profile: dict[str, Op] | None = None, delivery_ms: float = DELIVERY_MS
+) -> list[Line]:
     ops = profile or PROFILE
     w = workload
     online_s = w.hours_online * 3600
@@ -170,7 +174,7 @@ def month(workload: Workload, stack: Stack = Stack(), profile: dict[str, Op] | N
             gb_s += calls * count * lambda_gb_seconds(ms / 1000, MEMORY_MB[function])
     # Deliveries: a message each, the posting function's time, the subscriber Query's size.
     ws += w.deliveries_per_day
-    gb_s += w.deliveries_per_day * DELIVERY_MS / 1000 * MEMORY_MB["http_api"] / 1024
+    gb_s += w.deliveries_per_day * delivery_ms / 1000 * MEMORY_MB["http_api"] / 1024
     rru += publishes * max(0.0, math.ceil(w.fanout * SUBSCRIBER_BYTES / READ_UNIT) - 1)
     chunks = publishes * max(0.0, math.ceil(w.fanout / 1000) - 1)  # fan-out invocations above 1,000
     invocations["fanout"] = invocations.get("fanout", 0.0) + chunks
@@ -246,11 +250,11 @@ def month(workload: Workload, stack: Stack = Stack(), profile: dict[str, Op] | N
 def before(workload: Workload) -> list[Line]:
     """The same month on the stack as it was before issue #15's cuts (for the before/after figures): pings
     every 120 s, the default stack's logs, metrics and monitoring, the sweep touching and re-filing every live
-    connection, 4 WRU connects and 10.2 WRU disconnects."""
+    connection, 4 WRU connects and 10.2 WRU disconnects, the boto3 sender."""
     profile = dict(PROFILE)
     profile["connect"] = replace(PROFILE["connect"], wru=4)
     profile["disconnect"] = replace(PROFILE["disconnect"], wru=10.2)
-    lines = month(replace(workload, activity_timeout=120), Stack(), profile)
+    lines = month(replace(workload, activity_timeout=120), Stack(), profile, DELIVERY_MS_BOTO3)
     # The old sweep: every connection silent for 300 s got a GetConnection, a touch (1 WRU), and at the next
     # run a consistent BatchGet (1 RRU) and a 3-item transaction to re-file it (6 WRU): every ~6.7 minutes.
     rounds = workload.connections * 86400 / 400 * (workload.hours_online / 24) * DAYS
