@@ -15,6 +15,7 @@ import json
 import logging
 import signal
 import socket
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,8 @@ from typing import Any
 
 from aiohttp import web
 
+from local_server.banner import banner
+from local_server.emf import HideEmf
 from local_server.emulator import aws, events, synth
 from local_server.emulator.edge import Edge
 from local_server.emulator.http_api import HttpApi
@@ -291,19 +294,30 @@ def _client_as(service: str, url: str, access_key: str) -> Any:
 
 
 def startup_report(emulator: Emulator) -> None:
-    """What the emulator runs and what of the template it does not follow, printed once at start-up (the
-    one place to change how ``make emulate`` introduces itself)."""
+    """The banner ``make serve`` prints (local_server/banner.py), with the ports only the emulator opens; what
+    of the template it does not follow is counted here and listed at DEBUG (one line each)."""
     deployment = emulator.deployment
     assert deployment is not None and emulator.websocket is not None
-    lines = [
-        f"sockless (emulating API Gateway + Lambda) listening on http://{emulator.settings.host}:{emulator.port}",
-        f"  template: {emulator.template_path}",
-        f"  functions: {len(deployment.functions)}, IAM {'enforced' if emulator.iam.enforce else 'NOT enforced'}; "
-        f"WebSocket routes: {', '.join(sorted(deployment.websocket.routes))}; AWS endpoint {emulator.aws_url}, "
-        f"moto {emulator.moto.url}",
+    settings = emulator.settings
+    iam = "enforced" if emulator.iam.enforce else "NOT enforced"
+    emf = (
+        "off the terminal (make emulate ARGS=--show-emf prints them)" if isinstance(sys.stdout, HideEmf) else "printed"
+    )
+    extra = [
+        ("AWS endpoint", f"{emulator.aws_url}  (API Gateway management API + Lambda Invoke, for the functions)"),
+        ("moto", f"{emulator.moto.url}  (the stack's DynamoDB and SQS)"),
+        ("Template", f"{emulator.template_path}  ({len(deployment.functions)} functions, IAM {iam})"),
+        ("CloudWatch EMF", emf),
     ]
-    lines += [f"  not followed: {note}" for note in emulator.notes]
-    print("\n".join(lines), flush=True)
+    for note in emulator.notes:
+        log.debug("not followed: %s", note)
+    notes = []
+    if emulator.notes:
+        notes.append(
+            f"{len(emulator.notes)} details of the template are not emulated: SOCKLESS_LOG_LEVEL=DEBUG lists them"
+        )
+    title = f"sockless (emulating API Gateway + Lambda) listening on http://{settings.host}:{emulator.port}"
+    print(banner(settings, emulator.port, title=title, extra=extra, metrics=False, notes=notes), flush=True)
 
 
 async def serve(settings: Settings, options: EmulatorOptions | None = None) -> None:
