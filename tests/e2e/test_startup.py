@@ -68,7 +68,10 @@ def test_the_emulator_keeps_emf_documents_off_the_terminal_unless_asked(show: bo
         deadline = time.monotonic() + 5
         while '"CloudWatchMetrics"' not in server.output() and time.monotonic() < deadline:
             time.sleep(0.1)
-        output = banner_of(server, "listening on")
+        output = banner_of(server)
         assert ('"CloudWatchMetrics"' in output) is show, output
+        # The same banner as the local server's, naming the two ports only the emulator opens.
+        assert output.count("listening on") == 1 and "AWS endpoint" in output and "moto" in output
+        assert "/metrics" not in output  # no Prometheus port: the functions write EMF
     finally:
         server.cleanup()
