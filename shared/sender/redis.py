@@ -16,7 +16,8 @@ are the nodes in ``<prefix>:nodes`` (refreshed with each heartbeat); a node star
 (``H``) before it accepts sockets, so no peer misses it.
 
 Wire format, one Redis message: ``B<app>\\n<id>,<id>...\\n<frame>`` (broadcast to sockets),
-``C<app>\\n<channel>\\n<except socket or empty>\\n<frame>`` (broadcast to a channel),
+``C<app>\\n<channel>\\n<except socket or empty>\\n<frame>`` (broadcast to a channel; sent as
+``S<node>\\n<sequence number>\\nC-body``, numbered so a replay never delivers one twice),
 ``D<app>\\n<id>\\n<code>\\n<reason>`` (disconnect) or ``H<node>`` (a node joined). App ids, socket ids and
 channel names never contain ``\\n``; socket ids never ``,``.
 
@@ -177,6 +178,11 @@ class RedisSender(LocalSender):
         self.refused = 0  # broadcasts refused because the buffer could not take them
         self.bus_down = False  # the last publish failed: new broadcasts go straight to the buffer
         self._replayer: asyncio.Task[None] | None = None
+        # Channel broadcasts are numbered from the start time (a node restarted with the same id starts above
+        # its old numbers); per peer, the highest number delivered here, so a replayed duplicate is dropped.
+        self._seq = time.time_ns()
+        self._seen: dict[str, int] = {}
+        self.duplicates = 0
         self._in_flight: dict[asyncio.Task[None], float] = {}  # batches not yet answered by Redis, since when
 
     def holds(self, socket_id: SocketId) -> bool:
@@ -293,10 +299,10 @@ class RedisSender(LocalSender):
         for node, queued in outbox.items():
             if self.bus_down or node in self._pending:
                 # Behind what the peer's buffer holds (order), or Redis is known to be down: buffer them.
-                replay = [m for m in queued if m[:1] == b"C"]
+                replay = [m for m in queued if m[:1] == b"S"]
                 if replay:
                     self._hold(node, replay)
-                queued = [m for m in queued if m[:1] != b"C"]
+                queued = [m for m in queued if m[:1] != b"S"]
             if queued:
                 payloads[node] = queued
         if not payloads:
@@ -306,14 +312,14 @@ class RedisSender(LocalSender):
         except (RedisError, OSError):
             self.bus_down = True
             for node, queued in payloads.items():
-                if replay := [m for m in queued if m[:1] == b"C"]:
+                if replay := [m for m in queued if m[:1] == b"S"]:
                     self._hold(node, replay)
             raise
         for node, queued in payloads.items():
             if received.get(node):
                 if node not in self._pending:
                     self._stalled.pop(node, None)
-            elif replay := [m for m in queued if m[:1] == b"C"]:
+            elif replay := [m for m in queued if m[:1] == b"S"]:
                 self._hold(node, replay)  # the peer is not subscribed right now (reconnecting, or dead)
 
     async def _publish_now(self, messages: dict[str, bytes]) -> dict[str, int]:
@@ -372,8 +378,8 @@ class RedisSender(LocalSender):
         """Write this node's subscribers of ``channel`` and have every peer write its own (see the module
         docstring). ``sent`` counts this node's writes; each peer counts its own (``on_relayed``)."""
         peers = self.peers
-        message = b"C" + f"{app_id}\n{channel}\n{except_socket or ''}\n".encode() + frame if peers else b""
-        if peers and not self.can_take(len(message) * len(peers)):
+        head = f"{app_id}\n{channel}\n{except_socket or ''}\n".encode()
+        if peers and not self.can_take((len(head) + len(frame) + 64) * len(peers)):
             # Refused before any local write: the caller's retry (a REST publish answered 503) duplicates nothing.
             self.refused += 1
             raise StoreUnavailable("cluster bus unavailable: the replay buffer cannot take more")
@@ -385,6 +391,10 @@ class RedisSender(LocalSender):
             return Delivery(sent=sent)
         # Not awaited: batches go out in order, so the peers still get this node's events in order, and a
         # REST publish or a client event need not wait a Redis round trip. What no peer took is replayed.
+        # Numbered here, with no await before it is queued, so numbers follow the order of the queue: a peer
+        # drops a number it has already passed (a replayed batch that Redis also ran), see handle_message.
+        self._seq += 1
+        message = b"S" + f"{self.node_id}\n{self._seq}\n".encode() + head + frame
         batch = self._queue(dict.fromkeys(peers, message))
         if batch is not None and len(self._batches) > _MAX_BATCHES_IN_FLIGHT:
             # Redis is slower than the publishers: slow them down, but never for longer than BACKPRESSURE_WAIT
@@ -550,6 +560,14 @@ class RedisSender(LocalSender):
                 task = asyncio.create_task(self.on_gone(app_id, gone))
                 self._cleanups.add(task)
                 task.add_done_callback(self._cleanups.discard)
+        elif kind == b"S":
+            sender, seq, rest = body.split(b"\n", 2)
+            origin, number = sender.decode(), int(seq)
+            if number <= self._seen.get(origin, 0):
+                self.duplicates += 1  # replayed after Redis also ran the original: delivered already
+                return
+            self._seen[origin] = number
+            await self.handle_message(b"C" + rest)
         elif kind == b"C":
             app, channel, skip, frame = body.split(b"\n", 3)
             app_id = AppId(app.decode())
