@@ -209,3 +209,22 @@ async def test_sqs_mapping_deletes_successes_and_redelivers_reported_failures(
     assert bodies().count("ok") == 1
     record = log.entries("webhooks")[0]["Records"][0]
     assert record["eventSource"] == "aws:sqs" and record["attributes"]["ApproximateReceiveCount"] == "1"
+
+
+async def test_a_frame_over_32_kb_closes_with_1009_and_a_ping_is_answered_without_lambda(
+    echo: tuple[ServerProcess, EchoLog], http: aiohttp.ClientSession
+) -> None:
+    # API Gateway's quotas: 32 KB per frame (a client sends a message as one frame), close code 1009. The
+    # template's pusher:ping route is a MOCK integration: the pong comes from its response template, and
+    # the message function (the echo here) never sees the frame.
+    proc, log = echo
+    async with http.ws_connect(f"{proc.ws_url}/app/k") as ws:
+        await ws.receive(timeout=5)  # welcome
+        await ws.send_str(json.dumps({"event": "pusher:ping", "data": {}}))
+        assert json.loads((await ws.receive(timeout=5)).data) == {"event": "pusher:pong", "data": "{}"}
+        await ws.send_str("x" * (32 * 1024))  # at the quota: still a message
+        assert json.loads((await ws.receive(timeout=5)).data) == {"echo": "x" * (32 * 1024)}
+        await ws.send_str("x" * (32 * 1024 + 1))
+        closed = await ws.receive(timeout=5)
+        assert closed.type is aiohttp.WSMsgType.CLOSE and ws.close_code == 1009
+    assert not [m for m in log.entries("message") if "pusher:ping" in (m.get("body") or "")]
