@@ -74,6 +74,9 @@ class DeployConfig:
     # handlers' INFO lines, ~700 bytes an invocation). -c monitoring=false -c metrics=false -c log_level=WARNING
     # is the lean stack the cost report's targets are read from.
     monitoring: bool = True
+    # An AWS Budgets cost budget (USD a month) that emails alarm_email at 80 % and 100 % of it: the stage
+    # throttle alone allows a bill of thousands a month under abuse (docs/cost.md "The bill under abuse").
+    budget_usd: int | None = None
     metrics: bool = True
     log_level: str = "INFO"
     # The account-wide role API Gateway needs to write WebSocket access logs; off when the account has one.
@@ -93,6 +96,14 @@ def _flag(value: Any, name: str) -> bool:
     if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
         return value.lower() in ("true", "1", "yes")
     raise ConfigError(f"context {name!r} must be true or false, not {value!r}")
+
+
+def _budget(value: Any, alarm_email: Any) -> int | None:
+    if value is None:
+        return None
+    if not alarm_email:
+        raise ConfigError("context 'budget_usd' needs 'alarm_email': the budget's notifications go there")
+    return _int(value, "budget_usd", minimum=1)
 
 
 def _int(value: Any, name: str, *, minimum: int = 0) -> int:
@@ -187,6 +198,7 @@ def from_context(get: Any) -> DeployConfig:
         ),
         alarm_email=str(alarm_email) if alarm_email else None,
         monitoring=_flag(value("monitoring", defaults.monitoring), "monitoring"),
+        budget_usd=_budget(value("budget_usd", None), alarm_email),
         metrics=_flag(value("metrics", defaults.metrics), "metrics"),
         log_level=_choice(value("log_level", defaults.log_level), "log_level", ("DEBUG", "INFO", "WARNING", "ERROR")),
         ordered_frames=_flag(value("ordered_frames", defaults.ordered_frames), "ordered_frames"),

@@ -283,8 +283,33 @@ class SocklessStack(cdk.Stack):
             if config.monitoring
             else None
         )
+        if config.budget_usd is not None and config.alarm_email:
+            self._budget(config.budget_usd, config.alarm_email)
         self._outputs()
         acknowledge_findings(self)
+
+    def _budget(self, usd: int, email: str) -> None:
+        """A monthly cost budget for the account, emailing at 80 % (forecast) and 100 % (actual) of it."""
+        from aws_cdk import aws_budgets as budgets
+
+        def notify(kind: str, percent: int) -> budgets.CfnBudget.NotificationWithSubscribersProperty:
+            return budgets.CfnBudget.NotificationWithSubscribersProperty(
+                notification=budgets.CfnBudget.NotificationProperty(
+                    notification_type=kind, comparison_operator="GREATER_THAN", threshold=percent
+                ),
+                subscribers=[budgets.CfnBudget.SubscriberProperty(subscription_type="EMAIL", address=email)],
+            )
+
+        budgets.CfnBudget(
+            self,
+            "Budget",
+            budget=budgets.CfnBudget.BudgetDataProperty(
+                budget_type="COST",
+                time_unit="MONTHLY",
+                budget_limit=budgets.CfnBudget.SpendProperty(amount=usd, unit="USD"),
+            ),
+            notifications_with_subscribers=[notify("FORECASTED", 80), notify("ACTUAL", 100)],
+        )
 
     def _grant_webhook_lambda_targets(self, worker: lambda_.IFunction) -> None:
         """Apps may name Lambda functions as webhook targets (Sockudo's ``lambda`` target): the worker may

@@ -129,3 +129,19 @@ def test_the_lean_stack_has_no_alarms_dashboard_metrics_or_info_logs() -> None:
     assert (env["POWERTOOLS_METRICS_DISABLED"], env["POWERTOOLS_LOG_LEVEL"]) == ("true", "WARNING")
     logging = function["Properties"]["LoggingConfig"]
     assert (logging["LogFormat"], logging["SystemLogLevel"]) == ("JSON", "WARN")
+
+
+def test_a_budget_emails_the_alarm_address_before_and_when_it_is_spent() -> None:
+    synth = synthesize({"budget_usd": "60", "alarm_email": "ops@example.com"})
+    _, budget = synth.one("AWS::Budgets::Budget")
+    props = budget["Properties"]
+    assert props["Budget"]["BudgetLimit"] == {"Amount": 60, "Unit": "USD"}
+    kinds = {
+        (n["Notification"]["NotificationType"], n["Notification"]["Threshold"])
+        for n in props["NotificationsWithSubscribers"]
+    }
+    assert kinds == {("FORECASTED", 80), ("ACTUAL", 100)}
+    assert all(
+        n["Subscribers"] == [{"SubscriptionType": "EMAIL", "Address": "ops@example.com"}]
+        for n in props["NotificationsWithSubscribers"]
+    )
