@@ -59,9 +59,8 @@ class DeployConfig:
     ping_route: PingRoute = "mock"
     # $default through the SQS FIFO frames queue: one connection's frames take effect in the order sent
     # (docs/aws.md "Frames of one connection in order"); false: each frame invokes the function directly
-    # (lower latency, frames of one connection may run concurrently and out of order). Off until the
-    # template-driven emulator runs the queue's integration.
-    ordered_frames: bool = False
+    # (lower latency, frames of one connection may run concurrently and out of order).
+    ordered_frames: bool = True
     stage_name: str = "prod"
     log_retention_days: int = 30
     # Caps the fan-out function: a runaway broadcast loop must not eat the account's Lambda concurrency or

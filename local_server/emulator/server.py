@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import signal
 import socket
 import sys
@@ -33,8 +34,10 @@ from local_server.emulator.invoke import InvokeApi
 from local_server.emulator.lambdas import LambdaService, Timings, install_thread_environ
 from local_server.emulator.management import ManagementApi
 from local_server.emulator.sqs import EventSourceMapping
+from local_server.emulator.sqs import notify as sqs_notify
+from local_server.emulator.sqs_integration import SqsIntegration
 from local_server.emulator.template import Deployment, Endpoints, load
-from local_server.emulator.websocket import Limits, WebSocketApi
+from local_server.emulator.websocket import Limits, WebSocketApi, register_integration
 from shared.settings import Settings
 
 log = logging.getLogger("sockless.emulator")
@@ -71,6 +74,7 @@ class Emulator:
         self.notes: list[str] = []
         self._runners: list[web.AppRunner] = []
         self._mappings: list[EventSourceMapping] = []
+        self._integration_queues: set[str] = set()  # queue URLs an API Gateway integration sends to
         self._schedules: list[asyncio.Task[None]] = []
         self._limits: asyncio.Task[None] | None = None
         self.port = settings.port
@@ -130,6 +134,7 @@ class Emulator:
             idle_timeout=self.options.idle_timeout, max_connection_seconds=self.options.max_connection_seconds
         )
         self.websocket = WebSocketApi(self.lambdas, deployment.websocket, limits=limits)
+        self.notes.extend(self._sqs_integrations(deployment, moto_url))
         self.http = HttpApi(self.lambdas, deployment.http, self.websocket.meter)
         self.management = ManagementApi(self.websocket, self.iam, throttle_rate=self.options.throttle_posts)
         self.notes.extend(self.websocket.unsupported() + self.http.unsupported())
@@ -152,6 +157,9 @@ class Emulator:
                 batch_size=mapping.batch_size,
                 report_batch_item_failures=mapping.report_batch_item_failures,
                 pollers=min(mapping.max_concurrency or 2, 2),
+                # A queue an integration sends to wakes its pollers on each send (sqs.notify): they poll on
+                # their own only for messages coming back after a visibility timeout.
+                idle_sleep=1.0 if queue.url in self._integration_queues else 0.1,
             )
             esm.start()
             self._mappings.append(esm)
@@ -200,6 +208,37 @@ class Emulator:
             if principal.function in workers:
                 grant = {"Effect": "Allow", "Action": "lambda:InvokeFunction", "Resource": sorted(arns)}
                 self.iam.add(key, Principal(principal.function, principal.role, (*principal.statements, grant)))
+
+    def _sqs_integrations(self, deployment: Deployment, moto_url: str) -> list[str]:
+        """WebSocket routes with an ``AWS`` integration to SQS (the ordered frames queue): each integration's
+        credentials role signs its sends, as API Gateway assumes it (cdk/components/frames.py)."""
+        integrations = [i for i in deployment.websocket.routes.values() if i.type == "AWS"]
+        if not integrations:
+            return []
+        clients: dict[str, Any] = {}
+        notes: list[str] = []
+        for index, integration in enumerate(integrations):
+            notes.extend(SqsIntegration.unsupported(integration))
+            role = str(integration.properties.get("CredentialsArn") or "")
+            if role in clients:
+                continue
+            access_key = f"ASIAINTEGRATION{index:05d}"
+            statements = tuple(deployment.role_statements.get(role, ()))
+            self.iam.add(
+                access_key, Principal(f"apigateway-{integration.logical_id}", role.rsplit("/", 1)[-1], statements)
+            )
+            clients[role] = _client_as("sqs", moto_url, access_key)
+        for integration in integrations:
+            match = re.match(r"^arn:aws:apigateway:[^:]+:sqs:path/([^/]+)/([^/]+)$", integration.uri or "")
+            if match:
+                self._integration_queues.add(f"{moto_url}/{match.group(1)}/{match.group(2)}")
+        runner = SqsIntegration(
+            client_for=clients.__getitem__,
+            queue_url=lambda account, name: f"{moto_url}/{account}/{name}",
+            notify=sqs_notify,
+        )
+        register_integration("AWS", runner.run)
+        return notes
 
     def _destination(self, arn: str, record: dict[str, Any]) -> None:
         """An async invocation's on-failure destination: an SQS queue or a Lambda function of the stack."""

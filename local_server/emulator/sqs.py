@@ -10,6 +10,7 @@ credentials, as Lambda does with its execution role, so the role needs the SQS g
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import Any
 
@@ -17,6 +18,15 @@ from local_server.emulator import events
 from local_server.emulator.lambdas import FunctionError, LambdaService
 
 log = logging.getLogger("sockless.emulator")
+
+# The running mappings by queue URL: a send wakes its queue's idle pollers (``notify``), as a long poll
+# returns as soon as a message arrives instead of at its next poll.
+_by_queue: dict[str, list[EventSourceMapping]] = {}
+
+
+def notify(queue_url: str) -> None:
+    for mapping in _by_queue.get(queue_url, ()):
+        mapping.wake.set()
 
 
 class EventSourceMapping:
@@ -45,11 +55,16 @@ class EventSourceMapping:
         self.pollers = pollers
         self.idle_sleep = idle_sleep
         self._tasks: list[asyncio.Task[None]] = []
+        self.wake = asyncio.Event()
 
     def start(self) -> None:
+        _by_queue.setdefault(self.queue_url, []).append(self)
         self._tasks = [asyncio.create_task(self._poll()) for _ in range(self.pollers)]
 
     async def stop(self) -> None:
+        mappings = _by_queue.get(self.queue_url, [])
+        if self in mappings:
+            mappings.remove(self)
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -57,8 +72,10 @@ class EventSourceMapping:
     async def _poll(self) -> None:
         while True:
             try:
+                self.wake.clear()
                 if not await self.poll_once(wait_seconds=0):
-                    await asyncio.sleep(self.idle_sleep)
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self.wake.wait(), self.idle_sleep)
             except asyncio.CancelledError:
                 raise
             except Exception:

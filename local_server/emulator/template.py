@@ -144,6 +144,7 @@ class Deployment:
     schedules: list[Schedule]
     notes: list[str]  # what the template asks and the emulator does not do (start-up report)
     source: str = ""
+    role_statements: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # by role ARN
 
     def function_by_handler(self, handler: str) -> Function:
         found = [f for f in self.functions.values() if f.handler == handler]
@@ -186,8 +187,11 @@ class Resolver:
 
     def name(self, logical: str) -> str:
         """A physical name like CloudFormation's (``{stack}-{logical id}``), without the logical id's hash
-        suffix where that stays unique: ``sockless-ConnectFunction``."""
-        return f"{self.e.stack_name}-{self.readable.get(logical, logical)}"
+        suffix where that stays unique: ``sockless-ConnectFunction``; a FIFO queue's ends in ``.fifo``, as
+        SQS requires and CloudFormation does when it names one."""
+        resource = self.resources.get(logical, {})
+        fifo = resource.get("Type") == "AWS::SQS::Queue" and resource.get("Properties", {}).get("FifoQueue") is True
+        return f"{self.e.stack_name}-{self.readable.get(logical, logical)}" + (".fifo" if fifo else "")
 
     def ref(self, logical: str) -> str:
         pseudo = {
@@ -308,6 +312,8 @@ def load(template: dict[str, Any], endpoints: Endpoints, apps_json: str) -> Depl
         if props.get("ManagedPolicyArns"):
             notes.append(f"IAM: role {logical} has managed policies, which the emulator cannot read (denied)")
 
+    # Roles assumed by services (API Gateway integration credentials), by ARN.
+    role_statements = {r.get_att(logical, "Arn"): statements for logical, statements in statements_by_role.items()}
     functions: dict[str, Function] = {}
     for logical, props in of_type("AWS::Lambda::Function").items():
         name = r.ref(logical)
@@ -453,7 +459,7 @@ def load(template: dict[str, Any], endpoints: Endpoints, apps_json: str) -> Depl
                       for k in attribute_names if k in resolved}  # fmt: skip
         if "RedrivePolicy" in resolved:
             attributes["RedrivePolicy"] = json.dumps(resolved["RedrivePolicy"])
-        name = r.name(logical) + (".fifo" if resolved.get("FifoQueue") else "")
+        name = r.name(logical)
         queue = Queue(logical, name, r.get_att(logical, "Arn"), r.ref(logical), attributes)
         queues[queue.arn] = queue
     mappings = []
@@ -497,7 +503,9 @@ def load(template: dict[str, Any], endpoints: Endpoints, apps_json: str) -> Depl
         count = len(of_type(kind))
         if count:
             notes.append(f"{count} {kind} not emulated")
-    return Deployment(endpoints, functions, apis, tables, queues, mappings, schedules, notes)
+    return Deployment(
+        endpoints, functions, apis, tables, queues, mappings, schedules, notes, role_statements=role_statements
+    )
 
 
 def _try(r: Resolver, props: dict[str, Any], notes: list[str], what: str) -> dict[str, Any]:
