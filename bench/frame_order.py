@@ -10,18 +10,24 @@ Issue #20 puts an SQS FIFO queue between API Gateway's ``$default`` and the mess
   order.
 
 Emulated AWS calls are local, so these are lower bounds of AWS's; docs/aws.md adds the AWS-side figures.
-Run: ``.venv/bin/python -m bench.frame_order [--rounds 200] [--local]`` (``--local``: the local server too).
+Run: ``.venv/bin/python -m bench.frame_order [--rounds 200] [--unordered] [--local]``: the emulator with the
+ordered frames queue (the default deployment), ``--unordered`` also with ``-c ordered_frames=false`` ($default
+invoking the function directly), ``--local`` also the local server.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import statistics
+import subprocess
 import sys
+import tempfile
 
-from bench.welcome_latency import start, wait_ready
+from bench.run import free_port
+from bench.welcome_latency import ROOT, wait_ready
 from tests.e2e.jsdriver import App, NodeDriver
 
 APP: dict[str, object] = {
@@ -39,24 +45,42 @@ def summary(values: list[float]) -> str:
     return f"p50 {statistics.median(ordered):7.1f} ms  p99 {p99:7.1f} ms  max {ordered[-1]:7.1f} ms  (n={len(ordered)})"
 
 
-async def measure(emulate: bool, rounds: int, warmup: int) -> None:
-    proc, port = start(emulate, apps=[APP])
+def start(emulate: bool, context: tuple[str, ...] = ()) -> tuple[subprocess.Popen[bytes], int]:
+    port = free_port()
+    config = {"port": port, "metrics_port": None, "apps": [APP]}
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as out:
+        json.dump(config, out)
+    args = [sys.executable, "-m", "local_server", "--config", out.name]
+    if emulate:
+        args += ["--emulate-lambda", "--sweep-interval", "0"]
+        for value in context:
+            args += ["--cdk-context", value]
+    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return proc, port
+
+
+async def measure(label: str, emulate: bool, rounds: int, warmup: int, context: tuple[str, ...] = ()) -> None:
+    proc, port = start(emulate, context)
     app = App(str(APP["id"]), str(APP["key"]), str(APP["secret"]))
     js = await NodeDriver.start()
     try:
-        await wait_ready(port)
+        await wait_ready(port, timeout=300)
         alice = await js.client("alice", app, port, connected=False)
         await alice.expect_state("connected", timeout=30)
         bob = await js.client("bob", app, port, connected=False)
         await bob.expect_state("connected", timeout=30)
-        await js.subscribe_rounds("alice", "private-warm", warmup)
-        subscribe = await js.subscribe_rounds("alice", "private-fresh", rounds)
-        await alice.subscribe("private-bench")
-        await bob.subscribe("private-bench")
-        await js.burst_rounds("alice", "bob", "private-bench", "client-warm", rounds=warmup, count=1)
-        single = await js.burst_rounds("alice", "bob", "private-bench", "client-one", rounds=rounds, count=1)
-        burst = await js.burst_rounds("alice", "bob", "private-bench", "client-burst", rounds=rounds // 4, count=8)
-        label = "emulated Lambda" if emulate else "local server"
+        await js.subscribe_rounds("alice", "private-warm", warmup, timeout=30)
+        subscribe = await js.subscribe_rounds("alice", "private-fresh", rounds, timeout=30)
+        for client in (alice, bob):
+            await client.subscribe("private-bench", succeed=False)
+            await client.expect("pusher:subscription_succeeded", "private-bench", timeout=30)
+        await js.burst_rounds("alice", "bob", "private-bench", "client-warm", rounds=warmup, count=1, timeout=30)
+        single = await js.burst_rounds(
+            "alice", "bob", "private-bench", "client-one", rounds=rounds, count=1, timeout=30
+        )
+        burst = await js.burst_rounds(
+            "alice", "bob", "private-bench", "client-burst", rounds=rounds // 4, count=8, timeout=30
+        )
         print(f"{label}:")
         print(f"  subscribe          {summary(subscribe['timings'])}")
         print(f"  client event       {summary(single['timings'])}")
@@ -75,12 +99,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=200)
     parser.add_argument("--warmup", type=int, default=20)
+    parser.add_argument("--unordered", action="store_true", help="the emulator with ordered_frames=false too")
     parser.add_argument("--local", action="store_true", help="measure the local server as well")
     args = parser.parse_args()
     print(f"load average {os.getloadavg()[0]:.2f}, {os.cpu_count()} cores, python {sys.version.split()[0]}")
-    asyncio.run(measure(True, args.rounds, args.warmup))
+    asyncio.run(measure("emulated Lambda, ordered frames (SQS FIFO)", True, args.rounds, args.warmup))
+    if args.unordered:
+        context = ("ordered_frames=false",)
+        asyncio.run(measure("emulated Lambda, $default invoking directly", True, args.rounds, args.warmup, context))
     if args.local:
-        asyncio.run(measure(False, args.rounds, args.warmup))
+        asyncio.run(measure("local server", False, args.rounds, args.warmup))
+    print(f"load average {os.getloadavg()[0]:.2f} at the end")
 
 
 if __name__ == "__main__":
