@@ -54,7 +54,12 @@ class ServerProcess:
             # so the server's start-up timeout never includes a cdk synth.
             from local_server.emulator import synth
 
-            synth.template()
+            context = dict(
+                value.split("=", 1)
+                for flag, value in zip(self.args, self.args[1:], strict=False)
+                if flag == "--cdk-context"
+            )
+            synth.template(context)
         self._log = open(self.log_path, "wb")  # noqa: SIM115
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "local_server", "--config", self._tmp.name, *self.args],

@@ -55,7 +55,8 @@ class EchoLog:
 @pytest.fixture(scope="module")
 def echo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerProcess, EchoLog]]:
     log = EchoLog(tmp_path_factory.mktemp("echo") / "log.jsonl")
-    args = ["--emulate-lambda", "--sweep-interval", "0"]
+    # $default invoking the function directly: what these tests prove is API Gateway's Lambda proxy path.
+    args = ["--emulate-lambda", "--sweep-interval", "0", "--cdk-context", "ordered_frames=false"]
     for name, handler in HANDLERS.items():
         args += ["--replace-handler", f"{handler}={ECHO}.{name}"]
     proc = ServerProcess({}, args=tuple(args), env={"ECHO_LOG": str(log.path)}).start(timeout=60)

@@ -64,7 +64,7 @@ def test_each_function_gets_its_own_environment_resolved_to_the_emulators_endpoi
     assert message.environment["SOCKLESS_AWS__FANOUT_FUNCTION"] == fanout.name
     [table] = deployment.tables
     assert message.environment["SOCKLESS_STORE__TABLE_NAME"] == table.name
-    [queue] = [q for q in deployment.queues.values() if "RedrivePolicy" in q.attributes]
+    [queue] = [q for q in deployment.queues.values() if "RedrivePolicy" in q.attributes and ".fifo" not in q.name]
     assert message.environment["SOCKLESS_QUEUE__QUEUE_URL"] == queue.url and queue.url.startswith(ENDPOINTS.moto_url)
     assert message.environment["SOCKLESS_APPS"] == APPS
 
@@ -77,10 +77,13 @@ def test_routes_follow_the_template_and_ping_is_a_two_way_mock_answering_the_eng
     assert {key: r.type for key, r in websocket.routes.items()} == {
         "$connect": "AWS_PROXY",
         "$disconnect": "AWS_PROXY",
-        "$default": "AWS_PROXY",
+        "$default": "AWS",  # the ordered frames queue (cdk/components/frames.py)
         "pusher:ping": "MOCK",
     }
-    assert websocket.routes["$default"].function == deployment.function_by_handler(FUNCTIONS["message"].handler).name
+    frames_queue = next(
+        q for q in deployment.queues.values() if q.name.endswith(".fifo") and "RedrivePolicy" in q.attributes
+    )
+    assert websocket.routes["$default"].uri == f"arn:aws:apigateway:us-east-1:sqs:path/123456789012/{frames_queue.name}"
     ping = websocket.routes["pusher:ping"]
     assert "pusher:ping" in websocket.two_way_routes
     assert json.loads(ping.request_templates["$default"]) == {"statusCode": 200}
@@ -92,8 +95,10 @@ def test_routes_follow_the_template_and_ping_is_a_two_way_mock_answering_the_eng
 
 
 def test_the_queue_mapping_and_schedule_are_the_templates(deployment: Deployment) -> None:
-    [mapping] = deployment.mappings
-    assert mapping.function == deployment.function_by_handler(FUNCTIONS["webhooks"].handler).name
+    by_function = {m.function: m for m in deployment.mappings}
+    message = by_function[deployment.function_by_handler(FUNCTIONS["message"].handler).name]
+    assert deployment.queues[message.queue_arn].name.endswith(".fifo")  # the ordered frames queue
+    mapping = by_function[deployment.function_by_handler(FUNCTIONS["webhooks"].handler).name]
     assert (mapping.batch_size, mapping.report_batch_item_failures) == (BATCH_SIZE, True)
     queue = deployment.queues[mapping.queue_arn]
     redrive = json.loads(queue.attributes["RedrivePolicy"])
