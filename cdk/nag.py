@@ -85,6 +85,13 @@ def acknowledge_findings(stack: SocklessStack) -> None:
                 "and ec2:CreateNetworkInterface/Describe*/Delete*/Assign*/Unassign* support no resource scoping.",
             )
 
+    acknowledge(
+        stack.async_failures,
+        "AwsSolutions-SQS3",
+        "AsyncFailures is itself a dead-letter queue: the on-failure destination of the welcome and fanout "
+        "functions' asynchronous invocations (a Lambda destination, which cdk-nag does not recognise as a DLQ).",
+    )
+
     for route in stack.websocket.api.node.find_all():
         if isinstance(route, cdk.aws_apigatewayv2.CfnRoute):
             acknowledge(route, "AwsSolutions-APIG4", APIG4_WEBSOCKET_REASON)

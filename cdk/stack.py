@@ -13,6 +13,7 @@ from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from cdk.components.apigw_account import ApiGatewayLoggingRole
@@ -26,7 +27,7 @@ from cdk.components.bundle import (
 )
 from cdk.components.edge import Edge
 from cdk.components.frames import FramesQueue
-from cdk.components.functions import ARCHITECTURE, RUNTIME, Placement, SocklessFunction
+from cdk.components.functions import ARCHITECTURE, RUNTIME, AsyncInvoke, Placement, SocklessFunction
 from cdk.components.http_api import RestGateway
 from cdk.components.monitoring import POWERTOOLS_NAMESPACE, Monitoring
 from cdk.components.naming import physical_name
@@ -49,6 +50,9 @@ class FunctionSpec:
     enqueues: bool = False  # emits webhook events
     fans_out: bool = False  # may hand big broadcasts to the fan-out function
     asynchronous: bool = False  # invoked with InvocationType=Event by another function
+    # Asynchronous functions: retries after a function error, and how long a (throttled) event may wait.
+    async_retries: int = 0
+    async_max_age_seconds: int = 60
 
 
 # Memory buys CPU in Lambda (1,769 MB = one vCPU): the handshake path (connect, welcome) and the message
@@ -92,6 +96,10 @@ FUNCTIONS: dict[str, FunctionSpec] = {
         posts=True,
         enqueues=True,
         asynchronous=True,
+        # No retry after an error (a chunk half posted would be posted twice), but a chunk throttled by the
+        # reserved concurrency waits up to 5 minutes for it: late beats lost, and a drop is an alarm.
+        async_retries=0,
+        async_max_age_seconds=300,
     ),
     "http_api": FunctionSpec(
         "functions.http_api.handler.handler",
@@ -153,6 +161,15 @@ class SocklessStack(cdk.Stack):
             self, "WebhookQueue", worker_timeout=cdk.Duration.seconds(FUNCTIONS["webhooks"].timeout_seconds)
         )
         self.app_secrets = AppSecrets(self, "Apps", apps=config.apps)
+        # welcome and fanout events Lambda gave up on (throttled past their maximum age, or failed): each one
+        # is a client without its first frame or recipients without an event, kept 14 days for a human.
+        self.async_failures = sqs.Queue(
+            self,
+            "AsyncFailures",
+            retention_period=cdk.Duration.days(14),
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            enforce_ssl=True,
+        )
 
         # -- functions ---------------------------------------------------------------------------------------
         requirements = RUNTIME_DEPENDENCIES + (VALKEY_DEPENDENCIES if config.store == "valkey" else ())
@@ -194,9 +211,14 @@ class SocklessStack(cdk.Stack):
                 quiet_platform_logs=config.log_level != "INFO",
                 placement=placement,
                 reserved_concurrency=reserved or None,
-                # Lambda's own async retries come a minute later: useless for a welcome or a broadcast chunk,
-                # which retry inside the invocation instead.
-                async_retries=0 if spec.asynchronous else None,
+                # Lambda's own retries after an error come a minute later: useless for a welcome (the client has
+                # given up) and a duplicate for a chunk already half posted; both retry inside the invocation.
+                # Throttled events wait up to the maximum age; what is dropped lands in AsyncFailures.
+                async_invoke=AsyncInvoke(
+                    spec.async_retries, cdk.Duration.seconds(spec.async_max_age_seconds), self.async_failures
+                )
+                if spec.asynchronous
+                else None,
             )
         fn = {name: f.function for name, f in self.functions.items()}
 
@@ -275,6 +297,8 @@ class SocklessStack(cdk.Stack):
                 functions=fn,
                 webhook_queue=self.webhook_queue.queue,
                 dead_letters=self.webhook_queue.dead_letters,
+                async_failures=self.async_failures,
+                asynchronous=[name for name, spec in FUNCTIONS.items() if spec.asynchronous],
                 websocket_api=self.websocket.api,
                 websocket_stage=config.stage_name,
                 rest_api=self.rest.api,

@@ -224,6 +224,8 @@ class AwsSettings(_Strict):
     fanout_function: str | None = None  # parallel chunks of a large broadcast
     welcome_retry_interval_ms: int = Field(default=50, ge=1)
     welcome_retry_seconds: float = Field(default=3.0, gt=0)
+    # Throttling of the welcome's post is retried on its own budget (under the welcome function's 10 s timeout).
+    welcome_throttle_seconds: float = Field(default=8.0, gt=0)
     # The sweep asks API Gateway about every connection once per this many seconds (410: cleaned up like
     # $disconnect), so a ghost lives at most this plus one schedule period (docs/aws.md "The sweep").
     stale_after_seconds: int = Field(default=300, ge=1)

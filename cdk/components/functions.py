@@ -14,7 +14,9 @@ import aws_cdk as cdk
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_lambda_destinations as destinations
 from aws_cdk import aws_logs as logs
+from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 RUNTIME = lambda_.Runtime.PYTHON_3_11
@@ -44,6 +46,20 @@ def retention(days: int) -> logs.RetentionDays:
 
 
 @dataclass(frozen=True)
+class AsyncInvoke:
+    """How Lambda's asynchronous queue treats an event for this function (InvocationType=Event).
+
+    ``retries`` counts retries after a function error (0-2); throttled events (429) are retried by Lambda
+    with backoff for up to ``max_age`` whatever ``retries`` says; an event that runs out of either goes to
+    ``on_failure`` and counts in ``AsyncEventsDropped`` (AWS Lambda developer guide, "How Lambda handles
+    errors and retries with asynchronous invocation")."""
+
+    retries: int
+    max_age: cdk.Duration
+    on_failure: sqs.IQueue
+
+
+@dataclass(frozen=True)
 class Placement:
     """Where a function runs when the store lives in a VPC (the Valkey variant)."""
 
@@ -70,7 +86,7 @@ class SocklessFunction(Construct):
         quiet_platform_logs: bool = False,
         placement: Placement | None = None,
         reserved_concurrency: int | None = None,
-        async_retries: int | None = None,
+        async_invoke: AsyncInvoke | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         self.log_group = logs.LogGroup(
@@ -126,8 +142,9 @@ class SocklessFunction(Construct):
             logging_format=lambda_.LoggingFormat.JSON if quiet_platform_logs else None,
             system_log_level_v2=lambda_.SystemLogLevel.WARN if quiet_platform_logs else None,
             reserved_concurrent_executions=reserved_concurrency,
-            retry_attempts=async_retries,
-            max_event_age=cdk.Duration.seconds(60) if async_retries is not None else None,
+            retry_attempts=async_invoke.retries if async_invoke else None,
+            max_event_age=async_invoke.max_age if async_invoke else None,
+            on_failure=destinations.SqsDestination(async_invoke.on_failure) if async_invoke else None,
             vpc=placement.vpc if placement else None,
             vpc_subnets=placement.subnets if placement else None,
             security_groups=[placement.security_group] if placement else None,

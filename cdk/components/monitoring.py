@@ -7,7 +7,7 @@ is a connect or a publish that failed.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import aws_cdk as cdk
 from aws_cdk import aws_apigatewayv2 as apigwv2
@@ -37,6 +37,8 @@ class Monitoring(Construct):
         functions: Mapping[str, lambda_.Function],
         webhook_queue: sqs.IQueue,
         dead_letters: sqs.IQueue,
+        async_failures: sqs.IQueue,
+        asynchronous: Sequence[str],
         websocket_api: apigwv2.WebSocketApi,
         websocket_stage: str,
         rest_api: apigwv2.HttpApi,
@@ -59,6 +61,24 @@ class Monitoring(Construct):
                 function.metric_throttles(period=FIVE_MINUTES, statistic="Sum"),
                 f"sockless {name}: invocations throttled (concurrency limit reached)",
             )
+        for name in asynchronous:
+            self._alarm(
+                f"{name}AsyncEventsDropped",
+                cloudwatch.Metric(
+                    namespace="AWS/Lambda",
+                    metric_name="AsyncEventsDropped",
+                    dimensions_map={"FunctionName": functions[name].function_name},
+                    period=FIVE_MINUTES,
+                    statistic="Sum",
+                ),
+                f"sockless {name}: Lambda dropped asynchronous events (throttled past their maximum age, or failed); "
+                "see the AsyncFailures queue",
+            )
+        self._alarm(
+            "AsyncFailures",
+            async_failures.metric_approximate_number_of_messages_visible(period=FIVE_MINUTES, statistic="Maximum"),
+            "sockless: welcome or fan-out events Lambda gave up on wait in the AsyncFailures queue",
+        )
         self._alarm(
             "WebhookDeadLetters",
             dead_letters.metric_approximate_number_of_messages_visible(period=FIVE_MINUTES, statistic="Maximum"),

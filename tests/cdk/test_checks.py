@@ -83,6 +83,7 @@ def test_the_acknowledged_rules_are_the_ones_this_design_explains(dynamodb: Synt
         "AwsSolutions-CFR2",
         "AwsSolutions-CFR3",
         "AwsSolutions-CFR4",
+        "AwsSolutions-SQS3",  # AsyncFailures: a Lambda on-failure destination, i.e. a dead-letter queue
     }
     assert rules(dynamodb) == common
     assert rules(valkey) == common

@@ -9,6 +9,7 @@ import os
 from typing import Any
 
 import pytest
+from aws_cdk.assertions import Match
 
 from cdk.stack import FUNCTIONS
 from functions.app_secrets import apps_with_secrets
@@ -70,12 +71,37 @@ def test_log_retention_is_a_deploy_option() -> None:
     assert retentions == {7}
 
 
-@pytest.mark.parametrize("name", ["welcome", "fanout"])
-def test_asynchronous_functions_retry_inside_the_invocation_not_a_minute_later(dynamodb: Synth, name: str) -> None:
+@pytest.mark.parametrize(("name", "max_age"), [("welcome", 60), ("fanout", 300)])
+def test_asynchronous_functions_retry_inside_the_invocation_and_send_what_is_dropped_to_a_queue(
+    dynamodb: Synth, name: str, max_age: int
+) -> None:
+    """No Lambda retry after an error (a minute later is useless for a welcome and a duplicate for a chunk);
+    a throttled event waits up to its maximum age, then goes to the AsyncFailures queue (#14 defect 8)."""
     function_id, _ = dynamodb.function(HANDLERS[name])
+    _, config = dynamodb.one("AWS::Lambda::EventInvokeConfig", FunctionName={"Ref": function_id})
+    props = config["Properties"]
+    assert (props["MaximumRetryAttempts"], props["MaximumEventAgeInSeconds"]) == (0, max_age)
+    queue_id = props["DestinationConfig"]["OnFailure"]["Destination"]["Fn::GetAtt"][0]
+    assert dynamodb.resources[queue_id]["Type"] == "AWS::SQS::Queue"
+    assert dynamodb.resources[queue_id]["Properties"]["MessageRetentionPeriod"] == 14 * 24 * 3600
     dynamodb.template.has_resource_properties(
-        "AWS::Lambda::EventInvokeConfig",
-        {"FunctionName": {"Ref": function_id}, "MaximumRetryAttempts": 0, "MaximumEventAgeInSeconds": 60},
+        "AWS::CloudWatch::Alarm",
+        Match.object_like(
+            {
+                "MetricName": "AsyncEventsDropped",
+                "Namespace": "AWS/Lambda",
+                "Dimensions": [{"Name": "FunctionName", "Value": {"Ref": function_id}}],
+            }
+        ),
+    )
+    dynamodb.template.has_resource_properties(
+        "AWS::CloudWatch::Alarm",
+        Match.object_like(
+            {
+                "MetricName": "ApproximateNumberOfMessagesVisible",
+                "Dimensions": [{"Name": "QueueName", "Value": {"Fn::GetAtt": [queue_id, "QueueName"]}}],
+            }
+        ),
     )
 
 

@@ -72,9 +72,17 @@ def test_only_the_functions_that_emit_webhooks_may_send_to_the_queue(either: Syn
         for k, v in either.of_type("AWS::SQS::Queue").items()
         if "RedrivePolicy" in v["Properties"] and not v["Properties"].get("FifoQueue")  # not the frames queue
     )
+    failures_id = either.logical_id(either.stack.async_failures)
     for name, spec in FUNCTIONS.items():
-        resources = _granted(either, name, "sqs:SendMessage")
+        resources = [r for r in _granted(either, name, "sqs:SendMessage") if r != {"Fn::GetAtt": [failures_id, "Arn"]}]
         assert resources == ([{"Fn::GetAtt": [queue_id, "Arn"]}] if spec.enqueues else []), name
+
+
+def test_only_the_asynchronous_functions_may_send_to_their_failure_queue(either: Synth) -> None:
+    """Lambda sends a dropped asynchronous event to the on-failure destination with the function's role."""
+    failures = {"Fn::GetAtt": [either.logical_id(either.stack.async_failures), "Arn"]}
+    for name, spec in FUNCTIONS.items():
+        assert (failures in _granted(either, name, "sqs:SendMessage")) is spec.asynchronous, name
 
 
 def test_function_roles_use_no_aws_managed_policies(either: Synth) -> None:

@@ -34,6 +34,8 @@ class Recorder:
     opening: dict[str, int] = field(default_factory=dict)
     # Functions whose invocations Lambda refuses (429 TooManyRequestsException: over its concurrency).
     throttled: set[str] = field(default_factory=set)
+    # Connections whose next posts this many times answer 429 LimitExceededException (API Gateway throttling).
+    post_throttled: dict[str, int] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def json_frames(self, connection_id: str) -> list[dict[str, Any]]:
@@ -88,6 +90,14 @@ def _handler(recorder: Recorder) -> type[BaseHTTPRequestHandler]:
             body = self._body()
             connection_id = self._connection()
             if connection_id is not None:
+                with recorder.lock:
+                    throttles = recorder.post_throttled.get(connection_id, 0)
+                    if throttles > 0:
+                        recorder.post_throttled[connection_id] = throttles - 1
+                if throttles > 0:
+                    error = {"x-amzn-ErrorType": "LimitExceededException", "Content-Type": "application/json"}
+                    self._reply(429, b'{"message":"Rate exceeded"}', error)
+                    return
                 if not self._is_open(connection_id):
                     with recorder.lock:
                         recorder.gone_posts.append(connection_id)
