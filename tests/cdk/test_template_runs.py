@@ -173,8 +173,10 @@ def test_the_valkey_variant_runs_against_a_redis_cluster(monkeypatch: pytest.Mon
     apps = [{"id": str(n), "key": f"cluster-key-{n}", "secret": "s"} for n in range(1, 7)]
     monkeypatch.setenv("SOCKLESS_APPS", json.dumps(apps))
     monkeypatch.setenv("SOCKLESS_STORE__PREFIX", f"cluster-{os.getpid()}")
-    monkeypatch.setenv("AWS_REGION", REGION)  # the SQS client is built, never called
+    monkeypatch.setenv("AWS_REGION", REGION)  # the AWS clients are built, never called
     monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     runtime.reset()
     try:
         current = runtime.container()
