@@ -15,7 +15,7 @@ from typing import Any
 import aws_cdk as cdk
 from cdk_nag import AwsSolutionsChecks
 
-from cdk.config import DeployConfig, from_context
+from cdk.config import ConfigError, DeployConfig, from_context
 from cdk.stack import SocklessStack
 
 DEFAULT_STACK_NAME = "sockless"
@@ -27,9 +27,21 @@ def cdk_json_context() -> dict[str, Any]:
     return dict(json.loads(CDK_JSON.read_text(encoding="utf-8")).get("context", {}))
 
 
-def build_app(context: Mapping[str, Any] | None = None, *, nag: bool = True) -> tuple[cdk.App, SocklessStack]:
-    """The app and its one stack. ``context`` (tests) goes over cdk.json's; the CLI's ``-c`` wins over both."""
+def build_app(
+    context: Mapping[str, Any] | None = None, *, nag: bool = True, require_apps_file: bool = False
+) -> tuple[cdk.App, SocklessStack]:
+    """The app and its one stack. ``context`` (tests) goes over cdk.json's; the CLI's ``-c`` wins over both.
+
+    ``require_apps_file`` (``cdk synth``/``cdk deploy``, through :func:`main`): without ``-c apps_file=...``
+    the example app (whose key is in this repository) would be deployed; refuse unless ``-c
+    example_apps=true`` asks for it (#18 item 6)."""
     app = cdk.App(context={**cdk_json_context(), **(context or {})})
+    example_asked = str(app.node.try_get_context("example_apps")).lower() in ("true", "1", "yes")
+    if require_apps_file and not app.node.try_get_context("apps_file") and not example_asked:
+        raise ConfigError(
+            "no apps file: create one (docs/deploy.md, 'Apps') and deploy with -c apps_file=apps.json; "
+            "to deploy the example app of cdk/apps.example.json (a public key), add -c example_apps=true"
+        )
     config: DeployConfig = from_context(app.node.try_get_context)
     stack_name = app.node.try_get_context("stack_name") or DEFAULT_STACK_NAME
     stack = SocklessStack(
@@ -48,7 +60,7 @@ def build_app(context: Mapping[str, Any] | None = None, *, nag: bool = True) -> 
 
 
 def main() -> None:
-    app, _ = build_app()
+    app, _ = build_app(require_apps_file=True)
     app.synth()
 
 

@@ -52,3 +52,13 @@ def test_a_wrong_option_fails_with_its_name(context: dict[str, Any], message: st
 
 def test_every_allowed_retention_has_a_cloudwatch_value() -> None:
     assert tuple(sorted(RETENTION)) == LOG_RETENTION_DAYS
+
+
+def test_cdk_synth_refuses_the_example_apps_unless_asked_for() -> None:
+    """#18 item 6: ``cdk synth``/``cdk deploy`` without ``-c apps_file`` would deploy the example app."""
+    from cdk.app import build_app
+
+    with pytest.raises(ConfigError, match="no apps file"):
+        build_app({"aws:cdk:bundling-stacks": []}, nag=False, require_apps_file=True)
+    _, stack = build_app({"aws:cdk:bundling-stacks": [], "example_apps": "true"}, nag=False, require_apps_file=True)
+    assert [entry.key for entry in stack.config.apps] == ["sockless-app-key"]
