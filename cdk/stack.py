@@ -384,15 +384,31 @@ class SocklessStack(cdk.Stack):
             value=f"new Echo({{broadcaster: 'pusher', key: '{first.key}', {client_options}}})",
             description="Laravel Echo: the client for the first app of the apps file",
         )
+        secret_arn = self.app_secrets.secrets[first.app_id].secret_arn
         cdk.CfnOutput(
             self,
             "LaravelEnv",
-            value=(
-                f"BROADCAST_CONNECTION=pusher PUSHER_APP_ID={first.app_id} PUSHER_APP_KEY={first.key} "
-                f"PUSHER_HOST={host} PUSHER_PORT=443 PUSHER_SCHEME=https "
-                "PUSHER_APP_SECRET=(aws secretsmanager get-secret-value --secret-id <AppSecret output>)"
+            # One variable per line, ready to paste; the secret stays in Secrets Manager, and the command on
+            # the last line prints it (the LaravelEnvSecret output is that command alone).
+            value="\n".join(
+                [
+                    "BROADCAST_CONNECTION=pusher",
+                    f"PUSHER_APP_ID={first.app_id}",
+                    f"PUSHER_APP_KEY={first.key}",
+                    f"PUSHER_HOST={host}",
+                    "PUSHER_PORT=443",
+                    "PUSHER_SCHEME=https",
+                    "PUSHER_APP_CLUSTER=mt1",
+                    f"PUSHER_APP_SECRET=  # {_secret_command(secret_arn)}",
+                ]
             ),
-            description="Laravel backend .env for the first app",
+            description="Laravel backend .env for the first app (fill PUSHER_APP_SECRET with LaravelEnvSecret)",
+        )
+        cdk.CfnOutput(
+            self,
+            "LaravelEnvSecret",
+            value=f"echo PUSHER_APP_SECRET=$({_secret_command(secret_arn)})",
+            description="prints the PUSHER_APP_SECRET line of the first app (run it with the deploying credentials)",
         )
         for entry in self.config.apps:
             cdk.CfnOutput(
@@ -410,6 +426,11 @@ class SocklessStack(cdk.Stack):
             value=f"https://console.aws.amazon.com/cloudwatch/home?region={self.region}#dashboards:name="
             f"{self.monitoring.dashboard.dashboard_name}",
         )
+
+
+def _secret_command(secret_arn: str) -> str:
+    """The AWS CLI command that prints an app secret (the value never appears in the template)."""
+    return f"aws secretsmanager get-secret-value --secret-id {secret_arn} --query SecretString --output text"
 
 
 def _grant_invoke(target: lambda_.IFunction, caller: lambda_.IFunction) -> None:

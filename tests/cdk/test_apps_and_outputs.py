@@ -179,3 +179,26 @@ def test_the_laravel_echo_snippet_is_valid_javascript_with_the_same_options(dyna
     assert options["broadcaster"] == "pusher" and options["key"] == "sockless-app-key"
     assert (options["wsHost"], options["wssPort"], options["forceTLS"]) == ("d1.cloudfront.net", 443, True)
     assert options["activityTimeout"] == 540_000
+
+
+def test_the_laravel_env_output_is_a_block_to_paste_with_the_secret_command(dynamodb: Synth) -> None:
+    outputs = dynamodb.json["Outputs"]
+    secret_id, _ = dynamodb.one("AWS::SecretsManager::Secret")
+    [distribution_id] = dynamodb.of_type("AWS::CloudFront::Distribution")
+    placeholders = {
+        secret_id: "arn:aws:secretsmanager:eu-west-1:1:secret:s-AbCdEf",
+        distribution_id: "d1.cloudfront.net",
+    }
+    lines = render(outputs["LaravelEnv"]["Value"], placeholders).splitlines()
+    assert lines[:7] == [
+        "BROADCAST_CONNECTION=pusher",
+        "PUSHER_APP_ID=100001",
+        "PUSHER_APP_KEY=sockless-app-key",
+        "PUSHER_HOST=d1.cloudfront.net",
+        "PUSHER_PORT=443",
+        "PUSHER_SCHEME=https",
+        "PUSHER_APP_CLUSTER=mt1",
+    ]
+    command = "aws secretsmanager get-secret-value --secret-id arn:aws:secretsmanager:eu-west-1:1:secret:s-AbCdEf"
+    assert lines[7].startswith("PUSHER_APP_SECRET=  # " + command)
+    assert render(outputs["LaravelEnvSecret"]["Value"], placeholders).startswith(f"echo PUSHER_APP_SECRET=$({command}")
