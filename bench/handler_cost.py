@@ -27,20 +27,10 @@ import aiohttp
 import pusher
 
 from bench.welcome_latency import start, wait_ready
+from cost.model import MEMORY_MB  # the one copy of the stack's memory sizes
 from shared.auth import sign_channel
 
 APP = {"id": "12345", "key": "bench-key", "secret": "bench-secret"}
-# Memory of each function in cdk/stack.py (MB): billed GB-s = duration x memory.
-MEMORY_MB = {
-    "connect": 1024,
-    "welcome": 1024,
-    "disconnect": 512,
-    "message": 1024,
-    "fanout": 1024,
-    "http_api": 1024,
-    "webhooks": 512,
-    "sweep": 512,
-}
 
 
 def kind(function_name: str) -> str:
