@@ -82,7 +82,7 @@ lint: install
 
 # Installs scripts/commit-msg as this clone's commit-msg hook (subjects of at most 72 characters).
 hooks:
-	install -m 755 scripts/commit-msg "$$(git rev-parse --git-path hooks)/commit-msg"
+	install -D -m 755 scripts/commit-msg "$$(git rev-parse --git-path hooks)/commit-msg"
 
 # Formats the code and applies ruff's safe fixes (import order and the like): what `make lint` checks.
 fmt: install

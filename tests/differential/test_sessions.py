@@ -283,8 +283,18 @@ async def replay(server: ServerProcess, receiver: Receiver, reference: Transcrip
 
 
 @pytest.fixture(scope="module")
-def template() -> None:
-    synth.template()  # before the emulator starts: its start-up must not include the synth
+def activity_timeout() -> int:
+    """Synthesizes before the emulator starts (its start-up must not include the synth) and gives the local
+    server the deployed functions' ``activity_timeout`` (540 s, docs/cost.md "Pings"): the one setting in which
+    the stack deliberately departs from the local server's default, announced in every welcome."""
+    resources = synth.template()[0]["Resources"]
+    timeouts = {
+        r["Properties"]["Environment"]["Variables"]["SOCKLESS_ACTIVITY_TIMEOUT"]
+        for r in resources.values()
+        if r["Type"] == "AWS::Lambda::Function" and "SOCKLESS_ACTIVITY_TIMEOUT" in str(r["Properties"])
+    }
+    assert len(timeouts) == 1, timeouts
+    return int(timeouts.pop())
 
 
 @pytest.fixture
@@ -296,26 +306,33 @@ async def receiver() -> AsyncIterator[Receiver]:
         await hooks.stop()
 
 
-def config(receiver: Receiver) -> dict[str, Any]:
+def config(receiver: Receiver, activity_timeout: int) -> dict[str, Any]:
     app = {**APP, "webhooks": [{"url": receiver.url()}]}
-    return {"apps": [app], "webhooks": {"delay_seconds": 1.0}, "shutdown_grace_seconds": 1}
+    return {
+        "apps": [app],
+        "webhooks": {"delay_seconds": 1.0},
+        "shutdown_grace_seconds": 1,
+        "activity_timeout": activity_timeout,
+    }
 
 
 @pytest.fixture
-def servers(template: None) -> Iterator[list[ServerProcess]]:
+def servers() -> Iterator[list[ServerProcess]]:
     started: list[ServerProcess] = []
     yield started
     for proc in started:
         proc.cleanup()
 
 
-async def test_the_local_server_and_the_emulator_answer_a_session_alike(servers: list[ServerProcess]) -> None:
+async def test_the_local_server_and_the_emulator_answer_a_session_alike(
+    servers: list[ServerProcess], activity_timeout: int
+) -> None:
     local_hooks, emulated_hooks = await Receiver().start(), await Receiver().start()
     try:
-        local = ServerProcess(config(local_hooks)).start()
+        local = ServerProcess(config(local_hooks, activity_timeout)).start()
         servers.append(local)
         reference = await replay(local, local_hooks, None)
-        emulated = ServerProcess(config(emulated_hooks), args=("--emulate-lambda", "--sweep-interval", "0")).start(
+        emulated = ServerProcess(config(emulated_hooks, activity_timeout), args=("--emulate-lambda", "--sweep-interval", "0")).start(
             timeout=120
         )
         servers.append(emulated)
