@@ -332,9 +332,9 @@ async def test_the_local_server_and_the_emulator_answer_a_session_alike(
         local = ServerProcess(config(local_hooks, activity_timeout)).start()
         servers.append(local)
         reference = await replay(local, local_hooks, None)
-        emulated = ServerProcess(config(emulated_hooks, activity_timeout), args=("--emulate-lambda", "--sweep-interval", "0")).start(
-            timeout=120
-        )
+        emulated = ServerProcess(
+            config(emulated_hooks, activity_timeout), args=("--emulate-lambda", "--sweep-interval", "0")
+        ).start(timeout=120)
         servers.append(emulated)
         transcript = await replay(emulated, emulated_hooks, reference)
     finally:
