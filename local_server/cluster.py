@@ -29,23 +29,23 @@ import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector, CollectorRegistry
+from prometheus_client.registry import Collector
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from shared.engine.core import Engine
 from shared.errors import StoreUnavailable
-from shared.redis.client import connect_redis
-from shared.redis.errors import raise_if_cancelling
+from shared.limits.base import RateLimiter
+from shared.redis.errors import CountsErrors, raise_if_cancelling
 from shared.redis.keys import RedisKeys
 from shared.redis.node_index import NodeIndex
 from shared.redis.nodes import RedisNodeRegistry
-from shared.sender.local import Fanout, write_each
 from shared.sender.redis import RedisSender
 from shared.services import DriverError
-from shared.settings import Settings
+from shared.settings import StoreSettings
 from shared.store.redis import RedisChannelStore
 from shared.types import AppId, ChannelName, SocketId, UserId
+from shared.webhooks.base import WebhookQueue
 
 log = logging.getLogger("sockless.cluster")
 
@@ -67,43 +67,33 @@ def default_node_id() -> str:
 
 
 class ClusterNode:
-    """Builds the node's Redis client, registry, store and sender, and runs the node's background tasks."""
+    """Runs one node's background tasks over the drivers the runtime built for it (local_server/runtime.py):
+    the node's Redis client, its registry, its subscription index, the store and sender that share them, and
+    the engine over them."""
 
     def __init__(
-        self, settings: Settings, *, fanout: Fanout = write_each, registry: CollectorRegistry | None = None
+        self,
+        settings: StoreSettings,
+        *,
+        client: Redis,
+        registry: RedisNodeRegistry,
+        index: NodeIndex,
+        store: RedisChannelStore,
+        sender: RedisSender,
+        engine: Engine,
     ) -> None:
-        """``fanout``: the server's (its cork's); ``registry``: where the node's metrics are exported."""
-        store_settings = settings.store
-        if not store_settings.url:
-            raise DriverError("store.url is required by the redis driver")
         self.settings = settings
-        self.prefix = store_settings.prefix
-        self.keys = RedisKeys(self.prefix)
-        self.node_id = store_settings.node_id or default_node_id()
-        self.lease_seconds = store_settings.lease_seconds
+        self.keys = RedisKeys(settings.prefix)
+        self.node_id = registry.node_id
+        self.lease_seconds = settings.lease_seconds
         # The lease key lives half the promised removal time; three missed heartbeats still keep it alive.
         self.lease_ttl = self.lease_seconds / 2
-        self.client: Redis = connect_redis(store_settings.url, cluster_mode=store_settings.cluster_mode)
-        self.registry = RedisNodeRegistry(self.client, node_id=self.node_id, prefix=self.prefix)
-        index = self.index = NodeIndex()  # the store keeps it, the sender reads it
-        self.store = RedisChannelStore(
-            self.client, prefix=self.prefix, node=self.registry, index=index, ttl_seconds=store_settings.ttl_seconds
-        )
-        self.sender = RedisSender(
-            self.client,
-            node_id=self.node_id,
-            index=index,
-            locator=self.registry,
-            prefix=self.prefix,
-            fanout=fanout,
-            on_gone=self._gone,
-            on_relayed=self._relayed,
-            on_resubscribed=self._resubscribed,
-            replay_seconds=store_settings.replay_seconds,
-            replay_bytes=store_settings.replay_mb * 1024 * 1024,
-        )
-        self.engine: Engine | None = None
-        self._metrics_registry = registry
+        self.client = client
+        self.registry = registry
+        self.index = index
+        self.store = store
+        self.sender = sender
+        self.engine = engine
         self.errors = 0
         self.reaped = 0
         self._tasks: list[asyncio.Task[None]] = []
@@ -117,11 +107,8 @@ class ClusterNode:
 
     # -- lifecycle -------------------------------------------------------------------------------------
 
-    async def start(self, engine: Engine) -> None:
+    async def start(self) -> None:
         """Check Redis (an unreachable store fails start-up loudly), take the lease, start the tasks."""
-        self.engine = engine
-        if self._metrics_registry is not None:
-            self._metrics_registry.register(ClusterCollector(self))
         try:
             await self.client.ping()
             info = await self.client.info("server")
@@ -129,11 +116,10 @@ class ClusterNode:
             raise DriverError(f"redis store unreachable at start-up: {exc}") from exc
         version = tuple(int(p) for p in str(info.get("redis_version", "7.0.0")).split(".")[:2])
         self._run_id = str(info.get("run_id", ""))
-        # Sharded pub/sub (SPUBLISH/SSUBSCRIBE) arrived in Redis 7.0.
-        self.sender.sharded = version >= (7, 0)
         await self._beat()
         self._tasks = [
-            asyncio.create_task(self.sender.listen(), name="cluster-listen"),
+            # Sharded pub/sub (SPUBLISH/SSUBSCRIBE) arrived in Redis 7.0.
+            asyncio.create_task(self.sender.listen(self, sharded=version >= (7, 0)), name="cluster-listen"),
             asyncio.create_task(self._every(self.lease_ttl / 3, self._beat), name="cluster-heartbeat"),
             asyncio.create_task(self._every(self.lease_ttl / 6, self._reap_dead), name="cluster-reaper"),
             asyncio.create_task(self._maintain(), name="cluster-maintenance"),
@@ -161,9 +147,6 @@ class ClusterNode:
         self._tasks = []
         with contextlib.suppress(*_BACKEND_ERRORS):
             await self.client.delete(self.keys.lease(self.node_id))
-
-    async def close(self) -> None:
-        await self.client.aclose()
 
     # -- loops -----------------------------------------------------------------------------------------
 
@@ -198,7 +181,7 @@ class ClusterNode:
             # the lease for a full term again we cannot tell a dead peer from a partition or a stalled Redis.
             if self._tasks:
                 log.warning("cluster node %s was cut off or lost its lease; reconciling", self.node_id)
-                self._request_reconcile_sync()
+                self._reconcile_now.set()
             self._held_since = time.monotonic()
 
     async def _registered_nodes(self) -> set[str]:
@@ -217,25 +200,30 @@ class ClusterNode:
             nodes |= self.sender.peers
         self.sender.peers = nodes
 
-    async def _resubscribed(self) -> None:
+    # -- what peers report (PeerEvents, shared/sender/redis.py) ----------------------------------------
+
+    async def resubscribed(self) -> None:
         """Back on pub/sub after an outage: announcements may have been missed, and so may frames."""
         self._resubscribed_at = time.monotonic()
         with contextlib.suppress(*_BACKEND_ERRORS):
             await self._refresh_peers()
         self._reconcile_now.set()
 
-    def _relayed(self, app_id: AppId, frames: int, nbytes: int) -> None:
-        if self.engine is not None:
-            self.engine.count_sent(app_id, frames, nbytes)
+    def relayed(self, app_id: AppId, frames: int, nbytes: int) -> None:
+        self.engine.count_sent(app_id, frames, nbytes)
 
-    def _request_reconcile_sync(self) -> None:
-        self._reconcile_now.set()
-
-    async def _request_reconcile(self) -> None:
-        self._reconcile_now.set()
+    async def gone(self, app_id: AppId, socket_ids: Sequence[SocketId]) -> None:
+        """A peer routed frames here for sockets this node does not hold: remove them like a disconnect."""
+        app = await self.engine.apps.by_id(app_id)
+        if app is None:
+            return
+        try:
+            await self.engine.drop_gone(app, socket_ids)
+        except _BACKEND_ERRORS as exc:
+            self._failed("cleanup of gone sockets", exc)
 
     async def _maintain(self) -> None:
-        ttl = self.settings.store.ttl_seconds
+        ttl = self.settings.ttl_seconds
         touch_every = ttl / 4 if ttl > 0 else None
         last_touch = time.monotonic()
         wait = RECONCILE_EVERY_SECONDS
@@ -298,7 +286,6 @@ class ClusterNode:
         return removed
 
     async def _disconnect_all(self, app_id: AppId, sockets: Sequence[SocketId]) -> int:
-        assert self.engine is not None
         engine = self.engine
         app = await engine.apps.by_id(app_id)
         semaphore = asyncio.Semaphore(REAP_CONCURRENCY)
@@ -312,18 +299,6 @@ class ClusterNode:
 
         await asyncio.gather(*(one(s) for s in sockets))
         return len(sockets)
-
-    async def _gone(self, app_id: AppId, sockets: Sequence[SocketId]) -> None:
-        """A peer routed frames here for sockets this node does not hold: remove them like a disconnect."""
-        if self.engine is None:
-            return
-        app = await self.engine.apps.by_id(app_id)
-        if app is None:
-            return
-        try:
-            await self.engine.drop_gone(app, sockets)
-        except _BACKEND_ERRORS as exc:
-            self._failed("cleanup of gone sockets", exc)
 
     # -- reconciliation --------------------------------------------------------------------------------
 
@@ -380,7 +355,6 @@ class ClusterNode:
         them and their re-joins send nothing, and those that do not are reported gone. So a webhook receiver
         never sees ``member_added`` or ``channel_occupied`` twice without the matching removal between.
         Several nodes reporting the same channel or member are deduplicated the same way."""
-        assert self.engine is not None
         engine = self.engine
         members: dict[tuple[AppId, ChannelName, UserId], None] = {}
         channels: dict[tuple[AppId, ChannelName], None] = {}
@@ -406,58 +380,50 @@ class ClusterNode:
 
 
 class ClusterCollector(Collector):
-    """Exports the node's counters on the local server's ``/metrics`` (read when scraped)."""
+    """Exports the node's counters on the local server's ``/metrics`` (read when scraped). ``queue`` and
+    ``limiter``: the services' (their Redis errors are counted when they are the Redis drivers)."""
 
-    def __init__(self, node: ClusterNode) -> None:
+    def __init__(self, node: ClusterNode, *, queue: WebhookQueue, limiter: RateLimiter) -> None:
         self.node = node
+        self.queue = queue
+        self.limiter = limiter
 
     def collect(self) -> Iterator[Metric]:
-        node = self.node
+        node, sender = self.node, self.node.sender
         errors = CounterMetricFamily(
             "sockless_redis_errors", "Redis operations that failed, by component", labels=["component"]
         )
-        components: dict[str, object] = {
-            "store": node.store,
-            "registry": node.registry,
-            "sender": node.sender,
-            "cluster": node,
-        }
-        if node.engine is not None:
-            components["queue"] = node.engine.webhooks.queue
-            components["limiter"] = node.engine.limiter
-        for name, component in components.items():
-            count = getattr(component, "errors", None)
-            if isinstance(count, int):
-                errors.add_metric([name], count)
+        counts = {"store": node.store.errors, "registry": node.registry.errors, "sender": sender.errors}
+        counts["cluster"] = node.errors
+        for name, driver in (("queue", self.queue), ("limiter", self.limiter)):
+            if isinstance(driver, CountsErrors):  # a memory queue or limiter has no Redis to fail
+                counts[name] = driver.errors
+        for name, count in counts.items():
+            errors.add_metric([name], count)
         yield errors
-        yield CounterMetricFamily(
-            "sockless_cluster_messages_published", "Pub/sub messages sent to peer nodes", value=node.sender.published
-        )
-        yield CounterMetricFamily(
-            "sockless_cluster_frames_relayed",
-            "Frames written to local sockets for peer nodes",
-            value=node.sender.relayed,
-        )
-        yield CounterMetricFamily(
-            "sockless_cluster_connections_reaped", "Connections of dead nodes removed by this node", value=node.reaped
-        )
-        yield GaugeMetricFamily(
-            "sockless_cluster_replay_bytes",
-            "Bytes of channel broadcasts waiting to be published again to peers (Redis down or a peer away)",
-            value=node.sender.pending_bytes,
-        )
-        yield CounterMetricFamily(
-            "sockless_cluster_replay_dropped",
-            "Channel broadcasts given up: older than store.replay_seconds, or for a node that left",
-            value=node.sender.dropped,
-        )
-        yield CounterMetricFamily(
-            "sockless_cluster_publishes_refused",
-            "Channel broadcasts refused (503) because the replay buffer could not take them",
-            value=node.sender.refused,
-        )
-        yield GaugeMetricFamily(
-            "sockless_cluster_listening",
-            "1 while subscribed to this node's pub/sub channel",
-            value=node.sender.listening,
-        )
+        family: type[CounterMetricFamily | GaugeMetricFamily]
+        for family, name, documentation, value in (
+            (CounterMetricFamily, "messages_published", "Pub/sub messages sent to peer nodes", sender.published),
+            (CounterMetricFamily, "frames_relayed", "Frames written to local sockets for peer nodes", sender.relayed),
+            (CounterMetricFamily, "connections_reaped", "Connections of dead nodes removed by this node", node.reaped),
+            (
+                GaugeMetricFamily,
+                "replay_bytes",
+                "Bytes of channel broadcasts waiting to be published again to peers (Redis down or a peer away)",
+                sender.pending_bytes,
+            ),
+            (
+                CounterMetricFamily,
+                "replay_dropped",
+                "Channel broadcasts given up: older than store.replay_seconds, or for a node that left",
+                sender.dropped,
+            ),
+            (
+                CounterMetricFamily,
+                "publishes_refused",
+                "Channel broadcasts refused (503) because the replay buffer could not take them",
+                sender.refused,
+            ),
+            (GaugeMetricFamily, "listening", "1 while subscribed to this node's pub/sub channel", sender.listening),
+        ):
+            yield family(f"sockless_cluster_{name}", documentation, value=value)

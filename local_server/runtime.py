@@ -12,7 +12,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from local_server.banner import banner
-from local_server.cluster import ClusterNode
+from local_server.cluster import ClusterCollector, ClusterNode, default_node_id
 from local_server.guard import GuardedSite, QuietServerLogger
 from local_server.server import create_app
 from local_server.transport import Cork, CorkCollector, WsTransport
@@ -20,9 +20,14 @@ from shared.debug.tap import DebugTap
 from shared.debug.webhooks import tap_targets
 from shared.limits.memory import MemoryRateLimiter
 from shared.metrics.prometheus import PrometheusMetrics
+from shared.redis.client import connect_redis
+from shared.redis.node_index import NodeIndex
+from shared.redis.nodes import RedisNodeRegistry
 from shared.sender.local import LocalSender
-from shared.services import Clients, Services, build_services
+from shared.sender.redis import RedisSender
+from shared.services import Clients, DriverError, Services, build_services
 from shared.settings import Settings
+from shared.store.redis import RedisChannelStore
 from shared.webhooks.dispatcher import WebhookDispatcher
 from shared.webhooks.targets import create_targets
 
@@ -54,20 +59,11 @@ class LocalServer:
         self.metrics.registry.register(CorkCollector(self.cork))
         tap = DebugTap() if settings.debug_console else None
         self.cluster: ClusterNode | None = None
+        self.sender: LocalSender
+        self.services: Services
         if settings.store.driver == "redis":
-            # A node of a Redis-backed cluster (docs/redis.md): its sender routes frames to peer nodes.
-            self.cluster = ClusterNode(settings, fanout=self.cork.broadcast, registry=self.metrics.registry)
-            self.sender: LocalSender = self.cluster.sender
-            self.services: Services = build_services(
-                settings,
-                sender=self.sender,
-                clients=Clients(redis=self.cluster.client),
-                metrics=self.metrics,
-                tap=tap,
-                store=self.cluster.store,
-                connection_limiter=MemoryRateLimiter(),  # a socket lives on one node: see Engine
-                count_connections=False,  # server.websocket counts this node's open sockets
-            )
+            self.services, self.cluster = self._cluster_node(settings, tap)
+            self.sender = self.cluster.sender
         else:
             self.sender = LocalSender(self.cork.broadcast)
             self.services = build_services(
@@ -79,9 +75,57 @@ class LocalServer:
         self._dispatch_task: asyncio.Task[None] | None = None
         self.port = settings.port
 
+    def _cluster_node(self, settings: Settings, tap: DebugTap | None) -> tuple[Services, ClusterNode]:
+        """A node of a Redis-backed cluster (docs/redis.md): one Redis client for every driver; the node's
+        registry and subscription index, shared by the store (which keeps them) and the sender (which routes
+        frames to peer nodes by them); the services over those; the node that runs its lease, reaper and
+        reconciliation over all of it."""
+        store_settings = settings.store
+        if not store_settings.url:
+            raise DriverError("store.url is required by the redis driver")
+        client = connect_redis(store_settings.url, cluster_mode=store_settings.cluster_mode)
+        prefix = store_settings.prefix
+        node_id = store_settings.node_id or default_node_id()
+        registry = RedisNodeRegistry(client, node_id=node_id, prefix=prefix)
+        index = NodeIndex()
+        store = RedisChannelStore(
+            client, prefix=prefix, node=registry, index=index, ttl_seconds=store_settings.ttl_seconds
+        )
+        sender = RedisSender(
+            client,
+            node_id=node_id,
+            index=index,
+            locator=registry,
+            prefix=prefix,
+            fanout=self.cork.broadcast,
+            replay_seconds=store_settings.replay_seconds,
+            replay_bytes=store_settings.replay_mb * 1024 * 1024,
+        )
+        services = build_services(
+            settings,
+            sender=sender,
+            clients=Clients(redis=client),
+            metrics=self.metrics,
+            tap=tap,
+            store=store,
+            connection_limiter=MemoryRateLimiter(),  # a socket lives on one node: see Engine
+            count_connections=False,  # server.websocket counts this node's open sockets
+        )
+        node = ClusterNode(
+            store_settings,
+            client=client,
+            registry=registry,
+            index=index,
+            store=store,
+            sender=sender,
+            engine=services.engine,
+        )
+        self.metrics.registry.register(ClusterCollector(node, queue=services.queue, limiter=services.limiter))
+        return services, node
+
     async def start(self) -> None:
         if self.cluster is not None:
-            await self.cluster.start(self.services.engine)
+            await self.cluster.start()
         limits = self.settings.transport
         runner = web.AppRunner(
             create_app(self.services, self.sender, self.cork),
@@ -152,7 +196,7 @@ class LocalServer:
             await self.cluster.stop()
         await self.services.close()
         if self.cluster is not None:
-            await self.cluster.close()
+            await self.cluster.client.aclose()  # built here, shared by the node's drivers
 
 
 async def serve(settings: Settings) -> None:

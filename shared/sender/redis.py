@@ -40,8 +40,8 @@ import contextlib
 import logging
 import time
 from collections import OrderedDict, deque
-from collections.abc import Awaitable, Callable, Collection, Coroutine, Sequence
-from typing import Any, Protocol
+from collections.abc import Callable, Collection, Sequence
+from typing import Protocol
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -57,10 +57,23 @@ from shared.types import AppId, ChannelName, SocketId
 log = logging.getLogger("sockless.cluster")
 replay_log = RateLimitedLog(log)
 
-# Called with sockets a peer routed here that this node does not hold (the engine cleans them up).
-GoneHandler = Callable[[AppId, Sequence[SocketId]], Coroutine[Any, Any, None]]
-# Called with the frames written here for a peer's channel broadcast: (app, frames, bytes), for metrics.
-RelayedHandler = Callable[[AppId, int, int], None]
+
+class PeerEvents(Protocol):
+    """What the node does about what arrives from its peers (the cluster node, ``local_server/cluster.py``).
+    Handed to :meth:`RedisSender.listen`: the node is built after its sender (the engine needs the sender)."""
+
+    async def gone(self, app_id: AppId, socket_ids: Sequence[SocketId]) -> None:
+        """A peer routed frames here for sockets this node does not hold: remove them like a disconnect. Run in
+        the background, once per socket; must not raise."""
+        ...
+
+    def relayed(self, app_id: AppId, frames: int, nbytes: int) -> None:
+        """Frames written here for a peer's channel broadcast (for metrics)."""
+        ...
+
+    async def resubscribed(self) -> None:
+        """Back on pub/sub after an outage: what was published meanwhile is lost; re-check the node's state."""
+        ...
 
 
 class ChannelIndex(Protocol):
@@ -117,9 +130,8 @@ def _retrieve(future: asyncio.Future[None]) -> None:
 class RedisSender(LocalSender):
     """A ``LocalSender`` (the server registers its sockets here) that routes everything else through Redis.
 
-    ``index`` must be the one the node's store keeps (``RedisChannelStore(index=...)``). ``on_gone`` removes
-    sockets a peer routed here that this node does not hold; ``on_resubscribed`` runs after the listener
-    reconnects (see :meth:`listen`).
+    ``index`` must be the one the node's store keeps (``RedisChannelStore(index=...)``). What arrives from peers
+    is reported to the ``PeerEvents`` handed to :meth:`listen`.
     """
 
     def __init__(
@@ -130,11 +142,7 @@ class RedisSender(LocalSender):
         index: ChannelIndex,
         locator: SocketLocator,
         prefix: str = "sockless",
-        sharded: bool = True,
         fanout: Fanout = write_each,
-        on_gone: GoneHandler | None = None,
-        on_relayed: RelayedHandler | None = None,
-        on_resubscribed: Callable[[], Awaitable[None]] | None = None,
         replay_seconds: float = REPLAY_SECONDS,
         replay_bytes: int = REPLAY_BYTES,
         clock: Callable[[], float] = time.monotonic,
@@ -145,11 +153,8 @@ class RedisSender(LocalSender):
         self.locator = locator
         self.node_id = node_id
         self.keys = RedisKeys(prefix)
-        self.sharded = sharded
+        self.sharded = True  # sharded pub/sub (Redis 7+); ``listen`` says which
         self.channel = self.keys.node_channel(node_id)
-        self.on_gone = on_gone
-        self.on_relayed = on_relayed
-        self.on_resubscribed = on_resubscribed
         self.peers: set[str] = set()  # other nodes of the cluster (ClusterNode keeps it current)
         self.listening = False
         self.errors = 0
@@ -376,7 +381,7 @@ class RedisSender(LocalSender):
         self, app_id: AppId, channel: ChannelName, frame: bytes, except_socket: SocketId | None = None
     ) -> Delivery:
         """Write this node's subscribers of ``channel`` and have every peer write its own (see the module
-        docstring). ``sent`` counts this node's writes; each peer counts its own (``on_relayed``)."""
+        docstring). ``sent`` counts this node's writes; each peer counts its own (``PeerEvents.relayed``)."""
         peers = self.peers
         head = f"{app_id}\n{channel}\n{except_socket or ''}\n".encode()
         if peers and not self.can_take((len(head) + len(frame) + 64) * len(peers)):
@@ -541,12 +546,12 @@ class RedisSender(LocalSender):
 
     # -- receiving -------------------------------------------------------------------------------------
 
-    async def handle_message(self, data: bytes) -> None:
+    async def handle_message(self, data: bytes, events: PeerEvents) -> None:
         """Deliver one message a peer published to this node's channel."""
         kind, body = data[:1], data[1:]
         if kind == b"M":
             for message in _unbatched(body):
-                await self.handle_message(message)
+                await self.handle_message(message, events)
         elif kind == b"B":
             app, ids, frame = body.split(b"\n", 2)
             app_id = AppId(app.decode())
@@ -554,10 +559,10 @@ class RedisSender(LocalSender):
             delivery = await LocalSender.broadcast(self, app_id, socket_ids, frame)
             self.relayed += delivery.sent
             gone = self._unreleased(delivery.gone)
-            if gone and self.on_gone is not None:
+            if gone:
                 # Removed once, in the background: the listener must keep delivering meanwhile.
                 self._release(gone)
-                task = asyncio.create_task(self.on_gone(app_id, gone))
+                task = asyncio.create_task(events.gone(app_id, gone))
                 self._cleanups.add(task)
                 task.add_done_callback(self._cleanups.discard)
         elif kind == b"S":
@@ -567,7 +572,7 @@ class RedisSender(LocalSender):
                 self.duplicates += 1  # replayed after Redis also ran the original: delivered already
                 return
             self._seen[origin] = number
-            await self.handle_message(b"C" + rest)
+            await self.handle_message(b"C" + rest, events)
         elif kind == b"C":
             app, channel, skip, frame = body.split(b"\n", 3)
             app_id = AppId(app.decode())
@@ -576,8 +581,8 @@ class RedisSender(LocalSender):
                 except_socket = SocketId(skip.decode()) if skip else None
                 delivery = await LocalSender.broadcast(self, app_id, sockets, frame, except_socket)
                 self.relayed += delivery.sent
-                if self.on_relayed is not None and delivery.sent:
-                    self.on_relayed(app_id, delivery.sent, delivery.sent * len(frame))
+                if delivery.sent:
+                    events.relayed(app_id, delivery.sent, delivery.sent * len(frame))
         elif kind == b"H":
             node = body.decode()
             if node != self.node_id:
@@ -588,12 +593,14 @@ class RedisSender(LocalSender):
         else:
             log.warning("cluster: unknown message kind %r ignored", kind)
 
-    async def listen(self) -> None:
+    async def listen(self, events: PeerEvents, *, sharded: bool = True) -> None:
         """Subscribe to this node's channel and deliver what arrives, forever; reconnects with backoff.
 
-        After a reconnect, ``on_resubscribed`` runs: messages published while the node was cut off are
-        lost (pub/sub keeps nothing), and the cluster re-checks the node's state against the store.
+        ``sharded``: whether Redis has sharded pub/sub (7.0 and later); publishing uses the same. After a
+        reconnect, ``events.resubscribed`` runs: messages published while the node was cut off are lost
+        (pub/sub keeps nothing), and the cluster re-checks the node's state against the store.
         """
+        self.sharded = sharded
         backoff = 0.1
         first = True
         while True:
@@ -605,8 +612,8 @@ class RedisSender(LocalSender):
                     await pubsub.subscribe(self.channel)
                 self.listening = True
                 backoff = 0.1
-                if not first and self.on_resubscribed is not None:
-                    await self.on_resubscribed()
+                if not first:
+                    await events.resubscribed()
                 first = False
                 while True:
                     message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
@@ -614,7 +621,7 @@ class RedisSender(LocalSender):
                     if message is None or message.get("type") not in ("message", "smessage"):
                         continue
                     try:
-                        await self.handle_message(message["data"])
+                        await self.handle_message(message["data"], events)
                     except (ValueError, UnicodeDecodeError) as exc:
                         log.warning("cluster: malformed message ignored: %s", exc)
             except asyncio.CancelledError:

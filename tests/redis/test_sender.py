@@ -45,10 +45,29 @@ class Recorder:
 
 
 @dataclass
+class Events:
+    """What the sender reports from peers (``PeerEvents``), recorded in place of the cluster node."""
+
+    lost: list[tuple[AppId, list[SocketId]]] = field(default_factory=list)
+    relayed_frames: int = 0
+    resubscriptions: int = 0
+
+    async def gone(self, app_id: AppId, socket_ids: Sequence[SocketId]) -> None:
+        self.lost.append((app_id, list(socket_ids)))
+
+    def relayed(self, app_id: AppId, frames: int, nbytes: int) -> None:
+        self.relayed_frames += frames
+
+    async def resubscribed(self) -> None:
+        self.resubscriptions += 1
+
+
+@dataclass
 class Node:
     sender: RedisSender
     store: RedisChannelStore
     client: Redis
+    events: Events
     task: asyncio.Task[None]
 
     async def hold(self, socket_id: str) -> Recorder:
@@ -61,7 +80,8 @@ class Node:
 
 
 def node_parts(client: Redis, prefix: str, node_id: str) -> tuple[RedisChannelStore, RedisSender]:
-    """A node's store and sender as ``ClusterNode`` wires them: one registry, one subscription index."""
+    """A node's store and sender as the local server wires them (``LocalServer._cluster_node``): one registry,
+    one subscription index."""
     registry = RedisNodeRegistry(client, node_id=node_id, prefix=prefix)
     index = NodeIndex()
     store = RedisChannelStore(client, prefix=prefix, node=registry, index=index)
@@ -77,7 +97,8 @@ async def nodes(count: int) -> AsyncIterator[list[Node]]:
             for n in range(count):
                 client = connect_redis(REDIS_URL)
                 store, sender = node_parts(client, prefix, f"n{n}")
-                started.append(Node(sender, store, client, asyncio.create_task(sender.listen())))
+                events = Events()
+                started.append(Node(sender, store, client, events, asyncio.create_task(sender.listen(events))))
             deadline = time.monotonic() + 5
             while not all(n.sender.listening for n in started):
                 assert time.monotonic() < deadline, "listeners did not subscribe"
@@ -137,17 +158,11 @@ async def test_a_node_asked_to_deliver_to_a_socket_it_does_not_hold_reports_it_g
     async with nodes(2) as (a, b):
         orphan = SocketId("2.2")
         await b.store.add_connection(Connection(app_id=APP, socket_id=orphan, connected_at=time.time()), None)
-        lost: list[tuple[AppId, list[SocketId]]] = []
-
-        async def on_gone(app_id: AppId, sockets: Sequence[SocketId]) -> None:
-            lost.append((app_id, list(sockets)))
-
-        b.sender.on_gone = on_gone
         for _ in range(3):
             await a.sender.broadcast(APP, [orphan], b"x")
-        await eventually(lambda: lost == [(APP, [orphan])])
+        await eventually(lambda: b.events.lost == [(APP, [orphan])])
         await asyncio.sleep(0.2)
-        assert lost == [(APP, [orphan])]
+        assert b.events.lost == [(APP, [orphan])]
 
 
 async def test_a_socket_its_node_just_closed_is_skipped_not_reported_gone() -> None:
@@ -158,16 +173,10 @@ async def test_a_socket_its_node_just_closed_is_skipped_not_reported_gone() -> N
         await b.hold("2.2")
         a.sender.unregister(SocketId("1.1"))
         b.sender.unregister(SocketId("2.2"))
-        lost: list[Sequence[SocketId]] = []
-
-        async def on_gone(app_id: AppId, sockets: Sequence[SocketId]) -> None:
-            lost.append(sockets)
-
-        b.sender.on_gone = on_gone
         delivery = await a.sender.broadcast(APP, [SocketId("1.1"), SocketId("2.2")], b"x")
         assert delivery.gone == ()
         await asyncio.sleep(0.2)
-        assert lost == []
+        assert b.events.lost == []
 
 
 async def joined(node: Node, socket_id: str, channel: str = "news") -> Recorder:
@@ -194,7 +203,7 @@ async def test_channel_broadcast_reaches_every_nodes_own_subscribers_once() -> N
         assert delivery.sent == 1  # this node's own; each peer counts what it writes
         assert here.frames == [b"frame-1"]
         await eventually(lambda: there.frames == [b"frame-1"] and also_there.frames == [b"frame-1"])
-        assert b.sender.relayed == 2
+        assert b.sender.relayed == b.events.relayed_frames == 2
         await asyncio.sleep(0.2)
         assert elsewhere.frames == []
         assert there.frames == [b"frame-1"]
