@@ -13,7 +13,6 @@ from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
-from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from cdk.components.apigw_account import ApiGatewayLoggingRole
@@ -32,6 +31,7 @@ from cdk.components.http_api import RestGateway
 from cdk.components.monitoring import POWERTOOLS_NAMESPACE, Monitoring
 from cdk.components.naming import physical_name
 from cdk.components.network import Network
+from cdk.components.queues import failures_queue
 from cdk.components.state import DynamoDbStore, Store, ValkeyStore
 from cdk.components.webhooks import WebhookQueue
 from cdk.components.websocket import WebSocketGateway
@@ -163,13 +163,7 @@ class SocklessStack(cdk.Stack):
         self.app_secrets = AppSecrets(self, "Apps", apps=config.apps)
         # welcome and fanout events Lambda gave up on (throttled past their maximum age, or failed): each one
         # is a client without its first frame or recipients without an event, kept 14 days for a human.
-        self.async_failures = sqs.Queue(
-            self,
-            "AsyncFailures",
-            retention_period=cdk.Duration.days(14),
-            encryption=sqs.QueueEncryption.SQS_MANAGED,
-            enforce_ssl=True,
-        )
+        self.async_failures = failures_queue(self, "AsyncFailures")
 
         # -- functions ---------------------------------------------------------------------------------------
         requirements = RUNTIME_DEPENDENCIES + (VALKEY_DEPENDENCIES if config.store == "valkey" else ())

@@ -28,8 +28,9 @@ from aws_cdk import aws_apigatewayv2_integrations as integrations
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_event_sources as event_sources
-from aws_cdk import aws_sqs as sqs
 from constructs import Construct
+
+from cdk.components.queues import consumed_queue
 
 # A frame that failed this many times goes to the dead-letter queue and its connection's next frames run:
 # each attempt holds them back for the visibility timeout.
@@ -58,26 +59,13 @@ REQUEST_TEMPLATE = "&".join(
 class FramesQueue(Construct):
     def __init__(self, scope: Construct, construct_id: str, *, consumer_timeout: cdk.Duration) -> None:
         super().__init__(scope, construct_id)
-        self.dead_letters = sqs.Queue(
+        self.queue, self.dead_letters = consumed_queue(
             self,
-            "DeadLetters",
+            consumer_timeout=consumer_timeout,
+            retention=RETENTION,
+            max_receives=MAX_RECEIVES,
             fifo=True,
-            retention_period=cdk.Duration.days(14),
-            encryption=sqs.QueueEncryption.SQS_MANAGED,
-            enforce_ssl=True,
-        )
-        self.queue = sqs.Queue(
-            self,
-            "Queue",
-            fifo=True,
-            deduplication_scope=sqs.DeduplicationScope.MESSAGE_GROUP,
-            fifo_throughput_limit=sqs.FifoThroughputLimit.PER_MESSAGE_GROUP_ID,
-            # AWS's rule for Lambda event sources: at least 6x the function timeout.
-            visibility_timeout=cdk.Duration.seconds(consumer_timeout.to_seconds() * 6),
-            retention_period=RETENTION,
-            encryption=sqs.QueueEncryption.SQS_MANAGED,
-            enforce_ssl=True,
-            dead_letter_queue=sqs.DeadLetterQueue(queue=self.dead_letters, max_receive_count=MAX_RECEIVES),
+            high_throughput=True,  # limits per connection, not per app (module docstring)
         )
         # The integration's credentials: API Gateway may send to this queue and nothing else.
         self.role = iam.Role(

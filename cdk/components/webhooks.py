@@ -10,33 +10,20 @@ from __future__ import annotations
 import aws_cdk as cdk
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_event_sources as event_sources
-from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from cdk.components.queues import consumed_queue
+
 MAX_RECEIVES = 5
+RETENTION = cdk.Duration.days(4)
 BATCH_SIZE = 10
 
 
 class WebhookQueue(Construct):
     def __init__(self, scope: Construct, construct_id: str, *, worker_timeout: cdk.Duration) -> None:
         super().__init__(scope, construct_id)
-        self.dead_letters = sqs.Queue(
-            self,
-            "DeadLetters",
-            retention_period=cdk.Duration.days(14),
-            encryption=sqs.QueueEncryption.SQS_MANAGED,
-            enforce_ssl=True,
-        )
-        self.queue = sqs.Queue(
-            self,
-            "Queue",
-            # AWS's rule for Lambda event sources: at least 6x the function timeout, so a batch still being
-            # retried inside the worker is not handed to a second worker.
-            visibility_timeout=cdk.Duration.seconds(worker_timeout.to_seconds() * 6),
-            retention_period=cdk.Duration.days(4),
-            encryption=sqs.QueueEncryption.SQS_MANAGED,
-            enforce_ssl=True,
-            dead_letter_queue=sqs.DeadLetterQueue(queue=self.dead_letters, max_receive_count=MAX_RECEIVES),
+        self.queue, self.dead_letters = consumed_queue(
+            self, consumer_timeout=worker_timeout, retention=RETENTION, max_receives=MAX_RECEIVES
         )
 
     @property
