@@ -2,9 +2,9 @@
 
 Runs scenarios against ``--emulate-lambda`` and reads the emulator's meter (``GET /@emulator/stats``)
 between them: Lambda invocations, CPU (µs of the handler thread: boto3 and the engine, not moto) and billed
-duration; API Gateway messages (32 KB units) and connection time; DynamoDB request units (estimated from
-the calls) and SQS requests. Then prices the scenarios of docs/cost.md from those per-operation figures at
-list prices, beside the Pusher plan that fits.
+duration; API Gateway messages (32 KB units) and connection time; DynamoDB request units (by item size,
+cost/meter.py) and SQS requests. Then prices the scenarios of docs/cost.md from those per-operation figures
+at list prices, beside the Pusher plan that fits. (``python -m cost --measure`` is the report's own run.)
 
 Run: ``.venv/bin/python -m bench.handler_cost [--clients 40] [--fanout 300]``. Figures are from a shared,
 noisy machine (printed load average); emulated calls are local, so durations are lower bounds of AWS's.
@@ -93,17 +93,18 @@ def delta(before: dict[str, Any], after: dict[str, Any], count: int) -> Cost:
 
     wall = diff("lambda", "wall_seconds")
     gb_s = sum(seconds * MEMORY_MB[kind(name)] / 1024 for name, seconds in wall.items())
-    requests = {k: after["aws_requests"].get(k, 0) - before["aws_requests"].get(k, 0) for k in after["aws_requests"]}
-    sqs = sum(v for k, v in requests.items() if k in ("SendMessage", "DeleteMessageBatch", "DeleteMessage"))
-    gateway = {k: after["api_gateway"][k] - before["api_gateway"][k] for k in after["api_gateway"]}
+    units = {k: v - before["meter"]["units"].get(k, 0) for k, v in after["meter"]["units"].items()}
+    counts = {k: v - before["meter"]["counts"].get(k, 0) for k, v in after["meter"]["counts"].items()}
+    # SQS requests of the operations, not the event source mapping's polling.
+    sqs = units.get("sqs_standard_request", 0) - counts.get("sqs:ReceiveMessage", 0)
     return Cost(
         lambda_requests=sum(diff("lambda", "invocations").values()) / count,
         gb_seconds=gb_s / count,
         cpu_us=sum(diff("lambda", "cpu_seconds").values()) * 1e6 / count,
-        ws_messages=(gateway["messages_in"] + gateway["messages_out"]) / count,
-        http_requests=gateway["http_requests"] / count,
-        rru=requests.get("RRU", 0) / count,
-        wru=requests.get("WRU", 0) / count,
+        ws_messages=units.get("ws_message", 0) / count,
+        http_requests=units.get("http_request", 0) / count,
+        rru=units.get("dynamodb_rru", 0) / count,
+        wru=units.get("dynamodb_wru", 0) / count,
         sqs_requests=sqs / count,
     )
 

@@ -8,7 +8,7 @@ import json
 import sys
 from dataclasses import asdict, replace
 
-from cost.model import LEAN, Stack, Workload, before, month
+from cost.model import LEAN, Op, Stack, Workload, before, month
 from cost.prices import PRICES_READ_ON, PUSHER_PLANS
 from cost.selfhost import self_hosted
 
@@ -20,8 +20,10 @@ def pusher_plan(connections: int, messages_per_day: float) -> tuple[str, float |
     return "custom (above Premium)", None
 
 
-def report(workload: Workload, stack: Stack) -> dict[str, object]:
-    lines = month(workload, stack)
+def report(workload: Workload, stack: Stack, profile: dict[str, Op] | None = None) -> dict[str, object]:
+    """The month of ``workload`` on ``stack``, from ``profile`` (measured by ``cost.measure``) or the recorded
+    per-operation units of ``cost.model.PROFILE``."""
+    lines = month(workload, stack, profile)
     total = sum(line.usd() for line in lines)
     publishes = max(0.0, workload.deliveries_per_day - workload.client_events_per_day * max(0.0, workload.fanout - 1))
     publishes /= workload.fanout or 1
@@ -42,6 +44,7 @@ def report(workload: Workload, stack: Stack) -> dict[str, object]:
         "self_hosted_instance": hosted.instance,
         "before_cuts_usd": round(old, 2),
         "prices_read_on": PRICES_READ_ON,
+        "measured": profile is not None,
     }
 
 
@@ -83,6 +86,13 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--secrets", choices=("secretsmanager", "ssm"), help="where the app secrets live")
     s.add_argument("--rest-direct", action="store_true", help="server SDKs on the RestApiUrl output, not CloudFront")
     s.add_argument("--no-pitr", action="store_true")
+    s.add_argument("--unordered-frames", action="store_true", help="-c ordered_frames=false: no SQS FIFO per frame")
+    parser.add_argument(
+        "--measure",
+        action="store_true",
+        help="count the per-operation units again: run a sample of the workload through the emulator (~30-60 s)",
+    )
+    parser.add_argument("--sample", type=int, default=8, help="connections in the --measure sample")
     parser.add_argument("--json", action="store_true", help="one JSON object")
     args = parser.parse_args(argv)
     workload = Workload(
@@ -107,12 +117,21 @@ def main(argv: list[str] | None = None) -> int:
         secrets=args.secrets or base.secrets,
         rest_via_cloudfront=base.rest_via_cloudfront and not args.rest_direct,
         pitr=base.pitr and not args.no_pitr,
+        ordered_frames=base.ordered_frames and not args.unordered_frames,
     )
-    result = report(workload, stack)
+    profile = None
+    if args.measure:
+        from cost.measure import measure
+
+        print(f"measuring: a sample of {args.sample} connections through the emulator...", file=sys.stderr)
+        profile = measure(stack, args.sample)
+    result = report(workload, stack, profile)
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
+    source = "measured in the emulator just now" if profile is not None else "recorded in cost/model.py"
     print(f"sockless on AWS, us-east-1 list prices read {PRICES_READ_ON}, no free tier; per month:")
+    print(f"  per-operation units: {source}")
     print(f"  workload: {json.dumps(asdict(workload))}")
     for line in result["lines"]:  # type: ignore[attr-defined]
         print(f"  {line['item']:40} {line['units']:>16,.1f} {line['unit']:<16} ${line['usd']:>10,.2f}")

@@ -23,6 +23,7 @@ import base64
 import json
 import math
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -34,6 +35,9 @@ HTTP_UNIT = 512 * 1024
 SQS_CHUNK = 64 * 1024
 WRITE_UNIT = 1024
 READ_UNIT = 4096
+MONTH_S = 30 * 86400
+ACCESS_LOG_LINE = 350  # bytes of one API Gateway access-log line (cdk/components/websocket.py's format)
+PLATFORM_LOG_BYTES = 420  # Lambda's START, END and REPORT lines of one invocation (none at WARN)
 
 Item = Mapping[str, Any]  # a DynamoDB item in wire format
 # The current size of an item, by table and key (``None``: absent), for writes that do not carry the whole
@@ -151,31 +155,80 @@ def dynamodb_units(
 
 
 class Meter:
-    """Billable units counted since it started (thread-safe: the emulator's handlers run in threads)."""
+    """Billable units counted since it started (thread-safe: the emulator's handlers run in threads).
+
+    ``units`` holds the billable units by price key (cost/prices.py); ``counts`` what happened without
+    being billed by itself: frames in and out, @connections calls and their 410s, invocations and billed
+    milliseconds per function, log bytes, access-log lines. The emulator (local_server/emulator) feeds one
+    Meter from all of its seams; ``python -m cost --measure`` and the debug console read it."""
 
     def __init__(self, memory_mb: Mapping[str, int] | None = None) -> None:
         self.memory_mb = dict(memory_mb or {})
         self.units: Counter[str] = Counter()
+        self.counts: Counter[str] = Counter()
+        self.started = time.monotonic()
         self._lock = threading.Lock()
 
     def add(self, **units: float) -> None:
         with self._lock:
             self.units.update(units)
 
-    def ws_frame(self, size: int) -> None:
-        self.add(ws_message=ws_messages(size))
+    def count(self, **events: float) -> None:
+        with self._lock:
+            self.counts.update(events)
 
-    def connection_closed(self, seconds: float) -> None:
+    # -- API Gateway and CloudFront ------------------------------------------------------------------------
+
+    def connection_opened(self) -> None:
+        """An upgrade $connect accepted: a CloudFront request (the upgrade) and an access-log line."""
+        self.count(connects=1)
+        self.add(cloudfront_https_request=1)
+        self.access_log()
+
+    def ws_in(self, size: int) -> None:
+        """A client frame: billed messages, and the route's access-log line (the MOCK route's too)."""
+        messages = ws_messages(size)
+        self.count(ws_in=messages)
+        self.add(ws_message=messages)
+        self.access_log()
+
+    def ws_out(self, size: int) -> None:
+        """A message API Gateway sent a client: a post, a two-way route's reply, an error frame."""
+        messages = ws_messages(size)
+        self.count(ws_out=messages)
+        self.add(ws_message=messages)
+
+    def connection_closed(self, seconds: float, disconnect_route: bool = True) -> None:
         self.add(ws_connection_minute=seconds / 60)
+        if disconnect_route:
+            self.access_log()
 
     def http_request(self, size: int) -> None:
+        """A REST request: the HTTP API's units, CloudFront's request (the SDKs on the CloudFront host) and
+        the HTTP API's access-log line."""
         self.add(http_request=http_requests(size), cloudfront_https_request=1)
+        self.access_log()
 
-    def invocation(self, function: str, duration_s: float, init_s: float = 0.0) -> None:
-        memory = self.memory_mb.get(function, 1024)
+    def access_log(self, lines: int = 1) -> None:
+        self.count(access_log_lines=lines)
+        self.add(logs_ingest=lines * ACCESS_LOG_LINE / 1e9)
+
+    # -- Lambda and CloudWatch Logs ------------------------------------------------------------------------
+
+    def invocation(self, function: str, duration_s: float, memory_mb: int | None = None, init_s: float = 0.0) -> None:
+        memory = memory_mb or self.memory_mb.get(function, 1024)
         gb_s = lambda_gb_seconds(duration_s, memory)
         init = lambda_gb_seconds(init_s, memory) if init_s else 0.0
+        billed_ms = math.ceil(duration_s * 1000 - 1e-9)
+        self.count(**{f"invocations:{function}": 1, f"billed_ms:{function}": billed_ms, "cold_starts": init_s > 0})
         self.add(lambda_request=1, lambda_gb_s_arm64=gb_s, lambda_init_gb_s=init)
+
+    def log_bytes(self, size: int) -> None:
+        """Bytes a function wrote to its log group (its stdout, and Lambda's platform lines)."""
+        self.count(log_bytes=size)
+        self.add(logs_ingest=size / 1e9)
+
+    # -- DynamoDB and SQS ----------------------------------------------------------------------------------
 
     def dynamodb(
         self,
@@ -187,23 +240,38 @@ class Meter:
         units = dynamodb_units(operation, request, response, size_of)
         self.add(dynamodb_wru=units.get("WRU", 0), dynamodb_rru=units.get("RRU", 0))
 
-    def sqs(self, operation: str, request: Mapping[str, Any]) -> None:
+    def sqs(self, operation: str, request: Mapping[str, Any], response: Mapping[str, Any] | None = None) -> None:
+        """One SQS request: FIFO queues (``.fifo``) at their own price; a receive that returned nothing is
+        counted apart too (``sqs_empty_receives``: the pollers' standing cost, not an operation's)."""
+        price = "sqs_fifo_request" if str(request.get("QueueUrl", "")).endswith(".fifo") else "sqs_standard_request"
         if operation in ("SendMessage", "SendMessageBatch"):
             bodies = [request.get("MessageBody", "")] + [e.get("MessageBody", "") for e in request.get("Entries", [])]
             payload = sum(len(str(b).encode()) for b in bodies)
-            self.add(sqs_standard_request=sqs_requests(payload))
+            self.add(**{price: sqs_requests(payload)})
         else:
-            self.add(sqs_standard_request=1)
+            self.add(**{price: 1})
+        if operation == "ReceiveMessage" and response is not None and not response.get("Messages"):
+            self.count(sqs_empty_receives=1, **{f"{price}_empty_receives": 1})
+        self.count(**{f"sqs:{operation}": 1})
 
-    def log_bytes(self, size: int) -> None:
-        self.add(logs_ingest=size / 1e9)
+    # -- reading -------------------------------------------------------------------------------------------
 
     def snapshot(self) -> dict[str, float]:
         with self._lock:
             return dict(self.units)
 
+    def counted(self) -> dict[str, float]:
+        with self._lock:
+            return dict(self.counts)
+
     def usd(self) -> dict[str, float]:
         return {name: PRICES[name].usd * units for name, units in self.snapshot().items() if name in PRICES}
+
+    def per_month(self) -> dict[str, float]:
+        """What the traffic since the meter started costs a month if it went on at the same rate (30 days):
+        usage lines only, by price key."""
+        elapsed = max(time.monotonic() - self.started, 1.0)
+        return {name: usd * MONTH_S / elapsed for name, usd in self.usd().items()}
 
 
 def request_json(body: bytes) -> dict[str, Any]:

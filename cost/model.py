@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, replace
 
-from cost.meter import READ_UNIT, lambda_gb_seconds
+from cost.meter import ACCESS_LOG_LINE, PLATFORM_LOG_BYTES, READ_UNIT, lambda_gb_seconds
 
 DAYS = 30
 # Memory of each function in the CDK stack (cdk/stack.py FUNCTIONS; tests/cdk checks they agree).
@@ -34,8 +34,6 @@ SWEEP_CYCLE_S = 300  # aws.stale_after_seconds: every connection asked about onc
 ENTRY_BYTES = 110  # a sweep entry (pk, sk, app, sid, at, cid, ttl)
 GET_CONNECTION_S = 0.015  # one GetConnection round trip from Lambda; 32 in flight
 INIT_S = 0.6  # a cold start: runtime + imports with .pyc (bench/import_time.py: 350-390 ms) + clients
-ACCESS_LOG_LINE = 350  # bytes of one API Gateway access-log line (cdk/components/websocket.py format)
-PLATFORM_LOG_BYTES = 420  # START, END and REPORT lines of one invocation (INFO: gone at WARN)
 EMF_DOC_BYTES = 600  # one EMF document (a dozen counters, one app)
 INFO_LOG_BYTES = 260  # the INFO line(s) a handler writes per invocation at INFO
 
@@ -51,7 +49,13 @@ class Op:
     rru: float = 0
     wru: float = 0
     sqs: float = 0
+    # SQS FIFO requests: a frame through the ordered frames queue (cdk/components/frames.py) is a send, the
+    # receive that returns it and a delete; frames invoke the function directly with -c ordered_frames=false.
+    sqs_fifo: float = 0
     logged: float = 0  # API Gateway access-log lines
+    # Bytes the functions wrote to CloudWatch Logs (platform lines included), when measured
+    # (``python -m cost --measure``); ``None``: estimated from the stack's log level and metrics.
+    log_bytes: float | None = None
 
 
 # Per operation, as the meter counted them in the emulator (the store's units by item size: tests/cost
@@ -60,17 +64,18 @@ PROFILE: dict[str, Op] = {
     # $connect + the welcome it starts; connection_established out.
     "connect": Op({"connect": (1, 17), "welcome": (1, 17)}, ws=1, wru=3, logged=1),
     # pusher:subscribe in, subscription_succeeded out.
-    "subscribe": Op({"message": (1, 40)}, ws=2, rru=2.9, wru=8.1, logged=1),
+    "subscribe": Op({"message": (1, 40)}, ws=2, rru=2.9, wru=8.1, sqs_fifo=3, logged=1),
     # A presence join adds the member item and the member counter, and member_added to the others.
-    "presence_join": Op({"message": (1, 55)}, ws=2, rru=3.9, wru=12.1, logged=1),
+    "presence_join": Op({"message": (1, 55)}, ws=2, rru=3.9, wru=12.1, sqs_fifo=3, logged=1),
     # $disconnect of a connection with one channel (the claim, the leave, the connection and its entry).
     "disconnect": Op({"disconnect": (1, 196)}, rru=3.0, wru=9.0, logged=1),
     # pusher:ping -> pong on the MOCK route: two messages, no Lambda.
     "ping": Op(ws=2, logged=1),
     # A client event: one frame in; its deliveries are counted apart.
-    "client_event": Op({"message": (1, 20)}, ws=1, rru=2.2, wru=1.1, logged=1),
-    # A REST publish: the HTTP API request, the function, the subscriber Query; deliveries apart.
-    "publish": Op({"http_api": (1, 20)}, http=1, rru=1.0, logged=1),
+    "client_event": Op({"message": (1, 20)}, ws=1, rru=2.2, wru=1.1, sqs_fifo=3, logged=1),
+    # A REST publish: the HTTP API request (and its access-log line), the function, the subscriber Query;
+    # deliveries apart.
+    "publish": Op({"http_api": (1, 20)}, http=1, rru=1.0),
 }
 # Each delivery: one message out and the lean sender's share of the posting function: 0.23 GB-s per 1,000 deliveries
 # at 1,024 MB (docs/aws.md#fan-out, measured under load; ~0.08 on a quiet machine).
@@ -110,6 +115,7 @@ class Stack:
     # Server SDKs on the CloudFront host (what the LaravelEnv output says) pay a CloudFront request per
     # publish on top of the HTTP API's; pointed at the RestApiUrl output they do not.
     rest_via_cloudfront: bool = True
+    ordered_frames: bool = True  # client frames through the SQS FIFO frames queue (-c ordered_frames=false)
 
 
 LEAN = Stack(monitoring=False, metrics=False, log_level="WARNING", secrets="ssm", rest_via_cloudfront=False)
@@ -158,7 +164,8 @@ def month(
         "client_event": w.client_events_per_day,
         "publish": publishes,
     }
-    ws = rru = wru = http = sqs = logged = 0.0
+    ws = rru = wru = http = sqs = fifo = logged = written = op_requests = 0.0
+    measured_logs = all(op.log_bytes is not None for op in ops.values())
     invocations: dict[str, float] = {}
     gb_s = 0.0
     for name, count in daily.items():
@@ -168,9 +175,12 @@ def month(
         wru += op.wru * count
         http += op.http * count
         sqs += op.sqs * count
+        fifo += op.sqs_fifo * count if stack.ordered_frames else 0.0
         logged += op.logged * count
+        written += (op.log_bytes or 0.0) * count
         for function, (calls, ms) in op.lambdas.items():
             invocations[function] = invocations.get(function, 0.0) + calls * count
+            op_requests += calls * count
             gb_s += calls * count * lambda_gb_seconds(ms / 1000, MEMORY_MB[function])
     # Deliveries: a message each, the posting function's time, the subscriber Query's size.
     ws += w.deliveries_per_day
@@ -200,10 +210,15 @@ def month(
 
     requests = sum(invocations.values())
     log_bytes = 0.0
-    if stack.log_level == "INFO":
-        log_bytes += requests * (PLATFORM_LOG_BYTES + INFO_LOG_BYTES)
-    if stack.metrics:
-        log_bytes += requests * EMF_DOC_BYTES
+    if measured_logs:
+        # What the functions wrote in the sample; the invocations it had none of (the sweep, webhooks) at
+        # the sample's average per invocation.
+        log_bytes += written + (requests - op_requests) * (written / op_requests if op_requests else 0.0)
+    else:
+        if stack.log_level == "INFO":
+            log_bytes += requests * (PLATFORM_LOG_BYTES + INFO_LOG_BYTES)
+        if stack.metrics:
+            log_bytes += requests * EMF_DOC_BYTES
     if stack.access_logs:
         log_bytes += (logged + http) * ACCESS_LOG_LINE
     frames_out = w.deliveries_per_day + daily["connect"] + daily["subscribe"] + daily["presence_join"] + daily["ping"]
@@ -220,6 +235,7 @@ def month(
         Line("DynamoDB reads", rru * DAYS, "RRU", "dynamodb_rru"),
         Line("DynamoDB storage", stack.table_gb, "GB-month", "dynamodb_storage"),
         Line("SQS requests", sqs * DAYS, "request", "sqs_standard_request"),
+        Line("SQS FIFO requests (ordered frames)", fifo * DAYS, "request", "sqs_fifo_request"),
         Line("CloudWatch Logs ingestion", log_bytes * DAYS / 1e9, "GB", "logs_ingest"),
         Line("CloudWatch Logs storage", log_bytes * DAYS / 1e9 * 0.15, "GB-month", "logs_storage"),
         Line(

@@ -7,7 +7,8 @@ import io
 import json
 import os
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from local_server.emulator.iam import Iam
@@ -29,8 +30,10 @@ class Moto:
     throughput (a few hundred calls a second), which is plenty here. SQS is therefore polled without long
     polling (a blocked receive would stall every other call).
 
-    Every request passes ``_gate`` first: the IAM check (``iam.py``) and the count of requests and
-    DynamoDB units by operation (``requests``, and ``observers`` for a billing meter).
+    Every request passes ``_gate`` first: the IAM check (``iam.py``), the count of requests by operation
+    (``requests``), then, for the requests that reach the service, ``observers`` (the billing meter) with the
+    request, the response and, for DynamoDB writes, the size each item had before the call (what a write
+    is billed by when it is larger than the new item).
     """
 
     def __init__(self, host: str = "127.0.0.1", iam: Iam | None = None) -> None:
@@ -40,8 +43,8 @@ class Moto:
 
         self.requests = Counter[str]()
         self.iam = iam
-        # Told of every request: (service, operation, request body); on the moto thread.
-        self.observers: list[Callable[[str, str, bytes], None]] = []
+        # Told of every request that reached DynamoDB or SQS; on the moto thread.
+        self.observers: list[Callable[[AwsCall], None]] = []
         gate = self._gate
 
         class SerialMotoServer(ThreadedMotoServer):
@@ -70,11 +73,6 @@ class Moto:
             if not service and "sqs" in environ.get("HTTP_AUTHORIZATION", ""):
                 service = "sqs"
             requests[operation] += 1
-            if service == "dynamodb":
-                for unit, amount in dynamodb_units(operation, body).items():
-                    requests[unit] += amount
-            for observer in self.observers:
-                observer(service, operation, body)
             if self.iam is not None and service:
                 needs = (
                     self.iam.dynamodb(operation, body)
@@ -86,7 +84,21 @@ class Moto:
                     status, headers, payload = self.iam.json_denial(denial, sqs=service == "sqs")
                     start_response(f"{status} Bad Request", list(headers.items()))
                     return [payload]
-            return app(environ, start_response)
+            if not self.observers or not service:
+                return app(environ, start_response)
+            sizes = item_sizes_before(operation, body) if service == "dynamodb" else {}
+            answer: list[str] = []
+
+            def respond(status: str, headers: Any, exc_info: Any = None) -> Any:
+                answer.append(status)
+                return start_response(status, headers, exc_info) if exc_info else start_response(status, headers)
+
+            response = b"".join(app(environ, respond))
+            status = int(answer[0].split()[0]) if answer else 0
+            call = AwsCall(service, operation, body, response, status, sizes)
+            for observer in self.observers:
+                observer(call)
+            return [response]
 
         return wsgi
 
@@ -100,25 +112,69 @@ class Moto:
         self._server.stop()
 
 
-def dynamodb_units(operation: str, body: bytes) -> dict[str, int]:
-    """Estimated on-demand request units of one DynamoDB call, for items under 1 KB (writes) and 4 KB
-    (strongly consistent reads): 1 per item, doubled inside transactions. A query counts one unit per
-    call, which holds for the store's small partitions."""
-    if operation in ("GetItem", "Query", "Scan"):
-        return {"RRU": 1}
-    if operation in ("PutItem", "UpdateItem", "DeleteItem"):
-        return {"WRU": 1}
-    try:
-        request = json.loads(body or b"{}")
-    except ValueError:
+@dataclass(frozen=True)
+class AwsCall:
+    """One request that reached moto, as the meter sees it."""
+
+    service: str  # "dynamodb" or "sqs"
+    operation: str
+    request: bytes
+    response: bytes
+    status: int
+    sizes: dict[tuple[str, str], int | None]  # DynamoDB writes: (table, key) -> the item's size before
+
+    def size_of(self, table: str, key: Mapping[str, Any]) -> int | None:
+        return self.sizes.get((table, _key_text(key)))
+
+
+WRITES = ("PutItem", "UpdateItem", "DeleteItem", "TransactWriteItems", "BatchWriteItem")
+
+
+def item_sizes_before(operation: str, body: bytes) -> dict[tuple[str, str], int | None]:
+    """The size of each item a DynamoDB write names, read from moto's tables before the write (requests
+    are served one at a time, so nothing changes in between)."""
+    if operation not in WRITES:
         return {}
+    from cost.meter import item_size, request_json
+
+    request = request_json(body)
+    targets: list[tuple[str, Mapping[str, Any]]] = []  # (table, Key or Item)
     if operation == "TransactWriteItems":
-        return {"WRU": 2 * len(request.get("TransactItems", []))}
-    if operation == "BatchWriteItem":
-        return {"WRU": sum(len(items) for items in request.get("RequestItems", {}).values())}
-    if operation == "BatchGetItem":
-        return {"RRU": sum(len(r.get("Keys", [])) for r in request.get("RequestItems", {}).values())}
-    return {}
+        for element in request.get("TransactItems", []):
+            for part in element.values():
+                targets.append((str(part.get("TableName", "")), part.get("Key") or part.get("Item") or {}))
+    elif operation == "BatchWriteItem":
+        for table, entries in request.get("RequestItems", {}).items():
+            for entry in entries:
+                part = entry.get("PutRequest") or entry.get("DeleteRequest") or {}
+                targets.append((table, part.get("Key") or part.get("Item") or {}))
+    else:
+        targets.append((str(request.get("TableName", "")), request.get("Key") or request.get("Item") or {}))
+    sizes: dict[tuple[str, str], int | None] = {}
+    for table_name, fields in targets:
+        key, found = _moto_item(table_name, fields)
+        sizes[(table_name, _key_text(key))] = None if found is None else item_size(found)
+    return sizes
+
+
+def _moto_item(table_name: str, fields: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """The key among ``fields`` (a Key, or a whole Item) and the item moto holds under it."""
+    from moto.core.models import DEFAULT_ACCOUNT_ID
+    from moto.dynamodb.models import dynamodb_backends
+
+    backend = dynamodb_backends[DEFAULT_ACCOUNT_ID][REGION]
+    try:
+        table = backend.get_table(table_name)
+        names = [table.hash_key_attr, *([table.range_key_attr] if table.range_key_attr else [])]
+        key = {name: fields[name] for name in names if name in fields}
+        item = backend.get_item(table_name, key)
+    except Exception:  # an unknown table or a malformed key: the request itself fails the same way
+        return dict(fields), None
+    return key, None if item is None else item.to_json()["Attributes"]
+
+
+def _key_text(key: Mapping[str, Any]) -> str:
+    return json.dumps(key, sort_keys=True)
 
 
 def use_fake_credentials() -> None:

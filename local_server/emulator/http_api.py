@@ -8,10 +8,10 @@ from typing import Any
 
 from aiohttp import web
 
+from cost.meter import Meter
 from local_server.emulator import events
 from local_server.emulator.lambdas import FunctionError, LambdaService
 from local_server.emulator.template import Api
-from local_server.emulator.websocket import Meter
 
 MAX_PAYLOAD_BYTES = 10 * 1024 * 1024  # HTTP API payload quota
 
@@ -46,10 +46,10 @@ class HttpApi:
         )
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
-        self.meter.http_requests += 1
+        body = await request.read()
+        self.meter.http_request(len(body) + len(request.rel_url.raw_path_qs))
         if self.function is None:
             return web.json_response({"message": "Not Found"}, status=404)
-        body = await request.read()
         try:
             result = await self.lambdas.invoke(self.function, self.event(request, body))
         except FunctionError:

@@ -141,6 +141,8 @@ class Invocation:
     error: str | None
     cold: bool
     kind: str  # "RequestResponse" or "Event"
+    init_ms: float = 0.0  # a cold start's INIT (billed since 2025-08-01): the function's measured one
+    platform_logs: bool = True  # Lambda writes START/END/REPORT lines for it (system log level INFO)
 
 
 @dataclass
@@ -169,6 +171,38 @@ class _Container(threading.local):
     cold: bool = True
 
 
+class _Running(threading.local):
+    function: str | None = None  # the function whose invocation runs on this thread
+
+
+_RUNNING = _Running()
+
+
+class FunctionLogs:
+    """``sys.stdout`` with each write of a running function counted for it: what CloudWatch Logs ingests
+    from a Lambda function is what it prints (Powertools' log lines, EMF documents). Everything is passed
+    on unchanged."""
+
+    def __init__(self, target: Any, observers: list[Callable[[str, int], None]]) -> None:
+        self.target = target
+        self.observers = observers
+
+    def write(self, text: str) -> int:
+        function = _RUNNING.function
+        if function is not None and text:
+            size = len(text.encode(errors="replace"))
+            for observer in self.observers:
+                observer(function, size)
+        written: int = self.target.write(text)
+        return written
+
+    def flush(self) -> None:
+        self.target.flush()
+
+    def __getattr__(self, name: str) -> Any:  # fileno, isatty, encoding...: the target's own
+        return getattr(self.target, name)
+
+
 class FunctionRuntime:
     """One function: its configuration, its environment and its pool of containers."""
 
@@ -182,6 +216,9 @@ class FunctionRuntime:
         )
         self._handler: Handler | None = None
         self._container = _Container()
+        # The INIT of a container (imports, module-scope state, the imitated cold start), measured the first
+        # time one is built: every later cold start is billed as much on AWS (imports are per container there).
+        self.init_seconds: float | None = None
 
     def _init(self) -> None:
         """A new container: its environment, then the cold start's init time."""
@@ -203,11 +240,14 @@ class FunctionRuntime:
     def warm(self) -> None:
         """On a container thread: import the handler and, for the project's functions, build the
         container's state (``functions.runtime``) as the first invocation would."""
+        started = time.monotonic()
         self.handler()
         if self.config.handler.startswith("functions."):
             from functions import runtime
 
             runtime.container().services  # noqa: B018  (built on first access)
+        if self.init_seconds is None:
+            self.init_seconds = time.monotonic() - started
 
 
 class LambdaService:
@@ -225,10 +265,24 @@ class LambdaService:
         # Told of every invocation, on the worker thread that ran it (the debug console's Lambda rows, a
         # billing meter). ``observer`` is the debug console's (function, wall ms, error).
         self.observers: list[Callable[[Invocation], None]] = []
+        # Told of what the functions print, (function, bytes), once ``capture_logs`` installed the tap.
+        self.log_observers: list[Callable[[str, int], None]] = []
         self.observer: Callable[[str, float, str | None], None] | None = None
         # Where an async invocation's on-failure destination goes (set by the emulator: SQS or Lambda).
         self.destination: Callable[[str, dict[str, Any]], None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+
+    def capture_logs(self) -> Callable[[], None]:
+        """Count what the functions print (``log_observers``) from now on; returns what undoes it."""
+        import sys
+
+        previous = sys.stdout
+        sys.stdout = FunctionLogs(previous, self.log_observers)
+
+        def restore() -> None:
+            sys.stdout = previous
+
+        return restore
 
     def add(self, config: Function, env: dict[str, str]) -> None:
         self.functions[config.name] = FunctionRuntime(config, env, self.concurrency, self.timings)
@@ -291,6 +345,7 @@ class LambdaService:
         )
         cpu = time.thread_time()
         error: str | None = None
+        _RUNNING.function = config.name
         try:
             # An import error is the function's failure too (Runtime.ImportModuleError on AWS).
             result = function.handler()(event, context)
@@ -308,6 +363,7 @@ class LambdaService:
             log.exception("function %s failed", config.name)
             raise FunctionError(type(exc).__name__, str(exc), traceback.format_tb(exc.__traceback__)) from exc
         finally:
+            _RUNNING.function = None
             wall = time.monotonic() - context.started
             spent = time.thread_time() - cpu
             with self._lock:
@@ -319,7 +375,18 @@ class LambdaService:
                     s.errors[config.name] = s.errors.get(config.name, 0) + 1
                 if cold:
                     s.cold_starts[config.name] = s.cold_starts.get(config.name, 0) + 1
-            invocation = Invocation(config.name, config.memory_mb, wall * 1000, spent * 1000, error, cold, kind)
+            init = ((function.init_seconds or 0.0) + self.timings.cold_start) * 1000 if cold else 0.0
+            invocation = Invocation(
+                config.name,
+                config.memory_mb,
+                wall * 1000,
+                spent * 1000,
+                error,
+                cold,
+                kind,
+                init_ms=init,
+                platform_logs=config.system_log_level.upper() not in ("WARN", "ERROR", "FATAL"),
+            )
             for observer in self.observers:
                 observer(invocation)
             if self.observer is not None:
@@ -405,6 +472,10 @@ class LambdaService:
             self.destination(destination, json.loads(json.dumps(record, default=str)))
         except Exception:
             log.exception("on-failure destination %s of %s failed", destination, function.config.name)
+
+    def in_flight(self) -> int:
+        """Invocations running or waiting (async events included)."""
+        return len(self._pending) + len(self._tasks)
 
     async def drain(self, timeout: float) -> None:
         """Wait for in-flight invocations (they may start others) for at most ``timeout`` seconds."""

@@ -14,7 +14,7 @@ import time
 from aiohttp import web
 
 from local_server.emulator.iam import Iam
-from local_server.emulator.websocket import MAX_MESSAGE_BYTES, Meter, WebSocketApi
+from local_server.emulator.websocket import MAX_MESSAGE_BYTES, WebSocketApi
 
 
 def aws_error(status: int, error_type: str, message: str) -> web.Response:
@@ -55,31 +55,30 @@ class ManagementApi:
             self._throttle_debt += self.throttle_rate
             if self._throttle_debt >= 1.0:
                 self._throttle_debt -= 1.0
-                self.websocket.meter.throttled += 1
+                self.websocket.meter.count(throttled=1)
                 return aws_error(429, "TooManyRequestsException", "Too Many Requests")
         return None
 
     async def post_to_connection(self, request: web.Request) -> web.Response:
         data = await request.read()
         meter = self.websocket.meter
-        meter.posts += 1
+        meter.count(posts=1)
         refused = self._refused(request)
         if refused is not None:
             return refused
         socket = self.websocket.sockets.get(request.match_info["connection_id"])
         if socket is None or not socket.open:
-            meter.gone += 1
+            meter.count(gone=1)
             return aws_error(410, "GoneException", "")
         if len(data) > MAX_MESSAGE_BYTES:
             return aws_error(413, "PayloadTooLargeException", "Message too long")
         if not await self.websocket.send(socket, data):
-            meter.gone += 1
+            meter.count(gone=1)
             return aws_error(410, "GoneException", "")
-        meter.messages_out += Meter.units(len(data))
-        return web.Response(status=200)
+        return web.Response(status=200)  # metered by send(): a message out
 
     async def get_connection(self, request: web.Request) -> web.Response:
-        self.websocket.meter.gets += 1
+        self.websocket.meter.count(gets=1)
         refused = self._refused(request)
         if refused is not None:
             return refused
@@ -92,7 +91,7 @@ class ManagementApi:
         )
 
     async def delete_connection(self, request: web.Request) -> web.Response:
-        self.websocket.meter.deletes += 1
+        self.websocket.meter.count(deletes=1)
         refused = self._refused(request)
         if refused is not None:
             return refused

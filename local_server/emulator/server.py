@@ -24,9 +24,10 @@ from typing import Any
 
 from aiohttp import web
 
+from cost.meter import Meter
 from local_server.banner import banner
 from local_server.emf import HideEmf
-from local_server.emulator import aws, events, synth
+from local_server.emulator import aws, events, metering, synth
 from local_server.emulator.edge import Edge
 from local_server.emulator.http_api import HttpApi
 from local_server.emulator.iam import Iam, Principal
@@ -67,6 +68,9 @@ class Emulator:
         self.lambdas = LambdaService(
             region=aws.REGION, concurrency=self.options.concurrency, timings=self.options.timings
         )
+        # The one billing meter: Lambda, DynamoDB, SQS, logs, WebSocket and HTTP API units (cost/meter.py).
+        self.meter = Meter()
+        self._detach_meter: Callable[[], None] | None = None
         self.deployment: Deployment | None = None
         self.websocket: WebSocketApi | None = None
         self.http: HttpApi | None = None
@@ -133,9 +137,11 @@ class Emulator:
         limits = Limits(
             idle_timeout=self.options.idle_timeout, max_connection_seconds=self.options.max_connection_seconds
         )
-        self.websocket = WebSocketApi(self.lambdas, deployment.websocket, limits=limits)
+        self.meter.memory_mb = {f.name: f.memory_mb for f in deployment.functions.values()}
+        self._detach_meter = metering.attach(self.meter, self.lambdas, self.moto)
+        self.websocket = WebSocketApi(self.lambdas, deployment.websocket, limits=limits, meter=self.meter)
         self.notes.extend(self._sqs_integrations(deployment, moto_url))
-        self.http = HttpApi(self.lambdas, deployment.http, self.websocket.meter)
+        self.http = HttpApi(self.lambdas, deployment.http, self.meter)
         self.management = ManagementApi(self.websocket, self.iam, throttle_rate=self.options.throttle_posts)
         self.notes.extend(self.websocket.unsupported() + self.http.unsupported())
         endpoint = web.Application(client_max_size=8 * 1024 * 1024)
@@ -271,6 +277,13 @@ class Emulator:
                     },
                     "api_gateway": self.websocket.metered(),
                     "aws_requests": dict(self.moto.requests),
+                    "meter": {
+                        "units": self.meter.snapshot(),
+                        "counts": self.meter.counted(),
+                        "open_connection_minutes": self.websocket.open_connection_minutes(),
+                        # Invocations and socket tasks ($disconnect) not finished: the meter is still moving.
+                        "in_flight": self.lambdas.in_flight() + len(self.websocket._tasks),
+                    },
                     "iam": {
                         "checks": self.iam.checks,
                         "denied": [
@@ -313,6 +326,8 @@ class Emulator:
         for runner in reversed(runners):
             await runner.cleanup()
         self.lambdas.shutdown()
+        if self._detach_meter is not None:
+            self._detach_meter()
         await asyncio.to_thread(self.moto.stop)
 
 

@@ -66,6 +66,7 @@ class Function:
     role: str  # the role's logical id
     asynchronous: AsyncConfig = field(default_factory=AsyncConfig)
     statements: list[dict[str, Any]] = field(default_factory=list)  # resolved IAM statements of its role
+    system_log_level: str = "INFO"  # LoggingConfig.SystemLogLevel: at WARN Lambda writes no START/END/REPORT
 
 
 @dataclass(frozen=True)
@@ -349,6 +350,7 @@ def load(template: dict[str, Any], endpoints: Endpoints, apps_json: str) -> Depl
             ),
             role=str(role_att),
             statements=statements_by_role.get(str(role_att), []),
+            system_log_level=str((props.get("LoggingConfig") or {}).get("SystemLogLevel", "INFO")),
         )
     for logical, props in of_type("AWS::Lambda::EventInvokeConfig").items():
         function = functions.get(str(r.value(props["FunctionName"])))

@@ -35,6 +35,7 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from cost.meter import Meter
 from local_server.emulator import events
 from local_server.emulator.lambdas import FunctionError, LambdaService
 from local_server.emulator.template import Api, Integration
@@ -60,27 +61,6 @@ class Socket:
     disconnected: bool = False  # $disconnect sent
 
 
-@dataclass
-class Meter:
-    """What API Gateway bills (and throttles): messages both ways in 32 KB units, connection time,
-    management API calls (docs/aws.md "Measurements", bench/handler_cost.py)."""
-
-    connects: int = 0
-    messages_in: int = 0  # client frames, in 32 KB units
-    messages_out: int = 0  # posts delivered, in 32 KB units
-    posts: int = 0  # PostToConnection calls, delivered or not
-    gone: int = 0  # posts answered 410
-    throttled: int = 0  # management calls answered 429 (injected)
-    gets: int = 0
-    deletes: int = 0
-    http_requests: int = 0  # HTTP API requests (REST)
-    closed_connection_seconds: float = 0.0
-
-    @staticmethod
-    def units(size: int) -> int:
-        return max(1, -(-size // (32 * 1024)))
-
-
 @dataclass(frozen=True)
 class Limits:
     """API Gateway's WebSocket quotas; tests shorten the timings."""
@@ -102,7 +82,15 @@ def register_integration(integration_type: str, handler: IntegrationHandler) -> 
 
 
 class WebSocketApi:
-    def __init__(self, lambdas: LambdaService, api: Api, *, domain_name: str | None = None, limits: Limits) -> None:
+    def __init__(
+        self,
+        lambdas: LambdaService,
+        api: Api,
+        *,
+        domain_name: str | None = None,
+        limits: Limits,
+        meter: Meter | None = None,
+    ) -> None:
         self.lambdas = lambdas
         self.api = api
         self.api_id = api.id
@@ -110,7 +98,9 @@ class WebSocketApi:
         self.limits = limits
         self.domain_name = domain_name
         self.sockets: dict[str, Socket] = {}
-        self.meter = Meter()
+        # What API Gateway bills (messages both ways in 32 KB units, connection-minutes, access-log lines),
+        # on the emulator's one meter (cost/meter.py) with the Lambda, DynamoDB and SQS units.
+        self.meter = meter or Meter()
         self._tasks: set[asyncio.Task[Any]] = set()
         self.closing = False
         self.selection_field = _selection_field(api.route_selection)
@@ -175,7 +165,7 @@ class WebSocketApi:
         socket.open = True
         # The idle clock starts when the connection opens, not when $connect was called.
         socket.connected = socket.last_active = time.time()
-        self.meter.connects += 1
+        self.meter.connection_opened()
         code, reason = 1005, "Client-side close frame status not set"
         try:
             async for msg in ws:
@@ -198,6 +188,7 @@ class WebSocketApi:
             if socket.deleted:
                 code, reason = 1000, "Connection deleted"
             if code == LOSE_DISCONNECT:
+                self.meter.connection_closed(time.time() - socket.connected, disconnect_route=False)
                 socket.open = False
                 socket.disconnected = True
                 self.sockets.pop(socket.conn.connection_id, None)
@@ -217,7 +208,7 @@ class WebSocketApi:
         return "$default"
 
     async def _message(self, socket: Socket, body: str | bytes) -> None:
-        self.meter.messages_in += Meter.units(len(body.encode() if isinstance(body, str) else body))
+        self.meter.ws_in(len(body.encode() if isinstance(body, str) else body))
         route_key = self.route_key(body)
         integration = self.api.routes.get(route_key)
         if integration is None:
@@ -239,11 +230,11 @@ class WebSocketApi:
         if socket.disconnected:
             return
         socket.disconnected = True
+        disconnect = self.function_of("$disconnect")
         if socket.ws is not None:
-            self.meter.closed_connection_seconds += time.time() - socket.connected
+            self.meter.connection_closed(time.time() - socket.connected, disconnect_route=disconnect is not None)
         socket.open = False
         self.sockets.pop(socket.conn.connection_id, None)
-        disconnect = self.function_of("$disconnect")
         if disconnect is None:
             return
         event = events.ws_disconnect(socket.conn, code, reason)
@@ -262,6 +253,7 @@ class WebSocketApi:
             else:
                 await ws.send_str(text)
             socket.last_active = time.time()
+            self.meter.ws_out(len(data))
             return True
 
     def delete(self, socket: Socket) -> None:
@@ -285,12 +277,19 @@ class WebSocketApi:
                 if idle or now - socket.connected > self.limits.max_connection_seconds:
                     self._spawn(ws.close(code=1001, message=b"Going away"))
 
-    def metered(self) -> dict[str, float]:
-        """The meter, with the connection time of the sockets still open counted up to now."""
+    def open_connection_minutes(self) -> float:
+        """Connection-minutes of the sockets still open, up to now (the meter has the closed ones)."""
         now = time.time()
-        open_seconds = sum(now - s.connected for s in self.sockets.values() if s.open)
-        values: dict[str, float] = dict(vars(self.meter))
-        values["connection_seconds"] = values.pop("closed_connection_seconds") + open_seconds
+        return sum(now - s.connected for s in self.sockets.values() if s.open) / 60
+
+    def metered(self) -> dict[str, float]:
+        """API Gateway's part of the meter (``GET /@emulator/stats``), open connections counted up to now."""
+        counts, units = self.meter.counted(), self.meter.snapshot()
+        names = ("connects", "ws_in", "ws_out", "posts", "gone", "throttled", "gets", "deletes")
+        values = {name: counts.get(name, 0.0) for name in names}
+        values["http_requests"] = units.get("http_request", 0.0)
+        minutes = units.get("ws_connection_minute", 0.0) + self.open_connection_minutes()
+        values["connection_seconds"] = minutes * 60
         return values
 
     async def close(self, timeout: float) -> None:

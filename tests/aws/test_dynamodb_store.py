@@ -4,13 +4,12 @@ the sweep of silent connections, removals that survive a crash, pagination, TTLs
 from __future__ import annotations
 
 import asyncio
-import json
 from collections import Counter
 from typing import Any
 
 import pytest
 
-from local_server.emulator.aws import dynamodb_units
+from cost.meter import dynamodb_units
 from shared.errors import StoreUnavailable
 from shared.store.base import Connection, JoinResult, Member
 from shared.store.dynamodb import REMOVAL_LEASE_SECONDS, DynamoDBChannelStore
@@ -374,7 +373,7 @@ def metered(client: backend.AtomicRequests) -> Counter[str]:
 
     def meter(operation: str, kwargs: dict[str, Any]) -> None:
         name = "".join(part.title() for part in operation.split("_"))  # transact_write_items -> TransactWriteItems
-        units.update(dynamodb_units(name, json.dumps(kwargs, default=str).encode()))
+        units.update(dynamodb_units(name, kwargs))
 
     client.fault = meter
     return units

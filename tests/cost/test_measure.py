@@ -1,0 +1,59 @@
+"""``python -m cost --measure``: a sample run through the emulator (the synthesized stack, the real handlers)
+gives the month the recorded profile of cost/model.py gives, within the tolerances docs/cost.md states."""
+
+from __future__ import annotations
+
+import pytest
+
+from cost.measure import function_kind, measure
+from cost.model import PROFILE, Op, Stack, Workload, month
+
+# Units are counted, so they agree closely (a sample of 4 spreads a channel's first subscriber and last
+# leaver over 4 operations, the model over 10); durations are the emulator's, on a shared machine.
+UNITS_TOLERANCE = 0.06
+TOTAL_TOLERANCE = 0.15
+UNIT_LINES = (
+    "API Gateway WebSocket messages",
+    "API Gateway HTTP API requests",
+    "Lambda requests",
+    "DynamoDB writes",
+    "DynamoDB reads",
+    "SQS FIFO requests (ordered frames)",
+)
+
+
+@pytest.fixture(scope="module")
+def measured() -> dict[str, Op]:
+    from local_server.emulator import synth
+
+    synth.template()  # the default stack's template, cached: the emulator starts without a synth
+    return measure(Stack(), size=4)
+
+
+def test_the_measured_month_agrees_with_the_model(measured: dict[str, Op]) -> None:
+    workload = Workload(connections=1000, deliveries_per_day=1_000_000)
+    by_measure = {line.item: line for line in month(workload, Stack(), measured)}
+    by_model = {line.item: line for line in month(workload, Stack())}
+    for item in UNIT_LINES:
+        assert by_measure[item].units == pytest.approx(by_model[item].units, rel=UNITS_TOLERANCE), item
+    total_measured = sum(line.usd() for line in by_measure.values())
+    total_model = sum(line.usd() for line in by_model.values())
+    assert total_measured == pytest.approx(total_model, rel=TOTAL_TOLERANCE)
+
+
+def test_the_sample_counts_every_seam_of_the_emulator(measured: dict[str, Op]) -> None:
+    """Invocations with their function, DynamoDB units by item size, SQS FIFO requests of the ordered frames
+    queue, messages of the MOCK ping route, access-log lines and what the functions print (INFO logs and
+    EMF documents in the default stack)."""
+    connect, subscribe, ping, disconnect = (measured[k] for k in ("connect", "subscribe", "ping", "disconnect"))
+    assert set(connect.lambdas) == {"connect", "welcome"}
+    assert connect.wru == PROFILE["connect"].wru
+    assert subscribe.sqs_fifo == 3  # send, the receive that returned it, delete
+    assert (ping.ws, ping.lambdas, ping.logged) == (2, {}, 1)
+    assert set(disconnect.lambdas) == {"disconnect"}
+    assert all((op.log_bytes or 0) > 0 for name, op in measured.items() if name != "ping")
+
+
+def test_function_names_map_to_the_stacks_names() -> None:
+    assert function_kind("sockless-HttpApiFunction") == "http_api"
+    assert function_kind("sockless-ConnectFunctionA335AD3A") == "connect"
