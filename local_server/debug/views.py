@@ -43,6 +43,8 @@ class Backend:
     state: Callable[[AppConfig], Awaitable[dict[str, Any]]]  # connections and channels of an app
     limiter: RateLimiter  # login attempts per address
     lambda_invocations: bool = False  # the emulator reports its Lambda invocations
+    # The emulator's running AWS bill: what a month costs at the current traffic (``GET /debug/cost``).
+    cost: Callable[[], dict[str, Any]] | None = None
     close: Callable[[], Awaitable[None]] | None = None  # releases what the backend opened
 
 
@@ -113,7 +115,12 @@ class DebugConsole:
         if not scope:
             return _json(401, {"error": "Debug console: authentication required"})
         apps = [{"id": app.id, "key": app.key} for app_id, app in self.apps.items() if app_id in scope]
-        body = {"apps": apps, "login": not self.access.open_listener, "lambda": self.backend.lambda_invocations}
+        body = {
+            "apps": apps,
+            "login": not self.access.open_listener,
+            "lambda": self.backend.lambda_invocations,
+            "cost": self.backend.cost is not None,
+        }
         return _json(200, {**body, "buffer": self.tap.buffer_size})
 
     def _app(self, request: web.Request, app_id: str | None) -> AppConfig:
@@ -171,7 +178,10 @@ class DebugConsole:
                 rate = (sent - sent_before) / elapsed if elapsed >= TICK_SECONDS / 2 else 0.0
                 sent_before, tick_at, next_tick = sent, now, now + TICK_SECONDS
                 total = subscription.total_dropped
-                chunks.append(_sse({"type": "rate", "messages_per_second": round(rate, 1), "dropped": total}))
+                tick = {"type": "rate", "messages_per_second": round(rate, 1), "dropped": total}
+                if self.backend.cost is not None:
+                    tick["usd_per_month"] = self.backend.cost()["usd_per_month"]
+                chunks.append(_sse(tick))
                 if dirty or now >= next_state:
                     state = await self.backend.state(app)
                     text = self.tap.scrub(json.dumps({"type": "state", **state}, separators=(",", ":"), default=str))
@@ -179,6 +189,15 @@ class DebugConsole:
                     dirty, next_state = False, now + STATE_REFRESH_SECONDS
             if chunks:
                 await response.write(b"".join(chunks))
+
+    async def cost(self, request: web.Request) -> web.Response:
+        """``GET /debug/cost``: the emulated stack's bill a month at the current traffic, line by line
+        (the whole stack's, not one app's: any signed-in session may read it)."""
+        if not self.access.scope(request):
+            return _json(401, {"error": "Debug console: authentication required"})
+        if self.backend.cost is None:
+            return _json(404, {"error": "no AWS meter here (the emulator has one: --emulate-lambda)"})
+        return _json(200, self.backend.cost())
 
     # -- the Event Creator ----------------------------------------------------------------------------
 
@@ -219,6 +238,7 @@ class DebugConsole:
         app.router.add_get("/debug", self.page)
         app.router.add_get("/debug/session", self.session)
         app.router.add_get("/debug/stream", self.stream)
+        app.router.add_get("/debug/cost", self.cost)
         app.router.add_post("/debug/login", self.login)
         app.router.add_post("/debug/logout", self.logout)
         app.router.add_post("/debug/apps/{app_id}/events", self.create_event)

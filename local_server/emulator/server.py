@@ -180,10 +180,12 @@ class Emulator:
         self._limits = asyncio.create_task(self.websocket.enforce_limits(min(max(shortest / 4, 0.05), 10.0)))
         extra_routes = None
         if self.settings.debug_console:  # GET /debug with the Lambda invocations (docs/debug-console.md)
-            from local_server.debug.emulator import emulator_console
+            from local_server.debug.emulator import RunningCost, emulator_console
 
+            websocket = self.websocket
+            cost = RunningCost(self.meter, lambda: sum(1 for s in websocket.sockets.values() if s.open))
             extra_routes = emulator_console(
-                self.settings, self.lambdas, self.http, deployment.tables[0].name, aws.REGION, moto_url
+                self.settings, self.lambdas, self.http, deployment.tables[0].name, aws.REGION, moto_url, cost
             ).add_routes
         # After the console installed its tap: the warmed containers' engines report to it.
         await self.lambdas.preload()

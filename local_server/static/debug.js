@@ -39,6 +39,7 @@ async function start() {
   const session = await response.json();
   $("#logout").hidden = !session.login;
   $("#kind-lambda").hidden = !session.lambda; // the emulator's Lambda invocations
+  $("#cost-counter").hidden = !session.cost; // the emulator's running AWS bill (GET /debug/cost)
   const select = $("#app");
   for (const app of session.apps) {
     const option = el("option", null, `${app.id} (key ${app.key})`);
@@ -73,6 +74,9 @@ function handle(message) {
       return renderState(message);
     case "rate":
       $("#rate").textContent = message.messages_per_second;
+      if (message.usd_per_month !== undefined) {
+        $("#cost").textContent = `$${message.usd_per_month.toFixed(2)}`;
+      }
       return;
     case "dropped":
       droppedTotal = message.total;

@@ -4,7 +4,9 @@ function and the channel list comes from the DynamoDB table (moto)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import aiohttp
 import pytest
@@ -85,3 +87,31 @@ async def test_the_emulator_page_lists_lambda_rows(
     await browser.wait('#log tbody tr[data-type="lambda"]', "ms", timeout=10)
     await browser.wait('#channels tr[data-channel="emulated-page"] td.count', "1", timeout=10)
     assert not browser.page_errors(), browser.page_log()
+
+
+async def test_the_emulator_console_shows_the_running_cost_per_month(
+    emulator: ServerProcess, session: aiohttp.ClientSession
+) -> None:
+    """``GET /debug/cost``: the emulator's meter at list prices, scaled to a month; pings on the MOCK route
+    are billed messages, and an open connection its connection-minutes."""
+
+    async def cost() -> dict[str, Any]:
+        async with session.get(emulator.url + "/debug/cost") as response:
+            assert response.status == 200
+            body: dict[str, Any] = await response.json()
+            return body
+
+    async with session.get(emulator.url + "/debug/session") as response:
+        assert (await response.json())["cost"] is True
+    key = DEFAULT_APP["key"]
+    async with session.ws_connect(f"{emulator.ws_url}/app/{key}?protocol=7&client=test") as ws:
+        assert json.loads((await ws.receive(timeout=10)).data)["event"] == "pusher:connection_established"
+        for _ in range(5):
+            await ws.send_json({"event": "pusher:ping", "data": {}})
+            assert json.loads((await ws.receive(timeout=10)).data)["event"] == "pusher:pong"
+        during = await cost()
+    assert during["open_connections"] >= 1
+    assert during["lines"]["ws_connection_minute"] >= 43_200 * 0.25e-6  # a connection for a month
+    assert during["lines"]["ws_message"] > 0
+    assert during["lines"]["lambda_request"] > 0  # $connect and the welcome
+    assert during["usd_per_month"] == pytest.approx(sum(during["lines"].values()), abs=0.02)
