@@ -7,7 +7,8 @@ class PusherError(Exception):
     """A protocol error sent to the client as ``pusher:error``.
 
     ``close`` says whether the connection must be closed with ``code`` afterwards (4000-4299 close in the
-    protocol; 4301/4302 and ``code=None`` errors keep the connection open).
+    protocol; 4301/4302 and ``code=None`` errors keep the connection open, except a connection that keeps
+    exceeding the client-event limit: :class:`ClientEventAbuse`).
     """
 
     code: int | None = None
@@ -80,6 +81,13 @@ class PongTimeout(PusherError):
 
 class ClientEventRateLimited(PusherError):
     code = 4301
+
+
+class ClientEventAbuse(ClientEventRateLimited):
+    """4301, and the connection closed: it kept sending client events over the limit (``max_client_event_refusals``
+    refusals within a window). pusher-js treats a 4300+ close as refused and does not reconnect by itself."""
+
+    close = True
 
 
 class WatchlistTooLong(PusherError):

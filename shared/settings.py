@@ -111,6 +111,9 @@ class AppConfig(_Strict):
     max_connections: int | None = Field(default=None, ge=0)
     enable_client_messages: bool = False
     max_client_events_per_second: int = Field(default=10, ge=1)
+    # Refused client events (over the per-second limit) a connection may collect within
+    # 10 s (shared/engine/channels.py); the next one closes it with 4301 (docs/cost.md#abuse). None: never.
+    max_client_event_refusals: int | None = Field(default=50, ge=1)
     max_presence_members_per_channel: int = Field(default=100, ge=1)
     max_presence_member_size_in_kb: float = Field(default=1, gt=0)
     max_channel_name_length: int = Field(default=200, ge=1)

@@ -9,7 +9,7 @@ from shared.auth import check_channel_auth
 from shared.engine.emitter import WebhookEmitter
 from shared.engine.observer import EngineObserver
 from shared.engine.outbox import Outbox
-from shared.errors import ClientEventRateLimited, FrameError, SubscriptionError
+from shared.errors import ClientEventAbuse, ClientEventRateLimited, FrameError, SubscriptionError
 from shared.limits.base import RateLimiter
 from shared.metrics.base import Metrics
 from shared.protocol import frames
@@ -29,6 +29,8 @@ from shared.types import ChannelName, SocketId, UserId
 
 SUBSCRIPTION_COUNT_THROTTLE_ABOVE = 100
 SUBSCRIPTION_COUNT_THROTTLE_SECONDS = 5.0
+# The window in which a connection's refused client events are counted (AppConfig.max_client_event_refusals).
+CLIENT_EVENT_ABUSE_WINDOW_SECONDS = 10.0
 
 
 class ChannelsEngine(Outbox, Protocol):
@@ -250,6 +252,7 @@ async def client_event(engine: ChannelsEngine, app: AppConfig, socket_id: Socket
     if not await engine.connection_limiter.hit(
         f"client_events:{app.id}:{socket_id}", app.max_client_events_per_second, 1.0
     ):
+        await _count_refusal(engine, app, socket_id, channel)
         raise ClientEventRateLimited("Client event rejected due to rate limit", channel=channel)
     user_id = subscription.user_id
     await engine.broadcast_channel(app, channel, frames.frame(event, encoded, channel, user_id), socket_id)
@@ -258,6 +261,21 @@ async def client_event(engine: ChannelsEngine, app: AppConfig, socket_id: Socket
     await engine.webhooks.emit(
         app, "client_event", channel, event=event, data=encoded, socket_id=socket_id, user_id=user_id
     )
+
+
+async def _count_refusal(engine: ChannelsEngine, app: AppConfig, socket_id: SocketId, channel: ChannelName) -> None:
+    """A connection that keeps sending over the limit is closed (4301): on AWS each of its frames is a billed
+    message in, an invocation and a refusal out, and API Gateway has no per-connection throttle. Refusals are
+    counted on the same limiter, so the count holds across Lambda containers and cluster nodes."""
+    if app.max_client_event_refusals is None:
+        return
+    key = f"client_event_refusals:{app.id}:{socket_id}"
+    if not await engine.connection_limiter.hit(key, app.max_client_event_refusals, CLIENT_EVENT_ABUSE_WINDOW_SECONDS):
+        raise ClientEventAbuse(
+            f"Client event rate limit exceeded more than {app.max_client_event_refusals} times in "
+            f"{CLIENT_EVENT_ABUSE_WINDOW_SECONDS:.0f} s; closing",
+            channel=channel,
+        )
 
 
 async def publish_to_channel(

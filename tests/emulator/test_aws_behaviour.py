@@ -22,6 +22,7 @@ import pytest
 from local_server.emulator.websocket import LOSE_DISCONNECT
 from tests.conftest import DEFAULT_APP
 from tests.e2e.jsdriver import App, NodeDriver, error_code
+from tests.e2e.test_abuse import ABUSIVE, abuse
 from tests.serverproc import ServerProcess
 from tests.webhooks.support import APP_A, PusherSocket, Receiver, python_sdk_validates
 
@@ -121,6 +122,18 @@ async def test_client_events_over_the_rate_limit_are_each_refused_with_4301_or_d
     assert len(delivered()) + refused() == burst and len(set(delivered())) == len(delivered())
     assert refused() > 0 and len(delivered()) >= 10
     assert (await alice.info())["state"] == "connected"
+
+
+async def test_a_connection_that_keeps_exceeding_the_client_event_limit_is_deleted(
+    start_server: StartServer,
+) -> None:
+    # The local server closes with 4301 (tests/e2e/test_abuse.py); API Gateway's DeleteConnection can only
+    # close with 1000, so the Pusher code travels in the last pusher:error frame (docs/cost.md#abuse).
+    server = start_server({"apps": [ABUSIVE]})
+    errors, code = await abuse(server)
+    assert code == 1000
+    assert errors and {e["code"] for e in errors} == {4301}
+    assert "closing" in errors[-1]["message"]
 
 
 async def test_terminate_closes_the_users_connections_which_pusher_js_then_reopens(

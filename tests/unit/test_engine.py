@@ -459,6 +459,21 @@ async def test_client_event_rate_limit_4301_keeps_the_connection(harness: Harnes
     assert await harness.store.get_connection(FULL.id, a.socket_id) is not None
 
 
+async def test_a_connection_that_keeps_exceeding_the_client_event_limit_is_closed_with_4301() -> None:
+    """Refusals are counted: past ``max_client_event_refusals`` in the window, the next refusal closes."""
+    app = FULL.model_copy(update={"max_client_event_refusals": 2, "webhooks": ()})
+    harness = Harness(app)
+    a, b = await pair_on(harness, "private-chat")
+    for n in range(app.max_client_events_per_second + 2):  # 3 delivered, 2 refused: still open
+        await a.trigger("client-n", "private-chat", {"n": n})
+    assert a.transport.closed is None
+    await a.trigger("client-n", "private-chat", {"n": "third refusal"})
+    assert [e["code"] for e in a.errors()] == [4301, 4301, 4301]
+    assert "closing" in a.errors()[-1]["message"]
+    assert a.transport.closed is not None and a.transport.closed[0] == 4301
+    assert len(b.new()) == app.max_client_events_per_second
+
+
 async def test_client_event_over_payload_limit_is_refused(harness: Harness) -> None:
     a, b = await pair_on(harness, "private-chat")
     await a.trigger("client-big", "private-chat", "x" * (10 * 1024 + 1))
