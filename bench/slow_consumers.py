@@ -16,8 +16,8 @@ from pathlib import Path
 
 import aiohttp
 
-from tests.faults.helpers import next_frame, signed_params, text_frame, upgrade_request
 from tests.serverproc import ServerProcess
+from tests.support import next_frame, signed_params, text_frame, upgrade_request
 
 
 def rss_mb(pid: int) -> float:

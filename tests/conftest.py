@@ -1,13 +1,16 @@
-"""Shared fixtures: a real local server on free ports, started per session or per test with its own config."""
+"""Shared fixtures: a real local server on free ports (started per session, per module with the debug console,
+or per test with its own config), an HTTP session, pusher-js clients driven from Node."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
+import aiohttp
 import pytest
 
 from shared import settings
+from tests.e2e.jsdriver import App, NodeDriver
 from tests.serverproc import ServerProcess
 
 # The app `make serve` runs (shared.settings.DEFAULT_APP), as a config file entry: tests that use "the default
@@ -38,3 +41,33 @@ def start_server() -> Iterator[Callable[..., ServerProcess]]:
     yield start
     for proc in started:
         proc.cleanup()
+
+
+@pytest.fixture(scope="module")
+def console() -> Iterator[ServerProcess]:
+    """A server with the debug console on, shared by a module's tests."""
+    proc = ServerProcess({"apps": [DEFAULT_APP, NUMERIC_APP], "debug_console": True}).start()
+    yield proc
+    proc.cleanup()
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+@pytest.fixture
+async def js() -> AsyncIterator[NodeDriver]:
+    """One short-lived Node process per test, killed at teardown whatever the test did."""
+    driver = await NodeDriver.start()
+    try:
+        yield driver
+    finally:
+        await driver.close()
+
+
+@pytest.fixture
+def app() -> App:
+    """The default app, as pusher-js clients see it."""
+    return App.of(DEFAULT_APP)

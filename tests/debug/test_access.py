@@ -27,13 +27,11 @@ def exposed() -> Iterator[ServerProcess]:
     proc.cleanup()
 
 
-async def test_on_a_loopback_listener_the_console_is_open(
-    console: ServerProcess, session: aiohttp.ClientSession
-) -> None:
-    async with session.get(console.url + "/debug") as response:
+async def test_on_a_loopback_listener_the_console_is_open(console: ServerProcess, http: aiohttp.ClientSession) -> None:
+    async with http.get(console.url + "/debug") as response:
         assert response.status == 200
         assert "Debug Console" in await response.text()
-    async with session.get(console.url + "/debug/session") as response:
+    async with http.get(console.url + "/debug/session") as response:
         body = await response.json()
         assert [a["id"] for a in body["apps"]] == ["100001", "12345"]
         assert body["login"] is False
@@ -41,15 +39,15 @@ async def test_on_a_loopback_listener_the_console_is_open(
 
 
 async def test_a_loopback_listener_refuses_requests_for_a_foreign_host_name(
-    console: ServerProcess, session: aiohttp.ClientSession
+    console: ServerProcess, http: aiohttp.ClientSession
 ) -> None:
     """A page on another site that rebinds its DNS name to 127.0.0.1 still sends its own name as Host."""
     foreign = {"Host": f"attacker.example:{console.port}"}
-    async with session.get(console.url + "/debug/session", headers=foreign) as response:
+    async with http.get(console.url + "/debug/session", headers=foreign) as response:
         assert response.status == 401
-    async with session.get(console.url + "/debug/stream?app=100001", headers=foreign) as response:
+    async with http.get(console.url + "/debug/stream?app=100001", headers=foreign) as response:
         assert response.status == 401
-    async with session.get(console.url + "/debug/session", headers={"Host": f"localhost:{console.port}"}) as response:
+    async with http.get(console.url + "/debug/session", headers={"Host": f"localhost:{console.port}"}) as response:
         assert response.status == 200
 
 
@@ -63,10 +61,10 @@ async def test_a_loopback_listener_refuses_requests_for_a_foreign_host_name(
     ],
 )
 async def test_an_anonymous_request_is_refused_off_loopback(
-    exposed: ServerProcess, session: aiohttp.ClientSession, method: str, path: str
+    exposed: ServerProcess, http: aiohttp.ClientSession, method: str, path: str
 ) -> None:
     body = {"channel": "c", "name": "e", "data": "d"}
-    async with session.request(method, exposed.url + path, json=body if method == "POST" else None) as response:
+    async with http.request(method, exposed.url + path, json=body if method == "POST" else None) as response:
         assert response.status == 401
         text = await response.text()
     assert "app-key" not in text  # not even the app list
@@ -74,36 +72,36 @@ async def test_an_anonymous_request_is_refused_off_loopback(
 
 
 async def test_the_anonymous_page_is_a_sign_in_form_and_the_assets_are_public(
-    exposed: ServerProcess, session: aiohttp.ClientSession
+    exposed: ServerProcess, http: aiohttp.ClientSession
 ) -> None:
-    async with session.get(exposed.url + "/debug") as response:
+    async with http.get(exposed.url + "/debug") as response:
         assert response.status == 401
         assert 'action="/debug/login"' in await response.text()
-    async with session.get(exposed.url + "/debug/debug.js") as response:
+    async with http.get(exposed.url + "/debug/debug.js") as response:
         assert response.status == 200  # code only: nothing about any app
         assert response.content_type == "text/javascript"
 
 
-async def test_an_app_secret_opens_that_app_only(exposed: ServerProcess, session: aiohttp.ClientSession) -> None:
-    async with session.get(exposed.url + "/debug/session", headers=BEARER_APP) as response:
+async def test_an_app_secret_opens_that_app_only(exposed: ServerProcess, http: aiohttp.ClientSession) -> None:
+    async with http.get(exposed.url + "/debug/session", headers=BEARER_APP) as response:
         assert response.status == 200
         assert [a["id"] for a in (await response.json())["apps"]] == ["100001"]
-    stream = await Stream.open(session, exposed.url, headers=BEARER_APP)
+    stream = await Stream.open(http, exposed.url, headers=BEARER_APP)
     stream.close()
-    async with session.get(exposed.url + "/debug/stream?app=12345", headers=BEARER_APP) as response:
+    async with http.get(exposed.url + "/debug/stream?app=12345", headers=BEARER_APP) as response:
         assert response.status == 403
     url = exposed.url + "/debug/apps/100001/events"
-    async with session.post(url, json={"channel": "c", "name": "e", "data": "d"}, headers=BEARER_APP) as response:
+    async with http.post(url, json={"channel": "c", "name": "e", "data": "d"}, headers=BEARER_APP) as response:
         assert response.status == 200
-    async with session.post(url.replace("100001", "12345"), json={}, headers=BEARER_APP) as response:
+    async with http.post(url.replace("100001", "12345"), json={}, headers=BEARER_APP) as response:
         assert response.status == 403
 
 
-async def test_the_admin_token_opens_every_app(exposed: ServerProcess, session: aiohttp.ClientSession) -> None:
-    async with session.get(exposed.url + "/debug/session", headers=BEARER_ADMIN) as response:
+async def test_the_admin_token_opens_every_app(exposed: ServerProcess, http: aiohttp.ClientSession) -> None:
+    async with http.get(exposed.url + "/debug/session", headers=BEARER_ADMIN) as response:
         assert [a["id"] for a in (await response.json())["apps"]] == ["100001", "12345"]
     for app in ("100001", "12345"):
-        stream = await Stream.open(session, exposed.url, app=app, headers=BEARER_ADMIN)
+        stream = await Stream.open(http, exposed.url, app=app, headers=BEARER_ADMIN)
         assert (await stream.next())["app_id"] == app
         stream.close()
 
@@ -117,8 +115,8 @@ async def test_the_admin_token_opens_every_app(exposed: ServerProcess, session: 
         pytest.param("", id="empty"),
     ],
 )
-async def test_anything_else_is_refused(exposed: ServerProcess, session: aiohttp.ClientSession, token: str) -> None:
-    async with session.get(exposed.url + "/debug/session", headers={"Authorization": f"Bearer {token}"}) as response:
+async def test_anything_else_is_refused(exposed: ServerProcess, http: aiohttp.ClientSession, token: str) -> None:
+    async with http.get(exposed.url + "/debug/session", headers={"Authorization": f"Bearer {token}"}) as response:
         assert response.status == 401
 
 

@@ -40,11 +40,11 @@ async def browser() -> AsyncIterator[Browser]:
 
 
 async def test_the_emulator_console_shows_lambda_invocations_and_the_engine_events(
-    emulator: ServerProcess, session: aiohttp.ClientSession, js: NodeDriver, app: App
+    emulator: ServerProcess, http: aiohttp.ClientSession, js: NodeDriver, app: App
 ) -> None:
-    async with session.get(emulator.url + "/debug/session") as response:
+    async with http.get(emulator.url + "/debug/session") as response:
         assert (await response.json())["lambda"] is True
-    stream = await Stream.open(session, emulator.url)
+    stream = await Stream.open(http, emulator.url)
     try:
         client = await js.client("lambda-client", app, emulator.port)
         socket_id = await client.socket_id()
@@ -59,12 +59,12 @@ async def test_the_emulator_console_shows_lambda_invocations_and_the_engine_even
         await stream.state(lambda s: (channel(s, "emulated") or {}).get("subscription_count") == 1, timeout=10)
 
         url = f"{emulator.url}/debug/apps/100001/events"
-        async with session.post(url, json={"channel": "emulated", "name": "hello", "data": '{"via":"lambda"}'}) as r:
+        async with http.post(url, json={"channel": "emulated", "name": "hello", "data": '{"via":"lambda"}'}) as r:
             assert r.status == 200, await r.text()
         assert (await client.expect("hello", "emulated", timeout=10))["data"] == {"via": "lambda"}
         await stream.event("lambda", function="sockless-HttpApiFunction", timeout=10)
         await stream.event("api_message", event="hello", timeout=10)
-        async with session.post(url, json={"channel": "emulated", "name": "", "data": "x"}) as r:
+        async with http.post(url, json={"channel": "emulated", "name": "", "data": "x"}) as r:
             assert r.status == 400  # the http_api function's own validation
 
         await client.disconnect()
@@ -90,21 +90,21 @@ async def test_the_emulator_page_lists_lambda_rows(
 
 
 async def test_the_emulator_console_shows_the_running_cost_per_month(
-    emulator: ServerProcess, session: aiohttp.ClientSession
+    emulator: ServerProcess, http: aiohttp.ClientSession
 ) -> None:
     """``GET /debug/cost``: the emulator's meter at list prices, scaled to a month; pings on the MOCK route
     are billed messages, and an open connection its connection-minutes."""
 
     async def cost() -> dict[str, Any]:
-        async with session.get(emulator.url + "/debug/cost") as response:
+        async with http.get(emulator.url + "/debug/cost") as response:
             assert response.status == 200
             body: dict[str, Any] = await response.json()
             return body
 
-    async with session.get(emulator.url + "/debug/session") as response:
+    async with http.get(emulator.url + "/debug/session") as response:
         assert (await response.json())["cost"] is True
     key = DEFAULT_APP["key"]
-    async with session.ws_connect(f"{emulator.ws_url}/app/{key}?protocol=7&client=test") as ws:
+    async with http.ws_connect(f"{emulator.ws_url}/app/{key}?protocol=7&client=test") as ws:
         assert json.loads((await ws.receive(timeout=10)).data)["event"] == "pusher:connection_established"
         for _ in range(5):
             await ws.send_json({"event": "pusher:ping", "data": {}})

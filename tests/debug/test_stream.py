@@ -17,18 +17,18 @@ from tests.serverproc import ServerProcess
 HEX_SIGNATURE = re.compile(r"[0-9a-f]{64}")
 
 
-async def test_the_console_is_off_unless_configured(server: ServerProcess, session: aiohttp.ClientSession) -> None:
+async def test_the_console_is_off_unless_configured(server: ServerProcess, http: aiohttp.ClientSession) -> None:
     for path in ("/debug", "/debug/stream?app=100001", "/debug/session", "/debug/debug.js"):
-        async with session.get(server.url + path) as response:
+        async with http.get(server.url + path) as response:
             assert response.status == 404, path
-    async with session.post(server.url + "/debug/apps/100001/events", json={}) as response:
+    async with http.post(server.url + "/debug/apps/100001/events", json={}) as response:
         assert response.status == 404
 
 
 async def test_a_pusher_js_client_is_followed_from_connect_to_disconnect(
-    console: ServerProcess, session: aiohttp.ClientSession, js: NodeDriver, app: App
+    console: ServerProcess, http: aiohttp.ClientSession, js: NodeDriver, app: App
 ) -> None:
-    stream = await Stream.open(session, console.url)
+    stream = await Stream.open(http, console.url)
     try:
         assert (await stream.next())["type"] == "hello"
         alice = await js.client("alice", app, console.port, user={"user_id": "alice", "user_info": {"name": "Alice"}})
@@ -68,14 +68,14 @@ async def test_a_pusher_js_client_is_followed_from_connect_to_disconnect(
 
 
 async def test_the_event_creator_publishes_through_the_rest_api(
-    console: ServerProcess, session: aiohttp.ClientSession, js: NodeDriver, app: App
+    console: ServerProcess, http: aiohttp.ClientSession, js: NodeDriver, app: App
 ) -> None:
-    stream = await Stream.open(session, console.url)
+    stream = await Stream.open(http, console.url)
     try:
         reader = await js.client("reader", app, console.port)
         await reader.subscribe("orders", "created")
         url = f"{console.url}/debug/apps/100001/events"
-        async with session.post(url, json={"channel": "orders", "name": "created", "data": '{"id":7}'}) as response:
+        async with http.post(url, json={"channel": "orders", "name": "created", "data": '{"id":7}'}) as response:
             assert response.status == 200
             assert await response.json() == {}
         received = await reader.expect("created", "orders")
@@ -84,14 +84,14 @@ async def test_the_event_creator_publishes_through_the_rest_api(
         assert (published["channels"], published["data"]) == (["orders"], '{"id":7}')
 
         # The REST handler's own validation answers, so this is the same path an SDK's request takes.
-        async with session.post(url, json={"channel": "orders", "name": "", "data": "x"}) as response:
+        async with http.post(url, json={"channel": "orders", "name": "", "data": "x"}) as response:
             assert response.status == 400
             assert "event name" in (await response.json())["error"]
-        async with session.post(url, json={"channel": "orders", "name": "big", "data": "x" * 11000}) as response:
+        async with http.post(url, json={"channel": "orders", "name": "big", "data": "x" * 11000}) as response:
             assert response.status == 413
         # Excluding the reader's own socket, as an SDK's socket_id does.
         excluded = {"channel": "orders", "name": "created", "data": "{}", "socket_id": await reader.socket_id()}
-        async with session.post(url, json=excluded) as response:
+        async with http.post(url, json=excluded) as response:
             assert response.status == 200
         await reader.assert_no("created", "orders", kind="event")
     finally:
@@ -99,23 +99,23 @@ async def test_the_event_creator_publishes_through_the_rest_api(
 
 
 async def test_event_creator_requests_must_be_same_origin_json(
-    console: ServerProcess, session: aiohttp.ClientSession
+    console: ServerProcess, http: aiohttp.ClientSession
 ) -> None:
     url = f"{console.url}/debug/apps/100001/events"
     body = '{"channel": "a", "name": "b", "data": "c"}'
-    async with session.post(url, data=body, headers={"Content-Type": "text/plain"}) as response:
+    async with http.post(url, data=body, headers={"Content-Type": "text/plain"}) as response:
         assert response.status == 403
     evil = {"Content-Type": "application/json", "Origin": "http://evil.example"}
-    async with session.post(url, data=body, headers=evil) as response:
+    async with http.post(url, data=body, headers=evil) as response:
         assert response.status == 403
-    async with session.post(f"{console.url}/debug/apps/nope/events", json={}) as response:
+    async with http.post(f"{console.url}/debug/apps/nope/events", json={}) as response:
         assert response.status == 404
 
 
 async def test_auth_failures_are_shown_without_secrets_or_signatures(
-    console: ServerProcess, session: aiohttp.ClientSession, js: NodeDriver, app: App
+    console: ServerProcess, http: aiohttp.ClientSession, js: NodeDriver, app: App
 ) -> None:
-    stream = await Stream.open(session, console.url)
+    stream = await Stream.open(http, console.url)
     try:
         good = await js.client("good", app, console.port, user={"user_id": "u1", "user_info": {"n": 1}})
         await good.subscribe("private-ok")  # signed correctly: its auth signature must not show either
@@ -127,7 +127,7 @@ async def test_auth_failures_are_shown_without_secrets_or_signatures(
         assert "Invalid signature" in refused["message"]
         assert refused["error"] == "SubscriptionError"
         url = f"{console.url}/debug/apps/100001/events"
-        async with session.post(url, json={"channel": "private-ok", "name": "n", "data": "d"}) as response:
+        async with http.post(url, json={"channel": "private-ok", "name": "n", "data": "d"}) as response:
             assert response.status == 200  # signed server-side: auth_signature and body_md5 stay there
         await stream.event("api_message", event="n")
         await asyncio.sleep(1.2)  # a state and a rate message too
@@ -139,11 +139,11 @@ async def test_auth_failures_are_shown_without_secrets_or_signatures(
 
 
 async def test_refused_handshakes_of_a_known_app_are_shown_with_their_code(
-    console: ServerProcess, session: aiohttp.ClientSession
+    console: ServerProcess, http: aiohttp.ClientSession
 ) -> None:
-    stream = await Stream.open(session, console.url)
+    stream = await Stream.open(http, console.url)
     try:
-        async with session.ws_connect(f"{console.ws_url}/app/{DEFAULT_APP['key']}") as ws:  # no ?protocol=
+        async with http.ws_connect(f"{console.ws_url}/app/{DEFAULT_APP['key']}") as ws:  # no ?protocol=
             await ws.receive(timeout=5)
             assert (await ws.receive(timeout=5)).data == 4008
         refused = await stream.event("error", code=4008)
@@ -154,16 +154,16 @@ async def test_refused_handshakes_of_a_known_app_are_shown_with_their_code(
 
 
 async def test_messages_per_second_counts_frames_sent_to_clients(
-    console: ServerProcess, session: aiohttp.ClientSession, js: NodeDriver, app: App
+    console: ServerProcess, http: aiohttp.ClientSession, js: NodeDriver, app: App
 ) -> None:
     readers = [await js.client(f"r{n}", app, console.port) for n in range(3)]
     for reader in readers:
         await reader.subscribe("ticker", "tick")
-    stream = await Stream.open(session, console.url)
+    stream = await Stream.open(http, console.url)
     try:
         url = f"{console.url}/debug/apps/100001/events"
         for n in range(10):
-            async with session.post(url, json={"channel": "ticker", "name": "tick", "data": str(n)}) as response:
+            async with http.post(url, json={"channel": "ticker", "name": "tick", "data": str(n)}) as response:
                 assert response.status == 200
         rate = await stream.wait(lambda m: m.get("type") == "rate" and m["messages_per_second"] > 0, 4, "a rate")
         assert rate["messages_per_second"] <= 30 / 0.5
@@ -176,7 +176,7 @@ async def test_messages_per_second_counts_frames_sent_to_clients(
 
 
 async def test_a_slow_console_tab_never_slows_the_server_and_learns_what_it_missed(
-    console: ServerProcess, session: aiohttp.ClientSession
+    console: ServerProcess, http: aiohttp.ClientSession
 ) -> None:
     """A tab that stops reading: its socket fills, its buffer (10 events here) overflows and drops, while
     REST publishes keep their usual speed; when it reads again it is told how many it lost."""
@@ -196,13 +196,13 @@ async def test_a_slow_console_tab_never_slows_the_server_and_learns_what_it_miss
         timings = []
         for _ in range(600):
             started = time.perf_counter()
-            async with session.post(url, json=body) as response:
+            async with http.post(url, json=body) as response:
                 assert response.status == 200
             timings.append(time.perf_counter() - started)
         timings.sort()
         assert timings[len(timings) // 2] < 0.1, f"median publish {timings[len(timings) // 2]:.3f}s"
         assert timings[-5] < 1.0
-        async with session.get(f"{console.url}/up") as response:
+        async with http.get(f"{console.url}/up") as response:
             assert response.status == 200
 
         stalled.setblocking(False)

@@ -1,30 +1,14 @@
-"""Fixtures for the end-to-end tests: a Node process driving real pusher-js clients, and the apps' keys."""
+"""Fixtures for the end-to-end tests: the numeric app and the official Python SDK pointed at it (``js`` and
+``app`` are tests/conftest.py's)."""
 
 from __future__ import annotations
-
-from collections.abc import AsyncIterator
 
 import pusher
 import pytest
 
-from tests.conftest import DEFAULT_APP, NUMERIC_APP
-from tests.e2e.jsdriver import App, NodeDriver
+from tests.conftest import NUMERIC_APP
+from tests.e2e.jsdriver import App
 from tests.serverproc import ServerProcess
-
-
-@pytest.fixture
-async def js() -> AsyncIterator[NodeDriver]:
-    """One short-lived Node process per test, killed at teardown whatever the test did."""
-    driver = await NodeDriver.start()
-    try:
-        yield driver
-    finally:
-        await driver.close()
-
-
-@pytest.fixture
-def app() -> App:
-    return App.of(DEFAULT_APP)
 
 
 @pytest.fixture

@@ -19,9 +19,9 @@ from typing import Any
 import pytest
 
 from tests.conftest import DEFAULT_APP, NUMERIC_APP
-from tests.e2e.conftest import app, js, numeric_app, python_sdk  # noqa: F401  (the re-used suites' fixtures)
+from tests.e2e.conftest import numeric_app, python_sdk  # noqa: F401  (the re-used suites' fixtures)
 from tests.emulator.awsstub import AwsStub, Recorder
-from tests.rest.conftest import connect, http, numeric, sdk, uid  # noqa: F401
+from tests.rest.conftest import connect, numeric, sdk, uid  # noqa: F401
 from tests.serverproc import ServerProcess
 from tests.webhooks.conftest import receiver, session  # noqa: F401
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -62,12 +62,6 @@ def echo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerProce
     proc = ServerProcess({}, args=tuple(args), env={"ECHO_LOG": str(log.path)}).start(timeout=60)
     yield proc, log
     proc.cleanup()
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 async def test_connect_gets_the_key_from_the_path_and_the_welcome_waits_for_the_upgrade(

@@ -7,16 +7,16 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 
-from tests.faults.helpers import APP_ID, metric, signed_params
 from tests.redis.conftest import RedisServer, node_config
 from tests.serverproc import ServerProcess
+from tests.support import APP_ID, metric, signed_params
 
 pytestmark = pytest.mark.redis
 
@@ -43,12 +43,6 @@ def nodes(redis: RedisServer) -> Iterator[list[ServerProcess]]:
     yield started
     for node in started:
         node.cleanup()
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 class Subscriber:

@@ -5,31 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Iterator
 
 import aiohttp
-import pytest
 
 from tests.conftest import DEFAULT_APP
 from tests.debug.sse import Stream
-from tests.faults.helpers import APP_ID, log_lines, metric, signed_params
 from tests.serverproc import ServerProcess
+from tests.support import APP_ID, log_lines, metric, signed_params
 from tests.webhooks.support import Receiver
 
 REFUSALS = "sockless_refusals_total"
-
-
-@pytest.fixture(scope="module")
-def console() -> Iterator[ServerProcess]:
-    proc = ServerProcess({"apps": [DEFAULT_APP], "debug_console": True}).start()
-    yield proc
-    proc.cleanup()
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 async def test_bad_rest_signatures_are_one_line_per_interval_and_counted_each(

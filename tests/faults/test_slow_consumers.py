@@ -5,17 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import struct
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 
 import aiohttp
 import pytest
 
 from local_server.transport import CLOSE_WAIT
 from tests.conftest import DEFAULT_APP
-from tests.faults.helpers import APP_ID, metric, next_frame, signed_params, text_frame, upgrade_request
 from tests.serverproc import ServerProcess
+from tests.support import metric, next_frame, open_stalling, publish_batch, text_frame
 
 EVENT = "x" * 9_000
 PER_SOCKET_KB = 1024
@@ -33,12 +32,6 @@ def bounded() -> Iterator[ServerProcess]:
     proc.cleanup()
 
 
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
 class Stalled:
     """A raw WebSocket client with a 4 KB receive buffer that stops reading after subscribing."""
 
@@ -47,13 +40,7 @@ class Stalled:
 
     @classmethod
     async def connect(cls, port: int, *channels: str) -> Stalled:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        sock.setblocking(False)
-        await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
-        reader, writer = await asyncio.open_connection(sock=sock, limit=16 * 1024)
-        writer.write(upgrade_request())
-        assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 101")
+        reader, writer = await open_stalling(port)
         welcome = json.loads((await next_frame(reader))[1])
         client = cls(reader, writer, json.loads(welcome["data"])["socket_id"])
         for channel in channels:
@@ -73,17 +60,10 @@ class Stalled:
                     return int(struct.unpack("!H", payload[:2])[0])
 
 
-async def publish_batch(http: aiohttp.ClientSession, server: ServerProcess, channel: str) -> None:
-    path = f"/apps/{APP_ID}/batch_events"
-    body = json.dumps({"batch": [{"name": "bulk", "channel": channel, "data": EVENT}] * 10}).encode()
-    async with http.post(server.url + path, params=signed_params("POST", path, body), data=body) as response:
-        assert response.status == 200, await response.text()
-
-
 async def publish_until_closed(http: aiohttp.ClientSession, server: ServerProcess, channel: str, closes: int) -> int:
     """Publish batches (90 KB each) until the server has closed ``closes`` slow sockets in all."""
     for sent in range(1, 400):
-        await publish_batch(http, server, channel)
+        await publish_batch(http, server, channel, EVENT)
         if await metric(server, "sockless_slow_consumers_closed_total") >= closes:
             return sent
     raise AssertionError("no slow socket was closed")
@@ -110,7 +90,7 @@ async def test_past_the_process_budget_the_client_furthest_behind_is_closed_firs
     laggard = await Stalled.connect(bounded.port, "feed-b", "extra")
     others = [await Stalled.connect(bounded.port, "feed-b") for _ in range(5)]
     for _ in range(5):  # only the laggard gets these: it is the furthest behind from here on
-        await publish_batch(http, bounded, "extra")
+        await publish_batch(http, bounded, "extra", EVENT)
     # Six sockets hold under 1 MB each (their own bound) but together more than the 3 MB budget.
     await publish_until_closed(http, bounded, "feed-b", before + 1)
     assert await metric(bounded, "sockless_write_held_bytes") <= BUDGET_MB * 1024 * 1024

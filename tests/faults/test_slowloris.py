@@ -15,8 +15,8 @@ import aiohttp
 import pytest
 
 from tests.conftest import DEFAULT_APP
-from tests.faults.helpers import log_lines, metric, open_raw, read_until_closed, upgrade_request
 from tests.serverproc import ServerProcess
+from tests.support import log_lines, metric, open_raw, read_until_closed, upgrade_request
 
 LIMITS = {"header_timeout_seconds": 1.0, "keepalive_seconds": 2.0, "max_pending_per_address": 4}
 

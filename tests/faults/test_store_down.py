@@ -10,9 +10,9 @@ import aiohttp
 import pytest
 
 from tests.conftest import DEFAULT_APP
-from tests.faults.helpers import APP_ID, log_lines, metric, signed_params
 from tests.redis.conftest import RedisServer
 from tests.serverproc import ServerProcess
+from tests.support import APP_ID, log_lines, metric, signed_params
 
 pytestmark = pytest.mark.redis
 

@@ -10,7 +10,7 @@ import contextlib
 import signal
 import subprocess
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,6 @@ import pytest
 import redis
 
 from tests.conftest import DEFAULT_APP, NUMERIC_APP
-from tests.e2e.jsdriver import NodeDriver
 from tests.redis.backend import REDIS_URL, unique_prefix
 from tests.serverproc import ServerProcess, free_port
 
@@ -91,15 +90,6 @@ def cluster(redis_url: str) -> Iterator[Cluster]:
         yield nodes
     finally:
         nodes.cleanup()
-
-
-@pytest.fixture
-async def js() -> AsyncIterator[NodeDriver]:
-    driver = await NodeDriver.start()
-    try:
-        yield driver
-    finally:
-        await driver.close()
 
 
 class RedisServer:

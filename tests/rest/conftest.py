@@ -30,12 +30,6 @@ def uid() -> str:
 
 
 @pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
-@pytest.fixture
 async def connect(http: aiohttp.ClientSession) -> AsyncIterator[Connect]:
     """``await connect(server, creds)``: a raw WebSocket client, closed at teardown."""
     clients: list[WsClient] = []

@@ -70,12 +70,6 @@ class Rig:
         await self.dispatcher.drain(timeout)
 
 
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
 def rig(
     http: aiohttp.ClientSession, hooks: list[dict[str, Any]], targets: Targets | None = None, **settings: Any
 ) -> Rig:

@@ -1,4 +1,5 @@
-"""Raw clients for fault tests: sockets that misbehave on purpose, signed REST calls, the server's metrics."""
+"""Test support shared by the fault, end-to-end and debug tests (and bench/): raw WebSocket clients that
+misbehave on purpose, signed REST calls, the server's metrics and log."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import base64
 import hashlib
 import json
 import os
+import socket
 import struct
 import time
 from typing import Any
@@ -32,6 +34,19 @@ def upgrade_request(key: str = "app-key") -> bytes:
 
 async def open_raw(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     return await asyncio.open_connection("127.0.0.1", port)
+
+
+async def open_stalling(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A WebSocket, upgraded, with a 4 KB kernel receive buffer: once it stops reading, the backlog is the
+    server's, not the kernel's."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
+    reader, writer = await asyncio.open_connection(sock=sock, limit=16 * 1024)
+    writer.write(upgrade_request())
+    assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 101")
+    return reader, writer
 
 
 async def read_until_closed(reader: asyncio.StreamReader, timeout: float) -> bytes:
@@ -74,11 +89,11 @@ def signed_params(
     return params
 
 
-async def publish(
-    http: aiohttp.ClientSession, server: ServerProcess, channel: str, data: str, timeout: float = 10.0
+async def post_signed(
+    http: aiohttp.ClientSession, server: ServerProcess, path: str, payload: Any, timeout: float = 10.0
 ) -> aiohttp.ClientResponse:
-    path = f"/apps/{APP_ID}/events"
-    body = json.dumps({"name": "ev", "channel": channel, "data": data}).encode()
+    """A signed REST POST of ``payload`` (JSON) for the default app; the response, its body read."""
+    body = json.dumps(payload).encode()
     async with http.post(
         server.url + path,
         params=signed_params("POST", path, body),
@@ -87,6 +102,24 @@ async def publish(
     ) as response:
         await response.read()
         return response
+
+
+async def publish(
+    http: aiohttp.ClientSession, server: ServerProcess, channel: str, data: str, timeout: float = 10.0
+) -> aiohttp.ClientResponse:
+    """One event (``ev``) on ``channel``."""
+    event = {"name": "ev", "channel": channel, "data": data}
+    return await post_signed(http, server, f"/apps/{APP_ID}/events", event, timeout)
+
+
+async def publish_batch(
+    http: aiohttp.ClientSession, server: ServerProcess, channel: str, data: str, count: int = 10
+) -> None:
+    """``count`` events (``bulk``, at most the default batch limit of 10) in one batch request; must succeed."""
+    batch = {"batch": [{"name": "bulk", "channel": channel, "data": data}] * count}
+    # A slow consumer's server may take a while to answer: it is writing megabytes to the other sockets.
+    response = await post_signed(http, server, f"/apps/{APP_ID}/batch_events", batch, timeout=60.0)
+    assert response.status == 200, await response.text()
 
 
 async def metric(server: ServerProcess, name: str, **labels: str) -> float:
