@@ -6,7 +6,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
@@ -33,224 +34,166 @@ NEWS = ChannelName("news")
 FRAME = b'{"event":"e","channel":"news","data":"{\\"n\\":1}"}'
 
 
-@pytest.fixture
-async def make_sender(
-    store: DynamoDBChannelStore, management_api: ManagementApi
-) -> AsyncIterator[Callable[..., ApiGatewaySender]]:
-    made: list[ApiGatewaySender] = []
+@dataclass
+class Rig:
+    """What a sender works with: the store on moto (and its clock), the management API, and the senders made
+    for the test (closed after it)."""
 
-    def make(**options: Any) -> ApiGatewaySender:
-        options = {"base_delay": 0.005, "max_delay": 0.02, **options}
-        sender = ApiGatewaySender(
-            store,
-            endpoint_url=management_api.url,
-            region=backend.REGION,
-            **{"credentials": lambda: CREDENTIALS, **options},
-        )
-        made.append(sender)
+    store: DynamoDBChannelStore
+    clock: Clock
+    api: ManagementApi
+    made: list[ApiGatewaySender] = field(default_factory=list)
+
+    def sender(self, resolver: DynamoDBChannelStore | None = None, **options: Any) -> ApiGatewaySender:
+        """A sender posting to the management API, retrying within 5-20 ms, resolving sockets through the
+        store (or ``resolver``); ``options`` override."""
+        options = {"base_delay": 0.005, "max_delay": 0.02, "credentials": lambda: CREDENTIALS, **options}
+        sender = ApiGatewaySender(resolver or self.store, endpoint_url=self.api.url, region=backend.REGION, **options)
+        self.made.append(sender)
         return sender
 
-    yield make
-    for sender in made:
+    async def subscribers(self, count: int) -> list[SocketId]:
+        """``count`` connections (connectionIds ``cid<n>=``) subscribed to ``news``."""
+        sockets = []
+        for n in range(count):
+            socket_id = SocketId(f"{n}.{n}")
+            await self.store.add_connection(Connection(APP, socket_id, self.clock(), connection_id=f"cid{n}="), None)
+            await self.store.subscribe(APP, socket_id, NEWS, None, 100)
+            sockets.append(socket_id)
+        return sockets
+
+
+@pytest.fixture
+async def rig(store: DynamoDBChannelStore, clock: Clock, management_api: ManagementApi) -> AsyncIterator[Rig]:
+    made = Rig(store, clock, management_api)
+    yield made
+    for sender in made.made:
         await sender.close()
-
-
-async def subscribers(store: DynamoDBChannelStore, clock: Clock, count: int) -> list[SocketId]:
-    sockets = []
-    for n in range(count):
-        socket_id = SocketId(f"{n}.{n}")
-        await store.add_connection(Connection(APP, socket_id, clock(), connection_id=f"cid{n}="), None)
-        await store.subscribe(APP, socket_id, NEWS, None, 100)
-        sockets.append(socket_id)
-    return sockets
 
 
 # -- delivery ---------------------------------------------------------------------------------------------
 
 
-async def test_broadcast_posts_the_frame_once_to_every_subscriber_but_the_excluded_one(
-    store: DynamoDBChannelStore,
-    clock: Clock,
-    management_api: ManagementApi,
-    make_sender: Callable[..., ApiGatewaySender],
-) -> None:
-    sockets = await subscribers(store, clock, 5)
-    delivery = await make_sender().broadcast(APP, await store.sockets(APP, NEWS), FRAME, except_socket=sockets[0])
+async def test_broadcast_posts_the_frame_once_to_every_subscriber_but_the_excluded_one(rig: Rig) -> None:
+    sockets = await rig.subscribers(5)
+    delivery = await rig.sender().broadcast(APP, await rig.store.sockets(APP, NEWS), FRAME, except_socket=sockets[0])
     assert delivery == Delivery(sent=4)
-    assert dict(management_api.posts) == {f"cid{n}=": [FRAME] for n in range(1, 5)}
-    assert management_api.bad_signatures == 0
+    assert dict(rig.api.posts) == {f"cid{n}=": [FRAME] for n in range(1, 5)}
+    assert rig.api.bad_signatures == 0
 
 
 @pytest.mark.parametrize("connection_id", ["plain", "ends=", "a+b/c=", "x~y_z.-"])
-async def test_connection_ids_are_encoded_in_the_path_and_the_signature_matches(
-    store: DynamoDBChannelStore,
-    clock: Clock,
-    management_api: ManagementApi,
-    make_sender: Callable[..., ApiGatewaySender],
-    connection_id: str,
-) -> None:
+async def test_connection_ids_are_encoded_in_the_path_and_the_signature_matches(rig: Rig, connection_id: str) -> None:
     socket_id = SocketId("1.1")
-    await store.add_connection(Connection(APP, socket_id, clock(), connection_id=connection_id), None)
-    assert await make_sender().send(APP, socket_id, FRAME) is True
-    assert dict(management_api.posts) == {connection_id: [FRAME]}
+    await rig.store.add_connection(Connection(APP, socket_id, rig.clock(), connection_id=connection_id), None)
+    assert await rig.sender().send(APP, socket_id, FRAME) is True
+    assert dict(rig.api.posts) == {connection_id: [FRAME]}
 
 
-async def test_a_request_signed_with_other_credentials_is_refused_and_counted_as_failed(
-    store: DynamoDBChannelStore,
-    clock: Clock,
-    management_api: ManagementApi,
-    make_sender: Callable[..., ApiGatewaySender],
-) -> None:
-    sockets = await subscribers(store, clock, 2)
+async def test_a_request_signed_with_other_credentials_is_refused_and_counted_as_failed(rig: Rig) -> None:
+    sockets = await rig.subscribers(2)
     wrong = Credentials(CREDENTIALS.access_key, "not-the-secret", CREDENTIALS.token)
-    delivery = await make_sender(credentials=lambda: wrong).broadcast(APP, sockets, FRAME)
+    delivery = await rig.sender(credentials=lambda: wrong).broadcast(APP, sockets, FRAME)
     assert delivery == Delivery(sent=0, failed=2)  # 403: not retried
-    assert management_api.bad_signatures == 2
-    assert management_api.posts == {}
+    assert rig.api.bad_signatures == 2
+    assert rig.api.posts == {}
 
 
-async def test_posts_run_concurrently_within_the_pool_bound(
-    store: DynamoDBChannelStore,
-    clock: Clock,
-    management_api: ManagementApi,
-    make_sender: Callable[..., ApiGatewaySender],
-) -> None:
-    sockets = await subscribers(store, clock, 20)
-    management_api.delay = 0.05
-    delivery = await make_sender(concurrency=6).broadcast(APP, sockets, FRAME)
+async def test_posts_run_concurrently_within_the_pool_bound(rig: Rig) -> None:
+    sockets = await rig.subscribers(20)
+    rig.api.delay = 0.05
+    delivery = await rig.sender(concurrency=6).broadcast(APP, sockets, FRAME)
     assert delivery.sent == 20
-    assert 1 < management_api.max_in_flight <= 6
+    assert 1 < rig.api.max_in_flight <= 6
 
 
-async def test_gone_connections_are_reported_for_cleanup(
-    store: DynamoDBChannelStore,
-    clock: Clock,
-    management_api: ManagementApi,
-    make_sender: Callable[..., ApiGatewaySender],
-) -> None:
-    sockets = await subscribers(store, clock, 3)
-    management_api.gone.add("cid1=")
+async def test_gone_connections_are_reported_for_cleanup(rig: Rig) -> None:
+    sockets = await rig.subscribers(3)
+    rig.api.gone.add("cid1=")
     unknown = SocketId("99.99")  # no connection recorded: gone as well
-    delivery = await make_sender().broadcast(APP, [*sockets, unknown], FRAME)
+    delivery = await rig.sender().broadcast(APP, [*sockets, unknown], FRAME)
     assert delivery.sent == 2
     assert sorted(delivery.gone) == sorted([sockets[1], unknown])
     assert delivery.failed == 0
 
 
-async def test_throttled_posts_are_retried_then_delivered(
-    store: DynamoDBChannelStore,
-    clock: Clock,
-    management_api: ManagementApi,
-    make_sender: Callable[..., ApiGatewaySender],
-) -> None:
-    sockets = await subscribers(store, clock, 2)
-    management_api.throttle["cid0="] = 2  # 429 LimitExceededException twice, then accepted
-    sender = make_sender()
+async def test_throttled_posts_are_retried_then_delivered(rig: Rig) -> None:
+    sockets = await rig.subscribers(2)
+    rig.api.throttle["cid0="] = 2  # 429 LimitExceededException twice, then accepted
+    sender = rig.sender()
     assert await sender.broadcast(APP, sockets, FRAME) == Delivery(sent=2)
-    assert management_api.posts["cid0="] == [FRAME]
-    assert management_api.requests == 4
+    assert rig.api.posts["cid0="] == [FRAME]
+    assert rig.api.requests == 4
     assert sender.throttled == 2
 
 
-async def test_throttling_that_outlasts_the_retries_is_counted_as_failed_not_gone(
-    store: DynamoDBChannelStore,
-    clock: Clock,
-    management_api: ManagementApi,
-    make_sender: Callable[..., ApiGatewaySender],
-) -> None:
-    sockets = await subscribers(store, clock, 3)
-    management_api.throttle["cid2="] = 1000
-    delivery = await make_sender(max_attempts=4).broadcast(APP, sockets, FRAME)
+async def test_throttling_that_outlasts_the_retries_is_counted_as_failed_not_gone(rig: Rig) -> None:
+    sockets = await rig.subscribers(3)
+    rig.api.throttle["cid2="] = 1000
+    delivery = await rig.sender(max_attempts=4).broadcast(APP, sockets, FRAME)
     assert delivery == Delivery(sent=2, gone=(), failed=1)
-    assert management_api.requests == 2 + 4
+    assert rig.api.requests == 2 + 4
 
 
 @pytest.mark.parametrize(
     ("status", "attempts"), [pytest.param(500, 3, id="5xx-retried"), pytest.param(403, 1, id="4xx-not")]
 )
-async def test_other_errors_are_failed_after_retrying_only_server_errors(
-    store: DynamoDBChannelStore,
-    clock: Clock,
-    management_api: ManagementApi,
-    make_sender: Callable[..., ApiGatewaySender],
-    status: int,
-    attempts: int,
-) -> None:
-    sockets = await subscribers(store, clock, 1)
-    management_api.fail["cid0="] = status
-    assert await make_sender(max_attempts=3).broadcast(APP, sockets, FRAME) == Delivery(sent=0, failed=1)
-    assert management_api.requests == attempts
+async def test_other_errors_are_failed_after_retrying_only_server_errors(rig: Rig, status: int, attempts: int) -> None:
+    sockets = await rig.subscribers(1)
+    rig.api.fail["cid0="] = status
+    assert await rig.sender(max_attempts=3).broadcast(APP, sockets, FRAME) == Delivery(sent=0, failed=1)
+    assert rig.api.requests == attempts
 
 
-async def test_send_is_false_for_a_gone_socket_and_raises_when_it_cannot_post(
-    store: DynamoDBChannelStore,
-    clock: Clock,
-    management_api: ManagementApi,
-    make_sender: Callable[..., ApiGatewaySender],
-) -> None:
-    a, b, c = await subscribers(store, clock, 3)
-    sender = make_sender(max_attempts=2)
+async def test_send_is_false_for_a_gone_socket_and_raises_when_it_cannot_post(rig: Rig) -> None:
+    a, b, c = await rig.subscribers(3)
+    sender = rig.sender(max_attempts=2)
     assert await sender.send(APP, a, FRAME) is True
-    management_api.gone.add("cid1=")
+    rig.api.gone.add("cid1=")
     assert await sender.send(APP, b, FRAME) is False
     assert await sender.send(APP, SocketId("42.42"), FRAME) is False
-    management_api.throttle["cid2="] = 1000
+    rig.api.throttle["cid2="] = 1000
     with pytest.raises(StoreUnavailable, match="LimitExceededException"):
         await sender.send(APP, c, FRAME)
 
 
-async def test_disconnect_deletes_the_connection_and_tolerates_a_gone_one(
-    store: DynamoDBChannelStore,
-    clock: Clock,
-    management_api: ManagementApi,
-    make_sender: Callable[..., ApiGatewaySender],
-) -> None:
-    (a,) = await subscribers(store, clock, 1)
-    sender = make_sender()
+async def test_disconnect_deletes_the_connection_and_tolerates_a_gone_one(rig: Rig) -> None:
+    (a,) = await rig.subscribers(1)
+    sender = rig.sender()
     await sender.disconnect(APP, a, 4009, "terminated")
-    assert management_api.deleted == ["cid0="]
+    assert rig.api.deleted == ["cid0="]
     await sender.disconnect(APP, a, 4009, "terminated")  # 410 now: nothing to do
-    assert management_api.deleted == ["cid0="]
+    assert rig.api.deleted == ["cid0="]
 
 
 async def test_recipients_are_resolved_in_bulk_not_one_read_per_socket(
-    store: DynamoDBChannelStore,
-    clock: Clock,
-    management_api: ManagementApi,
-    dynamodb: tuple[backend.AtomicRequests, str],
+    rig: Rig, dynamodb: tuple[backend.AtomicRequests, str]
 ) -> None:
     client, table = dynamodb
-    await subscribers(store, clock, 30)
+    await rig.subscribers(30)
     cold = DynamoDBChannelStore(table, client=client)  # a fresh container: nothing cached
-    sender = ApiGatewaySender(
-        cold, endpoint_url=management_api.url, region=backend.REGION, credentials=lambda: CREDENTIALS
-    )
+    sender = rig.sender(cold)
     client.calls.clear()
     sockets = [SocketId(f"{n}.{n}") for n in range(30)]
     assert (await sender.broadcast(APP, sockets, FRAME)).sent == 30
     assert client.calls == ["batch_get_item"]
-    await sender.close()
 
 
 async def test_under_heavy_throttling_every_recipient_gets_the_frame_once_or_is_counted_failed_and_logged(
-    store: DynamoDBChannelStore,
-    clock: Clock,
-    management_api: ManagementApi,
-    make_sender: Callable[..., ApiGatewaySender],
-    caplog: pytest.LogCaptureFixture,
+    rig: Rig, caplog: pytest.LogCaptureFixture
 ) -> None:
     """60 % of all posts answer 429: with 3 attempts about 1 in 5 recipients runs out of retries. None may get
     the frame twice, and every one that did not get it is in the metric and the log line."""
-    sockets = await subscribers(store, clock, 80)
-    management_api.throttle_fraction = 0.6
+    sockets = await rig.subscribers(80)
+    rig.api.throttle_fraction = 0.6
     app = AppConfig(id=APP, key="key", secret="secret")
     metrics = PrometheusMetrics()
     settings = Settings(apps=(app,))
-    sender = make_sender(max_attempts=3)
+    sender = rig.sender(max_attempts=3)
     services = build_services(
         settings,
         sender=sender,
-        store=store,
+        store=rig.store,
         queue=MemoryWebhookQueue(),
         apps=ConfigAppStore(settings.apps),
         metrics=metrics,
@@ -258,8 +201,8 @@ async def test_under_heavy_throttling_every_recipient_gets_the_frame_once_or_is_
     with caplog.at_level(logging.WARNING, logger="sockless.sender"):
         await services.engine.publish(app, [NEWS], "e", {"n": 1})
 
-    delivered = {cid for cid, posts in management_api.posts.items() if posts}
-    assert all(len(posts) == 1 for posts in management_api.posts.values())
+    delivered = {cid for cid, posts in rig.api.posts.items() if posts}
+    assert all(len(posts) == 1 for posts in rig.api.posts.values())
     missed = 80 - len(delivered)
     assert 0 < missed < 40  # expected 17; the retries saved most, not all
     assert sender.throttled > 80
@@ -276,42 +219,36 @@ async def test_under_heavy_throttling_every_recipient_gets_the_frame_once_or_is_
 
 
 async def test_a_large_broadcast_is_split_into_chunks_handed_to_other_invocations(
-    store: DynamoDBChannelStore,
-    clock: Clock,
-    management_api: ManagementApi,
-    make_sender: Callable[..., ApiGatewaySender],
-    dynamodb: tuple[backend.AtomicRequests, str],
+    rig: Rig, dynamodb: tuple[backend.AtomicRequests, str]
 ) -> None:
-    sockets = await subscribers(store, clock, 10)
+    sockets = await rig.subscribers(10)
     handed: list[dict[str, Any]] = []
 
     async def offload(chunk: FanoutChunk) -> None:
         handed.append(json.loads(json.dumps(chunk.to_dict())))  # what an async Invoke payload carries
 
-    delivery = await make_sender(chunk_size=4, offload=offload).broadcast(APP, sockets, FRAME, except_socket=sockets[9])
+    delivery = await rig.sender(chunk_size=4, offload=offload).broadcast(APP, sockets, FRAME, except_socket=sockets[9])
     assert delivery == Delivery(sent=4)
-    assert sum(len(posts) for posts in management_api.posts.values()) == 4
+    assert sum(len(posts) for posts in rig.api.posts.values()) == 4
     assert [len(chunk["socket_ids"]) for chunk in handed] == [4, 1]
 
     # The fan-out worker (another invocation) posts its chunk with no store read at all.
     client, _ = dynamodb
     client.calls.clear()
-    worker = make_sender(chunk_size=4, offload=offload)
+    worker = rig.sender(chunk_size=4, offload=offload)
     deliveries = [await worker.deliver(FanoutChunk.from_dict(chunk)) for chunk in handed]
     assert deliveries == [Delivery(sent=4), Delivery(sent=1)]
     assert client.calls == []
-    assert {cid for cid, posts in management_api.posts.items() if posts == [FRAME]} == {f"cid{n}=" for n in range(9)}
+    assert {cid for cid, posts in rig.api.posts.items() if posts == [FRAME]} == {f"cid{n}=" for n in range(9)}
 
 
-async def test_a_chunk_that_cannot_be_handed_on_is_counted_as_failed(
-    store: DynamoDBChannelStore, clock: Clock, make_sender: Callable[..., ApiGatewaySender]
-) -> None:
-    sockets = await subscribers(store, clock, 6)
+async def test_a_chunk_that_cannot_be_handed_on_is_counted_as_failed(rig: Rig) -> None:
+    sockets = await rig.subscribers(6)
 
     async def offload(chunk: FanoutChunk) -> None:
         raise RuntimeError("Lambda Invoke throttled")
 
-    assert await make_sender(chunk_size=4, offload=offload).broadcast(APP, sockets, FRAME) == Delivery(sent=4, failed=2)
+    assert await rig.sender(chunk_size=4, offload=offload).broadcast(APP, sockets, FRAME) == Delivery(sent=4, failed=2)
 
 
 def test_a_chunk_round_trips_through_json_even_with_a_binary_frame() -> None:
@@ -325,9 +262,7 @@ def test_a_chunk_round_trips_through_json_even_with_a_binary_frame() -> None:
 # -- the engine on top: a 410 is a disconnect --------------------------------------------------------------
 
 
-async def test_a_post_answered_410_removes_the_socket_with_member_removed_and_webhooks(
-    store: DynamoDBChannelStore, management_api: ManagementApi, make_sender: Callable[..., ApiGatewaySender]
-) -> None:
+async def test_a_post_answered_410_removes_the_socket_with_member_removed_and_webhooks(rig: Rig) -> None:
     """No ghost presence member: the gone socket leaves like a ``$disconnect``, and everyone is told."""
     app = AppConfig(
         id=APP,
@@ -338,7 +273,7 @@ async def test_a_post_answered_410_removes_the_socket_with_member_removed_and_we
     queue = MemoryWebhookQueue()
     settings = Settings(apps=(app,), webhooks={"delay_seconds": 0})  # type: ignore[arg-type]
     services = build_services(
-        settings, sender=make_sender(), store=store, queue=queue, apps=ConfigAppStore(settings.apps)
+        settings, sender=rig.sender(), store=rig.store, queue=queue, apps=ConfigAppStore(settings.apps)
     )
     engine = services.engine
     room = ChannelName("presence-room")
@@ -349,39 +284,34 @@ async def test_a_post_answered_410_removes_the_socket_with_member_removed_and_we
         auth = f"key:{sign_channel('secret', connection.socket_id, room, channel_data)}"
         frame = {"event": "pusher:subscribe", "data": {"channel": room, "auth": auth, "channel_data": channel_data}}
         await engine.handle(app, connection.socket_id, json.dumps(frame))
-    assert set(await store.members(APP, room)) == {"u1", "u2"}
+    assert set(await rig.store.members(APP, room)) == {"u1", "u2"}
 
-    management_api.gone.add("leaves=")  # the client vanished without a $disconnect
+    rig.api.gone.add("leaves=")  # the client vanished without a $disconnect
     await engine.publish(app, [room], "news", {"n": 1})
 
-    assert dict(await store.members(APP, room)) == {"u1": None}
-    assert list(await store.sockets(APP, room)) == [stays.socket_id]
-    assert await store.get_connection(APP, leaves.socket_id) is None
-    last = json.loads(management_api.posts["stays="][-1])
+    assert dict(await rig.store.members(APP, room)) == {"u1": None}
+    assert list(await rig.store.sockets(APP, room)) == [stays.socket_id]
+    assert await rig.store.get_connection(APP, leaves.socket_id) is None
+    last = json.loads(rig.api.posts["stays="][-1])
     assert (last["event"], json.loads(last["data"])) == ("pusher_internal:member_removed", {"user_id": "u2"})
     jobs = await queue.receive(10, 1.0)
     assert [job.event for job in jobs] == [{"name": "member_removed", "channel": room, "user_id": "u2"}]
     # A second broadcast does not post to the gone socket again.
-    before = management_api.requests
+    before = rig.api.requests
     await engine.publish(app, [room], "news", {"n": 2})
-    assert management_api.requests == before + 1
+    assert rig.api.requests == before + 1
 
 
-async def test_presence_member_frames_reach_the_other_members(
-    store: DynamoDBChannelStore,
-    clock: Clock,
-    management_api: ManagementApi,
-    make_sender: Callable[..., ApiGatewaySender],
-) -> None:
+async def test_presence_member_frames_reach_the_other_members(rig: Rig) -> None:
     """The sender and the store agree on who is in a channel: a member_added goes to the others only."""
     room = ChannelName("presence-x")
     a, b = SocketId("1.1"), SocketId("2.2")
     for socket_id, cid in ((a, "a="), (b, "b=")):
-        await store.add_connection(Connection(APP, socket_id, clock(), connection_id=cid), None)
-        await store.subscribe(APP, socket_id, room, Member(UserId(socket_id), None), 100)
+        await rig.store.add_connection(Connection(APP, socket_id, rig.clock(), connection_id=cid), None)
+        await rig.store.subscribe(APP, socket_id, room, Member(UserId(socket_id), None), 100)
     added = b'{"event":"pusher_internal:member_added"}'
-    assert await make_sender().broadcast(APP, await store.sockets(APP, room), added, except_socket=b) == Delivery(1)
-    assert dict(management_api.posts) == {"a=": [added]}
+    assert await rig.sender().broadcast(APP, await rig.store.sockets(APP, room), added, except_socket=b) == Delivery(1)
+    assert dict(rig.api.posts) == {"a=": [added]}
 
 
 async def test_connections_the_server_closed_while_idle_are_replaced_without_costing_an_attempt() -> None:
