@@ -64,12 +64,13 @@ test-unit: install
 	$(PY) -m pytest tests/unit -q
 
 # The CDK app synthesized into cdk.out/ with the local npm CLI (docs/deploy.md). The Lambda bundle's wheels
-# are downloaded once into $(WHEELHOUSE); after that, synth runs offline. CDK_ARGS='-c store=valkey' etc.
+# are downloaded once into $(WHEELHOUSE) (again when the pins or the runtime change); after that, synth runs
+# offline. CDK_ARGS='-c store=valkey' etc.
 WHEELHOUSE ?= build/wheelhouse
 CDK_ENV := CDK_DISABLE_CLI_TELEMETRY=true CDK_DISABLE_VERSION_CHECK=true NPM_CONFIG_UPDATE_NOTIFIER=false \
 	JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION=20 SOCKLESS_WHEELHOUSE=$(abspath $(WHEELHOUSE))
 
-$(WHEELHOUSE)/.downloaded: pyproject.toml
+$(WHEELHOUSE)/.downloaded: pyproject.toml cdk/components/functions.py
 	$(PY) -m cdk.components.bundle wheelhouse $(WHEELHOUSE)
 	touch $@
 

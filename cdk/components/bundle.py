@@ -3,18 +3,19 @@
 Docker is not available where sockless is built and tested, and the bundle needs no compiler: every runtime
 dependency ships a wheel for ``manylinux2014_aarch64``, so ``pip install --platform ... --only-binary=:all:``
 into the output folder is all CDK's "local bundling" has to do. The .pyc files matter for cold start (Lambda
-cannot write ``__pycache__``, so without them every cold start recompiles every imported module: ~280 ms of
-imports become ~800 ms, see docs/deploy.md), and they are only used when compiled by the runtime's own minor
-version — so they are compiled only when the interpreter running the synth matches the runtime.
+cannot write ``__pycache__``, so without them every cold start recompiles every imported module, see
+docs/runtime.md), and an interpreter only uses a .pyc written by its own minor version: they are compiled by
+an interpreter of the runtime's version (``runtime_python``), which need not be the one running the synth.
+Without one, the bundle ships sources only, with a warning.
 """
 
 from __future__ import annotations
 
-import compileall
+import functools
 import hashlib
 import itertools
 import os
-import py_compile
+import platform
 import shutil
 import subprocess
 import sys
@@ -36,6 +37,10 @@ VALKEY_DEPENDENCIES = ("redis",)
 # Bump when the bundle layout changes, so a cached asset with the old layout is never reused.
 BUNDLE_FORMAT = "1"
 WHEELHOUSE_ENV = "SOCKLESS_WHEELHOUSE"
+# Where an interpreter of the runtime's version is looked for, after ``pythonX.Y`` on PATH.
+PYENV_VERSIONS = Path.home() / ".pyenv" / "versions"
+# What a cold start costs without .pyc, for the warning (docs/runtime.md#state has the measurements).
+SOURCES_ONLY_COST = "each handler's imports take ~2.6 times the CPU: +380-400 ms per cold start, measured on x86"
 
 
 @dataclass(frozen=True)
@@ -48,13 +53,78 @@ class BundleSpec:
 
     @property
     def python_version(self) -> str:
-        """``3.11`` for ``python3.11``."""
+        """``3.13`` for ``python3.13``."""
         return self.runtime.name.removeprefix("python")
 
     @property
     def platform(self) -> str:
         machine = "aarch64" if self.architecture.name == lambda_.Architecture.ARM_64.name else "x86_64"
         return f"manylinux2014_{machine}"
+
+
+def host_architecture() -> lambda_.Architecture:
+    """The Lambda architecture this machine can run natively (the cold-start measurement needs it)."""
+    return lambda_.Architecture.ARM_64 if platform.machine() in ("aarch64", "arm64") else lambda_.Architecture.X86_64
+
+
+@functools.cache
+def runtime_python(version: str) -> Path | None:
+    """An interpreter of ``version`` (``3.13``) on this machine, or None: this one when it matches, else
+    ``python3.13`` on PATH, else pyenv's newest ``3.13.*``. Each candidate is run once to check its version
+    (pyenv's shims are on PATH for every version but fail for those not selected)."""
+    if f"{sys.version_info.major}.{sys.version_info.minor}" == version:
+        return Path(sys.executable)
+    candidates: list[Path] = []
+    on_path = shutil.which(f"python{version}")
+    if on_path:
+        candidates.append(Path(on_path))
+    pyenv = sorted(
+        PYENV_VERSIONS.glob(f"{version}.*/bin/python{version}"),
+        key=lambda p: [int(n) if n.isdigit() else -1 for n in p.parts[-3].split(".")],
+        reverse=True,
+    )
+    candidates.extend(pyenv)
+    for candidate in candidates:
+        probe = subprocess.run(
+            [str(candidate), "-I", "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if probe.returncode == 0 and probe.stdout.strip() == version:
+            return candidate
+    return None
+
+
+def compile_bytecode(directory: Path, version: str, python: Path | None) -> bool:
+    """Compile every ``.py`` under ``directory`` with ``python`` (an interpreter of ``version``), as Lambda
+    will load it from ``/var/task``; without one, warn that the bundle ships sources only and return False.
+
+    unchecked-hash: Lambda's files all carry the same mtime and nobody edits them in place, so the runtime
+    loads each .pyc without even stat-ing its source. Optimization level 0: Lambda runs without ``-O``.
+    ``-I`` keeps the caller's ``PYTHONPYCACHEPREFIX`` (which would move the .pyc out of the bundle) and
+    ``PYTHONOPTIMIZE`` out. Tracebacks show /var/task paths. Raises ``CalledProcessError`` when a file does
+    not compile.
+    """
+    if python is None:
+        print(
+            f"warning: no Python {version} interpreter found (python{version} on PATH, or "
+            f"{PYENV_VERSIONS}/{version}.*): the Lambda bundle ships sources without .pyc, so every cold start "
+            f"compiles each module it imports ({SOURCES_ONLY_COST}; docs/runtime.md#state). "
+            f"Install Python {version} and synthesize again.",
+            file=sys.stderr,
+        )
+        return False
+    subprocess.run(
+        [
+            str(python), "-I", "-m", "compileall", "-q", "-j", "0", "-o", "0",
+            "--invalidation-mode", "unchecked-hash",
+            "-s", str(directory), "-p", "/var/task",
+            str(directory),
+        ],
+        check=True,
+    )  # fmt: skip
+    return True
 
 
 def pinned_requirements(names: tuple[str, ...], pyproject: Path = REPO_ROOT / "pyproject.toml") -> tuple[str, ...]:
@@ -84,10 +154,13 @@ def source_files(root: Path = REPO_ROOT) -> list[Path]:
     return sorted(files)
 
 
-def asset_hash(spec: BundleSpec, root: Path = REPO_ROOT) -> str:
-    """A hash of everything that changes the bundle, so an unchanged bundle is never rebuilt or re-uploaded."""
+def asset_hash(spec: BundleSpec, root: Path = REPO_ROOT, *, compiled: bool = True) -> str:
+    """A hash of everything that changes the bundle, so an unchanged bundle is never rebuilt or re-uploaded.
+    ``compiled``: whether it carries .pyc (a sources-only bundle must not be reused once an interpreter of
+    the runtime's version is there)."""
     digest = hashlib.sha256()
-    for part in (BUNDLE_FORMAT, spec.runtime.name, spec.platform, *spec.requirements):
+    bytecode = "pyc" if compiled else "sources-only"
+    for part in (BUNDLE_FORMAT, spec.runtime.name, spec.platform, bytecode, *spec.requirements):
         digest.update(part.encode() + b"\0")
     for path in source_files(root):
         digest.update(path.relative_to(root).as_posix().encode() + b"\0")
@@ -95,10 +168,11 @@ def asset_hash(spec: BundleSpec, root: Path = REPO_ROOT) -> str:
     return digest.hexdigest()
 
 
-def build_bundle(output_dir: Path, spec: BundleSpec, *, root: Path = REPO_ROOT) -> None:
-    """Fill ``output_dir`` with the wheels for the target platform, the sources and their .pyc.
+def build_bundle(output_dir: Path, spec: BundleSpec, *, root: Path = REPO_ROOT) -> bool:
+    """Fill ``output_dir`` with the wheels for the target platform, the sources and their .pyc (compiled by
+    ``runtime_python``); True when the .pyc are there, False (with a warning) when the bundle has sources only.
 
-    Uses a local wheelhouse (``$SOCKLESS_WHEELHOUSE``, see ``make wheelhouse``) when there is one, so
+    Uses a local wheelhouse (``$SOCKLESS_WHEELHOUSE``, see ``make synth``) when there is one, so
     synthesis works offline; otherwise pip downloads from the index. Raises ``CalledProcessError`` when pip
     cannot resolve a wheel for the platform (a dependency without an aarch64 wheel must fail the synth).
     """
@@ -118,25 +192,7 @@ def build_bundle(output_dir: Path, spec: BundleSpec, *, root: Path = REPO_ROOT) 
         target = output_dir / path.relative_to(root)
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(path, target)
-    if f"{sys.version_info.major}.{sys.version_info.minor}" == spec.python_version:
-        # unchecked-hash: Lambda's files all carry the same mtime, and nobody edits them in place, so the
-        # interpreter should load the .pyc without even stat-ing the source. Tracebacks show /var/task paths.
-        compiled = compileall.compile_dir(
-            str(output_dir),
-            quiet=1,
-            workers=0,
-            stripdir=str(output_dir),
-            prependdir="/var/task",
-            invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH,
-        )
-        if not compiled:
-            raise RuntimeError(f"compileall failed in {output_dir}")
-    else:
-        print(
-            f"warning: Python {sys.version_info.major}.{sys.version_info.minor} cannot compile .pyc for "
-            f"{spec.runtime.name}; the bundle ships sources only (slower cold starts)",
-            file=sys.stderr,
-        )
+    return compile_bytecode(output_dir, spec.python_version, runtime_python(spec.python_version))
 
 
 @jsii.implements(cdk.ILocalBundling)
@@ -158,7 +214,7 @@ def lambda_code(spec: BundleSpec, *, root: Path = REPO_ROOT) -> lambda_.Code:
     return lambda_.Code.from_asset(
         str(root / "functions"),
         asset_hash_type=cdk.AssetHashType.CUSTOM,
-        asset_hash=asset_hash(spec, root),
+        asset_hash=asset_hash(spec, root, compiled=runtime_python(spec.python_version) is not None),
         exclude=["**/__pycache__"],
         bundling=cdk.BundlingOptions(
             image=spec.runtime.bundling_image,
@@ -169,21 +225,26 @@ def lambda_code(spec: BundleSpec, *, root: Path = REPO_ROOT) -> lambda_.Code:
 
 def download_wheelhouse(directory: Path) -> None:
     """``pip download`` every wheel either bundle needs into ``directory``, once, so later synths (which
-    find it through ``$SOCKLESS_WHEELHOUSE``) work offline."""
+    find it through ``$SOCKLESS_WHEELHOUSE``) work offline: for the runtime's Python on Lambda's
+    architecture, and on this machine's too, which tests/cdk/test_bundle.py and ``cdk.coldstart`` need to run
+    the bundle here."""
     from cdk.components.functions import ARCHITECTURE, RUNTIME  # the one place the runtime is chosen
 
-    spec = BundleSpec(RUNTIME, ARCHITECTURE, pinned_requirements(RUNTIME_DEPENDENCIES + VALKEY_DEPENDENCIES))
+    requirements = pinned_requirements(RUNTIME_DEPENDENCIES + VALKEY_DEPENDENCIES)
     directory.mkdir(parents=True, exist_ok=True)
-    subprocess.run(
-        [
-            sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check",
-            "--dest", str(directory),
-            "--platform", spec.platform, "--implementation", "cp", "--python-version", spec.python_version,
-            "--only-binary=:all:",
-            *spec.requirements,
-        ],
-        check=True,
-    )  # fmt: skip
+    architectures = {a.name: a for a in (ARCHITECTURE, host_architecture())}
+    for architecture in architectures.values():
+        spec = BundleSpec(RUNTIME, architecture, requirements)
+        subprocess.run(
+            [
+                sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check",
+                "--dest", str(directory),
+                "--platform", spec.platform, "--implementation", "cp", "--python-version", spec.python_version,
+                "--only-binary=:all:",
+                *spec.requirements,
+            ],
+            check=True,
+        )  # fmt: skip
 
 
 if __name__ == "__main__":
