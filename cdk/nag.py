@@ -13,13 +13,18 @@ import aws_cdk as cdk
 from aws_cdk import aws_iam as iam
 from constructs import IConstruct
 
+from cdk.components.functions import RUNTIME
+from cdk.runtimes import RUNTIMES
+
 if TYPE_CHECKING:
     from cdk.stack import SocklessStack
 
 LATEST_RUNTIME_REASON = (
-    "Runtime python3.11 is chosen on purpose: the bundle ships .pyc compiled for the runtime's exact minor version "
-    "(Lambda cannot write __pycache__), which cuts handler import time by about two thirds on every cold start; the "
-    "build host only has CPython 3.11. docs/deploy.md has the measurements and how to move to a newer runtime."
+    f"Runtime {RUNTIME.name} is chosen on purpose: AWS deprecates it on {RUNTIMES[RUNTIME.name].deprecation} "
+    "(cdk/runtimes.py; the deploy-readiness test fails a runtime deprecated within a year), a newer Python "
+    "runtime gains nothing this project needs, and the bundle ships .pyc compiled by that exact minor version "
+    "(Lambda cannot write __pycache__), which cuts handler import time by about 60 % on every cold start. "
+    "docs/runtime.md has the dates, the measurements and the decision."
 )
 APIG4_WEBSOCKET_REASON = (
     "The Pusher protocol authorizes inside the connection, not at the handshake: the app key in the URL is public "

@@ -2,14 +2,18 @@
 
 Each synthesis runs the whole app as ``cdk synth`` does — cdk.json's feature flags, cdk-nag's AwsSolutions
 checks (an unacknowledged finding raises here) — except asset bundling, which is skipped
-(``aws:cdk:bundling-stacks: []``) so no test needs pip; tests/cdk/test_bundle.py builds the bundle itself.
+(``aws:cdk:bundling-stacks: []``) so no synthesis needs pip; the ``bundle`` fixture builds the real bundle
+once for the tests that look at it (tests/cdk/test_bundle.py, the size rule of test_deploy_readiness.py).
 Helpers find resources by what they are (a function by its handler, a route by its key), never by hashed
 logical ids.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,10 +23,14 @@ import pytest
 from aws_cdk.assertions import Template
 
 from cdk.app import build_app
+from cdk.components.bundle import RUNTIME_DEPENDENCIES, WHEELHOUSE_ENV, BundleSpec, build_bundle, pinned_requirements
+from cdk.components.functions import ARCHITECTURE, RUNTIME
 from cdk.stack import SocklessStack
 
 SKIP_BUNDLING: dict[str, Any] = {"aws:cdk:bundling-stacks": []}
 REPO_ROOT = Path(__file__).resolve().parents[2]
+# The bundle the stack deploys (the DynamoDB variant's: the Valkey one adds redis).
+BUNDLE_SPEC = BundleSpec(RUNTIME, ARCHITECTURE, pinned_requirements(RUNTIME_DEPENDENCIES))
 
 
 @dataclass
@@ -98,6 +106,33 @@ def valkey() -> Synth:
 def either(request: pytest.FixtureRequest, dynamodb: Synth, valkey: Synth) -> Iterator[Synth]:
     """Both store variants: what every deployment must have, whichever store it uses."""
     yield dynamodb if request.param == "dynamodb" else valkey
+
+
+@pytest.fixture(scope="session")
+def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The real bundle, built as ``make synth`` builds it: pip for Lambda's platform (from
+    ``build/wheelhouse`` when ``make synth`` has filled it, else from the package index), the sources,
+    and .pyc compiled by an interpreter of the runtime's version when this machine has one."""
+    out = tmp_path_factory.mktemp("bundle")
+    with local_wheelhouse():
+        build_bundle(out, BUNDLE_SPEC)
+    return out
+
+
+@contextlib.contextmanager
+def local_wheelhouse() -> Iterator[None]:
+    """``$SOCKLESS_WHEELHOUSE`` set to ``build/wheelhouse`` when that exists (and nothing else set it)."""
+    wheelhouse = REPO_ROOT / "build" / "wheelhouse"
+    with pytest.MonkeyPatch.context() as patch:
+        if wheelhouse.is_dir() and not os.environ.get(WHEELHOUSE_ENV):
+            patch.setenv(WHEELHOUSE_ENV, str(wheelhouse))
+        yield
+
+
+@pytest.fixture(scope="session")
+def bundle_zip(bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The bundle zipped, as the asset Lambda receives."""
+    return Path(shutil.make_archive(str(tmp_path_factory.mktemp("zip") / "bundle"), "zip", bundle))
 
 
 def render(value: Any, placeholders: dict[str, str] | None = None) -> str:

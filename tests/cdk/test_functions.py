@@ -40,11 +40,11 @@ def test_the_deployment_has_the_functions_of_the_aws_design(either: Synth) -> No
 
 
 @pytest.mark.parametrize("name", sorted(FUNCTIONS))
-def test_functions_run_python_3_11_on_arm64_with_their_sizing(dynamodb: Synth, name: str) -> None:
+def test_functions_run_python_3_13_on_arm64_with_their_sizing(dynamodb: Synth, name: str) -> None:
     spec = FUNCTIONS[name]
     _, function = dynamodb.function(spec.handler)
     props = function["Properties"]
-    assert props["Runtime"] == "python3.11"
+    assert props["Runtime"] == "python3.13"
     assert props["Architectures"] == ["arm64"]
     assert props["MemorySize"] == spec.memory_mb
     assert props["Timeout"] == spec.timeout_seconds
