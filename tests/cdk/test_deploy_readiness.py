@@ -4,23 +4,26 @@ only fail at deploy time (#14 "What to build": the deploy-readiness test).
 - no physical name shared by two stacks (two stack names in one account, or one name in two regions);
 - at most 60 dynamic references per template, with many apps (CloudFormation's limit);
 - each function's environment under Lambda's 4 KB;
-- the Lambda runtime not deprecated within a year (``cdk/runtimes.py``, dated, with its source).
-
-The bundle's own limits (250 MB unzipped, 50 MB zipped) are checked where the bundle is really built
-(tests/cdk/test_bundle.py).
+- every function's runtime not deprecated within a year of today (``cdk/runtimes.py``: AWS's dates, with
+  their source and the day they were read; docs/runtime.md shows the same table);
+- the real bundle under Lambda's deployment package quotas: 250 MB unzipped, 50 MB zipped
+  (docs/runtime.md#deployment-package-quotas).
 """
 
 from __future__ import annotations
 
+import datetime
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from cdk import runtimes
 from cdk.components.apps import MAX_SECRET_REFERENCE
 from cdk.components.naming import physical_name
 from cdk.stack import FUNCTIONS
-from tests.cdk.conftest import Synth, render, synthesize
+from tests.cdk.conftest import REPO_ROOT, Synth, render, synthesize
 
 MANY_APPS = 20
 OTHER_STACK = "sockless-staging"
@@ -117,3 +120,59 @@ def test_each_environment_is_under_lambdas_4_kb_with_many_apps(many: Synth, name
     variables = many.environment(FUNCTIONS[name].handler)
     total = sum(len(key) + _size(value, many) for key, value in variables.items())
     assert total < LAMBDA_ENVIRONMENT_LIMIT, f"{name}: {total} bytes of environment"
+
+
+# A stack deployed today must still be deployable (and patched) for at least this long.
+RUNTIME_HORIZON = datetime.timedelta(days=365)
+
+
+def test_every_functions_runtime_is_supported_for_a_year_from_today(either: Synth) -> None:
+    """Sockless's functions and those the CDK adds (the Valkey variant's custom resource) alike."""
+    today = datetime.date.today()
+    used = {f["Properties"]["Runtime"] for f in either.of_type("AWS::Lambda::Function").values()}
+    assert "python3.13" in used
+    unknown = used - runtimes.RUNTIMES.keys()
+    assert not unknown, f"no deprecation dates for {unknown}: add their rows to cdk/runtimes.py from AWS's page"
+    for runtime in sorted(used):
+        row = runtimes.RUNTIMES[runtime]
+        assert not runtimes.deprecated_within(runtime, RUNTIME_HORIZON, today), (
+            f"{runtime} is deprecated on {row.deprecation} ({row.source.url}, read {runtimes.READ}): "
+            "move the stack to a newer runtime (docs/runtime.md)"
+        )
+
+
+def test_the_runtime_dates_were_read_less_than_six_months_ago() -> None:
+    """AWS moves its forecast dates: a stale table could pass a runtime that is no longer supported."""
+    age = datetime.date.today() - runtimes.READ
+    assert age <= runtimes.STALE_AFTER, (
+        f"cdk/runtimes.py was read on {runtimes.READ}: re-read its sources, update the dates and READ, and "
+        "regenerate the table of docs/runtime.md (python -m cdk.runtimes)"
+    )
+
+
+def test_docs_show_the_table_the_test_reads() -> None:
+    page = (REPO_ROOT / "docs" / "runtime.md").read_text(encoding="utf-8")
+    assert runtimes.markdown_table() in page, "docs/runtime.md's table differs: paste `python -m cdk.runtimes`"
+    assert f"read {runtimes.READ}" in page
+    for source in {row.source for row in runtimes.RUNTIMES.values()}:
+        assert source.url in page
+
+
+# AWS Lambda quotas, "Deployment package (.zip file archive) size" (docs/runtime.md#deployment-package-quotas):
+# the unzipped contents, layers included (Lambda's own error says 262144000 bytes), and the zip uploaded
+# directly through the Lambda API (larger zips go through S3, as CDK assets do, but this one need not).
+MAX_UNZIPPED = 250 * 1024 * 1024
+MAX_ZIPPED = 50 * 1024 * 1024
+
+
+def test_the_bundle_fits_lambdas_deployment_package_quotas(bundle: Path, bundle_zip: Path) -> None:
+    """The sockless functions have no layers, so the bundle is all that counts towards 250 MB."""
+    unzipped = sum(p.lstat().st_size for p in bundle.rglob("*") if p.is_file())
+    assert unzipped < MAX_UNZIPPED, f"{unzipped / 2**20:.1f} MiB unzipped"
+    assert bundle_zip.stat().st_size < MAX_ZIPPED, f"{bundle_zip.stat().st_size / 2**20:.1f} MiB zipped"
+
+
+def test_no_function_has_layers_that_would_count_towards_the_quota(either: Synth) -> None:
+    for name in FUNCTIONS:
+        _, function = either.function(FUNCTIONS[name].handler)
+        assert "Layers" not in function["Properties"], name
