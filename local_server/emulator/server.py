@@ -17,7 +17,7 @@ import re
 import signal
 import socket
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,7 +37,7 @@ from local_server.emulator.management import ManagementApi
 from local_server.emulator.sqs import EventSourceMapping
 from local_server.emulator.sqs import notify as sqs_notify
 from local_server.emulator.sqs_integration import SqsIntegration
-from local_server.emulator.template import Deployment, Endpoints, load
+from local_server.emulator.template import Deployment, Endpoints, Function, load
 from local_server.emulator.websocket import Limits, WebSocketApi, register_integration
 from shared.settings import Settings
 
@@ -349,6 +349,13 @@ def _client_as(service: str, url: str, access_key: str) -> Any:
     return session.client(service, endpoint_url=url, region_name=aws.REGION)
 
 
+def handlers_line(functions: Iterable[Function]) -> str:
+    """What runs the handlers here, next to what the template asks for: never the template's runtime itself."""
+    runtimes = ", ".join(sorted({f.runtime for f in functions if f.runtime})) or "no Runtime"
+    here = ".".join(map(str, sys.version_info[:3]))
+    return f"run in this process under Python {here} (the template deploys {runtimes})"
+
+
 def startup_report(emulator: Emulator) -> None:
     """The banner ``make serve`` prints (local_server/banner.py), with the ports only the emulator opens; what
     of the template it does not follow is counted here and listed at DEBUG (one line each)."""
@@ -360,6 +367,7 @@ def startup_report(emulator: Emulator) -> None:
         "off the terminal (make emulate ARGS=--show-emf prints them)" if isinstance(sys.stdout, HideEmf) else "printed"
     )
     extra = [
+        ("Handlers", handlers_line(deployment.functions.values())),
         ("AWS endpoint", f"{emulator.aws_url}  (API Gateway management API + Lambda Invoke, for the functions)"),
         ("moto", f"{emulator.moto.url}  (the stack's DynamoDB and SQS)"),
         ("Template", f"{emulator.template_path}  ({len(deployment.functions)} functions, IAM {iam})"),

@@ -65,6 +65,9 @@ class Function:
     reserved_concurrency: int | None
     role: str  # the role's logical id
     asynchronous: AsyncConfig = field(default_factory=AsyncConfig)
+    # The template's Runtime (``python3.13``): what AWS would run; the emulator runs every handler in its own
+    # process, under its own Python, whatever this says (server.startup_report says so).
+    runtime: str = ""
     statements: list[dict[str, Any]] = field(default_factory=list)  # resolved IAM statements of its role
     system_log_level: str = "INFO"  # LoggingConfig.SystemLogLevel: at WARN Lambda writes no START/END/REPORT
 
@@ -351,6 +354,7 @@ def load(template: dict[str, Any], endpoints: Endpoints, apps_json: str) -> Depl
             role=str(role_att),
             statements=statements_by_role.get(str(role_att), []),
             system_log_level=str((props.get("LoggingConfig") or {}).get("SystemLogLevel", "INFO")),
+            runtime=str(props.get("Runtime", "")),
         )
     for logical, props in of_type("AWS::Lambda::EventInvokeConfig").items():
         function = functions.get(str(r.value(props["FunctionName"])))

@@ -10,14 +10,16 @@ environment is its own, not the union of all.
 from __future__ import annotations
 
 import json
+import sys
 from typing import Any
 
 import pytest
 
 from cdk.components.webhooks import BATCH_SIZE, MAX_RECEIVES
 from cdk.stack import FUNCTIONS
-from local_server.emulator import synth
+from local_server.emulator import aws, synth
 from local_server.emulator.iam import allowed
+from local_server.emulator.server import handlers_line
 from local_server.emulator.template import Deployment, Endpoints, load
 from shared.protocol import frames
 
@@ -52,6 +54,21 @@ def test_every_function_runs_the_stacks_handler_with_its_memory_timeout_and_conc
             assert (asynchronous.max_retries, asynchronous.max_event_age) == (0, expected_age), name
         else:
             assert (asynchronous.max_retries, asynchronous.max_event_age) == (2, 6 * 3600.0), name
+
+
+def test_the_templates_runtime_is_read_and_the_banner_says_the_handlers_run_under_this_python(
+    deployment: Deployment,
+) -> None:
+    """The emulator accepts whatever Runtime the template deploys (python3.13) and runs every handler in its
+    own process under its own Python: the start-up banner names both, and the handlers see the template's
+    runtime in ``AWS_EXECUTION_ENV`` as on AWS."""
+    assert {f.runtime for f in deployment.functions.values()} == {"python3.13"}
+    here = ".".join(map(str, sys.version_info[:3]))
+    assert handlers_line(deployment.functions.values()) == (
+        f"run in this process under Python {here} (the template deploys python3.13)"
+    )
+    connect = deployment.function_by_handler(FUNCTIONS["connect"].handler)
+    assert aws.function_environment(connect, deployment, "AKIA", {})["AWS_EXECUTION_ENV"] == "AWS_Lambda_python3.13"
 
 
 def test_each_function_gets_its_own_environment_resolved_to_the_emulators_endpoints(deployment: Deployment) -> None:
