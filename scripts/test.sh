@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Runs the whole suite: makes sure a Redis server is reachable (starting one on a free port when none
 # is), then lint (ruff check and ruff format --check, as `make lint`), type checks and pytest.
+# pytest runs in parallel (pytest-xdist): one worker per core plus one, since most tests wait on servers
+# and sockets rather than compute; each test file stays on one worker (--dist loadfile), so a module's
+# servers start once. SOCKLESS_TEST_WORKERS=0 runs everything in this process (to debug), or sets a count.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
@@ -24,4 +27,5 @@ fi
 "$VENV/bin/ruff" check .
 "$VENV/bin/ruff" format --check .
 "$VENV/bin/mypy"
-"$VENV/bin/python" -m pytest -q "$@"
+WORKERS=${SOCKLESS_TEST_WORKERS:-$(($(nproc) + 1))}
+"$VENV/bin/python" -m pytest -q -n "$WORKERS" --dist loadfile "$@"

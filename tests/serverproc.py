@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -17,10 +19,35 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 
 
+# Ports for the servers tests start. A port is picked before the server binds it, so two pickers must never
+# hand out the same one: each test process (one per pytest-xdist worker) walks its own block, and every
+# block lies below Linux's ephemeral range (32768-60999), from which the kernel picks the ports of outgoing
+# connections and of binds to port 0. 20000-29999 stays free for the Redis cluster bus (port + 10000).
+PORTS_FROM = 10_000
+PORTS_PER_PROCESS = 1_250
+BLOCKS = 8
+_next_port = itertools.count(random.randrange(PORTS_PER_PROCESS))
+
+
+def _block() -> int:
+    """0 for a plain pytest run, 1 + N for pytest-xdist's worker gwN."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    return (int(worker[2:]) + 1) % BLOCKS if worker.startswith("gw") else 0
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A port of this process's block that nothing listens on (or lingers on) now, never the same twice in a
+    row of ``PORTS_PER_PROCESS`` picks."""
+    base = PORTS_FROM + _block() * PORTS_PER_PROCESS
+    for _ in range(PORTS_PER_PROCESS):
+        port = base + next(_next_port) % PORTS_PER_PROCESS
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError(f"no free port in {base}-{base + PORTS_PER_PROCESS - 1}")
 
 
 class ServerProcess:

@@ -19,23 +19,40 @@ async def test_keys_are_counted_separately(rate_limiter: RateLimiter) -> None:
 
 
 async def test_a_new_window_starts_after_the_window_ends(rate_limiter: RateLimiter) -> None:
-    assert await rate_limiter.hit("k", 2, 0.5)
-    assert await rate_limiter.hit("k", 2, 0.5)
-    assert not await rate_limiter.hit("k", 2, 0.5)
-    await asyncio.sleep(0.7)
-    assert await rate_limiter.hit("k", 2, 0.5)
-    assert await rate_limiter.hit("k", 2, 0.5)
-    assert not await rate_limiter.hit("k", 2, 0.5)
+    window = 1.0
+    clock = asyncio.get_running_loop().time
+    for _ in range(2):
+        opened = clock()
+        assert await rate_limiter.hit("k", 2, window)
+        counted = clock()
+        assert await rate_limiter.hit("k", 2, window)
+        refused = not await rate_limiter.hit("k", 2, window)
+        assert refused or clock() >= opened + window  # only a slow machine lets the window end first
+        await asyncio.sleep(max(counted + window + 0.05 - clock(), 0))
 
 
 async def test_refused_hits_do_not_extend_the_window(rate_limiter: RateLimiter) -> None:
-    """A client that keeps sending while limited must get through once the window it opened is over."""
-    assert await rate_limiter.hit("k", 1, 0.5)
-    for _ in range(5):
-        assert not await rate_limiter.hit("k", 1, 0.5)
-        await asyncio.sleep(0.1)
-    await asyncio.sleep(0.2)
-    assert await rate_limiter.hit("k", 1, 0.5)
+    """A client that keeps sending while limited must get through once the window it opened is over.
+
+    Hits are made until just before the window ends; each answered before its end must be refused. Then,
+    one window after the first hit, a hit must pass: had the refusals extended the window, the last of them
+    (a tenth of a window earlier) would still hold it closed. Only the clock orders this, so a slow machine
+    makes fewer refused hits, never a wrong answer."""
+    window = 1.0
+    clock = asyncio.get_running_loop().time
+    opened = clock()
+    assert await rate_limiter.hit("k", 1, window)
+    counted = clock()
+    refused = 0
+    while clock() < opened + 0.9 * window:
+        allowed = await rate_limiter.hit("k", 1, window)
+        if clock() < opened + window:  # answered before the window can have ended
+            assert not allowed
+            refused += 1
+        await asyncio.sleep(0.05)
+    assert refused > 0
+    await asyncio.sleep(max(counted + window + 0.05 - clock(), 0))
+    assert await rate_limiter.hit("k", 1, window)
 
 
 async def test_limit_holds_under_concurrent_hits(rate_limiter: RateLimiter) -> None:

@@ -9,7 +9,8 @@ payloads (random nonces), webhook times. The differences API Gateway imposes (do
 from the local server on AWS") are kept out of the script: close codes after the handshake, concurrent
 handling of one connection's frames (each step waits for its answers), server pings.
 
-The local run is the reference: after each step its frames are collected until the server is quiet, and
+The frames of one step are compared per channel (order across channels is not defined), and the
+local run is the reference: after each step its frames are collected until the server is quiet, and
 the emulator's run then waits for the same number of frames per client (its invocations take longer)
 before comparing, plus a short grace for any extra frame.
 """
@@ -230,6 +231,13 @@ def normalized(value: Any, ids: dict[str, str]) -> Any:
     return value
 
 
+def by_channel(frames: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A client's frames of one step grouped by channel, each channel's in the order received: the protocol
+    orders the frames of one channel, not those of different channels (a closing socket's channels are left
+    one after the other, in no defined order)."""
+    return sorted(frames, key=lambda frame: str(frame.get("channel", "")))
+
+
 @dataclass
 class Transcript:
     steps: list[dict[str, Any]]
@@ -255,7 +263,7 @@ async def replay(server: ServerProcess, receiver: Receiver, reference: Transcrip
                     {
                         "step": f"{kind} {args}",
                         "counts": {n: len(f) for n, f in received.items()},
-                        "frames": normalized({n: f for n, f in received.items() if f}, ids),
+                        "frames": normalized({n: by_channel(f) for n, f in received.items() if f}, ids),
                         "answer": normalized(answer, ids),
                     }
                 )

@@ -29,6 +29,7 @@ from shared.redis.client import connect_redis
 from shared.redis.nodes import RedisNodeRegistry
 from shared.store.redis import RedisChannelStore
 from shared.webhooks.redis import RedisWebhookQueue
+from tests.serverproc import free_port
 
 REDIS_URL = os.environ.get("SOCKLESS_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 
@@ -55,11 +56,7 @@ SERVER_ARGS = ("redis-server", "--bind", "127.0.0.1", "--save", "", "--appendonl
 def _free_cluster_port() -> int:
     """A free port whose cluster bus port (port + 10000) is valid and free too."""
     while True:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = int(s.getsockname()[1])
-        if port + 10000 > 65535:
-            continue
+        port = free_port()
         with socket.socket() as bus:
             try:
                 bus.bind(("127.0.0.1", port + 10000))
