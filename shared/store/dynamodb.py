@@ -214,15 +214,12 @@ class DynamoDBChannelStore:
             return None
         item = closed["Attributes"]
         connection = connection_from(item)
-        # 2. Leave every channel; each leave is its own decision, so a concurrent unsubscribe can take one,
-        #    and each is reported by exactly one caller. The claim keeps subscribes out, which lets each leave
-        #    delete the subscriber item outside its transaction (``leave_closed``).
-        entries = await self.db.query(conn_pk(app_id, socket_id), prefix="c#")
+        # 2. Leave every channel of its list (``chans``, returned by the claim); each leave is its own decision,
+        #    so a concurrent unsubscribe can take one, and each is reported by exactly one caller. The claim
+        #    keeps subscribes out, so the list stays as it is until the connection item goes (``leave_closed``).
+        channels = sorted(item.get("chans", {}).get("SS", []))
         results = await asyncio.gather(
-            *(
-                self.channel_ops.leave_closed(app_id, socket_id, ChannelName((text(e, "sk") or "")[2:]), e)
-                for e in entries
-            )
+            *(self.channel_ops.leave_closed(app_id, socket_id, ChannelName(channel)) for channel in channels)
         )
         left = tuple(r for r in results if r.left)
         offline = await self.users.unbind(connection) if connection.user_id is not None else False

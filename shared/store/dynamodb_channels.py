@@ -1,12 +1,13 @@
 """Subscriptions, presence members and channel counters in the DynamoDB store (``ChannelItems``).
 
-Items (docs/dynamodb.md): the socket's own ``c#<channel>`` entry (its channel list, with its presence user),
-the channel partition's ``s#<socket>`` subscriber (with the connectionId, so fan-out needs no other read),
+Items (docs/dynamodb.md): the socket's channel list (``chans``, a string set on its connection item), the
+channel partition's ``s#<socket>`` subscriber (with the connectionId, so fan-out needs no other read, and the
+presence user),
 ``m#<user>`` members with their socket count and ``#stats`` (``n`` subscriptions, ``m`` members; exists
 exactly while the channel is occupied), and the app's occupied-channel index. A join or a leave is one
 transaction over these items whose counter conditions hold in exactly one state, so occupied/vacated and
 member_added/removed are each reported by one caller (shared/store/dynamodb.py explains the guessing). A
-removal's leave deletes the subscriber item on its own just before (:meth:`ChannelItems.leave_closed`).
+removal's leave leaves the connection's list alone (:meth:`ChannelItems.leave_closed`).
 """
 
 from __future__ import annotations
@@ -64,15 +65,15 @@ class ChannelItems:
         known_member = member_now is not None  # the user already has a socket in this presence channel
         for _ in range(MAX_ATTEMPTS):
             items = [
+                # The socket's channel list is a set on its connection item: one element decides "not closing,
+                # not subscribed yet" and records the channel (where a separate entry item took two).
                 self.table.op(
-                    "ConditionCheck",
+                    "Update",
                     key=key(conn_pk(app_id, socket_id), CONN_SK),
-                    condition="attribute_exists(#pk) AND attribute_not_exists(#closing)",
-                ),
-                self.table.op(
-                    "Put",
-                    item={**key(conn_pk(app_id, socket_id), f"c#{channel}"), **uid},
-                    condition="attribute_not_exists(#pk)",
+                    update="ADD #chans :chans",
+                    condition="attribute_exists(#pk) AND attribute_not_exists(#closing) "
+                    "AND NOT contains(#chans, :channel)",
+                    values={":chans": {"SS": [channel]}, ":channel": s(channel)},
                 ),
                 self.table.op("Put", item=sub_item),
             ]
@@ -119,9 +120,10 @@ class ChannelItems:
             if reasons is None:
                 break
             if failed(reasons, 0):
-                return JoinResult(joined=False)
-            if failed(reasons, 1):
-                return JoinResult(joined=False, subscription_count=await self._count(app_id, channel))
+                connection = old(reasons, 0)
+                if connection is None or "closing" in connection:
+                    return JoinResult(joined=False)
+                return JoinResult(joined=False, subscription_count=await self._count(app_id, channel))  # already in
             member_failed = member is not None and failed(reasons, member_at)
             if member_failed:
                 known_member = old(reasons, member_at) is not None
@@ -143,49 +145,49 @@ class ChannelItems:
     async def unsubscribe(self, app_id: AppId, socket_id: SocketId, channel: ChannelName) -> LeaveResult:
         return await self.leave(app_id, socket_id, channel)
 
-    async def leave(
-        self, app_id: AppId, socket_id: SocketId, channel: ChannelName, entry: Item | None = None
-    ) -> LeaveResult:
-        """Leave one channel; ``entry`` is the socket's own ``c#<channel>`` item when already read."""
-        return await self._leave(app_id, socket_id, channel, entry, closed=False)
+    async def leave(self, app_id: AppId, socket_id: SocketId, channel: ChannelName) -> LeaveResult:
+        """Leave one channel: the subscriber item, the channel in the connection's list and the counters go
+        in one transaction; the subscriber item's conditional delete is the decision."""
+        return await self._leave(app_id, socket_id, channel, closed=False)
 
-    async def leave_closed(self, app_id: AppId, socket_id: SocketId, channel: ChannelName, entry: Item) -> LeaveResult:
+    async def leave_closed(self, app_id: AppId, socket_id: SocketId, channel: ChannelName) -> LeaveResult:
         """Leave one channel of a connection whose removal holds the claim (``closing`` is set).
 
-        Nothing can subscribe the socket again, so its subscriber item goes first with a plain delete
-        (1 write unit instead of 2 inside the transaction) and the transaction keeps only what decides:
-        the ``c#`` entry (against a concurrent unsubscribe) and the counters. Dying in between leaves the
-        entry, so the next removal leaves the channel again; the delete it repeats changes nothing.
+        Nothing can subscribe the socket again and the connection item goes once every channel is left, so
+        its channel list is left as it is: the transaction keeps only what decides, the subscriber item
+        (against a concurrent unsubscribe) and the counters. A removal that dies half-way is finished by the
+        next one from the same list; a channel already left has no subscriber item and is skipped.
         """
-        return await self._leave(app_id, socket_id, channel, entry, closed=True)
+        return await self._leave(app_id, socket_id, channel, closed=True)
 
-    async def _leave(
-        self, app_id: AppId, socket_id: SocketId, channel: ChannelName, entry: Item | None, *, closed: bool
-    ) -> LeaveResult:
-        entry_key = key(conn_pk(app_id, socket_id), f"c#{channel}")
+    async def _leave(self, app_id: AppId, socket_id: SocketId, channel: ChannelName, *, closed: bool) -> LeaveResult:
         partition = chan_pk(app_id, channel)
         stats_key = key(partition, STATS_SK)
         sub_key = key(partition, f"s#{socket_id}")
         # The counters are read first so the first guess is right unless another writer races this one.
-        entry, stats, _ = await asyncio.gather(
-            self.table.get(entry_key) if entry is None else _just(entry),
-            self.table.get(stats_key, projection="#n"),
-            self._delete(sub_key) if closed else _nothing(),
+        subscriber, stats = await asyncio.gather(
+            self.table.get(sub_key, projection="#sid, #uid"), self.table.get(stats_key, projection="#n")
         )
-        if entry is None:
+        if subscriber is None:
             return LeaveResult(channel=channel, left=False)
-        uid = text(entry, "uid")
+        uid = text(subscriber, "uid")
         member_now = await self.table.get(key(partition, f"m#{uid}"), projection="#n") if uid else None
         values = {":one": n(1), ":minus": n(-1)}
         last = num(stats, "n") <= 1  # no other socket stays subscribed
         last_member = num(member_now, "n") <= 1  # the user keeps no other socket in this presence channel
         for _ in range(MAX_ATTEMPTS):
-            same_entry = "attribute_exists(#pk) AND " + ("#uid = :uid" if uid else "attribute_not_exists(#uid)")
-            items = [
-                self.table.op("Delete", key=entry_key, condition=same_entry, values={":uid": s(uid)} if uid else None)
-            ]
-            if not closed:  # a subscribe could re-create the subscriber item: it goes with the entry
-                items.append(self.table.op("Delete", key=sub_key))
+            same = "attribute_exists(#pk) AND " + ("#uid = :uid" if uid else "attribute_not_exists(#uid)")
+            items = [self.table.op("Delete", key=sub_key, condition=same, values={":uid": s(uid)} if uid else None)]
+            if not closed:  # the channel leaves the connection's list with it (a subscribe checks the list)
+                items.append(
+                    self.table.op(
+                        "Update",
+                        key=key(conn_pk(app_id, socket_id), CONN_SK),
+                        update="DELETE #chans :chans",
+                        condition="attribute_exists(#pk)",
+                        values={":chans": {"SS": [channel]}},
+                    )
+                )
             stats_at = len(items)
             if last:
                 items.append(self.table.op("Delete", key=stats_key, condition="#n = :one", values={":one": n(1)}))
@@ -209,7 +211,7 @@ class ChannelItems:
             reasons = await self.table.transact(items)
             if reasons is None:
                 break
-            if failed(reasons, 0):
+            if failed(reasons, 0) or (not closed and failed(reasons, 1)):
                 return LeaveResult(channel=channel, left=False)
             if failed(reasons, stats_at):
                 last = is_last(old(reasons, stats_at), channel)
@@ -220,9 +222,6 @@ class ChannelItems:
         removed = UserId(uid) if uid and last_member else None
         count = 0 if last else await self._count(app_id, channel)
         return LeaveResult(channel=channel, left=True, vacated=last, member_removed=removed, subscription_count=count)
-
-    async def _delete(self, item_key: Item) -> None:
-        await self.table.call("delete_item", Key=item_key)
 
     async def connection_id(self, app_id: AppId, socket_id: SocketId) -> str | None:
         """The socket's connectionId (cached, else read); ``None`` for a connection without one or none at all
@@ -239,10 +238,10 @@ class ChannelItems:
         return int(num(await self.table.get(key(chan_pk(app_id, channel), STATS_SK), projection="#n"), "n"))
 
     async def subscription(self, app_id: AppId, socket_id: SocketId, channel: ChannelName) -> Subscription | None:
-        entry = await self.table.get(key(conn_pk(app_id, socket_id), f"c#{channel}"))
-        if entry is None:
+        subscriber = await self.table.get(key(chan_pk(app_id, channel), f"s#{socket_id}"), projection="#sid, #uid")
+        if subscriber is None:
             return None
-        uid = text(entry, "uid")
+        uid = text(subscriber, "uid")
         return Subscription(user_id=UserId(uid) if uid is not None else None)
 
     async def sockets(self, app_id: AppId, channel: ChannelName) -> Collection[SocketId]:
@@ -274,7 +273,3 @@ class ChannelItems:
 
 async def _nothing() -> None:
     return None
-
-
-async def _just(item: Item) -> Item:
-    return item

@@ -322,8 +322,8 @@ async def settled(client: backend.AtomicRequests) -> None:
         await asyncio.sleep(0.1)
 
 
-# The removal below makes 16 requests; dying before each of them, and not at all.
-@pytest.mark.parametrize("dies_at", range(1, 18))
+# The removal below makes 15 requests; dying before each of them, and not at all.
+@pytest.mark.parametrize("dies_at", range(1, 17))
 async def test_a_removal_dying_before_any_request_leaves_what_the_next_one_finishes(
     store: DynamoDBChannelStore, clock: Clock, dynamodb: tuple[backend.AtomicRequests, str], dies_at: int
 ) -> None:
@@ -343,7 +343,7 @@ async def test_a_removal_dying_before_any_request_leaves_what_the_next_one_finis
         completed = False
         await settled(client)
     client.fault = None
-    assert completed == (dies_at == 17)
+    assert completed == (dies_at == 16)
 
     # After the lease the sweep finds the connection (still claimed) if it is still there; its removal finishes.
     clock.advance(REMOVAL_LEASE_SECONDS + 1)
@@ -379,24 +379,24 @@ def metered(client: backend.AtomicRequests) -> Counter[str]:
     return units
 
 
-async def test_a_disconnect_from_one_private_channel_costs_nine_write_units(
+async def test_a_disconnect_from_one_private_channel_costs_eight_write_units(
     store: DynamoDBChannelStore, clock: Clock, dynamodb: tuple[backend.AtomicRequests, str]
 ) -> None:
-    """The claim (1), the subscriber item (1), the channel entry and the counter in one transaction (2 x 2),
-    the connection (1), the quota (1), the sweep entry that maps the connectionId (1); the last subscriber's
-    transaction also deletes the channel from the index (+2)."""
+    """The claim (1), the subscriber item and the counter in one transaction (2 x 2), the connection (1), the
+    quota (1), the sweep entry that maps the connectionId (1); the last subscriber's transaction also deletes
+    the channel from the index (+2). Before the channel list moved onto the connection item: 9 and 11."""
     client, _ = dynamodb
     a, b = await connect(store, clock, 1), await connect(store, clock, 2)
     await join(store, a, PRIVATE)
     await join(store, b, PRIVATE)
     units = metered(client)
     assert await store.remove_connection(APP, a) is not None
-    assert units["WRU"] == 9
+    assert units["WRU"] == 8
     units.clear()
     departure = await store.remove_connection(APP, b)
     assert departure is not None
     assert departure.left[0].vacated
-    assert units["WRU"] == 11
+    assert units["WRU"] == 10
 
 
 async def test_a_closing_connection_accepts_no_new_subscription(
@@ -405,7 +405,9 @@ async def test_a_closing_connection_accepts_no_new_subscription(
     client, _ = dynamodb
     a = await connect(store, clock, 1)
     await join(store, a, PUBLIC)
-    client.fault = lambda op, kw: backend.aws_error("InternalServerError", "Query", 500) if op == "query" else None
+    client.fault = lambda op, kw: (
+        backend.aws_error("InternalServerError", "TransactWriteItems", 500) if op == "transact_write_items" else None
+    )
     with pytest.raises(StoreUnavailable):
         await store.remove_connection(APP, a)  # claimed, then died before leaving anything
     client.fault = None
