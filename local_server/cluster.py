@@ -53,9 +53,12 @@ log = logging.getLogger("sockless.cluster")
 # connected: the store records a connection a moment before the server registers its socket.
 ORPHAN_GRACE = 3.0
 RECONCILE_EVERY_SECONDS = 30.0
-# After the node's pub/sub comes back, sockets the store lost are closed only this long after: peers replay
-# the broadcasts they kept for this node every 0.2 s (shared/sender/redis.py), and those come first.
+# Sockets the store lost are closed only this long after the node's pub/sub is back: peers replay the
+# broadcasts they kept for this node every 0.2 s (shared/sender/redis.py), and those come first.
 REPLAY_GRACE = 1.0
+# How long sockets the store lost wait for the node's pub/sub to come back before they are closed anyway: the
+# listener's longest backoff between two attempts (5 s, shared/sender/redis.py) and a margin.
+LISTENER_BACK_SECONDS = 6.0
 REAP_CONCURRENCY = 32
 STOP_TIMEOUT_SECONDS = 5.0
 _BACKEND_ERRORS = (RedisError, OSError, StoreUnavailable)
@@ -102,7 +105,7 @@ class ClusterNode:
         self._deferred = 0  # orphan candidates too young to judge at the last reconciliation
         self._last_log = 0.0
         self._reconcile_now = asyncio.Event()
-        self._resubscribed_at = 0.0
+        self._listening_again = asyncio.Event()  # set when the listener is back after an outage
         self._run_id = ""  # Redis's run_id: a new one means Redis restarted (empty, unless it persists)
 
     # -- lifecycle -------------------------------------------------------------------------------------
@@ -172,11 +175,14 @@ class ClusterNode:
         lease_ms = int(self.lease_ttl * 1000)
         refreshed = await self.client.set(self.keys.lease(self.node_id), str(time.time()), px=lease_ms, xx=True)
         if not refreshed:
+            # Our lease lapsed (Redis restarted empty, or this node stalled): a gap, so the nodes set may lack
+            # peers that have not re-registered yet, and _refresh_peers must keep the ones it knew.
+            self._held_since = None
             await self.client.set(self.keys.lease(self.node_id), str(time.time()), px=lease_ms)
         await self.client.sadd(self.keys.nodes, self.node_id)
         await self._refresh_peers()
         await self.registry.remember_apps()
-        if not refreshed or self._held_since is None:
+        if self._held_since is None:
             # Our own lease lapsed, or we were cut off: peers may have reaped us, and until we have held
             # the lease for a full term again we cannot tell a dead peer from a partition or a stalled Redis.
             if self._tasks:
@@ -203,8 +209,11 @@ class ClusterNode:
     # -- what peers report (PeerEvents, shared/sender/redis.py) ----------------------------------------
 
     async def resubscribed(self) -> None:
-        """Back on pub/sub after an outage: announcements may have been missed, and so may frames."""
-        self._resubscribed_at = time.monotonic()
+        """Back on pub/sub after an outage: announcements may have been missed, and so may frames. The outage is
+        a gap in the lease too: Redis may have restarted empty before a heartbeat noticed, and the peers it
+        lists now may not have re-registered yet (see _refresh_peers)."""
+        self._held_since = None
+        self._listening_again.set()
         with contextlib.suppress(*_BACKEND_ERRORS):
             await self._refresh_peers()
         self._reconcile_now.set()
@@ -324,11 +333,7 @@ class ClusterNode:
                 orphans_removed += await self._disconnect_all(app_id, orphans)
         lost = [(s, t) for s, t in self.sender.transports() if s in held and s not in recorded]
         if lost:
-            # Peers publish what they kept for this node (shared/sender/redis.py, replay) once it listens
-            # again: let that reach these sockets before they are closed for reconnecting.
-            wait = self._resubscribed_at + REPLAY_GRACE - time.monotonic()
-            if wait > 0:
-                await asyncio.sleep(wait)
+            await self._replayed()
         if lost and restarted:
             await self._departed([socket_id for socket_id, _ in lost])
         for _socket_id, transport in lost:
@@ -341,6 +346,21 @@ class ClusterNode:
                 len(lost),
             )
         return orphans_removed, len(lost)
+
+    async def _replayed(self) -> None:
+        """Peers publish what they kept for this node (shared/sender/redis.py, replay) once it listens again:
+        let that reach its sockets before they are closed for reconnecting. The store may be found lost before
+        the listener is subscribed on the Redis that lost it (its backoff is longer than a heartbeat, and it
+        may not have noticed a restart yet), so first wait for that, at most ``LISTENER_BACK_SECONDS``."""
+        deadline = time.monotonic() + LISTENER_BACK_SECONDS
+        while True:
+            self._listening_again.clear()  # before asking, so a resubscription from here on wakes the wait
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or await self.sender.subscribed():
+                break
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._listening_again.wait(), remaining)
+        await asyncio.sleep(REPLAY_GRACE)
 
     async def _restarted(self) -> bool:
         """Whether Redis restarted since this node last looked (its run_id changed)."""

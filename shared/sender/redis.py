@@ -122,6 +122,11 @@ def _unbatched(body: bytes) -> list[bytes]:
     return out
 
 
+def _number(message: bytes) -> int:
+    """The sequence number of a numbered channel broadcast (``S<node>\\n<number>\\n...``)."""
+    return int(message.split(b"\n", 2)[1])
+
+
 def _retrieve(future: asyncio.Future[None]) -> None:
     if not future.cancelled():
         future.exception()
@@ -439,7 +444,13 @@ class RedisSender(LocalSender):
         when = self.clock() if at is None else at
         self._stalled.setdefault(node, when)
         for message in messages:
-            queue.append((when, message))
+            number = _number(message)
+            place = len(queue)
+            # A broadcast that waited in an outbox batch while later ones were held directly (the bus went down
+            # meanwhile) goes before them: the peer would drop it as a duplicate once it has had a later number.
+            while place and _number(queue[place - 1][1]) > number:
+                place -= 1
+            queue.insert(place, (when, message))
             self.pending_bytes += len(message)
         if self._replayer is None or self._replayer.done():
             self._replayer = asyncio.get_running_loop().create_task(self._replay(), name="cluster-replay")
@@ -636,6 +647,16 @@ class RedisSender(LocalSender):
                 self.listening = False
                 with contextlib.suppress(RedisError, OSError):
                     await asyncio.shield(pubsub.aclose())  # type: ignore[no-untyped-call]
+
+    async def subscribed(self) -> bool:
+        """Whether the Redis this node talks to now has a subscriber on the node's channel: its listener, on this
+        very Redis (``listening`` may still be true of a connection to a Redis that restarted). Raises what the
+        client raises."""
+        if self.sharded:
+            counts = await self.client.pubsub_shardnumsub(self.channel)
+        else:
+            counts = await self.client.pubsub_numsub(self.channel)
+        return any(int(count) > 0 for _, count in counts)
 
     async def check_health(self) -> bool:
         return self.listening
