@@ -27,6 +27,12 @@ MEMORY_MB = {
     "sweep": 512,
 }
 ALARMS = 19  # what cdk/components/monitoring.py creates with every function
+# Lambda polls each queue of an event source mapping whether or not it holds messages: long polls of up to 20 s
+# (SQS's maximum wait), starting with five concurrent batches (AWS Compute Blog, "Understanding how AWS Lambda
+# scales with Amazon SQS standard queues"): ~5 receives a queue every 20 s while idle, billed like any request.
+# AWS does not document the idle poller count; 5 is the assumption (docs/cost.md).
+IDLE_POLLERS = 5
+LONG_POLL_S = 20
 DASHBOARDS = 1
 CUSTOM_METRICS_PER_APP = 12  # EMF metric names the engine emits per app (shared/metrics/base.py counters)
 SWEEP_PERIOD_S = 60  # the EventBridge rule (cdk/stack.py SWEEP_EVERY)
@@ -191,6 +197,10 @@ def month(
     invocations["fanout"] = invocations.get("fanout", 0.0) + chunks
     # Webhooks: one SQS send, one receive and one delete per job, and the worker's invocation.
     sqs += 3 * w.webhooks_per_day
+    # The event source mappings' idle polling: the webhook queue, and the frames queue (FIFO) when ordered.
+    polls = IDLE_POLLERS * 86400 / LONG_POLL_S
+    sqs += polls
+    fifo += polls if stack.ordered_frames else 0.0
     invocations["webhooks"] = invocations.get("webhooks", 0.0) + w.webhooks_per_day / 10
     gb_s += w.webhooks_per_day / 10 * lambda_gb_seconds(0.05, MEMORY_MB["webhooks"])
 

@@ -41,11 +41,11 @@ def test_the_scenarios_docs_cost_md_quotes(capsys: pytest.CaptureFixture[str]) -
     large = report(capsys, "--connections", "10000", "--deliveries-per-day", "10000000", "--lean")
     idle = report(capsys, "--connections", "0", "--deliveries-per-day", "0", "--lean")
     default_idle = report(capsys, "--connections", "0", "--deliveries-per-day", "0")
-    assert hobby["total_usd_per_month"] == 3.09
-    assert medium["total_usd_per_month"] == 55.07
-    assert large["total_usd_per_month"] == 549.79  # above Pusher Premium: the report says so
-    assert idle["total_usd_per_month"] == 0.09
-    assert default_idle["total_usd_per_month"] == 9.02  # alarms, dashboard, metrics and a secret
+    assert hobby["total_usd_per_month"] == 3.67
+    assert medium["total_usd_per_month"] == 55.66
+    assert large["total_usd_per_month"] == 550.37  # above Pusher Premium: the report says so
+    assert idle["total_usd_per_month"] == 0.67
+    assert default_idle["total_usd_per_month"] == 9.60  # alarms, dashboard, metrics and a secret
 
 
 def test_the_pusher_plan_is_the_smallest_that_holds_connections_and_messages() -> None:
