@@ -148,9 +148,8 @@ class LocalServer:
         )
         await site.start()
         self._runners.append(runner)
-        sockets = getattr(site._server, "sockets", None)
-        if sockets:
-            self.port = int(sockets[0].getsockname()[1])
+        if runner.addresses:  # the port bound, when port 0 asked for any
+            self.port = int(runner.addresses[0][1])
         if self.settings.metrics_port is not None:
             metrics_runner = web.AppRunner(_metrics_app(self.metrics), handle_signals=False, access_log=None)
             await metrics_runner.setup()
