@@ -196,7 +196,9 @@ class Emulator:
     def _grant_webhook_lambda_targets(self, deployment: Deployment) -> None:
         """The grant the stack derives from the apps file (``SocklessStack._grant_webhook_lambda_targets``):
         the webhook worker may invoke the Lambda webhook targets the apps name. The template was synthesized
-        with the example apps, so the rule is applied to the config's apps here."""
+        with the example apps, so the rule is applied to the config's apps here, and, as the stack does, to
+        the worker of the webhook queue only: no other function (the frames queue's reader included) may
+        invoke a customer's function."""
         arns = set()
         for app in self.settings.apps:
             for hook in app.model_dump(mode="json", by_alias=True).get("webhooks") or []:
@@ -211,7 +213,9 @@ class Emulator:
                 )
         if not arns:
             return
-        workers = {mapping.function for mapping in deployment.mappings}
+        workers = deployment.webhook_workers()
+        if not workers:
+            self.notes.append("Lambda webhook targets: no function reads the webhook queue; none may invoke them")
         for key, principal in list(self.iam.principals.items()):
             if principal.function in workers:
                 grant = {"Effect": "Allow", "Action": "lambda:InvokeFunction", "Resource": sorted(arns)}

@@ -10,7 +10,8 @@ One input is not the template's: the apps. The template is synthesized with the 
 ``SOCKLESS_APPS`` holds each app's settings with its secret as a ``{{resolve:secretsmanager:...}}``
 reference; the emulator's apps come from its config (with their test secrets), so every function the
 template gives ``SOCKLESS_APPS`` gets the config's apps there instead, and the webhook worker's
-``lambda:InvokeFunction`` grant for Lambda webhook targets is derived from them by the stack's rule.
+``lambda:InvokeFunction`` grant for Lambda webhook targets is derived from them by the stack's rule, for
+that worker only (``Deployment.webhook_workers``).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any
 ACCOUNT_ID = "123456789012"
 URL_SUFFIX = "amazonaws.com"
 APPS_VARIABLE = "SOCKLESS_APPS"
+WEBHOOK_QUEUE_VARIABLE = "SOCKLESS_QUEUE__QUEUE_URL"
 _SUB = re.compile(r"\$\{([^}!][^}]*)\}")
 _DYNAMIC = re.compile(r"\{\{resolve:[^}]*\}\}")
 
@@ -159,6 +161,13 @@ class Deployment:
     def function_by_arn(self, arn: str) -> Function | None:
         name = arn.split(":")[6] if arn.startswith("arn:") else arn
         return self.functions.get(name)
+
+    def webhook_workers(self) -> set[str]:
+        """The functions reading the webhook queue (the queue the functions' ``SOCKLESS_QUEUE__QUEUE_URL``
+        names) through an event source mapping: where the stack grants invoking Lambda webhook targets."""
+        urls = {f.environment.get(WEBHOOK_QUEUE_VARIABLE) for f in self.functions.values()} - {None}
+        queues = {arn for arn, queue in self.queues.items() if queue.url in urls}
+        return {m.function for m in self.mappings if m.queue_arn in queues}
 
     @property
     def websocket(self) -> Api:

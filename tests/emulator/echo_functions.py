@@ -112,3 +112,18 @@ def webhooks(event: dict[str, Any], context: Any) -> dict[str, Any]:
 def customer_hook(event: dict[str, Any], context: Any) -> None:
     """A customer's webhook Lambda (Sockudo's ``lambda`` target): receives the Pusher webhook body."""
     _log("customer_hook", event)
+
+
+def invoke_customer_hook(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """A queue reader that is not the webhook worker (the message function's place, reading the frames
+    queue) trying to invoke the customer's webhook Lambda: what IAM answers is logged per record."""
+    from botocore.exceptions import ClientError
+
+    for record in event.get("Records", []):
+        try:
+            boto3.client("lambda").invoke(FunctionName=record["body"], InvocationType="Event", Payload=b"{}")
+            outcome = "invoked"
+        except ClientError as exc:
+            outcome = exc.response["Error"]["Code"]
+        _log("invoke", {"target": record["body"], "outcome": outcome})
+    return {"batchItemFailures": []}

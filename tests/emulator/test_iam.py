@@ -21,6 +21,7 @@ from local_server.emulator import synth
 from local_server.emulator.iam import Iam, Principal, allowed
 from tests.conftest import DEFAULT_APP
 from tests.serverproc import ServerProcess
+from tests.webhooks.support import APP_A, PusherSocket
 
 TABLE = "arn:aws:dynamodb:us-east-1:123456789012:table/t"
 
@@ -143,3 +144,46 @@ async def test_without_its_manage_connections_grant_the_welcome_never_reaches_th
                     await ws.receive(timeout=1.0)
         finally:
             server.cleanup()
+
+
+@pytest.mark.e2e
+async def test_a_queue_reader_other_than_the_webhook_worker_may_not_invoke_a_lambda_webhook_target(
+    tmp_path: Path,
+) -> None:
+    # The apps name a Lambda webhook target; the stack lets the webhooks function invoke it (its positive
+    # path: test_aws_behaviour.py, test_a_lambda_webhook_target_is_invoked_with_the_pusher_body) and nothing
+    # else. The message function also reads a queue (the ordered frames queue): here it tries, and is denied.
+    log = tmp_path / "echo.jsonl"
+    app = {**APP_A, "webhooks": [{"lambda": {"function_name": "customer-hook", "region": "us-east-1"}}]}
+    message = FUNCTIONS["message"].handler
+    args = (
+        "--emulate-lambda",
+        "--sweep-interval",
+        "0",
+        "--lambda-function",
+        "customer-hook=tests.emulator.echo_functions.customer_hook",
+        "--replace-handler",
+        f"{message}=tests.emulator.echo_functions.invoke_customer_hook",
+    )
+    server = ServerProcess({"apps": [app]}, args=args, env={"ECHO_LOG": str(log)}).start(timeout=60)
+    try:
+        async with aiohttp.ClientSession() as http:
+            socket = await PusherSocket.connect(http, server.ws_url, APP_A)
+            await socket.ws.send_str("customer-hook")  # the frame goes through the FIFO queue to the reader
+
+            def outcomes() -> list[dict[str, str]]:
+                lines = log.read_text().splitlines() if log.exists() else []
+                return [e["event"] for e in map(json.loads, lines) if e["kind"] == "invoke"]
+
+            deadline = asyncio.get_running_loop().time() + 20
+            while not outcomes():
+                assert asyncio.get_running_loop().time() < deadline, "the frame never reached the reader"
+                await asyncio.sleep(0.1)
+            assert outcomes() == [{"target": "customer-hook", "outcome": "AccessDeniedException"}]
+            [denied] = await denials(http, server)
+            assert "MessageFunction" in denied["function"] and denied["action"] == "lambda:InvokeFunction"
+            assert denied["resource"] == "arn:aws:lambda:us-east-1:123456789012:function:customer-hook"
+            assert not [e for e in map(json.loads, log.read_text().splitlines()) if e["kind"] == "customer_hook"]
+            await socket.close()
+    finally:
+        server.cleanup()

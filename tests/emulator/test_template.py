@@ -143,3 +143,11 @@ def test_the_synth_is_reused_while_the_sources_are_unchanged(tmp_path: Any) -> N
     # The cache key covers the context: another context is another template file.
     assert synth.source_hash({}) == synth.source_hash({})
     assert synth.source_hash({"stage_name": "v1"}) != synth.source_hash({})
+
+
+def test_only_the_webhook_queues_reader_is_where_lambda_webhook_targets_are_granted(deployment: Deployment) -> None:
+    # The stack grants lambda:InvokeFunction on the apps' webhook targets to the webhooks function alone
+    # (SocklessStack._grant_webhook_lambda_targets); the frames queue's reader must not get it too.
+    assert deployment.webhook_workers() == {deployment.function_by_handler(FUNCTIONS["webhooks"].handler).name}
+    readers = {m.function for m in deployment.mappings}
+    assert deployment.function_by_handler(FUNCTIONS["message"].handler).name in readers
