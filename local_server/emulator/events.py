@@ -197,7 +197,10 @@ def sqs_record(message: Mapping[str, Any], queue_arn: str, region: str) -> dict[
         "attributes": {
             "ApproximateReceiveCount": attributes.get("ApproximateReceiveCount", "1"),
             "SentTimestamp": attributes.get("SentTimestamp", str(int(time.time() * 1000))),
+            # A FIFO queue's records also carry their sequence number, group and deduplication id.
+            **{name: attributes[name] for name in ("SequenceNumber", "MessageGroupId") if name in attributes},
             "SenderId": attributes.get("SenderId", ACCOUNT_ID),
+            **{name: attributes[name] for name in ("MessageDeduplicationId",) if name in attributes},
             "ApproximateFirstReceiveTimestamp": attributes.get(
                 "ApproximateFirstReceiveTimestamp", str(int(time.time() * 1000))
             ),

@@ -27,7 +27,7 @@ from aiohttp import web
 from cost.meter import Meter
 from local_server.banner import banner
 from local_server.emf import HideEmf
-from local_server.emulator import aws, events, metering, synth
+from local_server.emulator import aws, events, metering, moto_fifo, synth
 from local_server.emulator.edge import Edge
 from local_server.emulator.http_api import HttpApi
 from local_server.emulator.iam import Iam, Principal
@@ -109,6 +109,7 @@ class Emulator:
         aws.use_fake_credentials()
         install_thread_environ()
         template = await asyncio.to_thread(self._template)
+        moto_fifo.install()  # SQS's FIFO order where moto 5 departs from it
         moto_url = await asyncio.to_thread(self.moto.start)
         # The AWS endpoint's URL goes into the functions' environment: its port is chosen before it serves.
         aws_port = _free_port(self.settings.host)
@@ -290,6 +291,18 @@ class Emulator:
                         # Invocations and socket tasks ($disconnect) not finished: the meter is still moving.
                         "in_flight": self.lambdas.in_flight() + len(self.websocket._tasks),
                     },
+                    # Per mapping: batches invoked, answers that failed their batch whole, FIFO messages deleted
+                    # after a failed one of their group (local_server/emulator/batch_response.py).
+                    "event_source_mappings": [
+                        {
+                            "function": m.function,
+                            "queue_url": m.queue_url,
+                            "batches": m.batches,
+                            "invalid_answers": m.invalid_answers,
+                            "out_of_order": m.out_of_order,
+                        }
+                        for m in self._mappings
+                    ],
                     "iam": {
                         "checks": self.iam.checks,
                         "denied": [

@@ -3,8 +3,12 @@
 Configured by the template's ``AWS::Lambda::EventSourceMapping`` (batch size, ``ReportBatchItemFailures``,
 maximum concurrency). With partial batch responses on, records named in ``batchItemFailures`` stay in the
 queue and come back after the visibility timeout (then to the DLQ after ``maxReceiveCount``); a function
-error leaves the whole batch; everything else is deleted. The mapping polls with the function's own
-credentials, as Lambda does with its execution role, so the role needs the SQS grants AWS asks for.
+error leaves the whole batch; everything else is deleted (``batch_response.settle``: an answer naming no
+message of the batch fails it whole; on a FIFO queue a message deleted after a failed one of its group is
+counted in ``out_of_order``). A FIFO group is held back while any of its messages is in flight: moto's
+``ReceiveMessage`` skips the groups it has handed out and not yet seen deleted or visible again, as SQS does.
+The mapping polls with the function's own credentials, as Lambda does with its execution role, so the role
+needs the SQS grants AWS asks for.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import logging
 from typing import Any
 
 from local_server.emulator import events
+from local_server.emulator.batch_response import settle
 from local_server.emulator.lambdas import FunctionError, LambdaService
 
 log = logging.getLogger("sockless.emulator")
@@ -54,8 +59,14 @@ class EventSourceMapping:
         self.report_batch_item_failures = report_batch_item_failures
         self.pollers = pollers
         self.idle_sleep = idle_sleep
+        self.fifo = queue_arn.endswith(".fifo")
         self._tasks: list[asyncio.Task[None]] = []
         self.wake = asyncio.Event()
+        # What /@emulator/stats reports: batches invoked, answers that failed their batch whole, and (FIFO)
+        # messages deleted although an earlier message of their group failed.
+        self.batches = 0
+        self.invalid_answers = 0
+        self.out_of_order = 0
 
     def start(self) -> None:
         _by_queue.setdefault(self.queue_url, []).append(self)
@@ -95,15 +106,26 @@ class EventSourceMapping:
         messages = response.get("Messages", [])
         if not messages:
             return 0
-        event = {"Records": [events.sqs_record(m, self.queue_arn, self.region) for m in messages]}
+        records = [events.sqs_record(m, self.queue_arn, self.region) for m in messages]
+        self.batches += 1
         try:
-            result = await self.lambdas.invoke(self.function, event)
+            result = await self.lambdas.invoke(self.function, {"Records": records})
         except FunctionError:
             return len(messages)  # the whole batch comes back after the visibility timeout
-        items = result.get("batchItemFailures") or [] if isinstance(result, dict) else []
-        # Without ReportBatchItemFailures Lambda ignores the response: the batch succeeded.
-        failed = {str(item.get("itemIdentifier")) for item in items} if self.report_batch_item_failures else set()
-        done = [m for m in messages if m["MessageId"] not in failed]
+        settled = settle(records, result, report_batch_item_failures=self.report_batch_item_failures, fifo=self.fifo)
+        if settled.invalid is not None:
+            self.invalid_answers += 1
+            log.warning("%s: the whole batch failed (as on Lambda): %s", self.function, settled.invalid)
+        if settled.out_of_order:
+            self.out_of_order += len(settled.out_of_order)
+            log.error(
+                "%s broke FIFO order: %d message(s) reported successful after a failed one of their group "
+                "are deleted (as on Lambda): %s",
+                self.function,
+                len(settled.out_of_order),
+                ", ".join(settled.out_of_order),
+            )
+        done = [m for m in messages if m["MessageId"] in settled.deleted]
         for start in range(0, len(done), 10):
             entries = [
                 {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(done[start : start + 10])

@@ -127,3 +127,25 @@ def invoke_customer_hook(event: dict[str, Any], context: Any) -> dict[str, Any]:
             outcome = exc.response["Error"]["Code"]
         _log("invoke", {"target": record["body"], "outcome": outcome})
     return {"batchItemFailures": []}
+
+
+def fifo_reader(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """Reads a FIFO queue's batch in order (the message function's place, reading the frames queue). A body
+    ``{"n": N, "fail_once": true}`` fails on its first receive; then the rest of its group in the batch is
+    reported failed too, as AWS asks, unless the body also says ``"careless": true``: then only that record
+    is (AWS: "your function should stop processing messages after the first failure")."""
+    failed: list[str] = []
+    stopped: set[str] = set()
+    for record in event["Records"]:
+        group = record["attributes"]["MessageGroupId"]
+        body = json.loads(record["body"])
+        if group in stopped:
+            failed.append(record["messageId"])
+        elif body.get("fail_once") and record["attributes"]["ApproximateReceiveCount"] == "1":
+            _log("failed", {"group": group, "n": body["n"]})
+            failed.append(record["messageId"])
+            if not body.get("careless"):
+                stopped.add(group)
+        else:
+            _log("processed", {"group": group, "n": body["n"]})
+    return {"batchItemFailures": [{"itemIdentifier": message_id} for message_id in failed]}
