@@ -9,6 +9,8 @@ A refused connection (unknown key 4001, disabled app 4003, over quota 4004, bad 
 origin 4009, too many from one address 4100) is accepted too: rejecting the upgrade would only make
 pusher-js retry forever, while a ``pusher:error`` as the first frame makes it stop. ``welcome`` sends the
 error and then deletes the connection (which closes with 1000: API Gateway has no custom close codes).
+Each refusal is reported like the local server's (shared/refusals.py): a rate-limited ``refused
+kind=websocket`` line and the EMF metric ``refused_websocket_<code>`` of the app (``-`` for an unknown key).
 
 ``$disconnect`` is functions/disconnect, ``welcome`` functions/welcome: one folder per deployed function.
 """
@@ -23,6 +25,7 @@ from typing import Any
 from functions.client_ip import client_ip
 from functions.runtime import ConfigurationError, Container, container, entry
 from shared.errors import PusherError
+from shared.refusals import report as report_refusal
 from shared.types import AppId, SocketId
 
 log = logging.getLogger("sockless.connect")
@@ -57,14 +60,22 @@ async def _accept(current: Container, event: Mapping[str, Any]) -> dict[str, Any
     connection_id = context["connectionId"]
     services = current.services
     engine = services.engine
+    ip = client_ip(event.get("headers"), (context.get("identity") or {}).get("sourceIp", ""))
+    key = app_key(event) or ""
     try:
-        ip = client_ip(event.get("headers"), (context.get("identity") or {}).get("sourceIp", ""))
         query = event.get("queryStringParameters") or {}
-        app = await engine.authorize_connection(
-            app_key(event) or "", query.get("protocol"), _header(event, "origin"), ip
-        )
+        app = await engine.authorize_connection(key, query.get("protocol"), _header(event, "origin"), ip)
         connection = await current.connections.open(app, connection_id)
     except PusherError as exc:
+        known = await services.apps.by_key(key) if key else None  # never the key itself: clients make them up
+        report_refusal(
+            engine.metrics,
+            kind="websocket",
+            app_id=known.id if known is not None else None,
+            code=exc.code,
+            reason=exc.message,
+            client=ip,
+        )
         return {"connection_id": connection_id, "error": {"code": exc.code, "message": exc.message}}
     return {"connection_id": connection_id, "app_id": app.id, "socket_id": connection.socket_id}
 

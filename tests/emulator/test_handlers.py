@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import re
 import time
 from collections.abc import Iterator
@@ -18,6 +19,7 @@ from urllib.parse import parse_qsl, urlencode
 import pusher
 import pytest
 
+from functions.client_ip import client_ip
 from functions.connect.handler import handler as connect
 from functions.disconnect.handler import handler as disconnect
 from functions.fanout.handler import handler as fanout
@@ -28,7 +30,9 @@ from functions.sweep.handler import handler as sweep
 from functions.webhooks.handler import handler as webhooks
 from functions.welcome.handler import handler as welcome
 from local_server.emulator.lambdas import LambdaContext
+from shared import refusals
 from shared.auth import sign_channel, sign_request
+from shared.ratelog import RateLimitedLog
 from tests.conftest import DEFAULT_APP, NUMERIC_APP
 from tests.emulator.awsstub import WebhookReceiver
 from tests.emulator.conftest import Aws, recorded
@@ -205,6 +209,72 @@ def test_a_refused_connection_is_accepted_then_sent_the_error_and_deleted(
     [error] = aws.stub.json_frames("refused-cid=")
     assert error["event"] == "pusher:error" and error["data"]["code"] == code
     assert aws.stub.deleted == ["refused-cid="]
+
+
+def emf_documents(out: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in out.splitlines() if '"_aws"' in line]
+
+
+@pytest.mark.parametrize(
+    ("key", "query", "origin", "app_id", "code"),
+    [
+        pytest.param("no-such-key", {}, None, "-", 4001, id="unknown-key-4001"),
+        pytest.param("disabled-key", {}, None, "disabled-id", 4003, id="disabled-app-4003"),
+        pytest.param("app-key", {"protocol": "x"}, None, "100001", 4006, id="invalid-protocol-4006"),
+        pytest.param("guarded-key", {}, "https://evil.example", "guarded-id", 4009, id="origin-not-allowed-4009"),
+    ],
+)
+def test_a_refused_connect_is_logged_and_counted_like_on_the_local_server(
+    aws: Aws,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
+    key: str,
+    query: dict[str, str],
+    origin: str | None,
+    app_id: str,
+    code: int,
+) -> None:
+    # A fresh interval: another test of this process may have written a line of the same kind just now.
+    monkeypatch.setattr(refusals, "log", RateLimitedLog(logging.getLogger("sockless.refused")))
+    capsys.readouterr()
+    with caplog.at_level(logging.INFO, logger="sockless.refused"):
+        for n in range(10):
+            event = connect_event(f"refused-{n}-cid=", key, **query)
+            if origin is not None:
+                event["headers"]["Origin"] = origin
+            assert connect(event, CONTEXT) == {"statusCode": 200}
+    # One line per kind and code per interval, however many knock; the viewer's address behind CloudFront.
+    [line] = [r.getMessage() for r in caplog.records if r.name == "sockless.refused"]
+    viewer = client_ip(event["headers"], event["requestContext"]["identity"]["sourceIp"])
+    assert line.startswith(f"refused kind=websocket app={app_id} client={viewer} code={code} reason=")
+    # Every refusal counted: one EMF document per invocation, the app (or "-") as its dimension.
+    documents = emf_documents(capsys.readouterr().out)
+    assert sum(d.get(f"refused_websocket_{code}", [0])[0] for d in documents) == 10
+    assert {d["app_id"] for d in documents if f"refused_websocket_{code}" in d} == {app_id}
+
+
+def test_connects_over_the_per_address_limit_are_counted_as_4100(
+    aws: Aws, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("SOCKLESS_RATE_LIMITS", json.dumps({"connections_per_ip": {"max_requests": 2}}))
+    capsys.readouterr()
+    for n in range(5):
+        connect(connect_event(f"flood-{n}-cid="), CONTEXT)
+    codes = [p.get("error", {}).get("code") for p in aws.stub.invoked("sockless-welcome")]
+    assert codes == [None, None, 4100, 4100, 4100]
+    documents = emf_documents(capsys.readouterr().out)
+    assert sum(d.get("refused_websocket_4100", [0])[0] for d in documents if d["app_id"] == "100001") == 3
+
+
+def test_the_app_over_its_connection_quota_counts_the_refusal_as_4004(
+    aws: Aws, capsys: pytest.CaptureFixture[str]
+) -> None:
+    open_socket(aws, "first-cid=", "single-key")
+    capsys.readouterr()
+    connect(connect_event("second-cid=", "single-key"), CONTEXT)
+    [document] = [d for d in emf_documents(capsys.readouterr().out) if "refused_websocket_4004" in d]
+    assert document["app_id"] == "single-id" and document["refused_websocket_4004"] == [1.0]
 
 
 def test_the_app_over_its_connection_quota_refuses_the_next_one_with_4004(aws: Aws) -> None:
