@@ -33,7 +33,7 @@ from cdk.components.naming import physical_name
 from cdk.components.network import Network
 from cdk.components.queues import failures_queue
 from cdk.components.state import DynamoDbStore, Store, ValkeyStore
-from cdk.components.webhooks import WebhookQueue
+from cdk.components.webhooks import WebhookQueue, polled
 from cdk.components.websocket import WebSocketGateway
 from cdk.config import DeployConfig
 from cdk.nag import acknowledge_findings
@@ -273,7 +273,9 @@ class SocklessStack(cdk.Stack):
             if spec.fans_out:
                 function.add_environment("SOCKLESS_AWS__FANOUT_FUNCTION", fn["fanout"].function_name)
                 _grant_invoke(fn["fanout"], function)
-        self.webhook_queue.attach_worker(fn["webhooks"], max_concurrency=config.webhooks_max_concurrency)
+        self.webhook_queue.attach_worker(
+            fn["webhooks"], max_concurrency=config.webhooks_max_concurrency, enabled=polled(config.apps)
+        )
         self._grant_webhook_lambda_targets(fn["webhooks"])
         events.Rule(
             self,

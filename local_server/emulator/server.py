@@ -150,7 +150,10 @@ class Emulator:
         InvokeApi(self.lambdas, self.iam).add_routes(endpoint)
         await self._serve(endpoint, self.settings.host, aws_port)
 
-        for mapping in deployment.mappings:
+        polling = deployment.polling(webhooks=any(app.webhooks for app in self.settings.apps))
+        if any(not m.enabled for m in polling):
+            self.notes.append("webhook queue: its mapping is disabled in the template, run for the config's webhooks")
+        for mapping in polling:
             function = deployment.functions[mapping.function]
             queue = deployment.queues[mapping.queue_arn]
             access_key = next(k for k, p in self.iam.principals.items() if p.function == function.name)

@@ -129,6 +129,7 @@ class EventSourceMapping:
     report_batch_item_failures: bool
     max_concurrency: int | None
     batching_window: float
+    enabled: bool = True  # ``Enabled``: a disabled mapping does not poll
 
 
 @dataclass(frozen=True)
@@ -162,11 +163,23 @@ class Deployment:
         name = arn.split(":")[6] if arn.startswith("arn:") else arn
         return self.functions.get(name)
 
-    def webhook_workers(self) -> set[str]:
-        """The functions reading the webhook queue (the queue the functions' ``SOCKLESS_QUEUE__QUEUE_URL``
-        names) through an event source mapping: where the stack grants invoking Lambda webhook targets."""
+    def webhook_queues(self) -> set[str]:
+        """The ARN of the webhook queue: the queue the functions' ``SOCKLESS_QUEUE__QUEUE_URL`` names."""
         urls = {f.environment.get(WEBHOOK_QUEUE_VARIABLE) for f in self.functions.values()} - {None}
-        queues = {arn for arn, queue in self.queues.items() if queue.url in urls}
+        return {arn for arn, queue in self.queues.items() if queue.url in urls}
+
+    def polling(self, *, webhooks: bool) -> list[EventSourceMapping]:
+        """The mappings that poll: each as its ``Enabled`` says, but the webhook queue's when ``webhooks`` (an
+        app of the emulator's config has webhooks). The stack enables that mapping only for an apps file with
+        webhooks (``cdk.components.webhooks.polled``); the template was synthesized with the example apps, so
+        the rule is applied to the config's apps, as for the worker's grants."""
+        queues = self.webhook_queues()
+        return [m for m in self.mappings if (webhooks if m.queue_arn in queues else m.enabled)]
+
+    def webhook_workers(self) -> set[str]:
+        """The functions reading the webhook queue through an event source mapping (enabled or not): where the
+        stack grants invoking Lambda webhook targets."""
+        queues = self.webhook_queues()
         return {m.function for m in self.mappings if m.queue_arn in queues}
 
     @property
@@ -492,6 +505,7 @@ def load(template: dict[str, Any], endpoints: Endpoints, apps_json: str) -> Depl
                 report_batch_item_failures="ReportBatchItemFailures" in resolved.get("FunctionResponseTypes", []),
                 max_concurrency=(resolved.get("ScalingConfig") or {}).get("MaximumConcurrency"),
                 batching_window=float(resolved.get("MaximumBatchingWindowInSeconds", 0)),
+                enabled=str(resolved.get("Enabled", True)).lower() != "false",
             )
         )
     schedules = []

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
+
+import pytest
 
 from cdk.stack import FUNCTIONS
 from tests.cdk.conftest import Synth, render, synthesize
@@ -39,15 +42,42 @@ def test_webhook_queues_refuse_unencrypted_transport(either: Synth) -> None:
         assert {"Effect": "Deny", "Condition": {"Bool": {"aws:SecureTransport": "false"}}}.items() <= policy[0].items()
 
 
-def test_the_worker_reports_partial_batch_failures_with_bounded_concurrency(either: Synth) -> None:
-    (queue_id, _), _ = _queues(either)
-    worker_id, _ = either.function(FUNCTIONS["webhooks"].handler)
-    _, mapping = either.one("AWS::Lambda::EventSourceMapping", FunctionName={"Ref": worker_id})
-    props = mapping["Properties"]
+@pytest.fixture(scope="module")
+def with_webhooks(tmp_path_factory: pytest.TempPathFactory) -> Synth:
+    """A stack one of whose apps has a webhook (the example apps file has none)."""
+    apps = tmp_path_factory.mktemp("apps") / "apps.json"
+    hook = {"url": "https://example.com/hooks", "event_types": ["channel_occupied"]}
+    apps.write_text(json.dumps([{"id": "1", "key": "k1"}, {"id": "2", "key": "k2", "webhooks": [hook]}]))
+    return synthesize({"apps_file": str(apps)})
+
+
+def _worker_mapping(synth: Synth) -> dict[str, Any]:
+    worker_id, _ = synth.function(FUNCTIONS["webhooks"].handler)
+    _, mapping = synth.one("AWS::Lambda::EventSourceMapping", FunctionName={"Ref": worker_id})
+    return dict(mapping["Properties"])
+
+
+def test_the_worker_reports_partial_batch_failures_with_bounded_concurrency(with_webhooks: Synth) -> None:
+    (queue_id, _), _ = _queues(with_webhooks)
+    props = _worker_mapping(with_webhooks)
     assert props["EventSourceArn"] == {"Fn::GetAtt": [queue_id, "Arn"]}
     assert props["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     assert props["BatchSize"] == 10
     assert props["ScalingConfig"] == {"MaximumConcurrency": 10}
+    assert props.get("Enabled", True) is True
+
+
+def test_without_webhooks_the_worker_mapping_is_there_but_does_not_poll(either: Synth) -> None:
+    """No app of the example apps file has webhooks: nothing is ever enqueued, and an enabled mapping would
+    long-poll the queue all month (docs/cost.md). The mapping is kept, disabled, so giving an app webhooks
+    is a redeploy that updates ``Enabled`` in place; the frames queue's mapping still polls."""
+    assert not any(app.settings.get("webhooks") for app in either.stack.config.apps)
+    props = _worker_mapping(either)
+    assert props["Enabled"] is False
+    assert (props["BatchSize"], props["ScalingConfig"]) == (10, {"MaximumConcurrency": 10})
+    message_id, _ = either.function(FUNCTIONS["message"].handler)
+    _, frames = either.one("AWS::Lambda::EventSourceMapping", FunctionName={"Ref": message_id})
+    assert frames["Properties"].get("Enabled", True) is True
 
 
 def _alarms(synth: Synth) -> list[dict[str, Any]]:

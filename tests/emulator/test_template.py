@@ -151,3 +151,15 @@ def test_only_the_webhook_queues_reader_is_where_lambda_webhook_targets_are_gran
     assert deployment.webhook_workers() == {deployment.function_by_handler(FUNCTIONS["webhooks"].handler).name}
     readers = {m.function for m in deployment.mappings}
     assert deployment.function_by_handler(FUNCTIONS["message"].handler).name in readers
+
+
+def test_the_webhook_queue_is_polled_only_when_the_configs_apps_have_webhooks(deployment: Deployment) -> None:
+    # The template comes from the example apps file, which has no webhooks: the stack disables the worker's
+    # mapping (no idle long polls, docs/cost.md). The emulator's apps are its config's, so the stack's rule is
+    # applied to them: with a webhook the worker polls, as a stack deployed with those apps would.
+    worker = deployment.function_by_handler(FUNCTIONS["webhooks"].handler).name
+    message = deployment.function_by_handler(FUNCTIONS["message"].handler).name
+    [disabled] = [m for m in deployment.mappings if not m.enabled]
+    assert disabled.function == worker
+    assert {m.function for m in deployment.polling(webhooks=False)} == {message}
+    assert {m.function for m in deployment.polling(webhooks=True)} == {message, worker}
