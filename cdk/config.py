@@ -78,6 +78,10 @@ class DeployConfig:
     budget_usd: int | None = None
     metrics: bool = True
     log_level: str = "INFO"
+    # API Gateway access logs of both APIs: a line per WebSocket frame (pings included), connect, disconnect and
+    # REST request, with the source IP. CloudWatch Logs bills the bytes ($0.72 a month for 1,000 connections and
+    # 1 M deliveries a day, docs/cost.md); false drops them (the functions' own logs stay).
+    access_logs: bool = True
     # The account-wide role API Gateway needs to write WebSocket access logs; off when the account has one.
     apigw_logging_role: bool = True
     stage_throttle_rate: int = 1000
@@ -201,6 +205,7 @@ def from_context(get: Any) -> DeployConfig:
         metrics=_flag(value("metrics", defaults.metrics), "metrics"),
         log_level=_choice(value("log_level", defaults.log_level), "log_level", ("DEBUG", "INFO", "WARNING", "ERROR")),
         ordered_frames=_flag(value("ordered_frames", defaults.ordered_frames), "ordered_frames"),
+        access_logs=_flag(value("access_logs", defaults.access_logs), "access_logs"),
         apigw_logging_role=_flag(value("apigw_logging_role", defaults.apigw_logging_role), "apigw_logging_role"),
         stage_throttle_rate=_int(
             value("stage_throttle_rate", defaults.stage_throttle_rate), "stage_throttle_rate", minimum=1

@@ -107,6 +107,16 @@ def acknowledge_findings(stack: SocklessStack) -> None:
     if ping is not None:
         acknowledge(ping, "AwsSolutions-APIG4", APIG4_WEBSOCKET_REASON)
 
+    if not stack.config.access_logs:
+        for stage in (stack.websocket.stage, stack.rest.stage):
+            acknowledge(
+                stage,
+                "AwsSolutions-APIG1",
+                "Deployed with -c access_logs=false: the team chose not to pay for a log line per frame (pings "
+                "included) and per REST request (docs/cost.md). The functions still log warnings and errors, and a "
+                "sample of invocations in full; what is lost is a per-request record with the source IP.",
+            )
+
     for app_id, secret in stack.app_secrets.secrets.items():
         acknowledge(
             secret,
@@ -144,7 +154,11 @@ def acknowledge_findings(stack: SocklessStack) -> None:
         "AwsSolutions-CFR3",
         "Both origins already log every request: WebSocket stage access logs (connect, every message route, "
         "disconnect, with source IP) and HTTP API access logs; CloudFront standard logs would duplicate them and need "
-        "an ACL-enabled S3 bucket.",
+        "an ACL-enabled S3 bucket."
+        if stack.config.access_logs
+        else "Deployed with -c access_logs=false: no per-request logs at the origins either, by choice (the bill, "
+        "docs/cost.md); CloudFront standard logs would need an ACL-enabled S3 bucket and cost more than the origins' "
+        "access logs that were turned off.",
     )
     if stack.config.domain_name is None:
         acknowledge(

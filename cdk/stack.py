@@ -235,8 +235,10 @@ class SocklessStack(cdk.Stack):
             throttle_rate=config.stage_throttle_rate,
             throttle_burst=config.stage_throttle_burst,
             log_retention_days=config.log_retention_days,
+            access_logs=config.access_logs,
         )
-        if config.apigw_logging_role:
+        # The account-wide role is what lets API Gateway write WebSocket access logs: without them, not needed.
+        if config.apigw_logging_role and config.access_logs:
             logging_role = ApiGatewayLoggingRole(self, "ApiGatewayLogging")
             self.websocket.stage.node.add_dependency(logging_role.account)
         self.rest = RestGateway(
@@ -246,6 +248,7 @@ class SocklessStack(cdk.Stack):
             throttle_rate=config.stage_throttle_rate,
             throttle_burst=config.stage_throttle_burst,
             log_retention_days=config.log_retention_days,
+            access_logs=config.access_logs,
         )
         self.edge = Edge(
             self,

@@ -164,6 +164,8 @@ class Meter:
 
     def __init__(self, memory_mb: Mapping[str, int] | None = None) -> None:
         self.memory_mb = dict(memory_mb or {})
+        # Whether the APIs' stages write access logs (-c access_logs=false: no); the lines are counted either way.
+        self.access_logs = True
         self.units: Counter[str] = Counter()
         self.counts: Counter[str] = Counter()
         self.started = time.monotonic()
@@ -211,7 +213,8 @@ class Meter:
 
     def access_log(self, lines: int = 1) -> None:
         self.count(access_log_lines=lines)
-        self.add(logs_ingest=lines * ACCESS_LOG_LINE / 1e9)
+        if self.access_logs:
+            self.add(logs_ingest=lines * ACCESS_LOG_LINE / 1e9)
 
     # -- Lambda and CloudWatch Logs ------------------------------------------------------------------------
 

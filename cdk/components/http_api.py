@@ -15,7 +15,7 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
-from cdk.components.access_logs import access_logs
+from cdk.components.access_logs import access_logs as access_log_settings
 from cdk.components.functions import retention
 
 ACCESS_LOG_FORMAT = json.dumps(
@@ -44,6 +44,7 @@ class RestGateway(Construct):
         throttle_rate: int,
         throttle_burst: int,
         log_retention_days: int,
+        access_logs: bool = True,
     ) -> None:
         super().__init__(scope, construct_id)
         self.api = apigwv2.HttpApi(
@@ -56,9 +57,11 @@ class RestGateway(Construct):
                 "Rest", handler, payload_format_version=apigwv2.PayloadFormatVersion.VERSION_2_0
             ),
         )
-        self.access_log_group = logs.LogGroup(
-            self, "AccessLogs", retention=retention(log_retention_days), removal_policy=cdk.RemovalPolicy.DESTROY
-        )
+        self.access_log_group: logs.LogGroup | None = None
+        if access_logs:
+            self.access_log_group = logs.LogGroup(
+                self, "AccessLogs", retention=retention(log_retention_days), removal_policy=cdk.RemovalPolicy.DESTROY
+            )
         self.stage = apigwv2.HttpStage(
             self,
             "Stage",
@@ -66,7 +69,9 @@ class RestGateway(Construct):
             stage_name="$default",
             auto_deploy=True,
             throttle=apigwv2.ThrottleSettings(rate_limit=throttle_rate, burst_limit=throttle_burst),
-            access_log_settings=access_logs(self.access_log_group, ACCESS_LOG_FORMAT),
+            access_log_settings=access_log_settings(self.access_log_group, ACCESS_LOG_FORMAT)
+            if self.access_log_group is not None
+            else None,
         )
 
     @property

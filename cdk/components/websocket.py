@@ -18,7 +18,7 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
-from cdk.components.access_logs import access_logs
+from cdk.components.access_logs import access_logs as access_log_settings
 from cdk.components.functions import retention
 from shared.protocol import frames
 
@@ -60,6 +60,7 @@ class WebSocketGateway(Construct):
         throttle_rate: int,
         throttle_burst: int,
         log_retention_days: int,
+        access_logs: bool = True,
     ) -> None:
         super().__init__(scope, construct_id)
         self.api = apigwv2.WebSocketApi(
@@ -81,9 +82,11 @@ class WebSocketGateway(Construct):
         )
         if ping_route == "mock":
             self._add_mock_ping_route()
-        self.access_log_group = logs.LogGroup(
-            self, "AccessLogs", retention=retention(log_retention_days), removal_policy=cdk.RemovalPolicy.DESTROY
-        )
+        self.access_log_group: logs.LogGroup | None = None
+        if access_logs:
+            self.access_log_group = logs.LogGroup(
+                self, "AccessLogs", retention=retention(log_retention_days), removal_policy=cdk.RemovalPolicy.DESTROY
+            )
         self.stage = apigwv2.WebSocketStage(
             self,
             "Stage",
@@ -91,7 +94,9 @@ class WebSocketGateway(Construct):
             stage_name=stage_name,
             auto_deploy=True,
             throttle=apigwv2.ThrottleSettings(rate_limit=throttle_rate, burst_limit=throttle_burst),
-            access_log_settings=access_logs(self.access_log_group, ACCESS_LOG_FORMAT),
+            access_log_settings=access_log_settings(self.access_log_group, ACCESS_LOG_FORMAT)
+            if self.access_log_group is not None
+            else None,
         )
 
     def _add_mock_ping_route(self) -> None:

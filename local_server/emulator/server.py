@@ -139,6 +139,7 @@ class Emulator:
             idle_timeout=self.options.idle_timeout, max_connection_seconds=self.options.max_connection_seconds
         )
         self.meter.memory_mb = {f.name: f.memory_mb for f in deployment.functions.values()}
+        self.meter.access_logs = deployment.websocket.access_logs or deployment.http.access_logs
         self._detach_meter = metering.attach(self.meter, self.lambdas, self.moto)
         self.websocket = WebSocketApi(self.lambdas, deployment.websocket, limits=limits, meter=self.meter)
         self.notes.extend(self._sqs_integrations(deployment, moto_url))

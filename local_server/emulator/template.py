@@ -100,6 +100,7 @@ class Api:
     throttle_rate: float | None = None
     throttle_burst: int | None = None
     two_way_routes: set[str] = field(default_factory=set)  # routes with a route response
+    access_logs: bool = False  # the stage has AccessLogSettings (a billed log line per request)
 
 
 @dataclass(frozen=True)
@@ -453,6 +454,7 @@ def load(template: dict[str, Any], endpoints: Endpoints, apps_json: str) -> Depl
         if stage_api is None:
             continue
         stage_api.stage = str(props["StageName"])
+        stage_api.access_logs = "AccessLogSettings" in props
         settings = props.get("DefaultRouteSettings", {})
         stage_api.throttle_rate = settings.get("ThrottlingRateLimit")
         stage_api.throttle_burst = settings.get("ThrottlingBurstLimit")

@@ -148,9 +148,15 @@ def test_the_dashboard_shows_the_apis_the_functions_and_the_queue(either: Synth)
     assert '"alarm"' in body  # the alarm status widget
 
 
-def test_the_lean_stack_has_no_alarms_dashboard_metrics_or_info_logs() -> None:
-    """-c monitoring=false -c metrics=false -c log_level=WARNING: what docs/cost.md's targets are read from."""
-    lean = synthesize({"monitoring": "false", "metrics": "false", "log_level": "WARNING"})
+def test_the_lean_stack_has_no_alarms_dashboard_metrics_info_logs_or_access_logs() -> None:
+    """-c monitoring=false -c metrics=false -c log_level=WARNING -c access_logs=false: what docs/cost.md's
+    targets are read from."""
+    lean = synthesize({"monitoring": "false", "metrics": "false", "log_level": "WARNING", "access_logs": "false"})
+    stages = [s["Properties"] for s in lean.of_type("AWS::ApiGatewayV2::Stage").values()]
+    assert len(stages) == 2 and not any("AccessLogSettings" in s for s in stages)
+    # Only the functions' log groups, and no account-wide API Gateway logging role (access logs needed it).
+    assert len(lean.of_type("AWS::Logs::LogGroup")) == len(FUNCTIONS)
+    assert lean.of_type("AWS::ApiGateway::Account") == {}
     assert lean.of_type("AWS::CloudWatch::Alarm") == {}
     assert lean.of_type("AWS::CloudWatch::Dashboard") == {}
     assert "DashboardUrl" not in lean.json["Outputs"]

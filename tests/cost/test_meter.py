@@ -133,3 +133,14 @@ def test_api_gateway_lambda_and_sqs_rounding() -> None:
     assert units["lambda_init_gb_s"] == pytest.approx(0.6)
     assert units["sqs_standard_request"] == 3
     assert meter.usd()["lambda_request"] == pytest.approx(PRICES["lambda_request"].usd)
+
+
+def test_access_log_lines_are_counted_but_billed_only_when_the_stages_write_them() -> None:
+    meter = Meter()
+    meter.ws_in(100)
+    assert meter.snapshot()["logs_ingest"] > 0
+    meter = Meter()
+    meter.access_logs = False  # -c access_logs=false: the emulator reads it from the template's stages
+    meter.ws_in(100)
+    assert "logs_ingest" not in meter.snapshot()
+    assert meter.counts["access_log_lines"] == 1

@@ -163,3 +163,15 @@ def test_the_webhook_queue_is_polled_only_when_the_configs_apps_have_webhooks(de
     assert disabled.function == worker
     assert {m.function for m in deployment.polling(webhooks=False)} == {message}
     assert {m.function for m in deployment.polling(webhooks=True)} == {message, worker}
+
+
+def test_the_stages_access_logs_are_read_from_the_template(template: dict[str, Any]) -> None:
+    # The emulator's meter bills access-log bytes only when the stages write them (-c access_logs=false).
+    deployment = load(template, ENDPOINTS, APPS)
+    assert deployment.websocket.access_logs and deployment.http.access_logs
+    stripped = json.loads(json.dumps(template))
+    for resource in stripped["Resources"].values():
+        if resource["Type"] == "AWS::ApiGatewayV2::Stage":
+            resource["Properties"].pop("AccessLogSettings", None)
+    bare = load(stripped, ENDPOINTS, APPS)
+    assert not bare.websocket.access_logs and not bare.http.access_logs
