@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 
 from shared.apps.base import AppStore
 from shared.auth.signatures import webhook_signature
+from shared.errors import StoreUnavailable
 from shared.metrics.base import Metrics, NullMetrics
 from shared.ratelog import RateLimitedLog
 from shared.settings import AppConfig, WebhookConfig, WebhookSettings
@@ -37,6 +38,7 @@ from shared.webhooks.base import (
 
 log = logging.getLogger("sockless.webhooks")
 attempt_log = RateLimitedLog(log)
+step_log = RateLimitedLog(log)
 
 # A target with all its slots busy gets new jobs back after this long (jittered), not counted as attempts.
 BUSY_DELAY_SECONDS = 0.25
@@ -132,8 +134,12 @@ class WebhookDispatcher:
                 await self.step(wait_seconds=1.0)
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                log.exception("webhook dispatcher step failed; retrying in 1 s")
+            except StoreUnavailable as exc:
+                # The queue's backend is down (an outage, not a bug): one line per interval, no traceback.
+                step_log.warning("dispatcher:queue", "webhook queue unavailable, retrying every 1 s: %s", exc)
+                await asyncio.sleep(1.0)
+            except Exception as exc:
+                step_log.error("dispatcher:bug", "webhook dispatcher step failed; retrying in 1 s", exc_info=exc)
                 await asyncio.sleep(1.0)
 
     async def step(self, wait_seconds: float) -> int:

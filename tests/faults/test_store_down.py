@@ -3,6 +3,7 @@ health check that logs once per interval however often it is called."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -74,3 +75,18 @@ async def test_connections_work_again_once_the_store_is_back(redis: RedisServer,
         redis.start()  # the same port, empty
         async with http.ws_connect(f"{node.ws_url}/app/app-key?protocol=7") as ws:
             assert (await ws.receive_json(timeout=10))["event"] == "pusher:connection_established"
+
+
+async def test_a_webhook_queue_on_a_killed_redis_costs_one_warning_per_interval_and_no_traceback(
+    redis: RedisServer,
+) -> None:
+    """The dispatcher polls its queue every second; an outage is not a bug: no traceback per poll."""
+    store = {"driver": "redis", "url": redis.url}
+    node = ServerProcess({"apps": [DEFAULT_APP], "store": store, "queue": {"driver": "redis"}}).start()
+    try:
+        redis.kill()
+        await asyncio.sleep(3.5)  # three or four failed polls, one second apart
+        assert len(log_lines(node, "webhook queue unavailable")) == 1, node.output()
+        assert "Traceback" not in node.output()
+    finally:
+        node.cleanup()
