@@ -43,6 +43,7 @@ def report(workload: Workload, stack: Stack, profile: dict[str, Op] | None = Non
         "self_hosted_usd": round(hosted.usd, 2),
         "self_hosted_instance": hosted.instance,
         "before_cuts_usd": round(old, 2),
+        "stack": asdict(stack),
         "prices_read_on": PRICES_READ_ON,
         "measured": profile is not None,
     }
@@ -85,8 +86,14 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--log-level", choices=("INFO", "WARNING"), help="-c log_level=...")
     s.add_argument("--secrets", choices=("secretsmanager", "ssm"), help="where the app secrets live")
     s.add_argument("--rest-direct", action="store_true", help="server SDKs on the RestApiUrl output, not CloudFront")
+    s.add_argument("--no-access-logs", action="store_true", help="-c access_logs=false: no API Gateway access logs")
     s.add_argument("--no-pitr", action="store_true")
     s.add_argument("--unordered-frames", action="store_true", help="-c ordered_frames=false: no SQS FIFO per frame")
+    s.add_argument(
+        "--webhooks",
+        action="store_true",
+        help="an app has webhooks: the webhook queue is polled (implied by --webhooks-per-day)",
+    )
     parser.add_argument(
         "--measure",
         action="store_true",
@@ -117,7 +124,9 @@ def main(argv: list[str] | None = None) -> int:
         secrets=args.secrets or base.secrets,
         rest_via_cloudfront=base.rest_via_cloudfront and not args.rest_direct,
         pitr=base.pitr and not args.no_pitr,
+        access_logs=base.access_logs and not args.no_access_logs,
         ordered_frames=base.ordered_frames and not args.unordered_frames,
+        webhooks=args.webhooks or args.webhooks_per_day > 0,
     )
     profile = None
     if args.measure:
@@ -133,6 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"sockless on AWS, us-east-1 list prices read {PRICES_READ_ON}, no free tier; per month:")
     print(f"  per-operation units: {source}")
     print(f"  workload: {json.dumps(asdict(workload))}")
+    print(f"  stack: {json.dumps(asdict(stack))}")
     for line in result["lines"]:  # type: ignore[attr-defined]
         print(f"  {line['item']:40} {line['units']:>16,.1f} {line['unit']:<16} ${line['usd']:>10,.2f}")
     print(f"  {'total':40} {'':>16} {'':<16} ${result['total_usd_per_month']:>10,.2f}")

@@ -27,10 +27,11 @@ MEMORY_MB = {
     "sweep": 512,
 }
 ALARMS = 19  # what cdk/components/monitoring.py creates with every function
-# Lambda polls each queue of an event source mapping whether or not it holds messages: long polls of up to 20 s
-# (SQS's maximum wait), starting with five concurrent batches (AWS Compute Blog, "Understanding how AWS Lambda
-# scales with Amazon SQS standard queues"): ~5 receives a queue every 20 s while idle, billed like any request.
-# AWS does not document the idle poller count; 5 is the assumption (docs/cost.md).
+# Lambda long-polls the queue of each enabled event source mapping whether or not it holds messages (20 s, SQS's
+# maximum wait), billed like any request. With traffic low, Lambda "scales back the processing to five concurrent
+# batches, and can optimize to as few as 2", an optimization "not available when you enable the maximum
+# concurrency setting" (https://docs.aws.amazon.com/lambda/latest/dg/services-sqs-scaling.html): 5 for the webhook
+# queue's mapping (it has a maximum concurrency), 5 at most for the frames queue's (docs/cost.md).
 IDLE_POLLERS = 5
 LONG_POLL_S = 20
 DASHBOARDS = 1
@@ -109,12 +110,12 @@ class Workload:
 @dataclass(frozen=True)
 class Stack:
     """How the stack is deployed: the options that change the bill. The defaults are the CDK app's defaults
-    (cdk/config.py); :data:`LEAN` is ``-c monitoring=false -c metrics=false -c log_level=WARNING``, app
-    secrets in SSM and the server SDKs on the ``RestApiUrl`` output."""
+    (cdk/config.py); :data:`LEAN` is ``-c monitoring=false -c metrics=false -c log_level=WARNING
+    -c access_logs=false``, app secrets in SSM and the server SDKs on the ``RestApiUrl`` output."""
 
     monitoring: bool = True  # 19 alarms and a dashboard
     metrics: bool = True  # EMF custom metrics
-    access_logs: bool = True  # API Gateway access logs (always on in the stack)
+    access_logs: bool = True  # API Gateway access logs of both APIs (-c access_logs=false)
     log_level: str = "INFO"  # application and platform log level
     secrets: str = "secretsmanager"  # or "ssm"
     pitr: bool = True
@@ -123,9 +124,14 @@ class Stack:
     # publish on top of the HTTP API's; pointed at the RestApiUrl output they do not.
     rest_via_cloudfront: bool = True
     ordered_frames: bool = True  # client frames through the SQS FIFO frames queue (-c ordered_frames=false)
+    # An app of the apps file has webhooks: the worker's event source mapping is enabled and polls the webhook queue
+    # (cdk/components/webhooks.py ``polled``); the example apps file has none. Implied by webhooks_per_day > 0.
+    webhooks: bool = False
 
 
-LEAN = Stack(monitoring=False, metrics=False, log_level="WARNING", secrets="ssm", rest_via_cloudfront=False)
+LEAN = Stack(
+    monitoring=False, metrics=False, log_level="WARNING", secrets="ssm", rest_via_cloudfront=False, access_logs=False
+)
 
 
 @dataclass(frozen=True)
@@ -197,9 +203,10 @@ def month(
     invocations["fanout"] = invocations.get("fanout", 0.0) + chunks
     # Webhooks: one SQS send, one receive and one delete per job, and the worker's invocation.
     sqs += 3 * w.webhooks_per_day
-    # The event source mappings' idle polling: the webhook queue, and the frames queue (FIFO) when ordered.
+    # The event source mappings' idle polling: the webhook queue when an app has webhooks, the frames queue (FIFO)
+    # when ordered.
     polls = IDLE_POLLERS * 86400 / LONG_POLL_S
-    sqs += polls
+    sqs += polls if stack.webhooks or w.webhooks_per_day > 0 else 0.0
     fifo += polls if stack.ordered_frames else 0.0
     invocations["webhooks"] = invocations.get("webhooks", 0.0) + w.webhooks_per_day / 10
     gb_s += w.webhooks_per_day / 10 * lambda_gb_seconds(0.05, MEMORY_MB["webhooks"])
@@ -245,7 +252,7 @@ def month(
         Line("DynamoDB writes", wru * DAYS, "WRU", "dynamodb_wru"),
         Line("DynamoDB reads", rru * DAYS, "RRU", "dynamodb_rru"),
         Line("DynamoDB storage", stack.table_gb, "GB-month", "dynamodb_storage"),
-        Line("SQS requests", sqs * DAYS, "request", "sqs_standard_request"),
+        Line("SQS requests (webhook queue)", sqs * DAYS, "request", "sqs_standard_request"),
         Line("SQS FIFO requests (ordered frames)", fifo * DAYS, "request", "sqs_fifo_request"),
         Line("CloudWatch Logs ingestion", log_bytes * DAYS / 1e9, "GB", "logs_ingest"),
         Line("CloudWatch Logs storage", log_bytes * DAYS / 1e9 * 0.15, "GB-month", "logs_storage"),
@@ -277,13 +284,15 @@ def month(
 def before(workload: Workload) -> list[Line]:
     """The same month on the stack as it was before issue #15's cuts (for the before/after figures): pings
     every 120 s, the default stack's logs, metrics and monitoring, the sweep touching and re-filing every live
-    connection, 4 WRU connects, 8.1 WRU subscribes and 10.2 WRU disconnects, the boto3 sender."""
+    connection, 4 WRU connects, 8.1 WRU subscribes and 10.2 WRU disconnects, the boto3 sender, the webhook queue
+    polled without webhooks."""
     profile = dict(PROFILE)
     profile["connect"] = replace(PROFILE["connect"], wru=4)
     profile["subscribe"] = replace(PROFILE["subscribe"], wru=8.1)
     profile["presence_join"] = replace(PROFILE["presence_join"], rru=3.9, wru=12.1)
     profile["disconnect"] = replace(PROFILE["disconnect"], rru=3.0, wru=10.2)
-    lines = month(replace(workload, activity_timeout=120), Stack(), profile, DELIVERY_MS_BOTO3)
+    # The webhook queue's mapping polled whether or not an app had webhooks.
+    lines = month(replace(workload, activity_timeout=120), Stack(webhooks=True), profile, DELIVERY_MS_BOTO3)
     # The old sweep: every connection silent for 300 s got a GetConnection, a touch (1 WRU), and at the next
     # run a consistent BatchGet (1 RRU) and a 3-item transaction to re-file it (6 WRU): every ~6.7 minutes.
     rounds = workload.connections * 86400 / 400 * (workload.hours_online / 24) * DAYS

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
+from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -41,11 +44,47 @@ def test_the_scenarios_docs_cost_md_quotes(capsys: pytest.CaptureFixture[str]) -
     large = report(capsys, "--connections", "10000", "--deliveries-per-day", "10000000", "--lean")
     idle = report(capsys, "--connections", "0", "--deliveries-per-day", "0", "--lean")
     default_idle = report(capsys, "--connections", "0", "--deliveries-per-day", "0")
-    assert hobby["total_usd_per_month"] == 3.67
-    assert medium["total_usd_per_month"] == 55.66
-    assert large["total_usd_per_month"] == 550.37  # above Pusher Premium: the report says so
-    assert idle["total_usd_per_month"] == 0.67
-    assert default_idle["total_usd_per_month"] == 9.60  # alarms, dashboard, metrics and a secret
+    assert hobby["total_usd_per_month"] == 3.32  # over the $3 target: the frames queue's idle polls ($0.32)
+    assert medium["total_usd_per_month"] == 54.67
+    assert large["total_usd_per_month"] == 542.81  # above Pusher Premium: the report says so
+    assert idle["total_usd_per_month"] == 0.42
+    assert default_idle["total_usd_per_month"] == 9.34  # alarms, dashboard, metrics and a secret
+
+
+def _usd(lines: list[model.Line], item: str) -> float:
+    return sum(line.usd() for line in lines if line.item == item)
+
+
+def test_the_webhook_queue_is_polled_only_when_an_app_has_webhooks() -> None:
+    """The stack enables the worker's event source mapping only for an apps file with webhooks (the example's
+    has none); an enabled mapping long-polls all month: 5 receives every 20 s, $0.26 at the standard price."""
+    from cdk.components.webhooks import polled
+    from cdk.config import DEFAULT_APPS_FILE, load_apps
+
+    assert polled(load_apps(DEFAULT_APPS_FILE)) is model.Stack().webhooks is False
+    idle = model.Workload(connections=0, deliveries_per_day=0)
+    webhooks = "SQS requests (webhook queue)"
+    assert _usd(model.month(idle, model.LEAN), webhooks) == 0
+    polled_month = model.month(idle, replace(model.LEAN, webhooks=True))
+    assert _usd(polled_month, webhooks) == pytest.approx(5 * 86400 / 20 * 30 * 0.4e-6)
+    # A workload with webhooks implies an app that has them.
+    busy = model.month(replace(idle, webhooks_per_day=100), model.LEAN)
+    assert _usd(busy, webhooks) == pytest.approx(_usd(polled_month, webhooks) + 3 * 100 * 30 * 0.4e-6)
+
+
+def test_the_frames_queue_is_polled_only_with_ordered_frames() -> None:
+    idle = model.Workload(connections=0, deliveries_per_day=0)
+    frames = "SQS FIFO requests (ordered frames)"
+    assert _usd(model.month(idle, model.LEAN), frames) == pytest.approx(5 * 86400 / 20 * 30 * 0.5e-6)
+    assert _usd(model.month(idle, replace(model.LEAN, ordered_frames=False)), frames) == 0
+
+
+def test_access_logs_are_a_line_of_their_own_choice() -> None:
+    """-c access_logs=false (the lean stack): no access-log bytes; the functions' own logs are unaffected."""
+    workload = model.Workload(connections=1000, deliveries_per_day=1_000_000)
+    logs = "CloudWatch Logs ingestion"
+    assert _usd(model.month(workload, model.LEAN), logs) == 0
+    assert _usd(model.month(workload, replace(model.LEAN, access_logs=True)), logs) == pytest.approx(0.72, abs=0.01)
 
 
 def test_the_pusher_plan_is_the_smallest_that_holds_connections_and_messages() -> None:
@@ -59,3 +98,13 @@ def test_the_model_prices_each_function_at_the_memory_the_stack_gives_it() -> No
     from cdk.stack import FUNCTIONS
 
     assert {name: spec.memory_mb for name, spec in FUNCTIONS.items()} == model.MEMORY_MB
+
+
+def test_docs_cost_md_shows_what_the_report_prints_today(capsys: pytest.CaptureFixture[str]) -> None:
+    """Each ``$ python -m cost ...`` block of docs/cost.md is followed by that command's current output."""
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "cost.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```\n\$ python -m cost ([^\n]*)\n(.*?)```", docs, flags=re.DOTALL)
+    assert len(blocks) >= 4
+    for args, shown in blocks:
+        assert main(args.split()) == 0
+        assert capsys.readouterr().out == shown, args
