@@ -19,6 +19,7 @@ console, a billing meter).
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import importlib
 import json
 import logging
@@ -40,20 +41,30 @@ Handler = Callable[[Any, Any], Any]
 
 
 class ThreadEnviron(MutableMapping[str, str]):
-    """``os.environ`` with a per-thread view: a Lambda container thread sees its function's variables only;
-    every other thread (the emulator, moto) sees the process environment."""
+    """``os.environ`` with a per-container view: a Lambda container thread sees its function's variables
+    only; every other thread (the emulator, moto) sees the process environment.
+
+    The binding is a context variable, not a thread-local: a handler's ``asyncio.to_thread`` (the fan-out
+    offload, the sweep's ``GetConnection``, the frames queue's pongs) runs in a thread of the default executor
+    with a copy of the container's context, so it sees the container's environment as it would on AWS, where
+    the environment is the process's. (Work a handler hands to its own executor with ``run_in_executor`` does
+    not carry the context: it sees the process environment.)"""
 
     def __init__(self, base: MutableMapping[str, str]) -> None:
         self.base = base
-        self._local = threading.local()
+        self._binding: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar("environ", default=None)
 
     def _env(self) -> MutableMapping[str, str]:
-        env: MutableMapping[str, str] | None = getattr(self._local, "env", None)
+        env = self._binding.get()
         return self.base if env is None else env
 
-    def bind(self, env: dict[str, str]) -> None:
-        """Make ``env`` this thread's environment (a container's, for the rest of its life)."""
-        self._local.env = env
+    def bind(self, env: dict[str, str] | None) -> None:
+        """Make ``env`` this thread's environment (a container's, for the rest of its life: set in the
+        container thread's own context, which its invocations run in); None: the process environment."""
+        self._binding.set(env)
+
+    def bound(self) -> dict[str, str] | None:
+        return self._binding.get()
 
     def __getitem__(self, key: str) -> str:
         return self._env()[key]
@@ -75,20 +86,30 @@ class ThreadEnviron(MutableMapping[str, str]):
 
 
 def install_thread_environ() -> ThreadEnviron:
-    """Replace ``os.environ`` (once per process) so Lambda threads can each have their own, and make
-    boto3's default session (``boto3.client(...)``) per thread too: it caches the credentials it found
+    """Replace ``os.environ`` (once per process) so Lambda containers can each have their own, and make
+    boto3's default session (``boto3.client(...)``) per container too: it caches the credentials it found
     first, and a container must sign as its own function, never as the one whose thread built it."""
     if not isinstance(os.environ, ThreadEnviron):
-        os.environ = ThreadEnviron(os.environ)  # type: ignore[assignment]  # noqa: B003  (a view, not a reset)
+        environ = ThreadEnviron(os.environ)
+        os.environ = environ  # type: ignore[assignment]  # noqa: B003  (a view, not a reset)
         import boto3
 
-        sessions = threading.local()
+        process = threading.local()
+        # By container environment; the environment is kept with its session so its id is never reused.
+        sessions: dict[int, tuple[dict[str, str], Any]] = {}
+        lock = threading.Lock()
 
         def default_session() -> Any:
-            session = getattr(sessions, "session", None)
-            if session is None:
-                session = sessions.session = boto3.session.Session()
-            return session
+            env = environ.bound()
+            if env is None:
+                session = getattr(process, "session", None)
+                if session is None:
+                    session = process.session = boto3.session.Session()
+                return session
+            with lock:
+                if id(env) not in sessions:
+                    sessions[id(env)] = (env, boto3.session.Session())
+                return sessions[id(env)][1]
 
         boto3._get_default_session = default_session
     return os.environ  # type: ignore[return-value]
