@@ -64,7 +64,7 @@ _IN, _OUT = select.EPOLLIN, select.EPOLLOUT
 
 
 class _Connection:
-    __slots__ = ("buffer", "deadline", "head", "index", "length", "out", "reused", "sock", "state")
+    __slots__ = ("buffer", "deadline", "events", "head", "index", "length", "out", "reused", "sock", "state")
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
@@ -76,6 +76,7 @@ class _Connection:
         self.deadline = 0.0
         self.head: bytes | None = None
         self.length = -1  # body length; -2: chunked
+        self.events = 0  # what epoll watches for on the socket
 
     def parse(self) -> Response | None:
         """The answer, once complete; raises ``ValueError`` on a malformed one."""
@@ -236,13 +237,12 @@ class Http1Pool:
 
         def start(connection: _Connection) -> None:
             """Send the next request on an idle connection, or leave it idle."""
-            fd = connection.sock.fileno()
             while True:
                 now = time.monotonic()
                 index = next_index(now)
                 if index is None:
                     connection.state, connection.index = _IDLE, -1
-                    poller.modify(fd, 0)
+                    watch(connection, 0)
                     return
                 try:
                     data = build(index)
@@ -264,10 +264,10 @@ class Http1Pool:
                 return
             connection.out = connection.out[sent:]
             if connection.out:
-                poller.modify(connection.sock.fileno(), _OUT)
+                watch(connection, _OUT)
             else:
                 connection.state = _READING
-                poller.modify(connection.sock.fileno(), _IN)
+                watch(connection, _IN)
 
         def read(connection: _Connection) -> None:
             sock = connection.sock
@@ -304,10 +304,10 @@ class Http1Pool:
             try:
                 sock.do_handshake()  # type: ignore[attr-defined]
             except ssl.SSLWantReadError:
-                poller.modify(sock.fileno(), _IN)
+                watch(connection, _IN)
                 return
             except ssl.SSLWantWriteError:
-                poller.modify(sock.fileno(), _OUT)
+                watch(connection, _OUT)
                 return
             except (OSError, ValueError) as exc:
                 cannot_connect(connection, f"TLS handshake failed: {exc}")
@@ -335,6 +335,14 @@ class Http1Pool:
         def register(connection: _Connection, events: int) -> None:
             by_fd[connection.sock.fileno()] = connection
             poller.register(connection.sock.fileno(), events)
+            connection.events = events
+
+        def watch(connection: _Connection, events: int) -> None:
+            """Watch the socket for ``events``; a syscall only when that changes (a keep-alive connection
+            stays on ``EPOLLIN`` from one request to the next)."""
+            if connection.events != events:
+                poller.modify(connection.sock.fileno(), events)
+                connection.events = events
 
         def open_connection() -> None:
             if self._address is None:
