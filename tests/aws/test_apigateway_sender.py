@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -213,6 +214,37 @@ async def test_under_heavy_throttling_every_recipient_gets_the_frame_once_or_is_
     cause = "LimitExceededException (after 3 attempts)"
     assert line == f"PostToConnection failed for {missed} of 80 recipients: {cause} x{missed}"
     assert len(sockets) == 80
+
+
+async def test_throttling_at_scale_every_one_of_2000_recipients_gets_the_frame_once_or_is_counted(
+    rig: Rig, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A broadcast to 2,000 recipients in four chunk invocations posting at once, each with its own sender (its
+    own pool of connections, as each invocation has), while 40 % of all posts answer 429. With 4 attempts about
+    1 in 40 recipients runs out of retries: each of the others gets the frame exactly once, each of those is in
+    its invocation's ``Delivery.failed`` and log line, and nobody is taken for gone."""
+    rig.api.throttle_fraction = 0.4
+    ids = [f"big{n}=" for n in range(2000)]
+    chunks = [
+        FanoutChunk(APP, FRAME, tuple(SocketId(f"{n}.1") for n in range(i, i + 500)), tuple(ids[i : i + 500]))
+        for i in range(0, 2000, 500)
+    ]
+    senders = [rig.sender(max_attempts=4) for _ in chunks]
+    with caplog.at_level(logging.WARNING, logger="sockless.sender"):
+        deliveries = await asyncio.gather(*(s.deliver(c) for s, c in zip(senders, chunks, strict=True)))
+
+    delivered = {cid for cid, posts in rig.api.posts.items() if posts}
+    assert all(posts == [FRAME] for posts in rig.api.posts.values())
+    assert sum(d.sent for d in deliveries) == len(delivered)
+    failed = sum(d.failed for d in deliveries)
+    assert len(delivered) + failed == 2000
+    assert 0 < failed < 150  # expected 51
+    assert all(d.gone == () for d in deliveries)
+    assert sum(s.throttled for s in senders) > 1000  # expected ~1,300: each retried or counted
+    lines = [r.getMessage() for r in caplog.records if "PostToConnection failed" in r.getMessage()]
+    counted = [re.fullmatch(r"PostToConnection failed for (\d+) of 500 recipients: .*", line) for line in lines]
+    assert all(counted) and sum(int(m.group(1)) for m in counted if m) == failed
+    assert rig.api.bad_signatures == 0
 
 
 # -- large channels: chunks for other invocations ----------------------------------------------------------
