@@ -205,6 +205,7 @@ class Container:
             credentials=botocore_credentials(session),
             offload=offload,
             chunk_size=self.settings.aws.fanout_chunk_size,
+            concurrency=self.settings.aws.post_connections,
         )
 
     async def _offload(self, chunk: FanoutChunk) -> None:
