@@ -184,7 +184,8 @@ async def test_under_heavy_throttling_every_recipient_gets_the_frame_once_or_is_
     rig: Rig, caplog: pytest.LogCaptureFixture
 ) -> None:
     """60 % of all posts answer 429: with 3 attempts about 1 in 5 recipients runs out of retries. None may get
-    the frame twice, and every one that did not get it is in the metric and the log line."""
+    the frame twice, and every one that did not get it is in the metric and the log line. (The same through
+    the emulator's injected 429s, a REST publish and real clients: tests/emulator/test_faults.py.)"""
     sockets = await rig.subscribers(80)
     rig.api.throttle_fraction = 0.6
     app = AppConfig(id=APP, key="key", secret="secret")
