@@ -24,7 +24,9 @@ DEFAULT_APPS_FILE = REPO_ROOT / "cdk" / "apps.example.json"
 # The retention periods CloudWatch Logs offers (up to a year).
 LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 180, 365)
 # Keys of an app entry that only the deployment understands (where its secret lives).
-SECRET_KEYS = ("secret_arn", "secret_json_key")
+SECRET_KEYS = ("secret_arn", "secret_json_key", "secret_parameter")
+# An SSM parameter name (Systems Manager user guide, "Requirements and constraints for parameter names").
+PARAMETER_NAME = re.compile(r"[A-Za-z0-9_.\-/]{1,1011}")
 
 
 class ConfigError(ValueError):
@@ -36,12 +38,15 @@ class AppEntry:
     """One app from the apps file: its settings without the secret, and where the secret comes from.
 
     ``secret_arn`` names an existing Secrets Manager secret (plain string, or JSON with ``secret_json_key``);
-    without it the stack generates one. A literal ``secret`` is refused: it would land in the template.
+    ``secret_parameter`` an existing SSM Parameter Store SecureString (no monthly charge, docs/cost.md; every
+    app of the file then has one: the functions read all secrets from one place); without either the stack
+    generates a Secrets Manager secret. A literal ``secret`` is refused: it would land in the template.
     """
 
     settings: dict[str, Any]
     secret_arn: str | None = None
     secret_json_key: str | None = None
+    secret_parameter: str | None = None
 
     @property
     def app_id(self) -> str:
@@ -146,12 +151,22 @@ def load_apps(path: Path) -> tuple[AppEntry, ...]:
                 f"apps file {path}: app #{index} has a literal 'secret'; it would be stored in the CloudFormation "
                 "template. Leave it out (a secret is generated) or put it in Secrets Manager and give 'secret_arn'."
             )
+        parameter = item.get("secret_parameter")
+        if parameter is not None and (not isinstance(parameter, str) or not PARAMETER_NAME.fullmatch(parameter)):
+            raise ConfigError(f"apps file {path}: app #{index}'s 'secret_parameter' is not an SSM parameter name")
+        if parameter is not None and item.get("secret_arn"):
+            raise ConfigError(f"apps file {path}: app #{index} has both 'secret_arn' and 'secret_parameter'")
         settings = {k: v for k, v in item.items() if k not in SECRET_KEYS}
         try:
             AppConfig.model_validate({**settings, "secret": "placeholder"})
         except ValidationError as exc:
             raise ConfigError(f"apps file {path}: app #{index} is invalid:\n{exc}") from None
-        entries.append(AppEntry(settings, item.get("secret_arn"), item.get("secret_json_key")))
+        entries.append(AppEntry(settings, item.get("secret_arn"), item.get("secret_json_key"), parameter))
+    if len({entry.secret_parameter is None for entry in entries}) > 1:
+        raise ConfigError(
+            f"apps file {path}: either every app's secret is an SSM parameter ('secret_parameter') or none is: "
+            "the functions read all app secrets from one place"
+        )
     for attr in ("app_id", "key"):
         values = [getattr(entry, attr) for entry in entries]
         duplicates = sorted({v for v in values if values.count(v) > 1})

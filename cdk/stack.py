@@ -383,12 +383,12 @@ class SocklessStack(cdk.Stack):
             value=f"new Echo({{broadcaster: 'pusher', key: '{first.key}', {client_options}}})",
             description="Laravel Echo: the client for the first app of the apps file",
         )
-        secret_arn = self.app_secrets.secrets[first.app_id].secret_arn
+        read_secret = self.app_secrets.read_command(first.app_id)
         cdk.CfnOutput(
             self,
             "LaravelEnv",
-            # One variable per line, ready to paste; the secret stays in Secrets Manager, and the command on
-            # the last line prints it (the LaravelEnvSecret output is that command alone).
+            # One variable per line, ready to paste; the secret stays where it is (Secrets Manager or SSM), and the
+            # command on the last line prints it (the LaravelEnvSecret output is that command alone).
             value="\n".join(
                 [
                     "BROADCAST_CONNECTION=pusher",
@@ -398,7 +398,7 @@ class SocklessStack(cdk.Stack):
                     "PUSHER_PORT=443",
                     "PUSHER_SCHEME=https",
                     "PUSHER_APP_CLUSTER=mt1",
-                    f"PUSHER_APP_SECRET=  # {_secret_command(secret_arn)}",
+                    f"PUSHER_APP_SECRET=  # {read_secret}",
                 ]
             ),
             description="Laravel backend .env for the first app (fill PUSHER_APP_SECRET with LaravelEnvSecret)",
@@ -406,15 +406,16 @@ class SocklessStack(cdk.Stack):
         cdk.CfnOutput(
             self,
             "LaravelEnvSecret",
-            value=f"echo PUSHER_APP_SECRET=$({_secret_command(secret_arn)})",
+            value=f"echo PUSHER_APP_SECRET=$({read_secret})",
             description="prints the PUSHER_APP_SECRET line of the first app (run it with the deploying credentials)",
         )
         for entry in self.config.apps:
             cdk.CfnOutput(
                 self,
                 f"AppSecret{app_identifier(entry.app_id)}",
-                value=self.app_secrets.secrets[entry.app_id].secret_arn,
-                description=f"Secrets Manager ARN of app {entry.app_id}'s secret (key {entry.key})",
+                value=self.app_secrets.location(entry.app_id),
+                description=f"where app {entry.app_id}'s secret is (key {entry.key}): Secrets Manager ARN or SSM "
+                "parameter",
             )
         if self.monitoring is None:
             return
@@ -425,11 +426,6 @@ class SocklessStack(cdk.Stack):
             value=f"https://console.aws.amazon.com/cloudwatch/home?region={self.region}#dashboards:name="
             f"{self.monitoring.dashboard.dashboard_name}",
         )
-
-
-def _secret_command(secret_arn: str) -> str:
-    """The AWS CLI command that prints an app secret (the value never appears in the template)."""
-    return f"aws secretsmanager get-secret-value --secret-id {secret_arn} --query SecretString --output text"
 
 
 def _grant_invoke(target: lambda_.IFunction, caller: lambda_.IFunction) -> None:

@@ -111,7 +111,8 @@ class Workload:
 class Stack:
     """How the stack is deployed: the options that change the bill. The defaults are the CDK app's defaults
     (cdk/config.py); :data:`LEAN` is ``-c monitoring=false -c metrics=false -c log_level=WARNING
-    -c access_logs=false``, app secrets in SSM and the server SDKs on the ``RestApiUrl`` output."""
+    -c access_logs=false``, app secrets in SSM (``secret_parameter`` in the apps file) and the server SDKs on
+    the ``RestApiUrl`` output."""
 
     monitoring: bool = True  # 19 alarms and a dashboard
     metrics: bool = True  # EMF custom metrics

@@ -1,4 +1,5 @@
-"""App definitions for the handlers: the apps file's settings, with each secret kept in Secrets Manager.
+"""App definitions for the handlers: the apps file's settings, with each secret kept in Secrets Manager (or
+in SSM Parameter Store SecureStrings the apps file names, when every app has ``secret_parameter``).
 
 The handlers read their apps from ``SOCKLESS_APPS`` (JSON settings, no secrets) and where each secret is
 from ``APP_SECRETS``; they read the secrets themselves on a container's first invocation
@@ -10,6 +11,13 @@ secret. Each function's role may read exactly the app secrets (``secretsmanager:
 Consequences (docs/deploy.md): a changed secret reaches the functions when their containers are replaced
 (any deploy of a function does that; ``-c apps_revision=N`` forces one); Lambda's 4 KB environment limit
 caps the number of apps (about 30 with a few settings each).
+
+SSM: a standard SecureString parameter has no monthly charge where a secret costs $0.40 (docs/cost.md), but
+CloudFormation cannot create SecureString parameters, so the team creates them (docs/deploy.md) and the apps
+file names them. The functions may call ``ssm:GetParameters`` on exactly those; Parameter Store's AWS managed
+key (``aws/ssm``) lets every principal of the account decrypt
+(https://docs.aws.amazon.com/systems-manager/latest/userguide/ps-restrict-decryption.html), a customer-managed
+key needs ``kms:Decrypt`` granted by the team.
 """
 
 from __future__ import annotations
@@ -32,7 +40,8 @@ OTHER_VARIABLES_BUDGET = 1024
 # The part of a generated secret's ARN after "...:secret:" (CloudFormation's name plus AWS's 6-character
 # suffix): counted at this length when the environment's size is estimated.
 MAX_SECRET_REFERENCE = 80
-SECRET_SOURCE = "secretsmanager"
+SECRETS_MANAGER = "secretsmanager"
+SSM = "ssm"
 # Generated secrets: long, and without the characters that would need escaping inside a JSON string.
 SECRET_LENGTH = 40
 
@@ -41,8 +50,12 @@ class AppSecrets(Construct):
     def __init__(self, scope: Construct, construct_id: str, *, apps: tuple[AppEntry, ...]) -> None:
         super().__init__(scope, construct_id)
         self.apps = apps
+        # config.load_apps makes sure it is every app or none.
+        self.source = SSM if apps and all(entry.secret_parameter for entry in apps) else SECRETS_MANAGER
         self.secrets: dict[str, secretsmanager.ISecret] = {}
         for entry in apps:
+            if self.source == SSM:
+                continue
             construct_name = f"App{app_identifier(entry.app_id)}Secret"
             if entry.secret_arn:
                 secret = secretsmanager.Secret.from_secret_complete_arn(self, construct_name, entry.secret_arn)
@@ -60,11 +73,14 @@ class AppSecrets(Construct):
             self.secrets[entry.app_id] = secret
 
     def _reference(self, entry: AppEntry) -> str:
-        """Where ``entry``'s secret is: the rest of its ARN after the stack's own ``arn_prefix`` (a
-        generated secret), or the whole ARN of an imported one; ``#key`` for a JSON secret."""
-        # arn:aws:secretsmanager:region:account:secret:NAME-xxxxxx -> NAME-xxxxxx (a name holds no ':').
-        generated = cdk.Fn.select(6, cdk.Fn.split(":", self.secrets[entry.app_id].secret_arn))
-        reference = entry.secret_arn or generated
+        """Where ``entry``'s secret is: its SSM parameter's name, or the rest of its ARN after the stack's own
+        ``arn_prefix`` (a generated secret), or the whole ARN of an imported one; ``#key`` for a JSON secret."""
+        if entry.secret_parameter:
+            reference = entry.secret_parameter
+        else:
+            # arn:aws:secretsmanager:region:account:secret:NAME-xxxxxx -> NAME-xxxxxx (a name holds no ':').
+            generated = cdk.Fn.select(6, cdk.Fn.split(":", self.secrets[entry.app_id].secret_arn))
+            reference = entry.secret_arn or generated
         return f"{reference}#{entry.secret_json_key}" if entry.secret_json_key else reference
 
     def apps_json(self) -> str:
@@ -74,7 +90,7 @@ class AppSecrets(Construct):
         limit (counted with the longest reference a generated secret can have)."""
         settings = [dict(entry.settings) for entry in self.apps]
         references = {
-            entry.app_id: (entry.secret_arn or "x" * MAX_SECRET_REFERENCE)
+            entry.app_id: (entry.secret_parameter or entry.secret_arn or "x" * MAX_SECRET_REFERENCE)
             + (f"#{entry.secret_json_key}" * bool(entry.secret_json_key))
             for entry in self.apps
         }
@@ -90,18 +106,41 @@ class AppSecrets(Construct):
         """``APP_SECRETS``: where each app's secret is (functions/app_secrets.py reads it)."""
         stack = cdk.Stack.of(self)
         prefix = f"arn:{stack.partition}:secretsmanager:{stack.region}:{stack.account}:secret:"
-        spec: dict[str, Any] = {
-            "source": SECRET_SOURCE,
-            "arn_prefix": prefix,
-            "apps": {entry.app_id: self._reference(entry) for entry in self.apps},
-        }
+        spec: dict[str, Any] = {"source": self.source}
+        if self.source == SECRETS_MANAGER:
+            spec["arn_prefix"] = prefix
+        spec["apps"] = {entry.app_id: self._reference(entry) for entry in self.apps}
         return stack.to_json_string(spec)
 
     def grant_read(self, grantee: iam.IGrantable) -> None:
-        """``secretsmanager:GetSecretValue`` on exactly the app secrets (an imported secret encrypted with a
-        customer-managed KMS key also needs ``kms:Decrypt`` on that key: docs/deploy.md)."""
+        """``secretsmanager:GetSecretValue`` on exactly the app secrets, or ``ssm:GetParameters`` on exactly their
+        parameters (a secret or parameter encrypted with a customer-managed KMS key also needs ``kms:Decrypt``
+        on that key: docs/deploy.md)."""
+        if self.source == SSM:
+            stack = cdk.Stack.of(self)
+            arns = sorted(
+                {
+                    f"arn:{stack.partition}:ssm:{stack.region}:{stack.account}:parameter/"
+                    + str(entry.secret_parameter).lstrip("/")
+                    for entry in self.apps
+                }
+            )
+            iam.Grant.add_to_principal(grantee=grantee, actions=["ssm:GetParameters"], resource_arns=arns)
+            return
         arns = sorted({secret.secret_arn for secret in self.secrets.values()}, key=str)
         iam.Grant.add_to_principal(grantee=grantee, actions=["secretsmanager:GetSecretValue"], resource_arns=arns)
+
+    def location(self, app_id: str) -> str:
+        """Where app ``app_id``'s secret is: its SSM parameter's name, or its secret's ARN."""
+        entry = next(entry for entry in self.apps if entry.app_id == app_id)
+        return entry.secret_parameter or self.secrets[app_id].secret_arn
+
+    def read_command(self, app_id: str) -> str:
+        """The AWS CLI command that prints app ``app_id``'s secret (the value never appears in the template)."""
+        where = self.location(app_id)
+        if self.source == SSM:
+            return f"aws ssm get-parameter --with-decryption --name {where} --query Parameter.Value --output text"
+        return f"aws secretsmanager get-secret-value --secret-id {where} --query SecretString --output text"
 
 
 def app_identifier(app_id: str) -> str:

@@ -6,12 +6,12 @@ resolved to the emulator's own names and endpoints: a table ``Ref`` becomes the 
 ``Ref`` its moto URL, the WebSocket API's ``execute-api`` host the emulator's management endpoint. What the
 loader cannot follow is collected in ``Deployment.notes`` and printed at start-up (``server.startup_report``).
 
-One input is not the template's: the apps. The template is synthesized with the example apps file, and its
-``SOCKLESS_APPS`` holds each app's settings with its secret as a ``{{resolve:secretsmanager:...}}``
-reference; the emulator's apps come from its config (with their test secrets), so every function the
-template gives ``SOCKLESS_APPS`` gets the config's apps there instead, and the webhook worker's
-``lambda:InvokeFunction`` grant for Lambda webhook targets is derived from them by the stack's rule, for
-that worker only (``Deployment.webhook_workers``).
+One input is not the template's: the apps. The template is synthesized with the example apps file: its
+``SOCKLESS_APPS`` holds their settings and ``APP_SECRETS`` where the functions read their secrets on AWS. The
+emulator's apps come from its config, secrets included, so every function the template gives
+``SOCKLESS_APPS`` gets the config's apps there instead and no ``APP_SECRETS``; the webhook worker's
+``lambda:InvokeFunction`` grant for Lambda webhook targets and whether it polls its queue are derived from
+them by the stack's rules, for that worker only (``Deployment.webhook_workers``, ``Deployment.polling``).
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from typing import Any
 ACCOUNT_ID = "123456789012"
 URL_SUFFIX = "amazonaws.com"
 APPS_VARIABLE = "SOCKLESS_APPS"
+SECRETS_VARIABLE = "APP_SECRETS"  # where the functions read app secrets on AWS (functions/app_secrets.py)
 WEBHOOK_QUEUE_VARIABLE = "SOCKLESS_QUEUE__QUEUE_URL"
 _SUB = re.compile(r"\$\{([^}!][^}]*)\}")
 _DYNAMIC = re.compile(r"\{\{resolve:[^}]*\}\}")
@@ -349,6 +350,8 @@ def load(template: dict[str, Any], endpoints: Endpoints, apps_json: str) -> Depl
         for key, raw in (props.get("Environment") or {}).get("Variables", {}).items():
             if key == APPS_VARIABLE:
                 env[key] = apps_json
+                continue
+            if key == SECRETS_VARIABLE:  # the config's apps carry their secrets: nothing to read at run time
                 continue
             try:
                 text = str(r.value(raw))

@@ -105,11 +105,49 @@ def test_a_literal_secret_in_the_apps_file_is_refused(tmp_path: Path) -> None:
         pytest.param([{"id": "bad id", "key": "k"}], "app id must be", id="bad-id"),
         pytest.param([{"id": "1", "key": "k"}, {"id": "2", "key": "k"}], "duplicate app key", id="duplicate-key"),
         pytest.param([], "non-empty list", id="empty"),
+        pytest.param(
+            [{"id": "1", "key": "k1", "secret_parameter": "/p/1"}, {"id": "2", "key": "k2"}],
+            "either every app's secret is an SSM parameter",
+            id="secrets-in-two-places",
+        ),
+        pytest.param(
+            [{"id": "1", "key": "k", "secret_parameter": "/p/1", "secret_arn": "arn:aws:secretsmanager:x"}],
+            "both 'secret_arn' and 'secret_parameter'",
+            id="secret-arn-and-parameter",
+        ),
+        pytest.param(
+            [{"id": "1", "key": "k", "secret_parameter": "not a name"}], "not an SSM parameter name", id="bad-name"
+        ),
     ],
 )
 def test_invalid_apps_files_fail_the_synth_with_the_reason(tmp_path: Path, apps: Any, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         load_apps(_write(tmp_path, apps))
+
+
+def test_secrets_can_be_ssm_secure_strings_the_team_created(tmp_path: Path) -> None:
+    """Every app with ``secret_parameter``: no Secrets Manager secret ($0.40 a month each, docs/cost.md), the
+    functions read the parameters (``APP_SECRETS`` source ``ssm``) and may read exactly those."""
+    apps = [
+        {"id": "1", "key": "k1", "secret_parameter": "/sockless/1"},
+        {"id": "2", "key": "k2", "secret_parameter": "pusher-2", "secret_json_key": "secret"},
+    ]
+    synth = synthesize({"apps_file": str(_write(tmp_path, apps))})
+    assert synth.of_type("AWS::SecretsManager::Secret") == {}
+    assert _secrets_env(synth) == {"source": "ssm", "apps": {"1": "/sockless/1", "2": "pusher-2#secret"}}
+    assert all("secret_parameter" not in app for app in _apps_env(synth))
+    prefix = "arn:<AWS::Partition>:ssm:<AWS::Region>:<AWS::AccountId>:parameter/"
+    for spec in FUNCTIONS.values():
+        statements = synth.statements(spec.handler)
+        reads = [s for s in statements if s["Action"] == "ssm:GetParameters"]
+        assert [sorted(render(r) for r in s["Resource"]) for s in reads] == [
+            [f"{prefix}pusher-2", f"{prefix}sockless/1"]
+        ], spec.handler
+        assert not any("secretsmanager" in json.dumps(s["Action"]) for s in statements), spec.handler
+    outputs = synth.json["Outputs"]
+    assert outputs["AppSecret1"]["Value"] == "/sockless/1"
+    command = "aws ssm get-parameter --with-decryption --name /sockless/1 --query Parameter.Value --output text"
+    assert render(outputs["LaravelEnvSecret"]["Value"]) == f"echo PUSHER_APP_SECRET=$({command})"
 
 
 def test_too_many_apps_for_lambdas_environment_fail_the_synth(tmp_path: Path) -> None:

@@ -175,3 +175,12 @@ def test_the_stages_access_logs_are_read_from_the_template(template: dict[str, A
             resource["Properties"].pop("AccessLogSettings", None)
     bare = load(stripped, ENDPOINTS, APPS)
     assert not bare.websocket.access_logs and not bare.http.access_logs
+
+
+def test_functions_get_the_configs_apps_and_no_place_to_read_secrets_from(deployment: Deployment) -> None:
+    # The config's apps carry their secrets; APP_SECRETS would send the functions to Secrets Manager or SSM.
+    for function in deployment.functions.values():
+        if "SOCKLESS_APPS" in function.environment:
+            assert json.loads(function.environment["SOCKLESS_APPS"]) == json.loads(APPS)
+        assert "APP_SECRETS" not in function.environment
+    assert not any("APP_SECRETS" in note for note in deployment.notes)
