@@ -15,7 +15,8 @@ Once the connection is a WebSocket the guard steps out of the way (``transport.s
 aiohttp without an extra call, and the socket no longer counts against its address.
 
 It also gives aiohttp a logger (:class:`QuietServerLogger`) that turns malformed requests (``LineTooLong``, too
-many headers: anyone can send them) into one rate-limited refusal line instead of an ERROR with a traceback.
+many headers, a body that does not decode: anyone can send them) into one rate-limited refusal line instead of
+an ERROR with a traceback, and says nothing at all when a client leaves in the middle of its request.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from typing import Any, cast
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
-from aiohttp.web_protocol import RequestHandler
+from aiohttp.web_protocol import RequestHandler, RequestPayloadError
 
 from shared.metrics.base import Metrics
 from shared.ratelog import RateLimitedLog
@@ -49,6 +50,10 @@ class QuietServerLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
 
     def log(self, level: int, msg: object, *args: object, **kwargs: Any) -> None:
         exc = kwargs.get("exc_info")
+        if isinstance(exc, RequestPayloadError) and isinstance(exc.__cause__, HttpProcessingError):
+            # A body that does not decode (Content-Encoding: gzip on plain bytes, broken chunking): the handler
+            # answered 400, then aiohttp met the same error again draining the rest of the body.
+            exc = exc.__cause__
         if isinstance(exc, HttpProcessingError):
             client = args[0] if args else None
             report_refusal(
@@ -59,6 +64,10 @@ class QuietServerLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
                 reason=f"{type(exc).__name__}: {exc.message}",
                 client=str(client) if client is not None else None,
             )
+            return
+        if isinstance(exc, ConnectionResetError):
+            # The client left while its request was being read or answered: nobody's mistake worth a line.
+            self.logger.debug("client left during a request: %s", exc)
             return
         if level >= logging.ERROR:
             error = exc if isinstance(exc, BaseException) else None

@@ -119,7 +119,11 @@ async def rest(request: web.Request) -> web.Response:
         while len(body) <= max_body and (chunk := await request.content.read(max_body + 1 - len(body))):
             body += chunk
     except web.RequestPayloadError:  # e.g. "Content-Encoding: gzip" on a body that is not gzip
-        return _json(400, {"error": "Request body could not be decoded"})
+        refused = _json(400, {"error": "Request body could not be decoded"})
+        # The rest of the body cannot be read past the error, so aiohttp closes the connection after the answer:
+        # say so, or the client sends its next request on a connection that is about to be reset.
+        refused.force_close()
+        return refused
     response = await services.rest.handle(
         HttpRequest(
             method=request.method,

@@ -16,7 +16,7 @@ import pytest
 
 from tests.conftest import DEFAULT_APP
 from tests.serverproc import ServerProcess
-from tests.support import log_lines, metric, open_raw, read_until_closed, upgrade_request
+from tests.support import APP_ID, log_lines, metric, open_raw, read_until_closed, signed_params, upgrade_request
 
 LIMITS = {"header_timeout_seconds": 1.0, "keepalive_seconds": 2.0, "max_pending_per_address": 4}
 
@@ -144,3 +144,35 @@ async def test_malformed_requests_cost_one_log_line_per_interval_and_no_tracebac
     assert "Traceback" not in output
     assert "Error handling request" not in output
     assert len([line for line in log_lines(guarded, "refused kind=http") if "code=400" in line]) <= 2, output
+
+
+async def test_a_body_that_does_not_decode_or_a_client_leaving_mid_body_logs_no_traceback(
+    guarded: ServerProcess,
+) -> None:
+    """Found by the fuzzer (python -m bench.faults fuzz): aiohttp met a body that does not match its
+    Content-Encoding again after the 400, and a client gone mid-body failed the handler's read; both were
+    logged as bugs, with a traceback."""
+    path = f"/apps/{APP_ID}/events"
+    body = b'{"name":"ev"}'  # not gzip
+    before = await metric(guarded, "sockless_refusals_total", kind="http", code="400")
+    async with aiohttp.ClientSession() as http:
+        for _ in range(10):
+            async with http.post(
+                guarded.url + path,
+                params=signed_params("POST", path, body),
+                data=body,
+                headers={"Content-Encoding": "gzip"},
+            ) as response:
+                assert response.status == 400
+    assert await metric(guarded, "sockless_refusals_total", kind="http", code="400") > before
+    for _ in range(5):
+        _reader, writer = await open_raw(guarded.port)
+        writer.write(b"POST %s HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n" % path.encode() + b"{" * 1000)
+        await writer.drain()
+        await asyncio.sleep(0.3)  # the handler is reading the body
+        writer.close()
+        await writer.wait_closed()
+    await asyncio.sleep(0.3)
+    output = guarded.output()
+    assert "Traceback" not in output
+    assert "Error handling request" not in output and "Unhandled exception" not in output, output
