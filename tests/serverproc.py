@@ -95,12 +95,18 @@ class ServerProcess:
             stdout=self._log,
             stderr=subprocess.STDOUT,
         )
+        # Ready when every port it serves accepts: the metrics endpoint may open after the main one (the
+        # emulator serves none).
+        emulating = "--emulate-lambda" in self.args
+        waiting = [p for p in (self.port, None if emulating else self.metrics_port) if p]
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.output()}")
             try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                with socket.create_connection(("127.0.0.1", waiting[0]), timeout=0.2):
+                    waiting.pop(0)
+                if not waiting:
                     return self
             except OSError:
                 time.sleep(0.05)

@@ -9,9 +9,10 @@ simultaneous subscribe/unsubscribe/disconnect, and no ghost member when ``$disco
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -179,32 +180,46 @@ async def test_the_quota_slot_frees_once_disconnect_has_run(start_server: StartS
 async def test_an_idle_connection_is_closed_with_1001_and_leaves_like_any_other(
     start_server: StartServer, receiver: Receiver
 ) -> None:
-    # API Gateway's idle timeout (10 min, 2 s here): a client that pings stays, a silent one is closed. Alice
-    # pings from the moment she is connected, so no slow invocation (bob's subscribe under load) can leave her
-    # idle longer than the timeout before her first ping.
+    # API Gateway's idle timeout (10 min, 2 s here): a client that pings stays, a silent one is closed. Each
+    # client pings from the moment it is connected until the test wants it silent, so no slow invocation (a
+    # subscribe on a loaded machine) leaves a client idle longer than the timeout before it is meant to be.
     server = start_server(hooked(receiver), args=("--idle-timeout", "2"))
     channel = "presence-idle"
     async with aiohttp.ClientSession() as http:
         alice = await PusherSocket.connect(http, server.ws_url, APP_A)
-
-        async def keep_alive() -> None:
-            while True:
-                await alice.send("pusher:ping", {})
-                await asyncio.sleep(0.25)
-
-        pinger = asyncio.create_task(keep_alive())
-        try:
+        async with pinging(alice):
             await alice.subscribe(channel, "alice")
             bob = await PusherSocket.connect(http, server.ws_url, APP_A)
-            await bob.subscribe(channel, "bob")
+            async with pinging(bob):
+                await bob.subscribe(channel, "bob")
+            # bob is silent from here on
             frame = await alice.expect("pusher_internal:member_removed", channel, timeout=15)
             assert json.loads(frame["data"]) == {"user_id": "bob"}
             closing = await bob.ws.receive(timeout=5)
+            while closing.type is aiohttp.WSMsgType.TEXT:  # pongs to bob's last pings
+                assert json.loads(closing.data)["event"] == "pusher:pong"
+                closing = await bob.ws.receive(timeout=5)
             assert closing.type is aiohttp.WSMsgType.CLOSE and closing.data == 1001
             assert await member_ids(server, channel) == {"alice"}
-        finally:
-            pinger.cancel()
         await alice.close()
+
+
+@contextlib.asynccontextmanager
+async def pinging(socket: PusherSocket, every: float = 0.25) -> AsyncIterator[None]:
+    """``socket`` sends ``pusher:ping`` every ``every`` seconds while the block runs."""
+
+    async def keep_alive() -> None:
+        while True:
+            await socket.send("pusher:ping", {})
+            await asyncio.sleep(every)
+
+    pinger = asyncio.create_task(keep_alive())
+    try:
+        yield
+    finally:
+        pinger.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await pinger
 
 
 # -- exactly once under concurrency -----------------------------------------------------------------------

@@ -18,6 +18,7 @@ import aiohttp
 import boto3
 import pytest
 
+from tests.conftest import DEFAULT_APP
 from tests.serverproc import ServerProcess
 
 pytestmark = pytest.mark.e2e
@@ -59,7 +60,10 @@ def echo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerProce
     args = ["--emulate-lambda", "--sweep-interval", "0", "--cdk-context", "ordered_frames=false"]
     for name, handler in HANDLERS.items():
         args += ["--replace-handler", f"{handler}={ECHO}.{name}"]
-    proc = ServerProcess({}, args=tuple(args), env={"ECHO_LOG": str(log.path)}).start(timeout=60)
+    # An app with a webhook: without one, the webhook queue's mapping is deployed disabled and never polled
+    # (docs/cost.md), and the SQS mapping test below would see nothing. The echo handlers never call it.
+    apps = [{**DEFAULT_APP, "webhooks": [{"url": "http://127.0.0.1:9/never-called"}]}]
+    proc = ServerProcess({"apps": apps}, args=tuple(args), env={"ECHO_LOG": str(log.path)}).start(timeout=60)
     yield proc, log
     proc.cleanup()
 
