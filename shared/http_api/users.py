@@ -17,7 +17,7 @@ async def terminate_connections(engine: Engine, app: AppConfig, user_id: str, bo
     """Pusher takes no parameters here: the body is empty or ``{}`` (what the Node SDK sends)."""
     if not valid_user_id(user_id):
         raise HttpError(400, "Invalid user id: 1-128 characters of A-Z a-z 0-9 _-=@,.;")
-    if body.strip() and parse_json_object(body):
+    if body and parse_json_object(body):  # whitespace alone is not JSON: 400, like any other bad body
         raise HttpError(400, "terminate_connections takes no parameters")
     await engine.terminate_user(app, user_id)
     return {}

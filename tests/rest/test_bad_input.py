@@ -199,6 +199,15 @@ CASES = [
     ),
     pytest.param(
         Bad(
+            400,
+            "not valid JSON",
+            b"\r\n\r\n",
+            path=f"/apps/{APP.id}/users/{VICTIM_USER}/terminate_connections",
+        ),
+        id="terminate-with-a-blank-body",
+    ),
+    pytest.param(
+        Bad(
             401,
             "Missing parameter",
             b"{}",
