@@ -191,8 +191,12 @@ class GuardedProtocol(asyncio.Protocol):
             if self.timer is not None:
                 self.timer.cancel()
                 self.timer = None
-        elif self.timer is None and not inner._request_in_progress and not inner._messages:
-            self._arm()  # the first bytes of the next request on a kept-alive connection
+        elif self.timer is None and inner._waiter is not None and not inner._messages:
+            # The first bytes of the next request on a kept-alive connection: aiohttp is idle, waiting for a
+            # request. (Not "no request in progress": between the head and its handler task's first step, body
+            # bytes arrive with neither a message queued nor a request in progress, and were taken for the next
+            # head: a body that took longer than the head's timeout got a 408 in the middle of its request.)
+            self._arm()
 
     def _step_out(self) -> None:
         if self.timer is not None:

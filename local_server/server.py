@@ -34,6 +34,13 @@ def _json(status: int, body: Any) -> web.Response:
     return web.Response(status=status, text=json.dumps(body), content_type="application/json")
 
 
+def _closing(status: int, error: str) -> web.Response:
+    """An answer after which the connection ends (``Connection: close``): the request's body was not read."""
+    refused = _json(status, {"error": error})
+    refused.force_close()
+    return refused
+
+
 async def _refuse_socket(request: web.Request, exc: PusherError) -> web.WebSocketResponse:
     services = request.app[SERVICES]
     key = request.match_info.get("key")
@@ -115,15 +122,24 @@ async def rest(request: web.Request) -> web.Response:
         return _json(413, {"error": "Request body too large"})
     # read(n) returns what is buffered, not n bytes: loop, or a body split across TCP segments arrives cut.
     body = bytearray()
+    deadline = services.settings.transport.body_timeout_seconds
     try:
-        while len(body) <= max_body and (chunk := await request.content.read(max_body + 1 - len(body))):
-            body += chunk
+        # A body trickled byte by byte would hold the connection for ever (the head's timeout is over), and so
+        # does a kept-alive request whose "Content-Encoding: deflate" body does not decode (aiohttp 3.14 never
+        # ends the read): a deadline for the whole body.
+        async with asyncio.timeout(deadline):
+            while len(body) <= max_body and (chunk := await request.content.read(max_body + 1 - len(body))):
+                body += chunk
     except web.RequestPayloadError:  # e.g. "Content-Encoding: gzip" on a body that is not gzip
-        refused = _json(400, {"error": "Request body could not be decoded"})
         # The rest of the body cannot be read past the error, so aiohttp closes the connection after the answer:
         # say so, or the client sends its next request on a connection that is about to be reset.
-        refused.force_close()
-        return refused
+        return _closing(400, "Request body could not be decoded")
+    except TimeoutError:
+        reason = f"request body not complete within {deadline:g} s"
+        report_refusal(
+            services.engine.metrics, kind="http", app_id=None, code=408, reason=reason, client=request.remote
+        )
+        return _closing(408, "Request body not received in time")
     response = await services.rest.handle(
         HttpRequest(
             method=request.method,

@@ -187,6 +187,7 @@ class TransportSettings(_Strict):
 
     ``header_timeout_seconds``: an HTTP request (the WebSocket upgrade included) must complete its head this long
     after the connection opens or its first byte arrives, else 408 and close (slowloris).
+    ``body_timeout_seconds``: a REST request's body must arrive within this long after its head, else 408 and close.
     ``keepalive_seconds``: an idle keep-alive connection is closed after this long.
     ``max_pending_per_address``: connections one address may hold open before their upgrade; more are answered
     503 at once (0: no cap). Behind a proxy every client has the proxy's address: raise it there.
@@ -196,6 +197,7 @@ class TransportSettings(_Strict):
     """
 
     header_timeout_seconds: float = Field(default=10.0, gt=0)
+    body_timeout_seconds: float = Field(default=30.0, gt=0)
     keepalive_seconds: float = Field(default=60.0, gt=0)
     max_pending_per_address: int = Field(default=256, ge=0)
     max_write_buffer_kb: int = Field(default=4096, ge=64)

@@ -18,7 +18,12 @@ from tests.conftest import DEFAULT_APP
 from tests.serverproc import ServerProcess
 from tests.support import APP_ID, log_lines, metric, open_raw, read_until_closed, signed_params, upgrade_request
 
-LIMITS = {"header_timeout_seconds": 1.0, "keepalive_seconds": 2.0, "max_pending_per_address": 4}
+LIMITS = {
+    "header_timeout_seconds": 1.0,
+    "body_timeout_seconds": 1.5,
+    "keepalive_seconds": 2.0,
+    "max_pending_per_address": 4,
+}
 
 
 @pytest.fixture(scope="module")
@@ -176,3 +181,45 @@ async def test_a_body_that_does_not_decode_or_a_client_leaving_mid_body_logs_no_
     output = guarded.output()
     assert "Traceback" not in output
     assert "Error handling request" not in output and "Unhandled exception" not in output, output
+
+
+async def test_a_rest_body_sent_byte_by_byte_is_answered_408_at_the_body_timeout(guarded: ServerProcess) -> None:
+    timeouts = await metric(guarded, "sockless_refusals_total", kind="http", code="408")
+    reader, writer = await open_raw(guarded.port)
+    writer.write(f"POST /apps/{APP_ID}/events HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n".encode())
+    started = time.monotonic()
+
+    async def trickle() -> None:
+        for _ in range(100):
+            writer.write(b"{")
+            await asyncio.sleep(0.1)
+
+    trickling = asyncio.create_task(trickle())
+    try:
+        status = await asyncio.wait_for(reader.readline(), timeout=10)
+    finally:
+        trickling.cancel()
+        writer.close()
+    assert status.startswith(b"HTTP/1.1 408"), status
+    assert 1.4 <= time.monotonic() - started < 5
+    assert await metric(guarded, "sockless_refusals_total", kind="http", code="408") == timeouts + 1
+
+
+async def test_a_kept_alive_request_whose_deflate_body_does_not_decode_is_answered(guarded: ServerProcess) -> None:
+    """Found by the fuzzer: aiohttp 3.14 never ends the body read of such a request on a kept-alive connection,
+    so it hung until the client gave up; the body timeout answers it."""
+    path = f"/apps/{APP_ID}/events"
+    body = b"{" * 100_000
+    async with aiohttp.ClientSession() as http:
+        async with http.get(guarded.url + "/up") as response:  # the connection the next request reuses
+            assert response.status == 200
+        started = time.monotonic()
+        async with http.post(
+            guarded.url + path,
+            params=signed_params("POST", path, body),
+            data=body,
+            headers={"Content-Encoding": "deflate"},
+            timeout=aiohttp.ClientTimeout(total=10),
+        ) as response:
+            assert response.status in (400, 408)
+        assert time.monotonic() - started < 5
