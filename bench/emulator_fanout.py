@@ -32,6 +32,7 @@ import os
 import re
 import resource
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -98,6 +99,13 @@ def thread_names(pid: int, names: dict[int, str]) -> None:
     names.update((int(tid), name) for tid, name in PY_SPY_THREAD.findall(out))
 
 
+def profile(pid: int, out: str) -> subprocess.Popen[bytes]:
+    """``py-spy record`` of the emulator, every thread, as raw collapsed stacks (until SIGINT)."""
+    spy = shutil.which("py-spy") or os.path.join(os.path.dirname(sys.executable), "py-spy")
+    args = [spy, "record", "--pid", str(pid), "--threads", "--rate", "250", "--format", "raw", "--output", out]
+    return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
 def role(name: str | None) -> str:
     """Whose CPU a thread of the emulator is. During a publish only ``http_api`` and ``fanout`` run: the
     executor threads of the containers' event loops (boto3's DynamoDB calls, ``asyncio.to_thread``) are theirs.
@@ -125,6 +133,7 @@ async def run(args: argparse.Namespace) -> tuple[list[float], dict[str, float], 
     names: dict[int, str] = {}
     cpu: dict[str, float] = collections.defaultdict(float)
     sender_busy: list[float] = []
+    spy: subprocess.Popen[bytes] | None = None
     try:
         await wait_ready(port, timeout=300)  # the first start synthesizes the template
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
@@ -170,11 +179,16 @@ async def run(args: argparse.Namespace) -> tuple[list[float], dict[str, float], 
                 print(line, flush=True)
                 thread_names(proc.pid, names)
                 if n == 0:
+                    if args.profile:
+                        spy = profile(proc.pid, args.profile)
                     continue  # containers built, connections opened: not the steady state
                 sender_busy.append(busy.get("http_api", 0.0) * 1000)
                 for tid, seconds in spent.items():
                     cpu[role(names.get(tid))] += seconds - threads.get(tid, 0.0)
                 cpu["clients (this process)"] += mine
+            if spy is not None:
+                spy.send_signal(signal.SIGINT)
+                spy.wait(60)
             measured = max(args.events - 1, 1)
             return times, {k: v / measured for k, v in cpu.items()}, sender_busy
     finally:
@@ -189,6 +203,7 @@ def main() -> int:
     parser.add_argument("--events", type=int, default=5)
     parser.add_argument("--connect-concurrency", type=int, default=32, help="clients connecting at once")
     parser.add_argument("--lambda-concurrency", type=int, default=8, help="the emulator's containers per function")
+    parser.add_argument("--profile", metavar="FILE", help="py-spy record the emulator after the first event")
     parser.add_argument(
         "--cdk-context", action="append", default=[], metavar="KEY=VALUE", help="passed on to the emulator"
     )
