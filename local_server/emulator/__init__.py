@@ -5,7 +5,8 @@ runs what it describes: each function with its handler, environment, memory, tim
 async-invoke configuration; the WebSocket routes and integrations (the MOCK ``pusher:ping`` route
 included); the HTTP API; the table, the queues, the event source mapping and the schedule; and each
 function's IAM policies, enforced on every AWS call (``iam.py``). Only endpoint URLs differ from AWS:
-DynamoDB and SQS are moto in server mode, the management API and the Lambda Invoke API are served here.
+DynamoDB and SQS are moto in the emulator's process (also served over HTTP), the management API and the
+Lambda Invoke API are served here.
 What it cannot follow is printed at start-up (docs/aws.md).
 """
 

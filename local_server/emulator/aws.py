@@ -1,17 +1,22 @@
-"""The AWS services moto can play (DynamoDB, SQS) in server mode, with the template's tables and queues,
-and the environment a container of a function gets."""
+"""The AWS services moto can play (DynamoDB, SQS), in the emulator's process, with the template's tables and
+queues, and the environment a container of a function gets."""
 
 from __future__ import annotations
 
 import io
 import json
 import os
+import re
+import threading
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from http import HTTPStatus
 from typing import Any
+from urllib.parse import urlsplit
 
 from local_server.emulator.iam import Iam
+from local_server.emulator.lambdas import process_environment
 from local_server.emulator.template import Deployment, Function
 from shared.settings import Settings
 
@@ -21,16 +26,22 @@ FAKE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "emulator", "AWS_SECRET_ACCESS_KEY": "e
 
 
 class Moto:
-    """moto in server mode (``ThreadedMotoServer``: a background thread) on a free port.
+    """moto's DynamoDB and SQS: called in-process by every botocore client of the emulator's process whose
+    endpoint is ``url`` (the functions', the event source mappings', the emulator's own), and served over
+    HTTP at ``url`` for anything else (another process, the AWS CLI).
 
-    Requests are served one at a time. DynamoDB guarantees that conditional writes and transactions are
-    atomic, and the store's exactly-once decisions rely on it; moto's backends take no locks, so with
-    concurrent request threads two Lambda "containers" could interleave inside one transaction and
-    produce outcomes DynamoDB never would. Serialising requests restores DynamoDB's semantics; the cost is
-    throughput (a few hundred calls a second), which is plenty here. SQS is therefore polled without long
-    polling (a blocked receive would stall every other call).
+    In-process, a request never leaves the calling thread: a botocore ``before-send`` hook (``_in_process``)
+    hands the signed request to moto's DynamoDB or SQS responder and returns its answer as botocore's
+    response, as moto's own ``mock_aws`` does; the HTTP round trip, the server's parsing and moto's Flask
+    routing are what it saves (bench/RESULTS.md, "Emulator speed").
 
-    Every request passes ``_gate`` first: the IAM check (``iam.py``), the count of requests by operation
+    Requests are served one at a time (``_lock``), however they arrive. DynamoDB guarantees that conditional
+    writes and transactions are atomic, and the store's exactly-once decisions rely on it; moto applies a
+    request in several steps and takes no locks, so two Lambda "containers" interleaving inside one
+    transaction would produce outcomes DynamoDB never would. SQS is therefore polled without long polling
+    (a blocked receive would stall every other call).
+
+    Every request passes ``_serve`` first: the IAM check (``iam.py``), the count of requests by operation
     (``requests``), then, for the requests that reach the service, ``observers`` (the billing meter) with the
     request, the response and, for DynamoDB writes, the size each item had before the call (what a write
     is billed by when it is larger than the new item).
@@ -43,13 +54,14 @@ class Moto:
 
         self.requests = Counter[str]()
         self.iam = iam
-        # Told of every request that reached DynamoDB or SQS; on the moto thread.
+        # Told of every request that reached DynamoDB or SQS; under ``_lock``, on the caller's thread.
         self.observers: list[Callable[[AwsCall], None]] = []
-        gate = self._gate
+        self._lock = threading.Lock()
+        wsgi = self._wsgi
 
         class SerialMotoServer(ThreadedMotoServer):
             def _server_entry(self) -> None:
-                app = gate(DomainDispatcherApplication(create_backend_app))
+                app = wsgi(DomainDispatcherApplication(create_backend_app))
                 self._server = make_server(
                     self._ip_address, self._port, app, threaded=False, request_handler=MotoRequestHandler
                 )
@@ -60,56 +72,158 @@ class Moto:
         self.host = host
         self.url = ""
 
-    def _gate(self, app: Any) -> Any:
-        requests = self.requests
-
-        def wsgi(environ: dict[str, Any], start_response: Any) -> Any:
-            target = environ.get("HTTP_X_AMZ_TARGET", "")
-            query = environ.get("QUERY_STRING", "")
-            operation = target.rpartition(".")[2] or query[:40] or "?"
-            body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
-            environ["wsgi.input"] = io.BytesIO(body)
-            service = "dynamodb" if target.startswith("DynamoDB") else "sqs" if target.startswith("AmazonSQS") else ""
-            if not service and "sqs" in environ.get("HTTP_AUTHORIZATION", ""):
-                service = "sqs"
-            requests[operation] += 1
+    def _serve(self, header: Callable[[str], str | None], query: str, body: bytes, moto: Responder) -> Answer:
+        """One request (its headers by ``header(name)``, query string and body) through the gate to ``moto``."""
+        target = header("X-Amz-Target") or ""
+        operation = target.rpartition(".")[2] or query[:40] or "?"
+        service = _service(target, header("Authorization"))
+        with self._lock:
+            self.requests[operation] += 1
             if self.iam is not None and service:
                 needs = (
                     self.iam.dynamodb(operation, body)
                     if service == "dynamodb"
                     else self.iam.sqs(operation, body, query)
                 )
-                denial = self.iam.check(environ.get("HTTP_AUTHORIZATION"), needs)
+                denial = self.iam.check(header("Authorization"), needs)
                 if denial is not None:
                     status, headers, payload = self.iam.json_denial(denial, sqs=service == "sqs")
-                    start_response(f"{status} Bad Request", list(headers.items()))
-                    return [payload]
+                    return status, list(headers.items()), payload
             if not self.observers or not service:
-                return app(environ, start_response)
+                return moto()
             sizes = item_sizes_before(operation, body) if service == "dynamodb" else {}
-            answer: list[str] = []
-
-            def respond(status: str, headers: Any, exc_info: Any = None) -> Any:
-                answer.append(status)
-                return start_response(status, headers, exc_info) if exc_info else start_response(status, headers)
-
-            response = b"".join(app(environ, respond))
-            status = int(answer[0].split()[0]) if answer else 0
+            status, headers_out, response = moto()
             call = AwsCall(service, operation, body, response, status, sizes)
             for observer in self.observers:
                 observer(call)
+            return status, headers_out, response
+
+    def _wsgi(self, app: Any) -> Any:
+        """The HTTP server's application: ``_serve`` in front of moto's own WSGI app."""
+
+        def wsgi(environ: dict[str, Any], start_response: Any) -> Any:
+            body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+            environ["wsgi.input"] = io.BytesIO(body)
+
+            def moto() -> Answer:
+                answer: list[tuple[str, list[tuple[str, str]]]] = []
+
+                def respond(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+                    answer.append((status, headers))
+                    return lambda _data: None
+
+                response = b"".join(app(environ, respond))
+                status_line, headers = answer[0] if answer else ("500 Internal Server Error", [])
+                return int(status_line.split()[0]), headers, response
+
+            def header(name: str) -> str | None:
+                value = environ.get("HTTP_" + name.upper().replace("-", "_"))
+                return None if value is None else str(value)
+
+            status, headers, response = self._serve(header, environ.get("QUERY_STRING", ""), body, moto)
+            phrase = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else "Unknown"
+            start_response(f"{status} {phrase}", headers)
             return [response]
 
         return wsgi
 
+    def _in_process(self, request: Any) -> Any:
+        """The botocore response to ``request`` (an ``AWSPreparedRequest`` to ``url``), or None to send it
+        over HTTP (a service other than DynamoDB and SQS)."""
+        from botocore.awsrequest import AWSResponse
+        from moto.core.botocore_stubber import MockRawResponse
+
+        def header(name: str) -> str | None:
+            value = request.headers.get(name)
+            return value.decode() if isinstance(value, bytes) else value
+
+        service = _service(header("X-Amz-Target") or "", header("Authorization"))
+        if not service:
+            return None
+        body = request.body
+        if hasattr(body, "read"):
+            body = body.read()
+        body = body.encode() if isinstance(body, str) else bytes(body or b"")
+        request.body = body
+        status, headers_out, response = self._serve(
+            header, urlsplit(request.url).query, body, lambda: _dispatch(service, request)
+        )
+        return AWSResponse(request.url, status, dict(headers_out), MockRawResponse(response))
+
     def start(self) -> str:
+        from moto.core.models import DEFAULT_ACCOUNT_ID
+        from moto.dynamodb.models import dynamodb_backends
+
+        from local_server.emulator import moto_speed
+
+        moto_speed.install(dynamodb_backends[DEFAULT_ACCOUNT_ID][REGION])
         self._server.start()
         _host, port = self._server.get_host_and_port()
         self.url = f"http://{self.host}:{port}"
+        _install_hook()
+        _RUNNING[self.url] = self
         return self.url
 
     def stop(self) -> None:
+        _RUNNING.pop(self.url, None)
         self._server.stop()
+
+
+# (status, headers, body) of one answer, and what produces moto's.
+Answer = tuple[int, list[tuple[str, str]], bytes]
+Responder = Callable[[], Answer]
+_CREDENTIAL_SCOPE = re.compile(r"Credential=[^/,\s]+/[^/]+/[^/]+/([^/]+)/")
+# The running emulators' moto by URL (``scheme://host:port``): what the botocore hook serves in-process.
+_RUNNING: dict[str, Moto] = {}
+
+
+def _service(target: str, authorization: str | None) -> str:
+    """``dynamodb``, ``sqs`` or "" (another service) from the request's target or signature scope."""
+    if target.startswith("DynamoDB"):
+        return "dynamodb"
+    if target.startswith("AmazonSQS"):
+        return "sqs"
+    match = _CREDENTIAL_SCOPE.search(authorization or "")
+    return "sqs" if match and match.group(1) == "sqs" else ""
+
+
+def _install_hook() -> None:
+    """Once per process: botocore sessions created from now on send a request for a running moto's URL to
+    ``Moto._in_process`` (moto's ``mock_aws`` hooks botocore the same way)."""
+    from botocore.handlers import BUILTIN_HANDLERS
+
+    if any(handler is _before_send for _event, handler, *_ in BUILTIN_HANDLERS):
+        return
+    BUILTIN_HANDLERS.append(("before-send", _before_send))
+
+
+def _before_send(request: Any, **_kwargs: Any) -> Any:
+    parts = urlsplit(request.url)
+    moto = _RUNNING.get(f"{parts.scheme}://{parts.netloc}")
+    return None if moto is None else moto._in_process(request)
+
+
+def _dispatch(service: str, request: Any) -> Answer:
+    """moto's responder for ``service`` on ``request``, seeing the process environment (on a Lambda
+    container's thread ``os.environ`` is the function's: ``lambdas.ThreadEnviron``)."""
+    from botocore.exceptions import ClientError
+    from moto.core.request import normalize_request
+    from moto.core.responses import BaseResponse
+    from moto.dynamodb.responses import DynamoHandler
+    from moto.sqs.responses import SQSResponse
+    from werkzeug.exceptions import HTTPException
+
+    responder: type[BaseResponse] = DynamoHandler if service == "dynamodb" else SQSResponse
+    normalized = normalize_request(request)
+    with process_environment():
+        try:
+            status, headers, body = responder.dispatch(normalized, normalized.raw_url, normalized.headers)
+        except HTTPException as exc:  # moto's service errors (JsonRESTError) are werkzeug's
+            status, headers, body = exc.code or 500, dict(exc.get_headers()), exc.get_body()
+        except ClientError as exc:  # what moto's server answers for a ClientError raised inside moto
+            status, headers, body = 400, {}, str(exc.response["Error"]["Message"])
+    content = body.encode() if isinstance(body, str) else bytes(body)
+    return int(status), [(str(k), str(v)) for k, v in dict(headers).items()], content
 
 
 @dataclass(frozen=True)
@@ -175,6 +289,30 @@ def _moto_item(table_name: str, fields: Mapping[str, Any]) -> tuple[dict[str, An
 
 def _key_text(key: Mapping[str, Any]) -> str:
     return json.dumps(key, sort_keys=True)
+
+
+def share_botocore_data() -> None:
+    """Once per process: every botocore session shares one data loader per data path, so the service models
+    and the endpoint rules (megabytes of JSON) are parsed once, not once per Lambda container: on AWS a
+    container's INIT parses them, here they were a third of the emulator's start-up and of every cold
+    container. (Like the modules the handlers import, which are imported once per process too, they are no
+    longer counted in the INIT the emulator measures.)"""
+    import botocore.session
+
+    original = botocore.session.create_loader
+    if getattr(original, "shared", False):
+        return
+    loaders: dict[str | None, Any] = {}
+    lock = threading.Lock()
+
+    def create_loader(search_path_string: str | None = None) -> Any:
+        with lock:
+            if search_path_string not in loaders:
+                loaders[search_path_string] = original(search_path_string)
+            return loaders[search_path_string]
+
+    create_loader.shared = True  # type: ignore[attr-defined]
+    botocore.session.create_loader = create_loader
 
 
 def use_fake_credentials() -> None:

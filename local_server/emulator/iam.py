@@ -1,6 +1,6 @@
 """IAM, enforced: every AWS call a function makes is checked against its role's policies from the template.
 
-The check sits where the calls arrive — the moto server (DynamoDB, SQS) and the emulator's AWS endpoint
+The check sits where the calls arrive — moto's gate (DynamoDB, SQS; ``aws.Moto``) and the emulator's AWS endpoint
 (the management API, Lambda Invoke) — not in the clients, so it holds for however a handler builds its
 client (boto3, or a hand-made SigV4 request). The caller is known by the access key id in the request's
 SigV4 ``Authorization`` header: every function's containers get credentials of their own

@@ -19,6 +19,7 @@ console, a billing meter).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import importlib
 import json
@@ -83,6 +84,22 @@ class ThreadEnviron(MutableMapping[str, str]):
 
     def copy(self) -> dict[str, str]:
         return dict(self._env())
+
+
+@contextlib.contextmanager
+def process_environment() -> Iterator[None]:
+    """Let the current thread see the process environment for a while: what the emulator's own code does on
+    a container's thread (moto, called in-process from a handler's boto3 client) is not the function's."""
+    environ = os.environ
+    if not isinstance(environ, ThreadEnviron):
+        yield
+        return
+    env = environ.bound()
+    environ.bind(None)
+    try:
+        yield
+    finally:
+        environ.bind(env)
 
 
 def install_thread_environ() -> ThreadEnviron:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import re
 import signal
 import socket
 import sys
@@ -36,6 +35,7 @@ from local_server.emulator.lambdas import LambdaService, Timings, install_thread
 from local_server.emulator.management import ManagementApi
 from local_server.emulator.sqs import EventSourceMapping
 from local_server.emulator.sqs import notify as sqs_notify
+from local_server.emulator.sqs import woken_by as sqs_woken_by
 from local_server.emulator.sqs_integration import SqsIntegration
 from local_server.emulator.template import Deployment, Endpoints, Function, load
 from local_server.emulator.websocket import Limits, WebSocketApi, register_integration
@@ -78,7 +78,6 @@ class Emulator:
         self.notes: list[str] = []
         self._runners: list[web.AppRunner] = []
         self._mappings: list[EventSourceMapping] = []
-        self._integration_queues: set[str] = set()  # queue URLs an API Gateway integration sends to
         self._schedules: list[asyncio.Task[None]] = []
         self._limits: asyncio.Task[None] | None = None
         self.port = settings.port
@@ -107,6 +106,7 @@ class Emulator:
         for noisy in ("werkzeug", "botocore", "moto"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
         aws.use_fake_credentials()
+        aws.share_botocore_data()
         install_thread_environ()
         template = await asyncio.to_thread(self._template)
         moto_fifo.install()  # SQS's FIFO order where moto 5 departs from it
@@ -154,6 +154,9 @@ class Emulator:
         polling = deployment.polling(webhooks=any(app.webhooks for app in self.settings.apps))
         if any(not m.enabled for m in polling):
             self.notes.append("webhook queue: its mapping is disabled in the template, run for the config's webhooks")
+        # Every message sent to a mapped queue wakes its pollers (a long poll's answer): they poll on their own
+        # only every second, for messages back from a visibility timeout.
+        self.moto.observers.append(sqs_woken_by)
         for mapping in polling:
             function = deployment.functions[mapping.function]
             queue = deployment.queues[mapping.queue_arn]
@@ -168,9 +171,6 @@ class Emulator:
                 batch_size=mapping.batch_size,
                 report_batch_item_failures=mapping.report_batch_item_failures,
                 pollers=min(mapping.max_concurrency or 2, 2),
-                # A queue an integration sends to wakes its pollers on each send (sqs.notify): they poll on
-                # their own only for messages coming back after a visibility timeout.
-                idle_sleep=1.0 if queue.url in self._integration_queues else 0.1,
             )
             esm.start()
             self._mappings.append(esm)
@@ -245,10 +245,6 @@ class Emulator:
                 access_key, Principal(f"apigateway-{integration.logical_id}", role.rsplit("/", 1)[-1], statements)
             )
             clients[role] = _client_as("sqs", moto_url, access_key)
-        for integration in integrations:
-            match = re.match(r"^arn:aws:apigateway:[^:]+:sqs:path/([^/]+)/([^/]+)$", integration.uri or "")
-            if match:
-                self._integration_queues.add(f"{moto_url}/{match.group(1)}/{match.group(2)}")
         runner = SqsIntegration(
             client_for=clients.__getitem__,
             queue_url=lambda account, name: f"{moto_url}/{account}/{name}",
@@ -346,6 +342,8 @@ class Emulator:
         await self.lambdas.drain(timeout=grace)
         for mapping in self._mappings:
             await mapping.stop()
+        if sqs_woken_by in self.moto.observers:
+            self.moto.observers.remove(sqs_woken_by)
         for runner in reversed(runners):
             await runner.cleanup()
         self.lambdas.shutdown()

@@ -18,7 +18,9 @@ import contextlib
 import logging
 from typing import Any
 
+from cost.meter import request_json
 from local_server.emulator import events
+from local_server.emulator.aws import AwsCall
 from local_server.emulator.batch_response import settle
 from local_server.emulator.lambdas import FunctionError, LambdaService
 
@@ -27,11 +29,28 @@ log = logging.getLogger("sockless.emulator")
 # The running mappings by queue URL: a send wakes its queue's idle pollers (``notify``), as a long poll
 # returns as soon as a message arrives instead of at its next poll.
 _by_queue: dict[str, list[EventSourceMapping]] = {}
+SENDS = ("SendMessage", "SendMessageBatch")
 
 
-def notify(queue_url: str) -> None:
+def notify(queue_url: str, delay: float = 0.0) -> None:
+    """Wake the idle pollers of ``queue_url`` now, or after ``delay`` seconds (a message sent with
+    ``DelaySeconds``); from any thread."""
     for mapping in _by_queue.get(queue_url, ()):
-        mapping.wake.set()
+        mapping.notify(delay)
+
+
+def woken_by(call: AwsCall) -> None:
+    """A ``Moto`` observer: every message sent to a mapped queue, by whatever client, wakes its pollers when
+    it becomes visible, so they poll on their own only for messages back from a visibility timeout."""
+    if call.service != "sqs" or call.operation not in SENDS or call.status != 200:
+        return
+    request = request_json(call.request)
+    url = str(request.get("QueueUrl", ""))
+    if url not in _by_queue:
+        return
+    entries = request.get("Entries") if call.operation == "SendMessageBatch" else [request]
+    for delay in {float(entry.get("DelaySeconds") or 0) for entry in entries or []}:
+        notify(url, delay)
 
 
 class EventSourceMapping:
@@ -47,7 +66,7 @@ class EventSourceMapping:
         batch_size: int = 10,
         report_batch_item_failures: bool = True,
         pollers: int = 2,
-        idle_sleep: float = 0.1,
+        idle_sleep: float = 1.0,
     ) -> None:
         self.sqs = sqs
         self.queue_url = queue_url
@@ -61,6 +80,7 @@ class EventSourceMapping:
         self.idle_sleep = idle_sleep
         self.fifo = queue_arn.endswith(".fifo")
         self._tasks: list[asyncio.Task[None]] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.wake = asyncio.Event()
         # What /@emulator/stats reports: batches invoked, answers that failed their batch whole, and (FIFO)
         # messages deleted although an earlier message of their group failed.
@@ -69,8 +89,18 @@ class EventSourceMapping:
         self.out_of_order = 0
 
     def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
         _by_queue.setdefault(self.queue_url, []).append(self)
         self._tasks = [asyncio.create_task(self._poll()) for _ in range(self.pollers)]
+
+    def notify(self, delay: float = 0.0) -> None:
+        """Wake the idle pollers now or in ``delay`` seconds; from any thread."""
+        if self._loop is None or self._loop.is_closed():
+            return
+        if delay > 0:
+            self._loop.call_soon_threadsafe(self._loop.call_later, delay, self.wake.set)
+        else:
+            self._loop.call_soon_threadsafe(self.wake.set)
 
     async def stop(self) -> None:
         mappings = _by_queue.get(self.queue_url, [])

@@ -4,7 +4,8 @@ Two kinds of tests live here:
 - handler tests call ``functions/*`` directly with the recorded events of ``tests/events/``, with DynamoDB
   and SQS in moto (``mock_aws``, in-process) and the management and Invoke APIs on a real stub server;
 - emulator tests start ``python -m local_server --emulate-lambda`` (API Gateway + Lambda emulated, moto in
-  server mode) and run the real clients against it, re-using the end-to-end suites of the local server.
+  the emulator's process) and run the real clients against it, re-using the end-to-end suites of the local
+  server.
 """
 
 from __future__ import annotations

@@ -1,0 +1,177 @@
+"""The emulator's faster moto (``local_server/emulator/moto_speed.py``) answers exactly as moto does.
+
+The same script of transactions (committed, cancelled by a condition at the start, middle or end, invalid) and
+queries runs against two moto regions in one ``mock_aws``: one with the emulator's changes, one as moto
+ships; every answer (result, error code, message, cancellation reasons) and the tables after each step must
+be the same. Then the changes are shown to do what they are for: a transaction no longer copies the table,
+a query no longer walks it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+from moto import mock_aws
+from moto.core.models import DEFAULT_ACCOUNT_ID
+from moto.dynamodb.models import dynamodb_backends
+from moto.dynamodb.models.table import Table
+
+from local_server.emulator import moto_speed
+
+FAST, PLAIN = "us-east-1", "eu-west-1"
+TABLE = "state"
+
+
+def s(value: str) -> dict[str, str]:
+    return {"S": value}
+
+
+def key(pk: str, sk: str) -> dict[str, Any]:
+    return {"pk": s(pk), "sk": s(sk)}
+
+
+def put(pk: str, sk: str, **extra: Any) -> dict[str, Any]:
+    return {"Put": {"TableName": TABLE, "Item": {**key(pk, sk), **extra}}}
+
+
+def update(pk: str, sk: str, condition: str | None = None) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "TableName": TABLE,
+        "Key": key(pk, sk),
+        "UpdateExpression": "ADD n :one",
+        "ExpressionAttributeValues": {":one": {"N": "1"}},
+    }
+    if condition:
+        body["ConditionExpression"] = condition
+    return {"Update": body}
+
+
+def delete(pk: str, sk: str) -> dict[str, Any]:
+    return {"Delete": {"TableName": TABLE, "Key": key(pk, sk)}}
+
+
+def absent(pk: str, sk: str, old: bool = False) -> dict[str, Any]:
+    body = {"TableName": TABLE, "Key": key(pk, sk), "ConditionExpression": "attribute_not_exists(pk)"}
+    if old:
+        body["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
+    return {"ConditionCheck": body}
+
+
+TRANSACTIONS = [
+    pytest.param([update("a", "1"), put("c", "1"), delete("b", "1")], id="committed"),
+    pytest.param([put("e", "1"), update("a", "1"), delete("c", "1"), absent("a", "2")], id="cancelled-at-the-end"),
+    pytest.param([put("f", "1"), absent("a", "1", old=True), update("a", "2")], id="cancelled-in-the-middle"),
+    pytest.param([absent("a", "1"), put("g", "1")], id="cancelled-at-the-start"),
+    pytest.param([update("new", "1"), update("a", "1", "n > :one")], id="an-update-creates-then-is-undone"),
+    pytest.param([put("h", "1"), update("h", "1")], id="one-item-twice"),
+    pytest.param([put("i", "1"), {"Put": {"TableName": TABLE, "Item": {"pk": s("no-sort-key")}}}], id="invalid"),
+    pytest.param([put("j", "1"), {"Put": {"TableName": "missing", "Item": key("j", "1")}}], id="unknown-table"),
+]
+
+QUERIES = [
+    pytest.param({"KeyConditionExpression": "pk = :pk", "ExpressionAttributeValues": {":pk": s("a")}}, id="partition"),
+    pytest.param(
+        {
+            "KeyConditionExpression": "pk = :pk AND begins_with(sk, :p)",
+            "ExpressionAttributeValues": {":pk": s("a"), ":p": s("2")},
+        },
+        id="prefix",
+    ),
+    pytest.param(
+        {"KeyConditionExpression": "pk = :pk", "ExpressionAttributeValues": {":pk": s("a")}, "Limit": 1},
+        id="page",
+    ),
+    pytest.param(
+        {
+            "KeyConditionExpression": "pk = :pk",
+            "ExpressionAttributeValues": {":pk": s("a")},
+            "ScanIndexForward": False,
+            "ProjectionExpression": "sk",
+        },
+        id="backwards-projected",
+    ),
+    pytest.param({"KeyConditionExpression": "pk = :pk", "ExpressionAttributeValues": {":pk": s("zz")}}, id="empty"),
+]
+
+
+@pytest.fixture
+def clients() -> Iterator[dict[str, Any]]:
+    with mock_aws():
+        clients = {region: boto3.client("dynamodb", region_name=region) for region in (FAST, PLAIN)}
+        for client in clients.values():
+            client.create_table(
+                TableName=TABLE,
+                KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+                AttributeDefinitions=[
+                    {"AttributeName": "pk", "AttributeType": "S"},
+                    {"AttributeName": "sk", "AttributeType": "S"},
+                ],
+                BillingMode="PAY_PER_REQUEST",
+            )
+            for pk, sk, n in (("a", "1", 1), ("a", "2", 5), ("a", "3", 2), ("b", "1", 7)):
+                client.put_item(TableName=TABLE, Item={**key(pk, sk), "n": {"N": str(n)}})
+        backend = dynamodb_backends[DEFAULT_ACCOUNT_ID][FAST]
+        moto_speed.undo_by_item(backend)
+        moto_speed.query_one_partition(backend)
+        yield clients
+
+
+def outcome(call: Any, **kwargs: Any) -> Any:
+    try:
+        answer = call(**kwargs)
+    except ClientError as exc:
+        return {"error": exc.response["Error"], "reasons": exc.response.get("CancellationReasons")}
+    answer.pop("ResponseMetadata", None)
+    return answer
+
+
+def table(client: Any) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = client.scan(TableName=TABLE)["Items"]
+    return sorted(items, key=lambda item: (item["pk"]["S"], item["sk"]["S"]))
+
+
+@pytest.mark.parametrize("items", TRANSACTIONS)
+def test_a_transaction_answers_and_leaves_the_table_as_moto_does(
+    clients: dict[str, Any], items: list[dict[str, Any]]
+) -> None:
+    answers = {region: outcome(client.transact_write_items, TransactItems=items) for region, client in clients.items()}
+    assert answers[FAST] == answers[PLAIN]
+    assert table(clients[FAST]) == table(clients[PLAIN])
+
+
+@pytest.mark.parametrize("request_", QUERIES)
+def test_a_query_answers_as_moto_does(clients: dict[str, Any], request_: dict[str, Any]) -> None:
+    for client in clients.values():  # a partition written after the others
+        client.put_item(TableName=TABLE, Item={**key("a", "0"), "n": {"N": "0"}})
+    answers = {region: outcome(client.query, TableName=TABLE, **request_) for region, client in clients.items()}
+    assert answers[FAST] == answers[PLAIN]
+    if "LastEvaluatedKey" in answers[FAST]:
+        start = answers[FAST]["LastEvaluatedKey"]
+        pages = {r: outcome(c.query, TableName=TABLE, ExclusiveStartKey=start, **request_) for r, c in clients.items()}
+        assert pages[FAST] == pages[PLAIN]
+
+
+def test_a_cancelled_transaction_copies_no_table(clients: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*_args: Any) -> Any:
+        raise AssertionError("the whole table was copied")
+
+    monkeypatch.setattr(Table, "__deepcopy__", refuse, raising=False)
+    before = table(clients[FAST])
+    answer = outcome(clients[FAST].transact_write_items, TransactItems=[put("x", "1"), absent("a", "1")])
+    assert answer["error"]["Code"] == "TransactionCanceledException"
+    assert table(clients[FAST]) == before
+
+
+def test_a_query_reads_its_partition_only(clients: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(_self: Table) -> Any:
+        raise AssertionError("the whole table was walked")
+
+    monkeypatch.setattr(Table, "all_items", refuse)
+    answer = clients[FAST].query(
+        TableName=TABLE, KeyConditionExpression="pk = :pk", ExpressionAttributeValues={":pk": s("a")}
+    )
+    assert [item["sk"]["S"] for item in answer["Items"]] == ["1", "2", "3"]
