@@ -10,8 +10,12 @@
    vacant (target: 100 ms; includes the REST calls' own round trips).
 
 Everything runs on this machine: the clients (raw aiohttp WebSockets, one process), the emulator (API
-Gateway, Lambda, moto) — all-in figures. Run: ``.venv/bin/python -m bench.emulator_speed [--clients 1000]``
-(add ``--emulator-args '--no-iam'`` etc. to compare options). Prints JSON.
+Gateway, Lambda, moto) — all-in figures. Each scenario also reports the CPU seconds the emulator's process
+spent on it (``emulator_cpu_s``: what a busy machine changes least), and ``startup_s`` is the time from
+starting the process to its public port accepting connections. Run:
+``.venv/bin/python -m bench.emulator_speed [--clients 1000]`` (add ``--emulator-args '--no-iam'`` etc. to
+compare options; ``--checkout DIR`` runs the emulator of another checkout, e.g. ``git worktree add DIR main``
+for a reference run of the previous state). Prints JSON.
 """
 
 from __future__ import annotations
@@ -45,14 +49,23 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start(extra: list[str]) -> tuple[subprocess.Popen[bytes], int]:
+def start(extra: list[str], checkout: Path = ROOT) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
     config = {"port": port, "metrics_port": None, "apps": [APP]}
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as out:
         json.dump(config, out)
     args = [sys.executable, "-m", "local_server", "--config", out.name, "--emulate-lambda", "--sweep-interval", "0"]
-    proc = subprocess.Popen([*args, *extra], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env = {**os.environ, "PYTHONPATH": str(checkout)}
+    proc = subprocess.Popen(
+        [*args, *extra], cwd=checkout, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     return proc, port
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process so far (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def receive(ws: aiohttp.ClientWebSocketResponse, event: str, timeout: float = 60) -> dict[str, Any]:
@@ -143,15 +156,23 @@ async def main() -> None:
     parser.add_argument("--clients", type=int, default=1000)
     parser.add_argument("--in-flight", type=int, default=50, help="connects under way at once (default 50)")
     parser.add_argument("--emulator-args", default="", help="extra emulator flags, e.g. '--no-iam'")
+    parser.add_argument("--checkout", type=Path, default=ROOT, help="run the emulator of this checkout")
     args = parser.parse_args()
-    proc, port = start(shlex.split(args.emulator_args))
+    started = time.perf_counter()
+    proc, port = start(shlex.split(args.emulator_args), args.checkout.resolve())
     sdk = pusher.Pusher(
         app_id=APP["id"], key=APP["key"], secret=APP["secret"], host="127.0.0.1", port=port, ssl=False, timeout=60
     )
-    results: dict[str, Any] = {"load_average": os.getloadavg(), "emulator_args": args.emulator_args}
+    results: dict[str, Any] = {
+        "load_average": os.getloadavg(),
+        "emulator_args": args.emulator_args,
+        "checkout": str(args.checkout),
+    }
     try:
         await wait_ready(port, timeout=180)
-        async with aiohttp.ClientSession() as http:
+        results["startup_s"] = round(time.perf_counter() - started, 2)
+        # No connection limit: aiohttp's default (100) would hold the 101st WebSocket until one closes.
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
             # Warm every function once (cold imports are not what these targets measure).
             warm = await connected(http, port)
             await subscribe(warm, "warm")
@@ -165,10 +186,13 @@ async def main() -> None:
                 "connect_and_subscribe": lambda: many_clients(http, port, args.clients, args.in_flight),
             }
             for name, scenario in scenarios.items():
+                cpu = cpu_seconds(proc.pid)
                 try:
                     results[name] = await scenario()
                 except Exception as exc:  # a failed scenario is a result too (e.g. a 500 from a timed-out function)
                     results[name] = {"failed": f"{type(exc).__name__}: {exc}"[:300]}
+                results[name]["emulator_cpu_s"] = round(cpu_seconds(proc.pid) - cpu, 2)
+            results["load_average_after"] = os.getloadavg()
     finally:
         proc.terminate()
         try:
