@@ -381,6 +381,9 @@ class LambdaService:
             memory_limit_in_mb=config.memory_mb,
             timeout_seconds=config.timeout_seconds,
         )
+        if cold:  # counted as the invocation starts: its INIT is over before the handler can answer anyone
+            with self._lock:
+                self.stats.cold_starts[config.name] = self.stats.cold_starts.get(config.name, 0) + 1
         cpu = time.thread_time()
         error: str | None = None
         _RUNNING.function = config.name
@@ -411,8 +414,6 @@ class LambdaService:
                 s.wall_seconds[config.name] = s.wall_seconds.get(config.name, 0.0) + wall
                 if error is not None:
                     s.errors[config.name] = s.errors.get(config.name, 0) + 1
-                if cold:
-                    s.cold_starts[config.name] = s.cold_starts.get(config.name, 0) + 1
             init = ((function.init_seconds or 0.0) + self.timings.cold_start) * 1000 if cold else 0.0
             invocation = Invocation(
                 config.name,
