@@ -14,7 +14,9 @@ Everything runs on this machine's cores, so the time is split by whose CPU it to
 lean ``@connections`` sender and the handler threads of ``http_api``/``fanout``: what AWS would bill) and
 the *emulator's own* cost, which AWS does not run on the function's CPU: its event loop (the emulated API
 Gateway: the ``@connections`` endpoint with its IAM check, and the WebSocket frames out), moto, and the N
-clients in this process. The first event warms the containers and is left out of the CPU split.
+clients in this process. moto runs on its callers' threads: the emulator counts the CPU it takes
+(``aws_cpu_seconds`` of ``/@emulator/stats``), which is moved from the functions' executor threads to moto's
+line. The first event warms the containers and is left out of the CPU split.
 
 Each client is one socket in this process and one in the emulator: the soft limit on open files is raised
 to what N needs (``resource.setrlimit``; the emulator inherits it).
@@ -46,6 +48,8 @@ from bench.run import free_port
 from bench.welcome_latency import ROOT, wait_ready
 
 CLOCK_TICK = os.sysconf("SC_CLK_TCK")
+EXECUTORS = "function: executor threads (boto3 calls)"
+MOTO = "emulator: moto (in-process on the executors, and its HTTP server)"
 PY_SPY_THREAD = re.compile(r'^Thread (\d+) \([^)]*\): "([^"]*)"', re.MULTILINE)
 
 
@@ -117,11 +121,11 @@ def role(name: str | None) -> str:
     if name.startswith(("HttpApiFunction", "FanoutFunction")):
         return "function: handler threads"
     if name.startswith(("dynamodb", "asyncio")):
-        return "function: executor threads (boto3 calls)"
+        return EXECUTORS
     if name == "MainThread":
         return "emulator: event loop (@connections, WebSocket out)"
     if name.endswith("(_server_entry)"):
-        return "emulator: moto"
+        return MOTO
     return "emulator: other threads"
 
 
@@ -168,14 +172,13 @@ async def run(args: argparse.Namespace) -> tuple[list[float], dict[str, float], 
                 times.append((time.perf_counter() - started) * 1000)
                 spent, mine = thread_cpu(proc.pid), time.process_time() - mine
                 after = await bench.stats()
-                wall = after["lambda"]["wall_seconds"]
-                busy = {
-                    kind(f): wall[f] - before["lambda"]["wall_seconds"].get(f, 0.0)
-                    for f in wall
-                    if kind(f) in ("http_api", "fanout")
-                }
-                line = f"  event {n}: last of {args.recipients} after {times[-1]:.0f} ms"
-                line += "; invocations busy " + ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in busy.items() if v)
+                busy, count = {}, {}
+                for f, seconds in after["lambda"]["wall_seconds"].items():
+                    if kind(f) in ("http_api", "fanout"):
+                        busy[kind(f)] = seconds - before["lambda"]["wall_seconds"].get(f, 0.0)
+                        count[kind(f)] = after["lambda"]["invocations"][f] - before["lambda"]["invocations"].get(f, 0)
+                line = f"  event {n}: last of {args.recipients} after {times[-1]:.0f} ms; busy (wall)"
+                line += ",".join(f" {k} {count[k]} x {v / count[k] * 1e3:.0f} ms" for k, v in busy.items() if count[k])
                 print(line, flush=True)
                 thread_names(proc.pid, names)
                 if n == 0:
@@ -186,6 +189,10 @@ async def run(args: argparse.Namespace) -> tuple[list[float], dict[str, float], 
                 for tid, seconds in spent.items():
                     cpu[role(names.get(tid))] += seconds - threads.get(tid, 0.0)
                 cpu["clients (this process)"] += mine
+                # moto runs on its callers' threads (the functions' executors): its CPU is counted apart.
+                served = after.get("aws_cpu_seconds", 0.0) - before.get("aws_cpu_seconds", 0.0)
+                cpu[MOTO] += served
+                cpu[EXECUTORS] -= served
             if spy is not None:
                 spy.send_signal(signal.SIGINT)
                 spy.wait(60)

@@ -8,6 +8,7 @@ import json
 import os
 import re
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -44,7 +45,9 @@ class Moto:
     Every request passes ``_serve`` first: the IAM check (``iam.py``), the count of requests by operation
     (``requests``), then, for the requests that reach the service, ``observers`` (the billing meter) with the
     request, the response and, for DynamoDB writes, the size each item had before the call (what a write
-    is billed by when it is larger than the new item).
+    is billed by when it is larger than the new item). ``cpu_seconds`` adds up the CPU those steps took, on
+    whichever thread called: the emulated services' share of the process, which no function pays on AWS
+    (bench/emulator_fanout.py tells it apart from the functions' own).
     """
 
     def __init__(self, host: str = "127.0.0.1", iam: Iam | None = None) -> None:
@@ -53,6 +56,7 @@ class Moto:
         from werkzeug.serving import make_server
 
         self.requests = Counter[str]()
+        self.cpu_seconds = 0.0
         self.iam = iam
         # Told of every request that reached DynamoDB or SQS; under ``_lock``, on the caller's thread.
         self.observers: list[Callable[[AwsCall], None]] = []
@@ -78,25 +82,39 @@ class Moto:
         operation = target.rpartition(".")[2] or query[:40] or "?"
         service = _service(target, header("Authorization"))
         with self._lock:
-            self.requests[operation] += 1
-            if self.iam is not None and service:
-                needs = (
-                    self.iam.dynamodb(operation, body)
-                    if service == "dynamodb"
-                    else self.iam.sqs(operation, body, query)
-                )
-                denial = self.iam.check(header("Authorization"), needs)
-                if denial is not None:
-                    status, headers, payload = self.iam.json_denial(denial, sqs=service == "sqs")
-                    return status, list(headers.items()), payload
-            if not self.observers or not service:
-                return moto()
-            sizes = item_sizes_before(operation, body) if service == "dynamodb" else {}
-            status, headers_out, response = moto()
-            call = AwsCall(service, operation, body, response, status, sizes)
-            for observer in self.observers:
-                observer(call)
-            return status, headers_out, response
+            started = time.thread_time()
+            try:
+                return self._gate(operation, service, header, body, query, moto)
+            finally:
+                self.cpu_seconds += time.thread_time() - started
+
+    def _gate(
+        self,
+        operation: str,
+        service: str,
+        header: Callable[[str], str | None],
+        body: bytes,
+        query: str,
+        moto: Responder,
+    ) -> Answer:
+        """``_serve`` under the lock: count, IAM, moto, observers."""
+        self.requests[operation] += 1
+        if self.iam is not None and service:
+            needs = (
+                self.iam.dynamodb(operation, body) if service == "dynamodb" else self.iam.sqs(operation, body, query)
+            )
+            denial = self.iam.check(header("Authorization"), needs)
+            if denial is not None:
+                status, headers, payload = self.iam.json_denial(denial, sqs=service == "sqs")
+                return status, list(headers.items()), payload
+        if not self.observers or not service:
+            return moto()
+        sizes = item_sizes_before(operation, body) if service == "dynamodb" else {}
+        status, headers_out, response = moto()
+        call = AwsCall(service, operation, body, response, status, sizes)
+        for observer in self.observers:
+            observer(call)
+        return status, headers_out, response
 
     def _wsgi(self, app: Any) -> Any:
         """The HTTP server's application: ``_serve`` in front of moto's own WSGI app."""

@@ -284,6 +284,7 @@ class Emulator:
                     },
                     "api_gateway": self.websocket.metered(),
                     "aws_requests": dict(self.moto.requests),
+                    "aws_cpu_seconds": self.moto.cpu_seconds,  # moto and the IAM gate, on the callers' threads
                     "meter": {
                         "units": self.meter.snapshot(),
                         "counts": self.meter.counted(),
