@@ -175,3 +175,113 @@ def test_a_query_reads_its_partition_only(clients: dict[str, Any], monkeypatch: 
         TableName=TABLE, KeyConditionExpression="pk = :pk", ExpressionAttributeValues={":pk": s("a")}
     )
     assert [item["sk"]["S"] for item in answer["Items"]] == ["1", "2", "3"]
+
+
+# -- item answers as plain JSON (5.) ----------------------------------------------------------------------
+
+RICH = {
+    "text": s('ünïcode, "quoted", \\ and \n'),
+    "n": {"N": "12.5"},
+    "big": {"N": "123456789012345678901234567890"},
+    "ss": {"SS": ["a", "b"]},
+    "ns": {"NS": ["1", "2.5"]},
+    "yes": {"BOOL": True},
+    "nothing": {"NULL": True},
+    "m": {"M": {"x": s("y"), "l": {"L": [{"N": "1"}, s("z"), {"M": {}}, {"SS": ["q"]}]}}},
+    "empty": {"L": []},
+}
+BINARY = {"b": {"B": b"\x00\xff binary"}, "bs": {"BS": [b"a", b"\x01"]}, "mb": {"M": {"inner": {"B": b"\x02"}}}}
+
+ITEM_READS = [
+    pytest.param("get_item", {"TableName": TABLE, "Key": key("r", "1")}, id="get"),
+    pytest.param("get_item", {"TableName": TABLE, "Key": key("r", "404")}, id="get-missing"),
+    pytest.param(
+        "query",
+        {
+            "TableName": TABLE,
+            "KeyConditionExpression": "pk = :pk",
+            "ExpressionAttributeValues": {":pk": s("r")},
+            "ReturnConsumedCapacity": "TOTAL",
+        },
+        id="query-with-capacity",
+    ),
+    pytest.param(
+        "query",
+        {
+            "TableName": TABLE,
+            "KeyConditionExpression": "pk = :pk",
+            "ExpressionAttributeValues": {":pk": s("r")},
+            "Limit": 1,
+        },
+        id="query-page",
+    ),
+    pytest.param(
+        "query",
+        {
+            "TableName": TABLE,
+            "KeyConditionExpression": "pk = :pk",
+            "ExpressionAttributeValues": {":pk": s("r")},
+            "ProjectionExpression": "#t, m.l[1]",
+            "ExpressionAttributeNames": {"#t": "text"},
+        },
+        id="query-projected",
+    ),
+    pytest.param("scan", {"TableName": TABLE, "Select": "COUNT"}, id="scan-count"),
+    pytest.param("scan", {"TableName": TABLE}, id="scan"),
+    pytest.param(
+        "batch_get_item",
+        {"RequestItems": {TABLE: {"Keys": [key("r", "1"), key("r", "2"), key("r", "404")]}}},
+        id="batch-get",
+    ),
+    pytest.param(
+        "transact_get_items",
+        {"TransactItems": [{"Get": {"TableName": TABLE, "Key": key("r", n)}} for n in ("1", "2", "404")]},
+        id="transact-get",
+    ),
+]
+
+
+@pytest.fixture
+def rich_table() -> Iterator[Any]:
+    with mock_aws():
+        client = boto3.client("dynamodb", region_name=FAST)
+        client.create_table(
+            TableName=TABLE,
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+            AttributeDefinitions=[
+                {"AttributeName": "pk", "AttributeType": "S"},
+                {"AttributeName": "sk", "AttributeType": "S"},
+            ],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        client.put_item(TableName=TABLE, Item={**key("r", "1"), **RICH})
+        client.put_item(TableName=TABLE, Item={**key("r", "2"), **RICH, "n": {"N": "-0.001"}})
+        moto_speed.plain_json_items()
+        yield client
+
+
+@pytest.mark.parametrize(("operation", "request_"), ITEM_READS)
+def test_item_answers_in_plain_json_read_as_moto_serializes_them(
+    rich_table: Any, operation: str, request_: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from moto.core.serialize import ResponseSerializer
+    from moto.dynamodb.responses import DynamoResult
+
+    ours = outcome(getattr(rich_table, operation), **request_)
+    with monkeypatch.context() as patch:  # moto's own serialization of the same answer
+        patch.setattr(DynamoResult, "execute_result", DynamoResult.__mro__[1].execute_result)
+        assert outcome(getattr(rich_table, operation), **request_) == ours
+
+    def walked(*_args: Any) -> Any:
+        raise AssertionError("serialized by walking the model")
+
+    monkeypatch.setattr(ResponseSerializer, "serialize", walked)
+    assert outcome(getattr(rich_table, operation), **request_) == ours
+
+
+def test_binary_attributes_still_take_moto_serializer(rich_table: Any) -> None:
+    rich_table.put_item(TableName=TABLE, Item={**key("r", "3"), **BINARY})
+    item = rich_table.get_item(TableName=TABLE, Key=key("r", "3"))["Item"]
+    assert item["b"] == {"B": b"\x00\xff binary"}
+    assert item["bs"] == {"BS": [b"a", b"\x01"]}
+    assert item["mb"] == {"M": {"inner": {"B": b"\x02"}}}
