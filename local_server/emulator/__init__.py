@@ -100,7 +100,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, settings: Settings) -> None:
     """Run the emulator until SIGTERM/SIGINT (called by ``python -m local_server --emulate-lambda``)."""
-    import asyncio
 
     from local_server.emulator.lambdas import Timings
     from local_server.emulator.server import EmulatorOptions, serve
@@ -136,4 +135,9 @@ def run(args: argparse.Namespace, settings: Settings) -> None:
         throttle_posts=args.throttle_posts,
         timings=Timings(cold_start=args.cold_start, async_delay=args.async_delay),
     )
-    asyncio.run(serve(settings, options))
+    from local_server.__main__ import run_loop
+
+    # The emulator's own loop (API Gateway's WebSocket and @connections endpoints, the HTTP API) runs on uvloop
+    # like the local server's: about a quarter less CPU per post of a broadcast (bench/RESULTS.md, "Fan-out in
+    # the emulator"). The functions' containers keep asyncio's loop, as on Lambda: uvloop.run leaves the policy.
+    run_loop(serve(settings, options), settings.event_loop)
