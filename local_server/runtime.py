@@ -14,7 +14,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from local_server.banner import banner
 from local_server.cluster import ClusterCollector, ClusterNode, default_node_id
 from local_server.guard import GuardedSite, QuietServerLogger
-from local_server.server import create_app
+from local_server.server import Handlers, create_app
 from local_server.transport import Cork, CorkCollector, WsTransport
 from shared.debug.tap import DebugTap
 from shared.debug.webhooks import tap_targets
@@ -70,6 +70,7 @@ class LocalServer:
                 settings, sender=self.sender, metrics=self.metrics, tap=tap, count_connections=False
             )
         self._runners: list[web.AppRunner] = []
+        self.handlers = Handlers()
         self._http: aiohttp.ClientSession | None = None
         self._dispatcher: WebhookDispatcher | None = None
         self._dispatch_task: asyncio.Task[None] | None = None
@@ -128,7 +129,7 @@ class LocalServer:
             await self.cluster.start()
         limits = self.settings.transport
         runner = web.AppRunner(
-            create_app(self.services, self.sender, self.cork),
+            create_app(self.services, self.sender, self.cork, self.handlers),
             handle_signals=False,
             access_log=None,
             keepalive_timeout=limits.keepalive_seconds,  # idle keep-alives (local_server/guard.py)
@@ -182,6 +183,8 @@ class LocalServer:
         ]
         if closes:
             await asyncio.wait_for(asyncio.gather(*closes, return_exceptions=True), timeout=grace + 1)
+        # Their handlers remove the connections and queue the departures; the drain must see those jobs.
+        await self.handlers.wait(grace)
         if self._dispatcher is not None:
             await self._dispatcher.drain(grace)
         if self._dispatch_task is not None:

@@ -25,9 +25,25 @@ from shared.types import SocketId
 log = logging.getLogger("sockless")
 store_log = RateLimitedLog(log)
 
+
+class Handlers:
+    """The WebSocket handlers still running. A stopping server waits for them after closing their sockets: each
+    removes its connection and queues the departure webhooks (``channel_vacated``, ``member_removed``) only then,
+    and the webhook queue is drained after that, not before (with the Redis store the removal takes round trips,
+    and a node drained an empty queue, then exited leaving every departure queued in Redis undelivered)."""
+
+    def __init__(self) -> None:
+        self.running: set[asyncio.Task[Any]] = set()
+
+    async def wait(self, timeout: float) -> None:
+        if self.running:
+            await asyncio.wait(set(self.running), timeout=timeout)
+
+
 SERVICES = web.AppKey("services", Services)
 SENDER = web.AppKey("sender", LocalSender)
 CORK = web.AppKey("cork", Cork)
+HANDLERS = web.AppKey("handlers", Handlers)
 
 
 def _json(status: int, body: Any) -> web.Response:
@@ -89,6 +105,10 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     transport = WsTransport(ws, request.transport, loop.time(), request.app[CORK], app_id=app.id, socket_id=socket_id)
     sender.register(socket_id, transport)
     engine.metrics.gauge("connections", app.id, 1)  # open sockets of this node (see Engine.count_connections)
+    handlers = request.app[HANDLERS].running
+    task = asyncio.current_task()
+    assert task is not None
+    handlers.add(task)
     try:
         await engine.send(app, socket_id, engine.welcome(socket_id))
         async for msg in ws:
@@ -112,6 +132,8 @@ async def websocket(request: web.Request) -> web.StreamResponse:
         except StoreUnavailable as exc:
             # The record stays behind; the cluster's reconciliation removes it once the store is back.
             store_log.warning("server:store", "store unavailable while removing %s: %s", socket_id, exc)
+        finally:
+            handlers.discard(task)
     return ws
 
 
@@ -217,12 +239,15 @@ async def _start_background(app: web.Application) -> Any:
             await task
 
 
-def create_app(services: Services, sender: LocalSender, cork: Cork) -> web.Application:
+def create_app(
+    services: Services, sender: LocalSender, cork: Cork, handlers: Handlers | None = None
+) -> web.Application:
     """``sender`` writes through ``cork`` (its fanout), the one the server flushes."""
     app = web.Application(client_max_size=services.settings.max_http_body_kb * 1024 + 1)
     app[SERVICES] = services
     app[SENDER] = sender
     app[CORK] = cork
+    app[HANDLERS] = handlers or Handlers()
     app.router.add_get("/app/{key}", websocket)
     # [\s\S]: a decoded path may hold a newline (%0A), which ".*" would not match, leaving aiohttp's text 404.
     app.router.add_route("*", "/apps/{tail:[\\s\\S]*}", rest)
