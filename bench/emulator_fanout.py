@@ -146,7 +146,13 @@ async def run(args: argparse.Namespace) -> tuple[list[float], dict[str, float], 
             # The trigger returns when the http_api invocation has posted its own chunk (and handed on the others):
             # seconds for 10,000 recipients in the emulator, past the SDK's default 5 s.
             bench.sdk = pusher.Pusher(
-                app_id=APP["id"], key=APP["key"], secret=APP["secret"], host="127.0.0.1", port=port, ssl=False, timeout=120
+                app_id=APP["id"],
+                key=APP["key"],
+                secret=APP["secret"],
+                host="127.0.0.1",
+                port=port,
+                ssl=False,
+                timeout=120,
             )
             gate = asyncio.Semaphore(args.connect_concurrency)
             url = f"ws://127.0.0.1:{port}/app/{APP['key']}?protocol=7&client=bench"
