@@ -62,6 +62,15 @@ def start(extra: list[str], checkout: Path = ROOT) -> tuple[subprocess.Popen[byt
     return proc, port
 
 
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the emulator, SIGKILL it if it has not exited within a minute."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU of a process so far (Linux)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -194,11 +203,7 @@ async def main() -> None:
                 results[name]["emulator_cpu_s"] = round(cpu_seconds(proc.pid) - cpu, 2)
             results["load_average_after"] = os.getloadavg()
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc)
     print(json.dumps(results, indent=1))
 
 

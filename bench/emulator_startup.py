@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.emulator_speed import ROOT, cpu_seconds, start
+from bench.emulator_speed import ROOT, cpu_seconds, start, stop
 from bench.welcome_latency import wait_ready
 
 
@@ -33,11 +33,7 @@ async def one(checkout: Path) -> tuple[float, float]:
         await wait_ready(port, timeout=180)
         return time.perf_counter() - started, cpu_seconds(proc.pid)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc)
 
 
 def synthesize(checkout: Path) -> None:

@@ -21,6 +21,7 @@ from moto.dynamodb.models import dynamodb_backends
 from moto.dynamodb.models.table import Table
 
 from local_server.emulator import moto_speed
+from shared.dynamodb.table import create_table
 
 FAST, PLAIN = "us-east-1", "eu-west-1"
 TABLE = "state"
@@ -103,15 +104,7 @@ def clients() -> Iterator[dict[str, Any]]:
     with mock_aws():
         clients = {region: boto3.client("dynamodb", region_name=region) for region in (FAST, PLAIN)}
         for client in clients.values():
-            client.create_table(
-                TableName=TABLE,
-                KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-                AttributeDefinitions=[
-                    {"AttributeName": "pk", "AttributeType": "S"},
-                    {"AttributeName": "sk", "AttributeType": "S"},
-                ],
-                BillingMode="PAY_PER_REQUEST",
-            )
+            create_table(client, TABLE)  # the store's schema, as the stack creates it
             for pk, sk, n in (("a", "1", 1), ("a", "2", 5), ("a", "3", 2), ("b", "1", 7)):
                 client.put_item(TableName=TABLE, Item={**key(pk, sk), "n": {"N": str(n)}})
         backend = dynamodb_backends[DEFAULT_ACCOUNT_ID][FAST]
@@ -245,15 +238,7 @@ ITEM_READS = [
 def rich_table() -> Iterator[Any]:
     with mock_aws():
         client = boto3.client("dynamodb", region_name=FAST)
-        client.create_table(
-            TableName=TABLE,
-            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-            AttributeDefinitions=[
-                {"AttributeName": "pk", "AttributeType": "S"},
-                {"AttributeName": "sk", "AttributeType": "S"},
-            ],
-            BillingMode="PAY_PER_REQUEST",
-        )
+        create_table(client, TABLE)  # the store's schema, as the stack creates it
         client.put_item(TableName=TABLE, Item={**key("r", "1"), **RICH})
         client.put_item(TableName=TABLE, Item={**key("r", "2"), **RICH, "n": {"N": "-0.001"}})
         moto_speed.plain_json_items()
