@@ -125,7 +125,7 @@ class ConnectionGuard:
 class GuardedProtocol(asyncio.Protocol):
     """In front of one ``RequestHandler`` until its connection upgrades (then ``set_protocol`` drops it)."""
 
-    __slots__ = ("address", "admitted", "counted", "guard", "inner", "timer", "transport")
+    __slots__ = ("address", "admitted", "body", "counted", "guard", "inner", "timer", "transport")
 
     def __init__(self, guard: ConnectionGuard, inner: RequestHandler) -> None:
         self.guard = guard
@@ -135,6 +135,9 @@ class GuardedProtocol(asyncio.Protocol):
         self.address = ""
         self.admitted = False
         self.counted = False
+        # The body of the newest request whose head aiohttp parsed: while it is unread, bytes are that body's
+        # (it has its own deadline, ``body_timeout_seconds``); once it is complete, bytes start the next head.
+        self.body: Any = None
 
     @property
     def upgraded(self) -> bool:
@@ -162,6 +165,12 @@ class GuardedProtocol(asyncio.Protocol):
         transport = self.transport
         if self.upgraded or transport is None or transport.is_closing():
             return
+        inner = self.inner
+        if inner._request_in_progress or inner._messages:
+            # The unfinished head arrived while the previous request's handler was still finishing: answering
+            # now would cut into its response. Look again shortly; the 408 goes out once aiohttp is idle.
+            self.timer = asyncio.get_running_loop().call_later(0.1, self._expire)
+            return
         self.guard.timeouts += 1
         report_refusal(
             self.guard.metrics,
@@ -188,14 +197,17 @@ class GuardedProtocol(asyncio.Protocol):
             self._step_out()
         elif inner._request_count != before:
             # A request's head is complete: its handler runs; keep-alive and body reads are aiohttp's business.
+            # (A pipelined partial head in the same read goes unnoticed: no HTTP client pipelines, and the
+            # connection is still closed by the keep-alive bound once the response is out.)
+            self.body = inner._messages[-1][1] if inner._messages else None
             if self.timer is not None:
                 self.timer.cancel()
                 self.timer = None
-        elif self.timer is None and inner._waiter is not None and not inner._messages:
-            # The first bytes of the next request on a kept-alive connection: aiohttp is idle, waiting for a
-            # request. (Not "no request in progress": between the head and its handler task's first step, body
-            # bytes arrive with neither a message queued nor a request in progress, and were taken for the next
-            # head: a body that took longer than the head's timeout got a 408 in the middle of its request.)
+        elif self.timer is None and (self.body is None or self.body.is_eof()):
+            # The first bytes of the next request on a kept-alive connection: the previous body is complete, so
+            # these start a head, whether or not the previous handler has finished yet (a client that sends its
+            # next request as soon as it has read a response can get here first; the timer then waits for
+            # aiohttp to be idle). Bytes of an unfinished body are not a head: its own deadline bounds it.
             self._arm()
 
     def _step_out(self) -> None:

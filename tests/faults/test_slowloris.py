@@ -13,7 +13,11 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
 
+from local_server.guard import GuardedSite
+from shared.metrics.base import NullMetrics
+from shared.settings import TransportSettings
 from tests.conftest import DEFAULT_APP
 from tests.serverproc import ServerProcess
 from tests.support import APP_ID, log_lines, metric, open_raw, read_until_closed, signed_params, upgrade_request
@@ -223,3 +227,40 @@ async def test_a_kept_alive_request_whose_deflate_body_does_not_decode_is_answer
         ) as response:
             assert response.status in (400, 408)
         assert time.monotonic() - started < 5
+
+
+async def test_a_next_head_begun_while_the_previous_handler_finishes_still_gets_its_408() -> None:
+    """The race CI found: a client that sends its next (partial) head as soon as it has read a response can get
+    there before the handler's task has ended. The guard must still time that head out, not leave the connection
+    to the keep-alive bound. Here the handler sends its whole response and then keeps running for 0.5 s, so the
+    partial head always lands while a request is still in progress."""
+    handler_done = asyncio.Event()
+
+    async def answer_then_linger(request: web.Request) -> web.StreamResponse:
+        response = web.Response(text="ok")
+        await response.prepare(request)
+        await response.write_eof()
+        await asyncio.sleep(0.5)
+        handler_done.set()
+        return response
+
+    app = web.Application()
+    app.router.add_get("/", answer_then_linger)
+    limits = TransportSettings.model_validate(LIMITS)
+    runner = web.AppRunner(app, handle_signals=False, access_log=None, keepalive_timeout=limits.keepalive_seconds)
+    await runner.setup()
+    site = GuardedSite(runner, "127.0.0.1", 0, guard_settings=limits, metrics=NullMetrics())
+    await site.start()
+    try:
+        reader, writer = await open_raw(int(runner.addresses[0][1]))
+        writer.write(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        await reader.readuntil(b"ok")
+        writer.write(b"GET / HTTP/1.1\r\n")  # and nothing more, while the handler is still running
+        started = time.monotonic()
+        assert not handler_done.is_set()
+        assert (await read_until_closed(reader, timeout=5)).startswith(b"HTTP/1.1 408")
+        assert time.monotonic() - started < 1.9  # the head's bound, not the 2 s keep-alive
+        assert handler_done.is_set()  # the 408 waited for the handler: it never cut into a response
+        writer.close()
+    finally:
+        await runner.cleanup()
