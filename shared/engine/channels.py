@@ -139,6 +139,24 @@ async def subscribe(engine: ChannelsEngine, app: AppConfig, socket_id: SocketId,
     ):
         raise _auth_failed(channel)
 
+    if member is None:
+        result = await _join(engine, app, socket_id, channel, None)
+        await engine.send(app, socket_id, frames.frame("pusher_internal:subscription_succeeded", {}, channel))
+    else:
+        with engine.joining(app, socket_id, channel):  # no member_added from a peer before the roster
+            result = await _join(engine, app, socket_id, channel, member)
+            presence: Any = result.presence_data
+            if presence is None:
+                members = await engine.store.members(app.id, channel)
+                roster = members if isinstance(members, dict) else dict(members)  # only encoded, never mutated
+                presence = {"presence": {"ids": list(roster), "hash": roster, "count": len(roster)}}
+            await engine.send(app, socket_id, frames.frame("pusher_internal:subscription_succeeded", presence, channel))
+    await _after_join(engine, app, socket_id, channel, member, result)
+
+
+async def _join(
+    engine: ChannelsEngine, app: AppConfig, socket_id: SocketId, channel: ChannelName, member: Member | None
+) -> JoinResult:
     result = await engine.store.subscribe(app.id, socket_id, channel, member, app.max_presence_members_per_channel)
     if isinstance(result, PresenceFull):
         raise SubscriptionError(
@@ -150,17 +168,7 @@ async def subscribe(engine: ChannelsEngine, app: AppConfig, socket_id: SocketId,
         )
     if not result.joined:
         raise FrameError(f"Existing subscription to channel {channel}", channel=channel)
-
-    if member is not None:
-        presence: Any = result.presence_data
-        if presence is None:
-            members = await engine.store.members(app.id, channel)
-            roster = members if isinstance(members, dict) else dict(members)  # only encoded, never mutated
-            presence = {"presence": {"ids": list(roster), "hash": roster, "count": len(roster)}}
-        await engine.send(app, socket_id, frames.frame("pusher_internal:subscription_succeeded", presence, channel))
-    else:
-        await engine.send(app, socket_id, frames.frame("pusher_internal:subscription_succeeded", {}, channel))
-    await _after_join(engine, app, socket_id, channel, member, result)
+    return result
 
 
 async def _after_join(

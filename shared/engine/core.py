@@ -6,11 +6,12 @@ through the ``Sender``, so the local server and the Lambda handlers run exactly 
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import logging
 import secrets
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterator
 from typing import Any
 
 from shared.apps.base import AppStore
@@ -285,6 +286,20 @@ class Engine:
         delivery = await self._channel_sender.broadcast_channel(app.id, channel, frame, except_socket)
         self.count_sent(app.id, delivery.sent, delivery.sent * len(frame), delivery.failed)
         return delivery.sent
+
+    @contextlib.contextmanager
+    def joining(self, app: AppConfig, socket_id: SocketId, channel: ChannelName) -> Iterator[None]:
+        """While a presence join is in flight, the channel's broadcasts to the joiner wait (only a sender that
+        broadcasts channels from its own index needs it: ``ChannelBroadcaster.hold_channel`` says why)."""
+        sender = self._channel_sender
+        if sender is None:
+            yield
+            return
+        sender.hold_channel(app.id, socket_id, channel)
+        try:
+            yield
+        finally:
+            sender.release_channel(app.id, socket_id, channel)
 
     async def publish(
         self, app: AppConfig, channels: Collection[str], event: str, data: Any, except_socket: SocketId | None = None

@@ -7,6 +7,7 @@ a protocol (``ChannelsEngine``, ``UsersEngine``) that ``Engine`` satisfies: they
 from __future__ import annotations
 
 from collections.abc import Collection
+from contextlib import AbstractContextManager
 from typing import Protocol
 
 from shared.settings import AppConfig
@@ -28,4 +29,9 @@ class Outbox(Protocol):
         self, app: AppConfig, channel: ChannelName, frame: bytes, except_socket: SocketId | None = None
     ) -> int:
         """The frame to the channel's subscribers; returns how many this process sent."""
+        ...
+
+    def joining(self, app: AppConfig, socket_id: SocketId, channel: ChannelName) -> AbstractContextManager[None]:
+        """Around a presence join: the channel's broadcasts reach the joiner only after what it is sent inside
+        (its ``subscription_succeeded``), so a ``member_added`` never comes before the roster."""
         ...

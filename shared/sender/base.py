@@ -46,3 +46,14 @@ class ChannelBroadcaster(Protocol):
     async def broadcast_channel(
         self, app_id: AppId, channel: ChannelName, frame: bytes, except_socket: SocketId | None = None
     ) -> Delivery: ...
+
+    def hold_channel(self, app_id: AppId, socket_id: SocketId, channel: ChannelName) -> None:
+        """Keep the channel's broadcasts to ``socket_id`` aside, in order, until :meth:`release_channel`.
+
+        Such a sender puts a joining socket in its index before the store has answered the join, so that no
+        event published after the join is missed; but then a peer's ``member_added`` can reach the socket
+        before its own ``subscription_succeeded``, whose roster pusher-js takes as the whole truth: the member
+        would be lost from the client's list. Held while the join is in flight, such frames go out after it."""
+
+    def release_channel(self, app_id: AppId, socket_id: SocketId, channel: ChannelName) -> None:
+        """Write what was held for the socket (after whatever was sent to it meanwhile) and stop holding."""

@@ -194,6 +194,8 @@ class RedisSender(LocalSender):
         self._seen: dict[str, int] = {}
         self.duplicates = 0
         self._in_flight: dict[asyncio.Task[None], float] = {}  # batches not yet answered by Redis, since when
+        # Sockets whose presence join is in flight, per channel, with the channel's frames held for them.
+        self._joining: dict[tuple[AppId, ChannelName], dict[SocketId, list[bytes]]] = {}
 
     def holds(self, socket_id: SocketId) -> bool:
         return socket_id in self._sockets
@@ -214,6 +216,43 @@ class RedisSender(LocalSender):
     def _unreleased(self, socket_ids: Sequence[SocketId]) -> list[SocketId]:
         released = self._released
         return [s for s in socket_ids if s not in released]
+
+    # -- joins in flight (ChannelBroadcaster.hold_channel) --------------------------------------------------
+
+    def hold_channel(self, app_id: AppId, socket_id: SocketId, channel: ChannelName) -> None:
+        self._joining.setdefault((app_id, channel), {})[socket_id] = []
+
+    def release_channel(self, app_id: AppId, socket_id: SocketId, channel: ChannelName) -> None:
+        key = (app_id, channel)
+        waiting = self._joining.get(key)
+        if waiting is None:
+            return
+        frames = waiting.pop(socket_id, None)
+        if not waiting:
+            del self._joining[key]
+        transport = self._sockets.get(socket_id)
+        if frames and transport is not None:
+            for frame in frames:
+                transport.write(frame)
+
+    async def _to_own_subscribers(
+        self, app_id: AppId, channel: ChannelName, frame: bytes, except_socket: SocketId | None
+    ) -> Delivery | None:
+        """The frame to this node's subscribers of the channel, but held for those whose join is in flight."""
+        sockets = self.index.sockets(app_id, channel)
+        if not sockets:
+            return None
+        waiting = self._joining.get((app_id, channel)) if self._joining else None
+        if not waiting:
+            return await LocalSender.broadcast(self, app_id, sockets, frame, except_socket)
+        held = 0
+        for socket_id, frames in waiting.items():
+            if socket_id in sockets and socket_id != except_socket:
+                frames.append(frame)
+                held += 1
+        others = [s for s in sockets if s not in waiting]
+        local = await LocalSender.broadcast(self, app_id, others, frame, except_socket)
+        return Delivery(sent=local.sent + held, gone=local.gone)
 
     # -- routing ---------------------------------------------------------------------------------------
 
@@ -393,8 +432,7 @@ class RedisSender(LocalSender):
             # Refused before any local write: the caller's retry (a REST publish answered 503) duplicates nothing.
             self.refused += 1
             raise StoreUnavailable("cluster bus unavailable: the replay buffer cannot take more")
-        sockets = self.index.sockets(app_id, channel)
-        local = await LocalSender.broadcast(self, app_id, sockets, frame, except_socket) if sockets else None
+        local = await self._to_own_subscribers(app_id, channel, frame, except_socket)
         # Sockets in the index but no longer registered are closing: their removal is already under way.
         sent = local.sent if local is not None else 0
         if not peers:
@@ -587,13 +625,12 @@ class RedisSender(LocalSender):
         elif kind == b"C":
             app, channel, skip, frame = body.split(b"\n", 3)
             app_id = AppId(app.decode())
-            sockets = self.index.sockets(app_id, ChannelName(channel.decode()))
-            if sockets:
-                except_socket = SocketId(skip.decode()) if skip else None
-                delivery = await LocalSender.broadcast(self, app_id, sockets, frame, except_socket)
-                self.relayed += delivery.sent
-                if delivery.sent:
-                    events.relayed(app_id, delivery.sent, delivery.sent * len(frame))
+            except_socket = SocketId(skip.decode()) if skip else None
+            relayed = await self._to_own_subscribers(app_id, ChannelName(channel.decode()), frame, except_socket)
+            if relayed is not None:
+                self.relayed += relayed.sent
+                if relayed.sent:
+                    events.relayed(app_id, relayed.sent, relayed.sent * len(frame))
         elif kind == b"H":
             node = body.decode()
             if node != self.node_id:

@@ -209,6 +209,44 @@ async def test_channel_broadcast_reaches_every_nodes_own_subscribers_once() -> N
         assert there.frames == [b"frame-1"]
 
 
+async def test_a_channels_frames_wait_while_a_sockets_join_is_in_flight_and_follow_what_it_was_sent() -> None:
+    """The join's race in a cluster: the joiner is in its node's index before Redis has answered, so a peer's
+    member_added can arrive first; pusher-js would then overwrite it with the roster of subscription_succeeded
+    and lose that member. Held while the join is in flight, the channel's frames follow the joiner's own."""
+    async with nodes(2) as (a, b):
+        meshed(a, b)
+        channel = ChannelName("presence-room")
+        joiner = await a.hold("1.1")
+        bystander = await joined(a, "1.2", channel="presence-room")
+        member = Member(user_id=UserId("u1"), user_info={})
+        a.sender.hold_channel(APP, SocketId("1.1"), channel)
+        await a.store.subscribe(APP, SocketId("1.1"), channel, member, 100)  # in the index now
+
+        await b.sender.broadcast_channel(APP, channel, b"member_added u2")  # a peer's join, relayed
+        await eventually(lambda: bystander.frames == [b"member_added u2"])
+        await a.sender.broadcast_channel(APP, channel, b"an event")  # and one of this node's own
+        assert bystander.frames == [b"member_added u2", b"an event"]
+        assert joiner.frames == []
+
+        await a.sender.send(APP, SocketId("1.1"), b"subscription_succeeded")
+        a.sender.release_channel(APP, SocketId("1.1"), channel)
+        assert joiner.frames == [b"subscription_succeeded", b"member_added u2", b"an event"]
+        await a.sender.broadcast_channel(APP, channel, b"after")  # not held any more
+        assert joiner.frames[-1] == b"after"
+        assert a.sender._joining == {}
+
+
+async def test_a_held_join_keeps_other_channels_and_sockets_flowing() -> None:
+    async with nodes(1) as (a,):
+        elsewhere = await joined(a, "1.1", channel="news")
+        joiner = await joined(a, "1.2", channel="news")
+        a.sender.hold_channel(APP, SocketId("1.2"), ChannelName("presence-room"))
+        await a.sender.broadcast_channel(APP, ChannelName("news"), b"x")
+        assert elsewhere.frames == [b"x"] and joiner.frames == [b"x"]
+        a.sender.release_channel(APP, SocketId("1.2"), ChannelName("presence-room"))
+        assert joiner.frames == [b"x"]
+
+
 async def test_channel_broadcast_skips_the_excepted_socket_on_whichever_node_holds_it() -> None:
     async with nodes(2) as (a, b):
         meshed(a, b)
