@@ -8,7 +8,17 @@ import json
 import sys
 from dataclasses import asdict, replace
 
-from cost.model import LEAN, Op, Stack, Workload, before, month
+from cost.model import (
+    FIFO_LATENCY_MS,
+    LEAN,
+    Op,
+    Stack,
+    Workload,
+    before,
+    client_events_per_million,
+    month,
+    ordered_frames,
+)
 from cost.prices import PRICES_READ_ON, PUSHER_PLANS
 from cost.selfhost import self_hosted
 
@@ -33,6 +43,7 @@ def report(workload: Workload, stack: Stack, profile: dict[str, Op] | None = Non
     cloudfront = next(line for line in lines if line.item == "CloudFront data out")
     hosted = self_hosted(workload.connections, cloudfront.units)
     old = sum(line.usd() for line in before(workload))
+    added = ordered_frames()
     return {
         "total_usd_per_month": round(total, 2),
         "lines": [
@@ -43,6 +54,19 @@ def report(workload: Workload, stack: Stack, profile: dict[str, Op] | None = Non
         "self_hosted_usd": round(hosted.usd, 2),
         "self_hosted_instance": hosted.instance,
         "before_cuts_usd": round(old, 2),
+        # What keeping each connection's frames in order costs (issue #20, docs/aws.md "Frames of one connection
+        # in order"), whichever way this stack is deployed.
+        "ordered_frames": {
+            "added_usd_per_million_client_frames": {
+                "alone": round(added.alone, 2),
+                "full_batches": round(added.full, 2),
+            },
+            "client_event_usd_per_million": {
+                "unordered": round(client_events_per_million(replace(stack, ordered_frames=False)), 2),
+                "ordered": round(client_events_per_million(replace(stack, ordered_frames=True)), 2),
+            },
+            "added_latency_ms_on_aws": {"p50": FIFO_LATENCY_MS[0], "p99": FIFO_LATENCY_MS[1]},
+        },
         "stack": asdict(stack),
         "prices_read_on": PRICES_READ_ON,
         "measured": profile is not None,
@@ -153,6 +177,16 @@ def main(argv: list[str] | None = None) -> int:
         f"self-hosted (local server + Redis on a {result['self_hosted_instance']}): ${result['self_hosted_usd']:,.2f}"
     )
     print(f"the same month before issue #15's cuts: ${result['before_cuts_usd']:,.2f}")
+    order: dict[str, dict[str, float]] = result["ordered_frames"]  # type: ignore[assignment]
+    added, events = order["added_usd_per_million_client_frames"], order["client_event_usd_per_million"]
+    latency = order["added_latency_ms_on_aws"]
+    print(
+        f"ordered frames (-c ordered_frames, {'on' if stack.ordered_frames else 'off'} here): "
+        f"+${added['alone']:.2f} per million client frames, each its own batch "
+        f"(+${added['full_batches']:.2f} with full batches of 10); a million client events without their "
+        f"deliveries ${events['unordered']:.2f} -> ${events['ordered']:.2f}; on AWS +{latency['p50']:.0f} ms p50, "
+        f"+{latency['p99']:.0f} ms p99 per subscribe and client event (docs/aws.md; emulated: bench/RESULTS.md)"
+    )
     print(verdict(result))
     return 0
 

@@ -282,6 +282,56 @@ def month(
     return lines
 
 
+# The most messages Lambda's event source mapping takes from a FIFO queue in one batch (cdk/components/frames.py).
+FIFO_BATCH = 10
+# What SQS FIFO to a Lambda event source mapping adds between the send and the function on AWS, in ms (p50, p99):
+# AWS publishes no figure; a third-party measurement ("Serverless Messaging: Latency Compared",
+# bitesizedserverless.com, eu-west-1, 1,024 messages, 2022; docs/aws.md "Frames of one connection in order").
+FIFO_LATENCY_MS = (28, 645)
+
+
+@dataclass(frozen=True)
+class OrderedFrames:
+    """What ``-c ordered_frames`` (the default) adds to a million client frames, in $ (docs/aws.md "What it
+    costs"): ``alone`` when each frame is its own batch (a quiet connection: the send, the receive that returns
+    it, the delete, one invocation as before), ``full`` when batches of :data:`FIFO_BATCH` fill (a busy one:
+    a send per frame, one receive and one delete per batch, one invocation instead of ten)."""
+
+    fifo_alone: float
+    fifo_full: float
+    lambda_alone: float
+    lambda_full: float
+
+    @property
+    def alone(self) -> float:
+        return self.fifo_alone + self.lambda_alone
+
+    @property
+    def full(self) -> float:
+        return self.fifo_full + self.lambda_full
+
+
+def ordered_frames() -> OrderedFrames:
+    from cost.prices import PRICES
+
+    fifo = PRICES["sqs_fifo_request"].usd * 1e6
+    invocation = PRICES["lambda_request"].usd * 1e6
+    return OrderedFrames(
+        fifo_alone=3 * fifo,
+        fifo_full=(1 + 2 / FIFO_BATCH) * fifo,
+        lambda_alone=0.0,
+        lambda_full=-(1 - 1 / FIFO_BATCH) * invocation,
+    )
+
+
+def client_events_per_million(stack: Stack) -> float:
+    """A million client events on ``stack`` in $: the frame in, its invocation, store units, logs (the model's
+    :data:`PROFILE`, each frame its own batch); their deliveries are priced apart."""
+    idle = Workload(connections=0, deliveries_per_day=0)
+    busy = replace(idle, client_events_per_day=1e6 / DAYS)
+    return sum(line.usd() for line in month(busy, stack)) - sum(line.usd() for line in month(idle, stack))
+
+
 def before(workload: Workload) -> list[Line]:
     """The same month on the stack as it was before issue #15's cuts (for the before/after figures): pings
     every 120 s, the default stack's logs, metrics and monitoring, the sweep touching and re-filing every live

@@ -108,3 +108,34 @@ def test_docs_cost_md_shows_what_the_report_prints_today(capsys: pytest.CaptureF
     for args, shown in blocks:
         assert main(args.split()) == 0
         assert capsys.readouterr().out == shown, args
+
+
+def test_the_report_prices_ordered_frames_per_million_client_frames(capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue #20: what keeping a connection's frames in order adds per million client frames, as docs/aws.md
+    and docs/cost.md quote it, and the monthly model charging exactly that per client event."""
+    order = report(capsys)["ordered_frames"]
+    assert isinstance(order, dict)
+    assert order["added_usd_per_million_client_frames"] == {"alone": 1.5, "full_batches": 0.42}
+    events = order["client_event_usd_per_million"]
+    assert events["ordered"] - events["unordered"] == pytest.approx(1.5, abs=0.011)
+    assert order["added_latency_ms_on_aws"] == {"p50": 28, "p99": 645}
+    # The same per-million figures whichever way the priced stack is deployed.
+    lean = report(capsys, "--lean", "--unordered-frames")["ordered_frames"]
+    assert isinstance(lean, dict)
+    assert lean["added_usd_per_million_client_frames"] == order["added_usd_per_million_client_frames"]
+    added = model.ordered_frames()
+    docs = Path(__file__).resolve().parents[2] / "docs"
+    aws = (docs / "aws.md").read_text()
+    assert f"+${added.fifo_full:.2f} to +${added.fifo_alone:.2f}" in aws
+    assert f"-${-added.lambda_full:.2f} to $0" in aws
+    cost = (docs / "cost.md").read_text()
+    assert f"| total | +${added.alone:.2f} | +${added.full:.2f} |" in cost
+    assert f"${events['unordered']:.2f} without ordered frames, ${events['ordered']:.2f} with" in cost
+    assert "+28 ms at p50 and +645 ms at p99" in cost
+
+
+def test_the_text_report_names_the_ordered_frames_figures(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([]) == 0
+    out = capsys.readouterr().out
+    assert "+$1.50 per million client frames" in out
+    assert "(+$0.42 with full batches of 10)" in out
