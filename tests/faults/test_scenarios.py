@@ -41,7 +41,8 @@ async def test_a_killed_nodes_members_are_removed_by_the_survivor_once_within_th
     assert result["member_removed_frames"] == {"distinct": 8, "duplicated": 0}, result
     assert result["member_removed_webhooks"] == {"distinct": 8, "duplicated": 0}, result
     assert result["survivor_lists"] == ["observer"]
-    assert no_bug_logged(result["log"]), result
+    # A peer's death is an event the cluster handles, not an error: what was buffered for it is dropped quietly.
+    assert result["log"]["error_lines"] == 0 and no_bug_logged(result["log"]), result
 
 
 async def test_connect_subscribe_cycles_leave_no_descriptor_and_no_connection_behind() -> None:
