@@ -141,7 +141,7 @@ async def rest(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     max_body = services.settings.max_http_body_kb * 1024
     if request.content_length is not None and request.content_length > max_body:
-        return _json(413, {"error": "Request body too large"})
+        return await _refused(request, 413, "Request body too large")
     # read(n) returns what is buffered, not n bytes: loop, or a body split across TCP segments arrives cut.
     body = bytearray()
     deadline = services.settings.transport.body_timeout_seconds
@@ -155,26 +155,35 @@ async def rest(request: web.Request) -> web.Response:
     except web.RequestPayloadError:  # e.g. "Content-Encoding: gzip" on a body that is not gzip
         # The rest of the body cannot be read past the error, so aiohttp closes the connection after the answer:
         # say so, or the client sends its next request on a connection that is about to be reset.
-        return _closing(400, "Request body could not be decoded")
+        return await _refused(request, 400, "Request body could not be decoded", close=True)
     except TimeoutError:
         reason = f"request body not complete within {deadline:g} s"
         report_refusal(
             services.engine.metrics, kind="http", app_id=None, code=408, reason=reason, client=request.remote
         )
         return _closing(408, "Request body not received in time")
-    response = await services.rest.handle(
-        HttpRequest(
-            method=request.method,
-            path=request.path,
-            query=dict(request.query),
-            body=bytes(body),
-            ip=request.remote or "",
-            headers=dict(request.headers),
-        )
-    )
+    response = await services.rest.handle(_rest_request(request, bytes(body)))
     reply = _json(response.status, response.body)
     reply.headers.update(response.headers)
     return reply
+
+
+def _rest_request(request: web.Request, body: bytes) -> HttpRequest:
+    return HttpRequest(
+        method=request.method,
+        path=request.path,
+        query=dict(request.query),
+        body=body,
+        ip=request.remote or "",
+        headers=dict(request.headers),
+    )
+
+
+async def _refused(request: web.Request, status: int, error: str, *, close: bool = False) -> web.Response:
+    """A REST request refused before its body is read whole: logged, counted and shown in the app's console
+    by the router, like the refusals it makes itself."""
+    response = await request.app[SERVICES].rest.refuse(_rest_request(request, b""), status, error)
+    return _closing(status, error) if close else _json(response.status, response.body)
 
 
 async def openapi_json(_request: web.Request) -> web.Response:

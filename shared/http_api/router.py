@@ -32,6 +32,8 @@ Handler = Callable[["Engine", AppConfig, HttpRequest, "re.Match[str]"], Awaitabl
 
 _APP_PATH = re.compile(r"/apps/(?P<app_id>[^/]+)(?P<rest>/.*)")
 WRITE, READ = "write", "read"
+# Refusals answered before the app is looked up (route 404, 405, 413): the app is looked up for the console.
+_BEFORE_THE_APP = frozenset({404, 405, 413})
 
 
 class _Refused(HttpError):
@@ -97,7 +99,7 @@ class RestApi:
     async def handle(self, request: HttpRequest) -> HttpResponse:
         """Never raises: a bug or an unreachable store is a JSON 500/503, never a dropped connection. Every
         error answer is reported as a refusal (shared/refusals.py) and shown in the app's debug console."""
-        found: list[AppConfig] = []
+        found: list[AppConfig | None] = []  # the app, once looked up (None: unknown)
         try:
             return HttpResponse(200, await self._dispatch(request, found))
         except _Refused as exc:
@@ -111,8 +113,30 @@ class RestApi:
         except Exception as exc:
             _log.error("rest:bug", "REST handler failed for %s %s", request.method, clean(request.path), exc_info=exc)
             response = HttpResponse.error(500, "Internal server error")
-        self._refused(request, found[0] if found else None, response)
+        if found:
+            app = found[0]
+        elif response.status in _BEFORE_THE_APP:
+            app = await self._app_of(request)  # refused before its lookup: still shown in the app's console
+        else:
+            app = None  # 429 per address, 503, 500: no lookup that a flood or an outage would multiply
+        self._refused(request, app, response)
         return response
+
+    async def refuse(self, request: HttpRequest, status: int, message: str) -> HttpResponse:
+        """The answer to a request an edge refuses before :meth:`handle` (a Content-Length over the limit, a
+        body that does not decode), reported, counted and shown like the router's own refusals."""
+        response = HttpResponse.error(status, message)
+        self._refused(request, await self._app_of(request), response)
+        return response
+
+    async def _app_of(self, request: HttpRequest) -> AppConfig | None:
+        m = _APP_PATH.fullmatch(request.path)
+        if m is None:
+            return None
+        try:
+            return await self.engine.app_by_id(m["app_id"])
+        except StoreUnavailable:
+            return None
 
     def _refused(self, request: HttpRequest, app: AppConfig | None, response: HttpResponse) -> None:
         message = response.body.get("error", "") if isinstance(response.body, dict) else ""
@@ -130,7 +154,7 @@ class RestApi:
                 app.id, request.method, request.path, response.status, str(message), request.ip
             )
 
-    async def _dispatch(self, request: HttpRequest, found: list[AppConfig]) -> Any:
+    async def _dispatch(self, request: HttpRequest, found: list[AppConfig | None]) -> Any:
         if self.per_ip is not None and not await self.limiter.hit(
             f"http_ip:{request.ip}", self.per_ip.max_requests, self.per_ip.window_seconds
         ):
@@ -143,9 +167,9 @@ class RestApi:
         if len(request.body) > self.max_body_bytes:
             raise HttpError(413, "Request body too large")
         app = await self.engine.app_by_id(m["app_id"])
+        found.append(app)  # from here on, a refusal is shown in this app's debug console
         if app is None:
             raise HttpError(404, "App not found")
-        found.append(app)  # from here on, a refusal is shown in this app's debug console
         verify_request(
             key=app.key,
             secret=app.secret,

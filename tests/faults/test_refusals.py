@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import AsyncIterator
 
 import aiohttp
 
@@ -129,3 +130,41 @@ async def test_every_line_stays_one_line(console: ServerProcess, http: aiohttp.C
         assert response.status in (401, 404)
     await asyncio.sleep(0)
     assert not any(line.startswith("fake line") for line in console.output().splitlines())
+
+
+async def test_a_body_too_large_is_logged_counted_and_shown_in_the_console(
+    console: ServerProcess, http: aiohttp.ClientSession
+) -> None:
+    """413 comes from the edge when Content-Length is over the limit (the body is never read) and from the
+    router when a chunked body outgrows it: both are refusals like any other."""
+    path = f"/apps/{APP_ID}/events"
+    too_large = b"x" * (1024 * 1024 + 1)  # max_http_body_kb's default
+
+    async def chunked() -> AsyncIterator[bytes]:
+        for start in range(0, len(too_large), 65536):
+            yield too_large[start : start + 65536]
+
+    stream = await Stream.open(http, console.url)
+    try:
+        assert (await stream.next())["type"] == "hello"
+        before = await metric(console, REFUSALS, app_id=APP_ID, kind="rest", code="413")
+        for body in (too_large, chunked()):
+            async with http.post(console.url + path, data=body) as response:
+                assert response.status == 413
+            row = await stream.event("rest_error", status=413)
+            assert (row["method"], row["path"], row["client"]) == ("POST", path, "127.0.0.1")
+        assert await metric(console, REFUSALS, app_id=APP_ID, kind="rest", code="413") == before + 2
+        [line] = log_lines(console, f"refused kind=rest app={APP_ID} client=127.0.0.1 code=413")
+        assert f"reason=POST {path}: Request body too large" in line
+    finally:
+        stream.close()
+
+
+async def test_a_body_that_does_not_decode_is_a_refusal(console: ServerProcess, http: aiohttp.ClientSession) -> None:
+    path = f"/apps/{APP_ID}/events"
+    before = await metric(console, REFUSALS, app_id=APP_ID, kind="rest", code="400")
+    headers = {"Content-Encoding": "gzip", "Content-Type": "application/json"}
+    async with http.post(console.url + path, data=b"not gzip at all", headers=headers) as response:
+        assert response.status == 400
+    assert await metric(console, REFUSALS, app_id=APP_ID, kind="rest", code="400") == before + 1
+    assert log_lines(console, f"refused kind=rest app={APP_ID} client=127.0.0.1 code=400")
