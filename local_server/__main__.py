@@ -14,7 +14,6 @@ from typing import Any
 from pydantic import ValidationError
 
 from local_server.banner import busy_port
-from local_server.emf import HideEmf
 from local_server.emulator import add_arguments as add_emulator_arguments
 from shared.settings import ConfigFileError, Settings, load_settings
 
@@ -26,11 +25,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--port", type=int, help="listen port (default 6001)")
     parser.add_argument("--metrics-port", type=int, help="Prometheus port (default 9601)")
     add_emulator_arguments(parser)
-    parser.add_argument(
-        "--show-emf",
-        action="store_true",
-        help="emulator: print the functions' CloudWatch EMF metric documents (hidden by default)",
-    )
     return parser.parse_args(argv)
 
 
@@ -72,9 +66,6 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.emulate_lambda:
             from local_server.emulator import run
-
-            if not args.show_emf:
-                sys.stdout = HideEmf(sys.stdout)
 
             run(args, settings)
             return 0

@@ -6,17 +6,21 @@ import contextlib
 import itertools
 import json
 import os
+import queue
 import random
+import re
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+LINE_TIMEOUT = 15.0  # seconds Lines.expect waits by default
 
 
 # Ports for the servers tests start. A port is picked before the server binds it, so two pickers must never
@@ -137,3 +141,44 @@ class ServerProcess:
         for path in (self._tmp.name, self.log_path):
             with contextlib.suppress(OSError):
                 os.unlink(path)
+
+
+class Lines:
+    """A child process's stdout, line by line, read on a thread so a test can wait with a timeout."""
+
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        self.proc = proc
+        self.seen: list[str] = []
+        self._lines: queue.Queue[str | None] = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self._lines.put(line.rstrip("\n"))
+        self._lines.put(None)
+
+    def expect(self, pattern: str, timeout: float = LINE_TIMEOUT) -> str:
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                line = self._lines.get(timeout=left)
+            except queue.Empty:
+                break
+            if line is None:
+                break
+            self.seen.append(line)
+            if re.search(pattern, line):
+                return line
+        raise AssertionError(f"no line matching {pattern!r}; output so far:\n" + "\n".join(self.seen))
+
+
+def stop(proc: subprocess.Popen[str]) -> None:
+    """SIGTERM to the process group the test started, SIGKILL if it lingers."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()

@@ -13,6 +13,7 @@ What it cannot follow is printed at start-up (docs/aws.md).
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -90,6 +91,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="close connections open this long (API Gateway: 7200 s)",
     )
     group.add_argument(
+        "--show-emf",
+        action="store_true",
+        help="print the functions' CloudWatch EMF metric documents (kept off the terminal by default)",
+    )
+    group.add_argument(
         "--lambda-function",
         action="append",
         default=[],
@@ -101,6 +107,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace, settings: Settings) -> None:
     """Run the emulator until SIGTERM/SIGINT (called by ``python -m local_server --emulate-lambda``)."""
 
+    from local_server.emf import HideEmf
     from local_server.emulator.lambdas import Timings
     from local_server.emulator.server import EmulatorOptions, serve
 
@@ -134,7 +141,10 @@ def run(args: argparse.Namespace, settings: Settings) -> None:
         enforce_iam=not args.no_iam,
         throttle_posts=args.throttle_posts,
         timings=Timings(cold_start=args.cold_start, async_delay=args.async_delay),
+        hide_emf=not args.show_emf,
     )
+    if options.hide_emf:
+        sys.stdout = HideEmf(sys.stdout)
     from local_server.__main__ import run_loop
 
     # The emulator's own loop (API Gateway's WebSocket and @connections endpoints, the HTTP API) runs on uvloop

@@ -25,7 +25,6 @@ from aiohttp import web
 
 from cost.meter import Meter
 from local_server.banner import banner
-from local_server.emf import HideEmf
 from local_server.emulator import aws, events, metering, moto_fifo, synth
 from local_server.emulator.edge import Edge
 from local_server.emulator.http_api import HttpApi
@@ -57,6 +56,8 @@ class EmulatorOptions:
     enforce_iam: bool = True
     throttle_posts: float = 0.0  # share of @connections calls answered 429
     timings: Timings = field(default_factory=Timings)
+    # The functions' EMF documents kept off the terminal (``run`` filters stdout; make emulate ARGS=--show-emf).
+    hide_emf: bool = False
 
 
 class Emulator:
@@ -383,9 +384,7 @@ def startup_report(emulator: Emulator) -> None:
     assert deployment is not None and emulator.websocket is not None
     settings = emulator.settings
     iam = "enforced" if emulator.iam.enforce else "NOT enforced"
-    emf = (
-        "off the terminal (make emulate ARGS=--show-emf prints them)" if isinstance(sys.stdout, HideEmf) else "printed"
-    )
+    emf = "off the terminal (make emulate ARGS=--show-emf prints them)" if emulator.options.hide_emf else "printed"
     extra = [
         ("Handlers", handlers_line(deployment.functions.values())),
         ("AWS endpoint", f"{emulator.aws_url}  (API Gateway management API + Lambda Invoke, for the functions)"),

@@ -16,12 +16,9 @@ from __future__ import annotations
 
 import json
 import os
-import queue
 import re
-import signal
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -31,7 +28,7 @@ from pathlib import Path
 import pusher
 import pytest
 
-from tests.serverproc import ROOT, free_port
+from tests.serverproc import ROOT, Lines, free_port, stop
 
 pytestmark = pytest.mark.e2e
 
@@ -89,47 +86,6 @@ class Ports:
         """The README's text with its default ports replaced by this server's."""
         assert "6001" in text or "9601" in text, f"no default port in:\n{text}"
         return text.replace("6001", str(self.port)).replace("9601", str(self.metrics_port))
-
-
-class Lines:
-    """A child process's stdout, line by line, read on a thread so a test can wait with a timeout."""
-
-    def __init__(self, proc: subprocess.Popen[str]) -> None:
-        self.proc = proc
-        self.seen: list[str] = []
-        self._lines: queue.Queue[str | None] = queue.Queue()
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self._lines.put(line.rstrip("\n"))
-        self._lines.put(None)
-
-    def expect(self, pattern: str, timeout: float = TIMEOUT) -> str:
-        deadline = time.monotonic() + timeout
-        while (left := deadline - time.monotonic()) > 0:
-            try:
-                line = self._lines.get(timeout=left)
-            except queue.Empty:
-                break
-            if line is None:
-                break
-            self.seen.append(line)
-            if re.search(pattern, line):
-                return line
-        raise AssertionError(f"no line matching {pattern!r}; output so far:\n" + "\n".join(self.seen))
-
-
-def stop(proc: subprocess.Popen[str]) -> None:
-    """SIGTERM to the process group the test started, SIGKILL if it lingers."""
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
 
 
 @pytest.fixture(scope="module")

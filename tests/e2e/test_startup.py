@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
+import urllib.request
 
 import pusher
 import pytest
 
+from local_server.emulator import synth
 from tests.conftest import DEFAULT_APP
-from tests.serverproc import ROOT, ServerProcess, free_port
+from tests.serverproc import ROOT, Lines, ServerProcess, free_port, stop
 
 pytestmark = pytest.mark.e2e
 
@@ -50,28 +53,56 @@ def test_a_port_in_use_is_one_line_naming_it_and_how_to_change_it(server: Server
     assert f"port {busy} " in line and "already in use" in line and flag in line and variable in line
 
 
+def make_emulate(port: int, args: str) -> subprocess.Popen[str]:
+    """``make emulate`` as a user runs it (no config, the Makefile's recipe and defaults), on ``port``.
+
+    ``-o .venv/.installed`` keeps make from (re)installing into the venv the suite runs in; ``PY`` is this
+    interpreter. The template is synthesized first (cached), so the start-up wait never includes a cdk synth.
+    """
+    synth.template({})
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SOCKLESS_")}
+    env.update(SOCKLESS_PORT=str(port), PYTHONUNBUFFERED="1")
+    command = ["make", "--no-print-directory", "-o", ".venv/.installed", f"PY={sys.executable}", "emulate"]
+    if args:
+        command.append(f"ARGS={args}")
+    return subprocess.Popen(
+        command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+    )
+
+
 @pytest.mark.parametrize("show", [pytest.param(False, id="hidden"), pytest.param(True, id="show-emf")])
-def test_the_emulator_keeps_emf_documents_off_the_terminal_unless_asked(show: bool) -> None:
-    """Each invocation writes an EMF document to stdout (as on AWS); ``make emulate`` hides them by default."""
-    args = ("--emulate-lambda", "--sweep-interval", "0", *(("--show-emf",) if show else ()))
-    server = ServerProcess({"apps": [DEFAULT_APP]}, args=args).start(timeout=60)
+def test_make_emulate_has_the_console_and_keeps_emf_off_the_terminal_unless_asked(show: bool) -> None:
+    """Each invocation writes an EMF document to stdout (as on AWS); ``make emulate`` hides them by default,
+    says so in its banner, and serves the debug console like ``make serve``."""
+    port = free_port()
+    proc = make_emulate(port, "--sweep-interval 0" + (" --show-emf" if show else ""))
+    lines = Lines(proc)
     try:
+        lines.expect("Ctrl-C stops it", timeout=60)
+        banner = "\n".join(lines.seen)
+        # The same banner as the local server's, naming the two ports only the emulator opens.
+        assert banner.count("listening on") == 1, banner
+        assert "AWS endpoint" in banner and "management API + Lambda Invoke" in banner and "moto" in banner
+        assert "/metrics" not in banner  # no Prometheus port: the functions write EMF
+        assert f"http://127.0.0.1:{port}/debug" in banner
+        [emf] = [line for line in lines.seen if "CloudWatch EMF" in line]
+        assert ("printed" in emf) is show and ("off the terminal" in emf) is not show, emf
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/debug", timeout=10) as response:
+            assert response.status == 200
         client = pusher.Pusher(
             app_id=DEFAULT_APP["id"],
             key=DEFAULT_APP["key"],
             secret=DEFAULT_APP["secret"],
             host="127.0.0.1",
-            port=server.port,
+            port=port,
             ssl=False,
         )
         client.trigger("emf", "counted", {})  # the http_api function flushes its counts before it answers
-        deadline = time.monotonic() + 5
-        while '"CloudWatchMetrics"' not in server.output() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        output = banner_of(server)
-        assert ('"CloudWatchMetrics"' in output) is show, output
-        # The same banner as the local server's, naming the two ports only the emulator opens.
-        assert output.count("listening on") == 1 and "AWS endpoint" in output and "moto" in output
-        assert "/metrics" not in output  # no Prometheus port: the functions write EMF
+        if show:
+            lines.expect('"CloudWatchMetrics"', timeout=10)
+        else:
+            client.trigger("emf", "counted", {})
+            with pytest.raises(AssertionError):
+                lines.expect('"CloudWatchMetrics"', timeout=2)
     finally:
-        server.cleanup()
+        stop(proc)
