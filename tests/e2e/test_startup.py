@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
+import importlib.metadata
+import json
 import os
+import re
 import subprocess
 import sys
 import time
+import tomllib
 import urllib.request
 
+import aiohttp
 import pusher
 import pytest
 
 from local_server.emulator import synth
 from tests.conftest import DEFAULT_APP
 from tests.serverproc import ROOT, Lines, ServerProcess, free_port, stop
+from tests.support import signed_params
 
 pytestmark = pytest.mark.e2e
 
@@ -106,3 +113,87 @@ def test_make_emulate_has_the_console_and_keeps_emf_off_the_terminal_unless_aske
                 lines.expect('"CloudWatchMetrics"', timeout=2)
     finally:
         stop(proc)
+
+
+# The interpreter `make serve` runs, with every module of the other extras' packages missing: what the server
+# extra installs is then all it can import (its own dependencies, which may overlap, stay importable).
+ONLY_THE_SERVER_EXTRA = """
+import json, runpy, sys
+blocked = set(json.loads(sys.argv.pop(1)))
+
+class NotInstalled:
+    def find_spec(self, name, path=None, target=None):
+        if name.partition(".")[0] in blocked:
+            raise ModuleNotFoundError(f"No module named {name!r} (not in the server extra)", name=name)
+        return None
+
+sys.meta_path.insert(0, NotInstalled())
+sys.argv[0] = "local_server"
+runpy.run_module("local_server", run_name="__main__", alter_sys=True)
+"""
+
+
+def modules_of_the_other_extras() -> list[str]:
+    """Top-level modules of the packages only the aws, dev and infra extras install (boto3, moto, the CDK...)."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    extras: dict[str, list[str]] = project["optional-dependencies"]
+
+    def names(requirements: list[str]) -> set[str]:
+        return {re.split(r"[\s\[<>=!~;]", r, maxsplit=1)[0].lower().replace("_", "-") for r in requirements}
+
+    needed = names(project["dependencies"]) | names(extras["server"])
+    others = set().union(*(names(reqs) for extra, reqs in extras.items() if extra != "server")) - needed
+    assert {"boto3", "moto", "aws-cdk-lib", "pytest"} <= others
+    return sorted(
+        module
+        for module, dists in importlib.metadata.packages_distributions().items()
+        if {d.lower().replace("_", "-") for d in dists} & others and not module.startswith("_")
+    )
+
+
+async def test_make_serve_needs_only_the_server_extra(http: aiohttp.ClientSession) -> None:
+    """``make serve`` installs the server extra alone (~70 MB, not the ~950 MB of every extra): the server, its
+    debug console, REST API, WebSocket endpoint and metrics run without boto3, moto, pytest or the CDK."""
+    blocked = modules_of_the_other_extras()
+    assert "boto3" in blocked and "moto" in blocked
+    port, metrics_port = free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SOCKLESS_")}
+    env.update(SOCKLESS_DEBUG_CONSOLE="true", PYTHONUNBUFFERED="1")
+    command = [sys.executable, "-c", ONLY_THE_SERVER_EXTRA, json.dumps(blocked)]
+    command += ["--port", str(port), "--metrics-port", str(metrics_port)]
+    proc = subprocess.Popen(
+        command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+    )
+    lines = Lines(proc)
+    try:
+        await asyncio.to_thread(lines.expect, "Ctrl-C stops it")
+        base = f"http://127.0.0.1:{port}"
+        async with http.ws_connect(f"ws://127.0.0.1:{port}/app/{DEFAULT_APP['key']}?protocol=7") as ws:
+            assert (await ws.receive_json(timeout=5))["event"] == "pusher:connection_established"
+            await ws.send_json({"event": "pusher:subscribe", "data": {"channel": "extra"}})
+            assert (await ws.receive_json(timeout=5))["event"] == "pusher_internal:subscription_succeeded"
+            path = f"/apps/{DEFAULT_APP['id']}/events"
+            body = json.dumps({"name": "e", "channel": "extra", "data": "{}"}).encode()
+            async with http.post(base + path, params=signed_params("POST", path, body), data=body) as response:
+                assert response.status == 200, await response.text()
+            while (await ws.receive_json(timeout=5))["event"] != "e":  # subscription_count may come first
+                pass
+        for url in (f"{base}/debug", f"{base}/up", f"http://127.0.0.1:{metrics_port}/metrics"):
+            async with http.get(url) as response:
+                assert response.status == 200, url
+        stop(proc)
+        rest = await asyncio.to_thread(proc.stdout.read) if proc.stdout else ""
+        output = "\n".join([*lines.seen, rest])
+        assert "not in the server extra" not in output and "Traceback" not in output, output
+    finally:
+        stop(proc)
+
+
+def test_the_license_is_an_spdx_expression_the_build_backend_reads_without_a_warning() -> None:
+    """A ``project.license`` table makes setuptools >= 77 warn on every install (PEP 639 deprecates it); an SPDX
+    string needs setuptools >= 77 to be read at all, so the two go together."""
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    assert pyproject["project"]["license"] == "MIT"
+    [setuptools] = [r for r in pyproject["build-system"]["requires"] if r.startswith("setuptools")]
+    minimum = re.fullmatch(r"setuptools>=(\d+)(?:\.\d+)*", setuptools)
+    assert minimum is not None and int(minimum[1]) >= 77, setuptools
