@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -59,10 +60,16 @@ def build_app(
     return app, stack
 
 
-def main() -> None:
-    app, _ = build_app(require_apps_file=True)
+def main() -> int:
+    """A refused option is one line naming it (the CLI adds "subprocess exited with error 2"), not a traceback."""
+    try:
+        app, _ = build_app(require_apps_file=True)
+    except ConfigError as exc:
+        print(f"sockless: {exc}", file=sys.stderr)
+        return 2
     app.synth()
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

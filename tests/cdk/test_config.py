@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from cdk.components.functions import RETENTION
 from cdk.config import DEFAULT_APPS_FILE, LOG_RETENTION_DAYS, ConfigError, DeployConfig, from_context
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _config(**context: Any) -> DeployConfig:
@@ -62,3 +68,15 @@ def test_cdk_synth_refuses_the_example_apps_unless_asked_for() -> None:
         build_app({"aws:cdk:bundling-stacks": []}, nag=False, require_apps_file=True)
     _, stack = build_app({"aws:cdk:bundling-stacks": [], "example_apps": "true"}, nag=False, require_apps_file=True)
     assert [entry.key for entry in stack.config.apps] == ["sockless-app-key"]
+
+
+def test_cdk_synth_without_an_apps_file_says_so_in_one_line() -> None:
+    """What ``make synth`` / ``cdk deploy`` show: the app (cdk.json's ``python -m cdk.app``) refuses in one line
+    naming both ways out, exit 2, no traceback."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CDK_", "SOCKLESS_"))}
+    result = subprocess.run(
+        [sys.executable, "-m", "cdk.app"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode == 2, result.stderr
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("sockless: no apps file") and "-c apps_file=" in line and "-c example_apps=true" in line
