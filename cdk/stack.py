@@ -387,18 +387,26 @@ class SocklessStack(cdk.Stack):
         cdk.CfnOutput(
             self,
             "LaravelEnv",
-            # One variable per line, ready to paste; the secret stays where it is (Secrets Manager or SSM), and the
-            # command on the last line prints it (the LaravelEnvSecret output is that command alone).
+            # One variable per line, ready to paste: the backend's (config/broadcasting.php), then the VITE_ ones
+            # Echo reads (resources/js/echo.js), as `php artisan install:broadcasting` writes them and as the
+            # README's local block has them. The secret stays where it is (Secrets Manager or SSM); the command
+            # on its line prints it (the LaravelEnvSecret output is that command alone).
             value="\n".join(
                 [
                     "BROADCAST_CONNECTION=pusher",
                     f"PUSHER_APP_ID={first.app_id}",
                     f"PUSHER_APP_KEY={first.key}",
+                    f"PUSHER_APP_SECRET=  # {read_secret}",
                     f"PUSHER_HOST={host}",
                     "PUSHER_PORT=443",
                     "PUSHER_SCHEME=https",
                     "PUSHER_APP_CLUSTER=mt1",
-                    f"PUSHER_APP_SECRET=  # {read_secret}",
+                    "",
+                    'VITE_PUSHER_APP_KEY="${PUSHER_APP_KEY}"',
+                    'VITE_PUSHER_HOST="${PUSHER_HOST}"',
+                    'VITE_PUSHER_PORT="${PUSHER_PORT}"',
+                    'VITE_PUSHER_SCHEME="${PUSHER_SCHEME}"',
+                    'VITE_PUSHER_APP_CLUSTER="${PUSHER_APP_CLUSTER}"',
                 ]
             ),
             description="Laravel backend .env for the first app (fill PUSHER_APP_SECRET with LaravelEnvSecret)",

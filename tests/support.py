@@ -8,6 +8,7 @@ import base64
 import hashlib
 import json
 import os
+import re
 import socket
 import struct
 import time
@@ -139,3 +140,17 @@ async def metric(server: ServerProcess, name: str, **labels: str) -> float:
 
 def log_lines(server: ServerProcess, needle: str) -> list[str]:
     return [line for line in server.output().splitlines() if needle in line]
+
+
+def dotenv(text: str) -> dict[str, str]:
+    """A .env file as Laravel (vlucas/phpdotenv) reads it: KEY=value, a double-quoted value taken whole, an
+    unquoted one up to a `` #`` comment; ${VAR} expanded in both."""
+    values: dict[str, str] = {}
+    for line in text.splitlines():
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        key, _, value = line.partition("=")
+        value = value.strip()
+        value = value[1 : value.index('"', 1)] if value.startswith('"') else re.sub(r"(^|\s)#.*", "", value).strip()
+        values[key.strip()] = re.sub(r"\$\{(\w+)\}", lambda m: values[m.group(1)], value)
+    return values

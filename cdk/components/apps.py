@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shlex
 from typing import Any
 
 import aws_cdk as cdk
@@ -136,11 +137,18 @@ class AppSecrets(Construct):
         return entry.secret_parameter or self.secrets[app_id].secret_arn
 
     def read_command(self, app_id: str) -> str:
-        """The AWS CLI command that prints app ``app_id``'s secret (the value never appears in the template)."""
+        """The AWS CLI command that prints app ``app_id``'s secret (the value never appears in the template); for a
+        JSON secret (``secret_json_key``) its member, picked out by the Python the deploying machine has."""
         where = self.location(app_id)
         if self.source == SSM:
-            return f"aws ssm get-parameter --with-decryption --name {where} --query Parameter.Value --output text"
-        return f"aws secretsmanager get-secret-value --secret-id {where} --query SecretString --output text"
+            command = f"aws ssm get-parameter --with-decryption --name {where} --query Parameter.Value --output text"
+        else:
+            command = f"aws secretsmanager get-secret-value --secret-id {where} --query SecretString --output text"
+        key = next(entry for entry in self.apps if entry.app_id == app_id).secret_json_key
+        if key:
+            pick = f"import json, sys; print(json.load(sys.stdin)[{json.dumps(key)}])"
+            command += f" | python3 -c {shlex.quote(pick)}"
+        return command
 
 
 def app_identifier(app_id: str) -> str:

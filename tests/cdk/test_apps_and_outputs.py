@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import shutil
 import subprocess
 from pathlib import Path
@@ -13,6 +14,7 @@ import pytest
 from cdk.config import ConfigError, load_apps
 from cdk.stack import FUNCTIONS
 from tests.cdk.conftest import REPO_ROOT, Synth, render, synthesize
+from tests.support import dotenv
 
 HANDLER = FUNCTIONS["message"].handler
 
@@ -220,6 +222,8 @@ def test_the_laravel_echo_snippet_is_valid_javascript_with_the_same_options(dyna
 
 
 def test_the_laravel_env_output_is_a_block_to_paste_with_the_secret_command(dynamodb: Synth) -> None:
+    """What Laravel reads from the pasted block: the broadcaster's settings (config/broadcasting.php) and Echo's
+    VITE_ ones (resources/js/echo.js, as in tests/e2e/test_readme.py) name the host LaravelEchoConfig names."""
     outputs = dynamodb.json["Outputs"]
     secret_id, _ = dynamodb.one("AWS::SecretsManager::Secret")
     [distribution_id] = dynamodb.of_type("AWS::CloudFront::Distribution")
@@ -227,16 +231,39 @@ def test_the_laravel_env_output_is_a_block_to_paste_with_the_secret_command(dyna
         secret_id: "arn:aws:secretsmanager:eu-west-1:1:secret:s-AbCdEf",
         distribution_id: "d1.cloudfront.net",
     }
-    lines = render(outputs["LaravelEnv"]["Value"], placeholders).splitlines()
-    assert lines[:7] == [
-        "BROADCAST_CONNECTION=pusher",
-        "PUSHER_APP_ID=100001",
-        "PUSHER_APP_KEY=sockless-app-key",
-        "PUSHER_HOST=d1.cloudfront.net",
-        "PUSHER_PORT=443",
-        "PUSHER_SCHEME=https",
-        "PUSHER_APP_CLUSTER=mt1",
-    ]
+    block = render(outputs["LaravelEnv"]["Value"], placeholders)
+    env = dotenv(block)
+    assert env == {
+        "BROADCAST_CONNECTION": "pusher",
+        "PUSHER_APP_ID": "100001",
+        "PUSHER_APP_KEY": "sockless-app-key",
+        "PUSHER_APP_SECRET": "",  # filled by the LaravelEnvSecret command, named on its line
+        "PUSHER_HOST": "d1.cloudfront.net",
+        "PUSHER_PORT": "443",
+        "PUSHER_SCHEME": "https",
+        "PUSHER_APP_CLUSTER": "mt1",
+        "VITE_PUSHER_APP_KEY": "sockless-app-key",
+        "VITE_PUSHER_HOST": "d1.cloudfront.net",
+        "VITE_PUSHER_PORT": "443",
+        "VITE_PUSHER_SCHEME": "https",
+        "VITE_PUSHER_APP_CLUSTER": "mt1",
+    }
     command = "aws secretsmanager get-secret-value --secret-id arn:aws:secretsmanager:eu-west-1:1:secret:s-AbCdEf"
-    assert lines[7].startswith("PUSHER_APP_SECRET=  # " + command)
+    [secret_line] = [line for line in block.splitlines() if line.startswith("PUSHER_APP_SECRET=")]
+    assert secret_line.startswith("PUSHER_APP_SECRET=  # " + command)
     assert render(outputs["LaravelEnvSecret"]["Value"], placeholders).startswith(f"echo PUSHER_APP_SECRET=$({command}")
+
+
+def test_a_json_secrets_command_prints_its_member(tmp_path: Path) -> None:
+    """``secret_json_key``: the secret is one member of a JSON document; the command prints that member alone."""
+    arn = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:pusher-AbCdEf"
+    apps = [{"id": "1", "key": "k1", "secret_arn": arn, "secret_json_key": "it's"}]
+    synth = synthesize({"apps_file": str(_write(tmp_path, apps))})
+    line = render(synth.json["Outputs"]["LaravelEnvSecret"]["Value"])
+    prefix = f"echo PUSHER_APP_SECRET=$(aws secretsmanager get-secret-value --secret-id {arn} "
+    assert line.startswith(prefix) and line.endswith(")")
+    # The AWS CLI's place taken by the document it would print: the rest of the line runs as written.
+    document = json.dumps({"other": "x", "it's": "s3cr3t"})
+    fake = line.replace(line[len("echo PUSHER_APP_SECRET=$(") : line.index(" | ")], f"echo {shlex.quote(document)}")
+    result = subprocess.run(["bash", "-c", fake], capture_output=True, text=True, timeout=30, check=False)
+    assert (result.returncode, result.stdout) == (0, "PUSHER_APP_SECRET=s3cr3t\n"), result.stderr

@@ -29,6 +29,7 @@ import pusher
 import pytest
 
 from tests.serverproc import ROOT, Lines, free_port, stop
+from tests.support import dotenv
 
 pytestmark = pytest.mark.e2e
 
@@ -192,18 +193,6 @@ def test_pusher_js_receives_what_the_node_and_python_sdks_publish(
         received.expect(r"^received \{ message: 'hello' \}$")
     finally:
         stop(subscriber)
-
-
-def dotenv(text: str) -> dict[str, str]:
-    """A .env file as Laravel (vlucas/phpdotenv) reads it: KEY=value, quotes removed, ${VAR} expanded."""
-    values: dict[str, str] = {}
-    for line in text.splitlines():
-        if not line.strip() or line.lstrip().startswith("#"):
-            continue
-        key, _, value = line.partition("=")
-        value = value.strip().strip('"')
-        values[key.strip()] = re.sub(r"\$\{(\w+)\}", lambda m: values[m.group(1)], value)
-    return values
 
 
 def test_laravel_env_configures_the_broadcaster_and_echo(
