@@ -18,6 +18,8 @@ from shared.settings import AppConfig
 
 StoreKind = Literal["dynamodb", "valkey"]
 PingRoute = Literal["mock", "lambda"]
+# How $default orders a connection's frames: an SQS FIFO queue, a DynamoDB stream, or not at all.
+OrderedFrames = Literal["fifo", "stream", "off"]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_APPS_FILE = REPO_ROOT / "cdk" / "apps.example.json"
@@ -62,10 +64,11 @@ class DeployConfig:
     store: StoreKind = "dynamodb"
     apps: tuple[AppEntry, ...] = ()
     ping_route: PingRoute = "mock"
-    # $default through the SQS FIFO frames queue: one connection's frames take effect in the order sent
-    # (docs/aws.md "Frames of one connection in order"); false: each frame invokes the function directly
-    # (lower latency, frames of one connection may run concurrently and out of order).
-    ordered_frames: bool = True
+    # $default through the SQS FIFO frames queue ("fifo", also true): one connection's frames take effect in the
+    # order sent (docs/aws.md "Frames of one connection in order"); "stream": the same order through a DynamoDB
+    # table's stream, with no idle cost (cdk/components/frames_stream.py); "off" (false): each frame invokes the
+    # function directly (lower latency, frames of one connection may run concurrently and out of order).
+    ordered_frames: OrderedFrames = "fifo"
     stage_name: str = "prod"
     log_retention_days: int = 30
     # Caps the fan-out function: a runaway broadcast loop must not eat the account's Lambda concurrency or
@@ -104,6 +107,18 @@ def _flag(value: Any, name: str) -> bool:
     if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
         return value.lower() in ("true", "1", "yes")
     raise ConfigError(f"context {name!r} must be true or false, not {value!r}")
+
+
+def _ordered_frames(value: Any) -> OrderedFrames:
+    text = str(value).lower()
+    if text in ("fifo", "stream"):
+        return text  # type: ignore[return-value]
+    if text in ("off", "none"):
+        return "off"
+    try:
+        return "fifo" if _flag(value, "ordered_frames") else "off"
+    except ConfigError:
+        raise ConfigError(f"context 'ordered_frames' must be fifo (or true), stream or false, not {value!r}") from None
 
 
 def _budget(value: Any, alarm_email: Any) -> int | None:
@@ -219,7 +234,7 @@ def from_context(get: Any) -> DeployConfig:
         budget_usd=_budget(value("budget_usd", None), alarm_email),
         metrics=_flag(value("metrics", defaults.metrics), "metrics"),
         log_level=_choice(value("log_level", defaults.log_level), "log_level", ("DEBUG", "INFO", "WARNING", "ERROR")),
-        ordered_frames=_flag(value("ordered_frames", defaults.ordered_frames), "ordered_frames"),
+        ordered_frames=_ordered_frames(value("ordered_frames", defaults.ordered_frames)),
         access_logs=_flag(value("access_logs", defaults.access_logs), "access_logs"),
         apigw_logging_role=_flag(value("apigw_logging_role", defaults.apigw_logging_role), "apigw_logging_role"),
         stage_throttle_rate=_int(

@@ -97,6 +97,15 @@ def acknowledge_findings(stack: SocklessStack) -> None:
         "functions' asynchronous invocations (a Lambda destination, which cdk-nag does not recognise as a DLQ).",
     )
 
+    failures = getattr(stack.frames, "failures", None)  # the ordered frames stream's (-c ordered_frames=stream)
+    if failures is not None:
+        acknowledge(
+            failures,
+            "AwsSolutions-SQS3",
+            "FramesStream/Failures is itself a dead-letter queue: the on-failure destination of the message "
+            "function's DynamoDB stream event source mapping (Lambda's, which cdk-nag does not recognise as a DLQ).",
+        )
+
     for route in stack.websocket.api.node.find_all():
         if isinstance(route, cdk.aws_apigatewayv2.CfnRoute):
             acknowledge(route, "AwsSolutions-APIG4", APIG4_WEBSOCKET_REASON)

@@ -26,6 +26,7 @@ from cdk.components.bundle import (
 )
 from cdk.components.edge import Edge
 from cdk.components.frames import FramesQueue
+from cdk.components.frames_stream import FramesStream
 from cdk.components.functions import ARCHITECTURE, RUNTIME, AsyncInvoke, Placement, SocklessFunction
 from cdk.components.http_api import RestGateway
 from cdk.components.monitoring import POWERTOOLS_NAMESPACE, Monitoring
@@ -217,11 +218,14 @@ class SocklessStack(cdk.Stack):
         fn = {name: f.function for name, f in self.functions.items()}
 
         # -- APIs --------------------------------------------------------------------------------------------
-        self.frames: FramesQueue | None = None
-        if config.ordered_frames:
+        self.frames: FramesQueue | FramesStream | None = None
+        if config.ordered_frames == "fifo":
             self.frames = FramesQueue(
                 self, "Frames", consumer_timeout=cdk.Duration.seconds(FUNCTIONS["message"].timeout_seconds)
             )
+        elif config.ordered_frames == "stream":
+            self.frames = FramesStream(self, "FramesStream")
+        if self.frames is not None:
             self.frames.attach_consumer(fn["message"])
         self.websocket = WebSocketGateway(
             self,
