@@ -16,11 +16,22 @@ When a frame fails (an exception, not a protocol error: those are ``pusher:error
 and every later record of its connection go back in ``batchItemFailures``: SQS hands them out again, in
 order, after the visibility timeout, and the connection's later frames wait for them (FIFO semantics; the
 queue's ``maxReceiveCount`` bounds the wait, then the frame goes to the dead-letter queue).
+
+With ``-c ordered_frames=stream`` the records come from the frames table's DynamoDB stream instead
+(cdk/components/frames_stream.py): one item per connection, overwritten by each frame, so the stream hands a
+connection's frames out in order. Such a record carries the frame in its ``NewImage`` (``frame``, base64, with
+``connectionId``, ``requestTimeEpoch`` and ``messageId``), and is named by its ``SequenceNumber``. A stream has
+no per-record retry: Lambda checkpoints the batch up to the lowest sequence number reported failed and hands
+everything from there out again (Lambda developer guide, "Configuring partial batch response with DynamoDB and
+Lambda"). So each connection reports only its first failed record, and the other connections' records after
+it in the batch run again: at least once, never out of order.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -32,12 +43,37 @@ log = logging.getLogger("sockless.message")
 # The message attributes the integration's request template sets (cdk/components/websocket.py).
 CONNECTION_ID = "connectionId"
 REQUEST_TIME = "requestTimeEpoch"
+# And the stream items' others (cdk/components/frames_stream.py).
+FRAME = "frame"
+MESSAGE_ID = "messageId"
+
+
+def is_stream_record(record: Mapping[str, Any]) -> bool:
+    """A DynamoDB stream record (the frames table's), not an SQS message."""
+    return record.get("eventSource") == "aws:dynamodb"
+
+
+def _image(record: Mapping[str, Any], name: str) -> str | None:
+    """An attribute of a stream record's ``NewImage``, as text (Lambda's event shows DynamoDB JSON: ``{"S": ..}``,
+    ``{"N": ..}``, ``{"B": base64}``; Lambda developer guide, "Using AWS Lambda with Amazon DynamoDB")."""
+    value = ((record.get("dynamodb") or {}).get("NewImage") or {}).get(name) or {}
+    found = next((value[kind] for kind in ("S", "N", "B") if kind in value), None)
+    return str(found) if found is not None else None
 
 
 def _attribute(record: Mapping[str, Any], name: str) -> str | None:
+    if is_stream_record(record):
+        return _image(record, name)
     value = (record.get("messageAttributes") or {}).get(name) or {}
     found = value.get("stringValue")
     return str(found) if found is not None else None
+
+
+def record_id(record: Mapping[str, Any]) -> str:
+    """What the mapping knows a record by: an SQS ``messageId``, a stream record's ``SequenceNumber``."""
+    if is_stream_record(record):
+        return str((record.get("dynamodb") or {}).get("SequenceNumber") or "")
+    return str(record.get("messageId") or "")
 
 
 def connection_of(record: Mapping[str, Any]) -> str | None:
@@ -54,6 +90,17 @@ def received_at(record: Mapping[str, Any]) -> int:
         return 0
 
 
+def body_of(record: Mapping[str, Any]) -> str:
+    """The frame: an SQS message's body, or a stream record's base64 ``frame`` attribute decoded."""
+    if not is_stream_record(record):
+        return str(record.get("body") or "")
+    encoded = _image(record, FRAME) or ""
+    try:
+        return base64.b64decode(encoded, validate=True).decode("utf-8", errors="replace")
+    except (binascii.Error, ValueError):
+        return ""
+
+
 def as_message_event(record: Mapping[str, Any], connection_id: str) -> dict[str, Any]:
     """The ``$default`` event API Gateway would have built for this frame: what ``_handle`` reads."""
     context = {
@@ -61,9 +108,9 @@ def as_message_event(record: Mapping[str, Any], connection_id: str) -> dict[str,
         "eventType": "MESSAGE",
         "connectionId": connection_id,
         "requestTimeEpoch": received_at(record),
-        "messageId": record.get("messageId"),
+        "messageId": _image(record, MESSAGE_ID) if is_stream_record(record) else record.get("messageId"),
     }
-    return {"requestContext": context, "body": record.get("body") or "", "isBase64Encoded": False}
+    return {"requestContext": context, "body": body_of(record), "isBase64Encoded": False}
 
 
 async def _frame(current: Container, record: Mapping[str, Any], connection_id: str) -> None:
@@ -78,19 +125,21 @@ async def _frame(current: Container, record: Mapping[str, Any], connection_id: s
 
 
 async def _connection(current: Container, connection_id: str, records: list[Mapping[str, Any]]) -> list[str]:
-    """One connection's records in order; the ids of those SQS must hand out again (the failed one and
-    every later one)."""
+    """One connection's records in order; the ids the mapping must hand out again: from SQS the failed one and
+    every later one, from a stream the failed one (Lambda retries everything after it anyway)."""
     for index, record in enumerate(records):
         try:
             await _frame(current, record, connection_id)
         except Exception:
             log.exception(
                 "frame %s of connection %s failed; it and %d later ones are retried",
-                record.get("messageId"),
+                record_id(record),
                 connection_id,
                 len(records) - index - 1,
             )
-            return [str(r["messageId"]) for r in records[index:]]
+            if is_stream_record(record):
+                return [record_id(record)]
+            return [record_id(r) for r in records[index:]]
     return []
 
 
@@ -100,7 +149,7 @@ async def handle_batch(current: Container, records: list[Mapping[str, Any]]) -> 
     for record in records:
         connection_id = connection_of(record)
         if connection_id is None:
-            log.warning("frame %s carries no connectionId; dropped", record.get("messageId"))
+            log.warning("frame %s carries no connectionId; dropped", record_id(record))
             continue
         groups.setdefault(connection_id, []).append(record)
     for group in groups.values():
@@ -110,6 +159,10 @@ async def handle_batch(current: Container, records: list[Mapping[str, Any]]) -> 
 
 
 def batch_response(current: Container, event: Mapping[str, Any]) -> dict[str, Any]:
-    """The SQS event source mapping's invocation: ``batchItemFailures`` (``ReportBatchItemFailures``)."""
-    failed = current.run(handle_batch(current, list(event.get("Records") or [])))
+    """The event source mapping's invocation: ``batchItemFailures`` (``ReportBatchItemFailures``). For a stream,
+    the lowest failed sequence number only: Lambda retries from there whatever else is named."""
+    records = list(event.get("Records") or [])
+    failed = current.run(handle_batch(current, records))
+    if failed and records and is_stream_record(records[0]):
+        failed = [min(failed, key=int)]
     return {"batchItemFailures": [{"itemIdentifier": message_id} for message_id in failed]}

@@ -26,9 +26,10 @@ from aiohttp import web
 from cost.meter import Meter
 from local_server.banner import banner
 from local_server.emulator import aws, events, metering, moto_fifo, synth
+from local_server.emulator.dynamodb_integration import DynamoDBIntegration
 from local_server.emulator.edge import Edge
 from local_server.emulator.http_api import HttpApi
-from local_server.emulator.iam import Iam, Principal
+from local_server.emulator.iam import Iam, Principal, allowed
 from local_server.emulator.invoke import InvokeApi
 from local_server.emulator.lambdas import LambdaService, Timings, install_thread_environ
 from local_server.emulator.management import ManagementApi
@@ -36,8 +37,9 @@ from local_server.emulator.sqs import EventSourceMapping
 from local_server.emulator.sqs import notify as sqs_notify
 from local_server.emulator.sqs import woken_by as sqs_woken_by
 from local_server.emulator.sqs_integration import SqsIntegration
-from local_server.emulator.template import Deployment, Endpoints, Function, load
-from local_server.emulator.websocket import Limits, WebSocketApi, register_integration
+from local_server.emulator.streams import StreamMapping, TableStream
+from local_server.emulator.template import Deployment, Endpoints, Function, Integration, load
+from local_server.emulator.websocket import Limits, Socket, WebSocketApi, register_integration
 from shared.settings import Settings
 
 log = logging.getLogger("sockless.emulator")
@@ -78,7 +80,8 @@ class Emulator:
         self.management: ManagementApi | None = None
         self.notes: list[str] = []
         self._runners: list[web.AppRunner] = []
-        self._mappings: list[EventSourceMapping] = []
+        self._mappings: list[EventSourceMapping | StreamMapping] = []
+        self._streams: list[TableStream] = []
         self._schedules: list[asyncio.Task[None]] = []
         self._limits: asyncio.Task[None] | None = None
         self.port = settings.port
@@ -175,6 +178,7 @@ class Emulator:
             )
             esm.start()
             self._mappings.append(esm)
+        self._stream_mappings(deployment)
         for schedule in deployment.schedules:
             interval = schedule.seconds if self.options.sweep_interval is None else self.options.sweep_interval
             if schedule.seconds is None and self.options.sweep_interval is None:
@@ -228,31 +232,61 @@ class Emulator:
                 self.iam.add(key, Principal(principal.function, principal.role, (*principal.statements, grant)))
 
     def _sqs_integrations(self, deployment: Deployment, moto_url: str) -> list[str]:
-        """WebSocket routes with an ``AWS`` integration to SQS (the ordered frames queue): each integration's
-        credentials role signs its sends, as API Gateway assumes it (cdk/components/frames.py)."""
+        """WebSocket routes with an ``AWS`` integration to SQS (the ordered frames queue) or to DynamoDB (the
+        ordered frames stream): each integration's credentials role signs its calls, as API Gateway assumes it
+        (cdk/components/frames.py, cdk/components/frames_stream.py)."""
         integrations = [i for i in deployment.websocket.routes.values() if i.type == "AWS"]
         if not integrations:
             return []
-        clients: dict[str, Any] = {}
+        clients: dict[tuple[str, str], Any] = {}
         notes: list[str] = []
         for index, integration in enumerate(integrations):
-            notes.extend(SqsIntegration.unsupported(integration))
+            service = "dynamodb" if DynamoDBIntegration.handles(integration) else "sqs"
+            notes.extend((DynamoDBIntegration if service == "dynamodb" else SqsIntegration).unsupported(integration))
             role = str(integration.properties.get("CredentialsArn") or "")
-            if role in clients:
+            if (service, role) in clients:
                 continue
             access_key = f"ASIAINTEGRATION{index:05d}"
             statements = tuple(deployment.role_statements.get(role, ()))
             self.iam.add(
                 access_key, Principal(f"apigateway-{integration.logical_id}", role.rsplit("/", 1)[-1], statements)
             )
-            clients[role] = _client_as("sqs", moto_url, access_key)
-        runner = SqsIntegration(
-            client_for=clients.__getitem__,
+            clients[(service, role)] = _client_as(service, moto_url, access_key)
+        sqs = SqsIntegration(
+            client_for=lambda role: clients[("sqs", role)],
             queue_url=lambda account, name: f"{moto_url}/{account}/{name}",
             notify=sqs_notify,
         )
-        register_integration("AWS", runner.run)
+        dynamodb = DynamoDBIntegration(client_for=lambda role: clients[("dynamodb", role)])
+
+        async def run(api: WebSocketApi, socket: Socket, integration: Integration, body: str | bytes, key: str) -> None:
+            runner = dynamodb.run if DynamoDBIntegration.handles(integration) else sqs.run
+            await runner(api, socket, integration, body, key)
+
+        register_integration("AWS", run)
         return notes
+
+    def _stream_mappings(self, deployment: Deployment) -> None:
+        """The DynamoDB stream event source mappings (the ordered frames stream's): each table's stream built
+        from its writes (``streams.py``), read with the mapping's settings."""
+        tables = {table.name: table for table in deployment.tables}
+        streams: dict[str, TableStream] = {}
+        for source in deployment.streams:
+            if not source.enabled:
+                continue
+            function = deployment.functions[source.function]
+            # Lambda reads a stream with the function's execution role (GetRecords and friends on the stream).
+            if not allowed(function.statements, "dynamodb:GetRecords", source.stream_arn):
+                self.notes.append(f"{function.name} may not read {source.stream_arn}: its mapping does not run")
+                continue
+            stream = streams.get(source.table)
+            if stream is None:
+                stream = streams[source.table] = TableStream(tables[source.table], aws.REGION)
+                self.moto.observers.append(stream.observe)
+                self._streams.append(stream)
+            mapping = StreamMapping(stream=stream, source=source, lambdas=self.lambdas, destination=self._destination)
+            mapping.start()
+            self._mappings.append(mapping)
 
     def _destination(self, arn: str, record: dict[str, Any]) -> None:
         """An async invocation's on-failure destination: an SQS queue or a Lambda function of the stack."""
@@ -346,6 +380,9 @@ class Emulator:
             await mapping.stop()
         if sqs_woken_by in self.moto.observers:
             self.moto.observers.remove(sqs_woken_by)
+        for stream in self._streams:
+            if stream.observe in self.moto.observers:
+                self.moto.observers.remove(stream.observe)
         for runner in reversed(runners):
             await runner.cleanup()
         self.lambdas.shutdown()

@@ -28,6 +28,8 @@ SECRETS_VARIABLE = "APP_SECRETS"  # where the functions read app secrets on AWS 
 WEBHOOK_QUEUE_VARIABLE = "SOCKLESS_QUEUE__QUEUE_URL"
 _SUB = re.compile(r"\$\{([^}!][^}]*)\}")
 _DYNAMIC = re.compile(r"\{\{resolve:[^}]*\}\}")
+# A table's stream ARN ends in its label, the time the stream was enabled; the emulator's are all enabled at once.
+STREAM_LABEL = "2024-01-01T00:00:00.000"
 
 
 class Unresolvable(ValueError):
@@ -112,6 +114,11 @@ class Table:
     attributes: list[dict[str, str]]
     indexes: list[dict[str, Any]]
     ttl_attribute: str | None
+    stream_view_type: str | None = None  # StreamSpecification.StreamViewType: the table has a stream
+
+    @property
+    def stream_arn(self) -> str | None:
+        return f"{self.arn}/stream/{STREAM_LABEL}" if self.stream_view_type else None
 
 
 @dataclass(frozen=True)
@@ -135,6 +142,25 @@ class EventSourceMapping:
 
 
 @dataclass(frozen=True)
+class StreamSource:
+    """An ``AWS::Lambda::EventSourceMapping`` reading a DynamoDB table's stream (``streams.py`` runs it)."""
+
+    function: str
+    table: str  # the table's name
+    stream_arn: str
+    batch_size: int = 100
+    starting_position: str = "LATEST"
+    parallelization_factor: int = 1
+    max_retries: int = -1  # -1: until the record expires (Lambda's default)
+    max_record_age: float = -1.0
+    bisect_on_error: bool = False
+    report_batch_item_failures: bool = False
+    on_failure: str | None = None  # a destination ARN
+    filters: tuple[str, ...] = ()  # FilterCriteria patterns (JSON)
+    enabled: bool = True
+
+
+@dataclass(frozen=True)
 class Schedule:
     expression: str
     function: str
@@ -154,6 +180,7 @@ class Deployment:
     notes: list[str]  # what the template asks and the emulator does not do (start-up report)
     source: str = ""
     role_statements: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # by role ARN
+    streams: list[StreamSource] = field(default_factory=list)  # mappings reading a DynamoDB stream
 
     def function_by_handler(self, handler: str) -> Function:
         found = [f for f in self.functions.values() if f.handler == handler]
@@ -259,6 +286,8 @@ class Resolver:
             }
             if kind in arns:
                 return arns[kind]()
+        if kind in ("AWS::DynamoDB::GlobalTable", "AWS::DynamoDB::Table") and attribute == "StreamArn":
+            return f"{self.arn('dynamodb', f'table/{name}')}/stream/{STREAM_LABEL}"
         if kind == "AWS::SQS::Queue" and attribute == "QueueName":
             return name
         if kind == "AWS::SQS::Queue" and attribute == "QueueUrl":
@@ -481,6 +510,7 @@ def load(template: dict[str, Any], endpoints: Endpoints, apps_json: str) -> Depl
                     attributes=props["AttributeDefinitions"],
                     indexes=props.get("GlobalSecondaryIndexes", []),
                     ttl_attribute=ttl.get("AttributeName") if ttl.get("Enabled") else None,
+                    stream_view_type=(props.get("StreamSpecification") or {}).get("StreamViewType"),
                 )
             )
     queues: dict[str, Queue] = {}
@@ -496,9 +526,14 @@ def load(template: dict[str, Any], endpoints: Endpoints, apps_json: str) -> Depl
         queue = Queue(logical, name, r.get_att(logical, "Arn"), r.ref(logical), attributes)
         queues[queue.arn] = queue
     mappings = []
+    streams = []
+    tables_by_stream = {table.stream_arn: table for table in tables if table.stream_arn}
     for logical, props in of_type("AWS::Lambda::EventSourceMapping").items():
         resolved = r.value(props)
         source = str(resolved.get("EventSourceArn", ""))
+        if source in tables_by_stream:
+            streams.append(_stream_source(resolved, tables_by_stream[source]))
+            continue
         if source not in queues:
             notes.append(f"event source mapping {logical}: source {source} is not an SQS queue; not polled")
             continue
@@ -538,7 +573,38 @@ def load(template: dict[str, Any], endpoints: Endpoints, apps_json: str) -> Depl
         if count:
             notes.append(f"{count} {kind} not emulated")
     return Deployment(
-        endpoints, functions, apis, tables, queues, mappings, schedules, notes, role_statements=role_statements
+        endpoints,
+        functions,
+        apis,
+        tables,
+        queues,
+        mappings,
+        schedules,
+        notes,
+        role_statements=role_statements,
+        streams=streams,
+    )
+
+
+def _stream_source(resolved: dict[str, Any], table: Table) -> StreamSource:
+    """A stream mapping's settings (Lambda developer guide, "Lambda parameters for Amazon DynamoDB event source
+    mappings": the defaults are Lambda's)."""
+    destination = ((resolved.get("DestinationConfig") or {}).get("OnFailure") or {}).get("Destination")
+    filters = ((resolved.get("FilterCriteria") or {}).get("Filters")) or []
+    return StreamSource(
+        function=str(resolved["FunctionName"]).split(":")[-1],
+        table=table.name,
+        stream_arn=str(table.stream_arn),
+        batch_size=int(resolved.get("BatchSize", 100)),
+        starting_position=str(resolved.get("StartingPosition", "LATEST")),
+        parallelization_factor=int(resolved.get("ParallelizationFactor", 1)),
+        max_retries=int(resolved.get("MaximumRetryAttempts", -1)),
+        max_record_age=float(resolved.get("MaximumRecordAgeInSeconds", -1)),
+        bisect_on_error=str(resolved.get("BisectBatchOnFunctionError", False)).lower() == "true",
+        report_batch_item_failures="ReportBatchItemFailures" in resolved.get("FunctionResponseTypes", []),
+        on_failure=str(destination) if destination else None,
+        filters=tuple(str(f.get("Pattern", "{}")) for f in filters),
+        enabled=str(resolved.get("Enabled", True)).lower() != "false",
     )
 
 
