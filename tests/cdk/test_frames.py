@@ -1,12 +1,21 @@
-"""The ordered frames queue (cdk/components/frames.py): ``$default`` -> SQS FIFO -> the message function."""
+"""The ordered frames queue (cdk/components/frames.py): ``$default`` -> SQS FIFO -> the message function; and the
+ordered frames stream (cdk/components/frames_stream.py): ``$default`` -> DynamoDB PutItem -> its stream -> the same."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
 
 from cdk.components.frames import MAX_RECEIVES, REQUEST_TEMPLATE
+from cdk.components.frames_stream import (
+    BATCH_SIZE,
+    MAX_RETRIES,
+    PARALLELIZATION_FACTOR,
+    TTL_ATTRIBUTE,
+    request_template,
+)
 from tests.cdk.conftest import Synth, render, synthesize
 from tests.cdk.test_websocket import _route_target
 
@@ -92,3 +101,90 @@ def test_without_ordered_frames_default_invokes_the_function_directly(unordered:
     assert integration["Properties"]["IntegrationType"] == "AWS_PROXY"
     assert {"Fn::GetAtt": [function_id, "Arn"]} in integration["Properties"]["IntegrationUri"]["Fn::Join"][1]
     assert not [q for q in unordered.of_type("AWS::SQS::Queue").values() if q["Properties"].get("FifoQueue")]
+
+
+# -- -c ordered_frames=stream: $default -> DynamoDB PutItem -> the table's stream (cdk/components/frames_stream.py)
+
+
+@pytest.fixture(scope="module")
+def streamed() -> Synth:
+    return synthesize({"store": "dynamodb", "ordered_frames": "stream"})
+
+
+def _frames_table(synth: Synth) -> tuple[str, dict[str, Any]]:
+    return synth.one("AWS::DynamoDB::GlobalTable", StreamSpecification={"StreamViewType": "NEW_IMAGE"})
+
+
+def test_stream_default_route_puts_each_frame_as_its_connections_one_item(streamed: Synth) -> None:
+    table_id, table = _frames_table(streamed)
+    assert table["Properties"]["KeySchema"] == [{"AttributeName": "connectionId", "KeyType": "HASH"}]
+    assert table["Properties"]["BillingMode"] == "PAY_PER_REQUEST"
+    assert table["Properties"]["TimeToLiveSpecification"] == {"AttributeName": TTL_ATTRIBUTE, "Enabled": True}
+    _, integration = _route_target(streamed, "$default")
+    properties = integration["Properties"]
+    assert properties["IntegrationType"] == "AWS"
+    assert (
+        render(properties["IntegrationUri"], {})
+        == "arn:<AWS::Partition>:apigateway:<AWS::Region>:dynamodb:action/PutItem"
+    )
+    template = render(properties["RequestTemplates"]["$default"], {table_id: "TABLE"})
+    assert template == request_template("TABLE")
+    body = json.loads(template.split("\n", 1)[1])
+    assert body["TableName"] == "TABLE"
+    assert body["Item"]["connectionId"] == {"S": "$context.connectionId"}
+    # Unique per frame: a put that changed nothing would write no stream record.
+    assert body["Item"]["messageId"] == {"S": "$context.messageId"}
+    assert body["Item"]["frame"] == {"B": "$util.base64Encode($input.body)"}
+    assert body["Item"]["requestTimeEpoch"] == {"N": "$context.requestTimeEpoch"}
+    assert not [q for q in streamed.of_type("AWS::SQS::Queue").values() if q["Properties"].get("FifoQueue")]
+
+
+def test_stream_integration_role_may_only_put_items_into_the_frames_table(streamed: Synth) -> None:
+    table_id, _ = _frames_table(streamed)
+    _, integration = _route_target(streamed, "$default")
+    role_id = integration["Properties"]["CredentialsArn"]["Fn::GetAtt"][0]
+    role = streamed.resources[role_id]["Properties"]
+    assert role["AssumeRolePolicyDocument"]["Statement"][0]["Principal"] == {"Service": "apigateway.amazonaws.com"}
+    statements = [
+        statement
+        for policy in streamed.of_type("AWS::IAM::Policy").values()
+        if {"Ref": role_id} in policy["Properties"]["Roles"]
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]
+    ]
+    assert statements == [
+        {"Action": "dynamodb:PutItem", "Effect": "Allow", "Resource": {"Fn::GetAtt": [table_id, "Arn"]}}
+    ]
+
+
+def test_the_message_function_reads_the_stream_in_order_with_bounded_retries(streamed: Synth) -> None:
+    table_id, _ = _frames_table(streamed)
+    function_id, _ = streamed.function(MESSAGE_HANDLER)
+    _, mapping = streamed.one("AWS::Lambda::EventSourceMapping", EventSourceArn={"Fn::GetAtt": [table_id, "StreamArn"]})
+    properties = mapping["Properties"]
+    failures = properties["DestinationConfig"]["OnFailure"]["Destination"]["Fn::GetAtt"][0]
+    assert properties == {
+        "BatchSize": BATCH_SIZE,
+        "BisectBatchOnFunctionError": True,
+        "DestinationConfig": {"OnFailure": {"Destination": {"Fn::GetAtt": [failures, "Arn"]}}},
+        "EventSourceArn": {"Fn::GetAtt": [table_id, "StreamArn"]},
+        "FilterCriteria": {"Filters": [{"Pattern": '{"eventName":["INSERT","MODIFY"]}'}]},
+        "FunctionName": {"Ref": function_id},
+        "FunctionResponseTypes": ["ReportBatchItemFailures"],
+        "MaximumRecordAgeInSeconds": 60,
+        "MaximumRetryAttempts": MAX_RETRIES,
+        "ParallelizationFactor": PARALLELIZATION_FACTOR,
+        "StartingPosition": "LATEST",
+    }
+    assert streamed.resources[failures]["Type"] == "AWS::SQS::Queue"
+    # The function reads the stream (Lambda polls it with the execution role) and may send to its destination.
+    statements = streamed.statements(MESSAGE_HANDLER)
+    [read] = [s for s in statements if s["Resource"] == {"Fn::GetAtt": [table_id, "StreamArn"]}]
+    assert "dynamodb:GetRecords" in read["Action"]
+    destination = {"Fn::GetAtt": [failures, "Arn"]}
+    assert any(
+        "sqs:SendMessage" in s["Action"]
+        and destination in (s["Resource"] if isinstance(s["Resource"], list) else [s["Resource"]])
+        for s in statements
+    )
+    # And nothing else of the frames table: the function never reads or writes its items.
+    assert not [s for s in statements if s["Resource"] == {"Fn::GetAtt": [table_id, "Arn"]}]
