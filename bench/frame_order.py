@@ -12,7 +12,8 @@ Issue #20 puts an SQS FIFO queue between API Gateway's ``$default`` and the mess
 Emulated AWS calls are local, so these are lower bounds of AWS's; docs/aws.md adds the AWS-side figures.
 Run: ``.venv/bin/python -m bench.frame_order [--rounds 200] [--unordered] [--local]``: the emulator with the
 ordered frames queue (the default deployment), ``--unordered`` also with ``-c ordered_frames=false`` ($default
-invoking the function directly), ``--local`` also the local server.
+invoking the function directly), ``--local`` also the local server, ``--stream`` also with
+``-c ordered_frames=stream`` (the frames table's DynamoDB stream).
 """
 
 from __future__ import annotations
@@ -101,9 +102,14 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--unordered", action="store_true", help="the emulator with ordered_frames=false too")
     parser.add_argument("--local", action="store_true", help="measure the local server as well")
+    parser.add_argument("--stream", action="store_true", help="the emulator with ordered_frames=stream too")
     args = parser.parse_args()
     print(f"load average {os.getloadavg()[0]:.2f}, {os.cpu_count()} cores, python {sys.version.split()[0]}")
     asyncio.run(measure("emulated Lambda, ordered frames (SQS FIFO)", True, args.rounds, args.warmup))
+    if args.stream:
+        context = ("ordered_frames=stream",)
+        label = "emulated Lambda, ordered frames (DynamoDB stream)"
+        asyncio.run(measure(label, True, args.rounds, args.warmup, context))
     if args.unordered:
         context = ("ordered_frames=false",)
         asyncio.run(measure("emulated Lambda, $default invoking directly", True, args.rounds, args.warmup, context))

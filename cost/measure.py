@@ -54,6 +54,8 @@ def cdk_context(stack: Stack) -> dict[str, str]:
         context["metrics"] = "false"
     if not stack.ordered_frames:
         context["ordered_frames"] = "false"
+    elif stack.frames_transport == "stream":
+        context["ordered_frames"] = "stream"
     return context
 
 

@@ -43,6 +43,14 @@ GET_CONNECTION_S = 0.015  # one GetConnection round trip from Lambda; 32 in flig
 INIT_S = 0.6  # a cold start: runtime + imports with .pyc (bench/import_time.py: 350-390 ms) + clients
 EMF_DOC_BYTES = 600  # one EMF document (a dozen counters, one app)
 INFO_LOG_BYTES = 260  # the INFO line(s) a handler writes per invocation at INFO
+# -c ordered_frames=stream (cdk/components/frames_stream.py): each frame is a PutItem of its connection's one item,
+# billed in 1 KB write units by the larger of the old and new item: the frame base64-encoded plus ~100 bytes of
+# attributes (connectionId, requestTimeEpoch, messageId, expires and their names). Reading the stream costs a
+# Lambda consumer nothing and an idle stream nothing ("Evaluate your DynamoDB streams usage", DynamoDB developer
+# guide); Lambda polls it 4 times a second at no charge, so there are no idle polls to bill.
+STREAM_ITEM_BYTES = 100
+SUBSCRIBE_FRAME_BYTES = 220  # pusher:subscribe of a private channel with its auth signature
+PRESENCE_FRAME_BYTES = 320  # ... and a presence channel's channel_data
 
 
 @dataclass(frozen=True)
@@ -125,14 +133,28 @@ class Stack:
     # publish on top of the HTTP API's; pointed at the RestApiUrl output they do not.
     rest_via_cloudfront: bool = True
     ordered_frames: bool = True  # client frames through the SQS FIFO frames queue (-c ordered_frames=false)
+    # How ordered frames travel: "fifo" (-c ordered_frames=fifo, the CDK default) or "stream" (a DynamoDB stream,
+    # -c ordered_frames=stream: a write unit per frame, no idle polls).
+    frames_transport: str = "fifo"
     # An app of the apps file has webhooks: the worker's event source mapping is enabled and polls the webhook queue
     # (cdk/components/webhooks.py ``polled``); the example apps file has none. Implied by webhooks_per_day > 0.
     webhooks: bool = False
 
 
 LEAN = Stack(
-    monitoring=False, metrics=False, log_level="WARNING", secrets="ssm", rest_via_cloudfront=False, access_logs=False
+    monitoring=False,
+    metrics=False,
+    log_level="WARNING",
+    secrets="ssm",
+    rest_via_cloudfront=False,
+    access_logs=False,
+    frames_transport="stream",
 )
+
+
+def stream_frame_wru(frame_bytes: float) -> int:
+    """The write units of one frame's PutItem on the frames table (base64 makes 3 bytes 4)."""
+    return max(1, math.ceil((STREAM_ITEM_BYTES + 4 * math.ceil(frame_bytes / 3)) / 1024))
 
 
 @dataclass(frozen=True)
@@ -178,7 +200,9 @@ def month(
         "client_event": w.client_events_per_day,
         "publish": publishes,
     }
-    ws = rru = wru = http = sqs = fifo = logged = written = op_requests = 0.0
+    ws = rru = wru = http = sqs = fifo = stream_wru = logged = written = op_requests = 0.0
+    streamed = stack.ordered_frames and stack.frames_transport == "stream"
+    frame_bytes = {"subscribe": SUBSCRIBE_FRAME_BYTES, "presence_join": PRESENCE_FRAME_BYTES}
     measured_logs = all(op.log_bytes is not None for op in ops.values())
     invocations: dict[str, float] = {}
     gb_s = 0.0
@@ -189,7 +213,11 @@ def month(
         wru += op.wru * count
         http += op.http * count
         sqs += op.sqs * count
-        fifo += op.sqs_fifo * count if stack.ordered_frames else 0.0
+        fifo += op.sqs_fifo * count if stack.ordered_frames and not streamed else 0.0
+        # A frame is 3 FIFO requests (send, receive, delete) in the profile; on the stream it is one PutItem (a
+        # measured profile has those write units in ``wru`` already: the meter counts every table).
+        if streamed and profile is None:
+            stream_wru += op.sqs_fifo / 3 * count * stream_frame_wru(frame_bytes.get(name, w.message_bytes))
         logged += op.logged * count
         written += (op.log_bytes or 0.0) * count
         for function, (calls, ms) in op.lambdas.items():
@@ -208,7 +236,7 @@ def month(
     # when ordered.
     polls = IDLE_POLLERS * 86400 / LONG_POLL_S
     sqs += polls if stack.webhooks or w.webhooks_per_day > 0 else 0.0
-    fifo += polls if stack.ordered_frames else 0.0
+    fifo += polls if stack.ordered_frames and not streamed else 0.0
     invocations["webhooks"] = invocations.get("webhooks", 0.0) + w.webhooks_per_day / 10
     gb_s += w.webhooks_per_day / 10 * lambda_gb_seconds(0.05, MEMORY_MB["webhooks"])
 
@@ -252,6 +280,11 @@ def month(
         Line("Lambda INIT (cold starts)", init_gb_s * DAYS, "GB-s", "lambda_init_gb_s"),
         Line("DynamoDB writes", wru * DAYS, "WRU", "dynamodb_wru"),
         Line("DynamoDB reads", rru * DAYS, "RRU", "dynamodb_rru"),
+        *(
+            [Line("DynamoDB writes (ordered frames stream)", stream_wru * DAYS, "WRU", "dynamodb_wru")]
+            if streamed
+            else []
+        ),
         Line("DynamoDB storage", stack.table_gb, "GB-month", "dynamodb_storage"),
         Line("SQS requests (webhook queue)", sqs * DAYS, "request", "sqs_standard_request"),
         Line("SQS FIFO requests (ordered frames)", fifo * DAYS, "request", "sqs_fifo_request"),
@@ -288,6 +321,10 @@ FIFO_BATCH = 10
 # AWS publishes no figure; a third-party measurement ("Serverless Messaging: Latency Compared",
 # bitesizedserverless.com, eu-west-1, 1,024 messages, 2022; docs/aws.md "Frames of one connection in order").
 FIFO_LATENCY_MS = (28, 645)
+# What the DynamoDB stream adds on AWS, in ms (p50, p99): Lambda polls a stream's shards 4 times a second ("Using
+# AWS Lambda with Amazon DynamoDB", Lambda developer guide), so a frame waits for the next poll, 125 ms on average
+# and up to 250 ms; an estimate from the poll rate, not a measurement (the PutItem itself is a few ms).
+STREAM_LATENCY_MS = (125, 250)
 
 
 @dataclass(frozen=True)
@@ -301,6 +338,9 @@ class OrderedFrames:
     fifo_full: float
     lambda_alone: float
     lambda_full: float
+    # -c ordered_frames=stream: a write unit per frame (a frame up to ~680 bytes), the same invocations.
+    stream_alone: float = 0.0
+    stream_full: float = 0.0
 
     @property
     def alone(self) -> float:
@@ -316,11 +356,15 @@ def ordered_frames() -> OrderedFrames:
 
     fifo = PRICES["sqs_fifo_request"].usd * 1e6
     invocation = PRICES["lambda_request"].usd * 1e6
+    write = PRICES["dynamodb_wru"].usd * 1e6
+    lambda_full = -(1 - 1 / FIFO_BATCH) * invocation
     return OrderedFrames(
         fifo_alone=3 * fifo,
         fifo_full=(1 + 2 / FIFO_BATCH) * fifo,
         lambda_alone=0.0,
-        lambda_full=-(1 - 1 / FIFO_BATCH) * invocation,
+        lambda_full=lambda_full,
+        stream_alone=write,
+        stream_full=write + lambda_full,
     )
 
 

@@ -44,10 +44,14 @@ def test_the_scenarios_docs_cost_md_quotes(capsys: pytest.CaptureFixture[str]) -
     large = report(capsys, "--connections", "10000", "--deliveries-per-day", "10000000", "--lean")
     idle = report(capsys, "--connections", "0", "--deliveries-per-day", "0", "--lean")
     default_idle = report(capsys, "--connections", "0", "--deliveries-per-day", "0")
-    assert hobby["total_usd_per_month"] == 3.32  # over the $3 target: the frames queue's idle polls ($0.32)
-    assert medium["total_usd_per_month"] == 54.67
-    assert large["total_usd_per_month"] == 542.81  # above Pusher Premium: the report says so
-    assert idle["total_usd_per_month"] == 0.42
+    # The lean stack orders frames through the DynamoDB stream (no idle polls): under the $3 target.
+    assert hobby["total_usd_per_month"] == 2.97
+    assert hobby["stack"]["frames_transport"] == "stream"  # type: ignore[index]
+    fifo = report(capsys, "--connections", "100", "--deliveries-per-day", "10000", "--lean", "--frames", "fifo")
+    assert fifo["total_usd_per_month"] == 3.32  # the FIFO queue's idle polls ($0.32) stand over it
+    assert medium["total_usd_per_month"] == 54.03
+    assert large["total_usd_per_month"] == 539.33  # above Pusher Premium: the report says so
+    assert idle["total_usd_per_month"] == 0.09
     assert default_idle["total_usd_per_month"] == 9.34  # alarms, dashboard, metrics and a secret
 
 
@@ -75,8 +79,22 @@ def test_the_webhook_queue_is_polled_only_when_an_app_has_webhooks() -> None:
 def test_the_frames_queue_is_polled_only_with_ordered_frames() -> None:
     idle = model.Workload(connections=0, deliveries_per_day=0)
     frames = "SQS FIFO requests (ordered frames)"
-    assert _usd(model.month(idle, model.LEAN), frames) == pytest.approx(5 * 86400 / 20 * 30 * 0.5e-6)
-    assert _usd(model.month(idle, replace(model.LEAN, ordered_frames=False)), frames) == 0
+    fifo = replace(model.LEAN, frames_transport="fifo")
+    assert _usd(model.month(idle, fifo), frames) == pytest.approx(5 * 86400 / 20 * 30 * 0.5e-6)
+    assert _usd(model.month(idle, replace(fifo, ordered_frames=False)), frames) == 0
+
+
+def test_the_frames_stream_bills_a_write_unit_per_frame_and_nothing_idle() -> None:
+    """-c ordered_frames=stream: no polls to pay (Lambda's GetRecords on a stream are free), one PutItem a frame
+    in 1 KB write units of the item (the frame base64-encoded plus its attributes)."""
+    idle = model.Workload(connections=0, deliveries_per_day=0)
+    stream = replace(model.LEAN, frames_transport="stream")
+    assert _usd(model.month(idle, stream), "SQS FIFO requests (ordered frames)") == 0
+    assert _usd(model.month(idle, stream), "DynamoDB writes (ordered frames stream)") == 0
+    busy = replace(idle, client_events_per_day=1e6 / 30)
+    assert _usd(model.month(busy, stream), "DynamoDB writes (ordered frames stream)") == pytest.approx(0.625)
+    assert model.stream_frame_wru(300) == 1
+    assert model.stream_frame_wru(700) == 2  # 100 + 936 bytes
 
 
 def test_access_logs_are_a_line_of_their_own_choice() -> None:
@@ -115,7 +133,12 @@ def test_the_report_prices_ordered_frames_per_million_client_frames(capsys: pyte
     and docs/cost.md quote it, and the monthly model charging exactly that per client event."""
     order = report(capsys)["ordered_frames"]
     assert isinstance(order, dict)
-    assert order["added_usd_per_million_client_frames"] == {"alone": 1.5, "full_batches": 0.42}
+    assert order["added_usd_per_million_client_frames"] == {
+        "alone": 1.5,
+        "full_batches": 0.42,
+        "stream_alone": 0.62,
+        "stream_full_batches": 0.44,
+    }
     events = order["client_event_usd_per_million"]
     assert events["ordered"] - events["unordered"] == pytest.approx(1.5, abs=0.011)
     assert order["added_latency_ms_on_aws"] == {"p50": 28, "p99": 645}
