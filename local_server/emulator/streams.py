@@ -17,11 +17,16 @@ event source mappings", "Configuring partial batch response with DynamoDB and La
   time: one key's records stay in order, different keys run concurrently (as Lambda reads a shard).
 - ``BatchSize``: up to that many waiting records of a lane per invocation; ``FilterCriteria``: records matching
   no pattern are dropped before batching (only top-level ``{"field": [values]}`` patterns are emulated).
-- A function error retries the batch (``BisectBatchOnFunctionError``: its first half), up to
-  ``MaximumRetryAttempts``; ``batchItemFailures`` (with ``ReportBatchItemFailures``) checkpoints before the
-  lowest sequence number named and retries from there; an identifier that is empty or names no record of the
-  batch fails it whole. A batch out of retries, or holding a record older than ``MaximumRecordAgeInSeconds``,
-  goes to the on-failure destination as Lambda's invocation record (``DDBStreamBatchInfo``) and is dropped.
+- A function error retries the batch, up to ``MaximumRetryAttempts``; with ``BisectBatchOnFunctionError`` a
+  failed batch of several records is split in two and its first half retried, which does not consume the
+  retry quota ("Splitting batches doesn't consume the retry quota": Lambda developer guide, "Retain discarded
+  records for a DynamoDB event source in Lambda"), so retries are spent on a batch of one record.
+  ``batchItemFailures`` (with ``ReportBatchItemFailures``) checkpoints before the lowest sequence number named
+  and retries from there (one retry of the rest); an identifier that is empty or names no record of the batch
+  fails it whole. A batch out of retries goes to the on-failure destination as Lambda's invocation record
+  (``DDBStreamBatchInfo``) and is dropped; so do records older than ``MaximumRecordAgeInSeconds`` before they
+  are sent ("Discard records older than the specified age", whether the function failed or could not be
+  invoked: same page).
 - Starting position LATEST: only writes after the mapping started.
 
 Records are handed to a lane as soon as they are written, where Lambda polls a shard 4 times a second: the
@@ -181,6 +186,7 @@ class StreamMapping:
 
     async def _lane(self, index: int) -> None:
         waiting, wake = self._lanes[index], self._wake[index]
+        attempts = 0  # failed attempts of the batch that starts at ``waiting[0]``
         while True:
             if not waiting:
                 wake.clear()
@@ -188,7 +194,7 @@ class StreamMapping:
                 continue
             batch = [waiting[i] for i in range(min(self.source.batch_size, len(waiting)))]
             try:
-                done = await self.run_batch(batch)
+                done, attempts = await self.run_batch(batch, attempts)
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -198,40 +204,52 @@ class StreamMapping:
             for _ in range(done):
                 waiting.popleft()
 
-    async def run_batch(self, batch: list[Record]) -> int:
-        """Invoke until the batch (or a part of it) is settled; returns how many records of it are done with
-        (processed, or given up on), from its start."""
-        attempts = 0
+    async def run_batch(self, batch: list[Record], attempts: int = 0) -> tuple[int, int]:
+        """Invoke until the batch (or a part of it) is settled. Returns how many records of it are done with
+        (processed, or given up on), from its start, and the failed attempts already spent on the next one."""
         while True:
+            old = self._too_old(batch)
+            if old:
+                self._discard(batch[:old], "RecordAgeExceeded", attempts)
+                return old, 0
             self.batches += 1
-            failed_at = await self._invoke(batch)
+            failed_at, whole = await self._invoke(batch)
             if failed_at is None:
-                return len(batch)
-            if failed_at > 0:  # checkpointed before the first failure: those are done
-                return failed_at
-            # The first record failed (or the whole batch did): retry, maybe half of it, or give up.
+                return len(batch), 0
+            if failed_at > 0:
+                # Checkpointed before the first failure: those are done; the rest is retried (a retry).
+                self.retried += len(batch) - failed_at
+                return failed_at, 1
+            if whole and self.source.bisect_on_error and len(batch) > 1:
+                self.retried += len(batch) // 2
+                batch = batch[: len(batch) // 2]  # the first half alone; no retry spent
+                continue
             attempts += 1
-            too_old = self.source.max_record_age >= 0 and (
-                time.monotonic() - batch[0].written > self.source.max_record_age
-            )
-            if too_old or (self.source.max_retries >= 0 and attempts > self.source.max_retries):
-                self._discard(batch)
-                return len(batch)
+            if self.source.max_retries >= 0 and attempts > self.source.max_retries:
+                self._discard(batch, "RetryAttemptsExhausted", attempts)
+                return len(batch), 0
             self.retried += len(batch)
-            if self.source.bisect_on_error and len(batch) > 1:
-                batch = batch[: len(batch) // 2]
 
-    async def _invoke(self, batch: list[Record]) -> int | None:
-        """One invocation: None when the batch succeeded, else the index of the first record to retry."""
+    def _too_old(self, batch: list[Record]) -> int:
+        """How many records at the batch's start are older than ``MaximumRecordAgeInSeconds`` (a lane's records
+        are in the order they were written, so the old ones come first)."""
+        if self.source.max_record_age < 0:
+            return 0
+        limit = time.monotonic() - self.source.max_record_age
+        return next((i for i, record in enumerate(batch) if record.written >= limit), len(batch))
+
+    async def _invoke(self, batch: list[Record]) -> tuple[int | None, bool]:
+        """One invocation: (None, _) when the batch succeeded, else the index of the first record to retry and
+        whether the batch failed whole (a function error or an answer Lambda cannot use)."""
         try:
             answer = await self.lambdas.invoke(self.function, {"Records": [r.event for r in batch]})
         except FunctionError:
-            return 0
+            return 0, True
         if not self.source.report_batch_item_failures or not isinstance(answer, Mapping):
-            return None
+            return None, False
         items = answer.get("batchItemFailures")
         if not items:
-            return None
+            return None, False
         sequences = [r.sequence for r in batch]
         failed: list[int] = []
         for item in items if isinstance(items, list) else [None]:
@@ -239,11 +257,11 @@ class StreamMapping:
             if not isinstance(identifier, str) or identifier not in sequences:
                 self.invalid_answers += 1
                 log.warning("%s: the whole batch failed (as on Lambda): bad itemIdentifier in %r", self.function, item)
-                return 0
+                return 0, True
             failed.append(sequences.index(identifier))
-        return min(failed)
+        return min(failed), False
 
-    def _discard(self, batch: list[Record]) -> None:
+    def _discard(self, batch: list[Record], condition: str, attempts: int) -> None:
         """Lambda gives up on ``batch``: its on-failure destination gets the batch's description."""
         self.discarded += len(batch)
         log.error("%s: %d stream record(s) discarded after retries or age", self.function, len(batch))
@@ -254,8 +272,8 @@ class StreamMapping:
             "requestContext": {
                 "requestId": batch[0].event["eventID"],
                 "functionArn": self.function,
-                "condition": "RetryAttemptsExhausted",
-                "approximateInvokeCount": self.source.max_retries + 1,
+                "condition": condition,
+                "approximateInvokeCount": attempts,
             },
             "responseContext": {"statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled"},
             "version": "1.0",

@@ -149,3 +149,31 @@ def fifo_reader(event: dict[str, Any], context: Any) -> dict[str, Any]:
         else:
             _log("processed", {"group": group, "n": body["n"]})
     return {"batchItemFailures": [{"itemIdentifier": message_id} for message_id in failed]}
+
+
+_stream_failures: dict[str, int] = {}
+
+
+def stream_reader(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """Reads a DynamoDB stream's batch in order (the message function's place, reading the frames table's
+    stream). Each item says ``n``; ``fail`` ``raise`` makes the invocation fail there, ``report`` names the
+    record in ``batchItemFailures`` (the records after it are not processed), ``times`` times (every time
+    without it); ``sleep`` seconds are slept before the record is processed."""
+    records = event["Records"]
+    seen = [(r["dynamodb"]["Keys"]["connectionId"]["S"], int(r["dynamodb"]["NewImage"]["n"]["N"])) for r in records]
+    _log("batch", {"records": seen, "started": time.monotonic()})
+    for record, (key, n) in zip(records, seen, strict=True):
+        image = record["dynamodb"]["NewImage"]
+        sequence = record["dynamodb"]["SequenceNumber"]
+        times = int(image["times"]["N"]) if "times" in image else None
+        fail = image.get("fail", {}).get("S")
+        if fail and (times is None or _stream_failures.get(sequence, 0) < times):
+            _stream_failures[sequence] = _stream_failures.get(sequence, 0) + 1
+            _log("failed", {"key": key, "n": n})
+            if fail == "raise":
+                raise RuntimeError(f"record {n} of {key}")
+            return {"batchItemFailures": [{"itemIdentifier": sequence}]}
+        if "sleep" in image:
+            time.sleep(float(image["sleep"]["N"]))
+        _log("processed", {"key": key, "n": n, "at": time.monotonic()})
+    return {"batchItemFailures": []}
