@@ -58,7 +58,9 @@ async def test_reconnect_within_the_delay_sends_neither_departure_nor_arrival(
     await second.subscribe("presence-lobby", "u1")
 
     await asyncio.sleep(1.8)  # well past the 1 s delay of the first socket's departures
-    assert names(receiver.events()) == ["channel_occupied", "member_added"]
+    # Each event is its own request and requests run concurrently (webhooks.concurrency): the two may arrive in
+    # either order, as Pusher's may; what matters is that nothing else came.
+    assert sorted(names(receiver.events())) == ["channel_occupied", "member_added"]
 
     await second.close()
     await receiver.wait_events(1, name="channel_vacated", timeout=4)
