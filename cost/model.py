@@ -87,8 +87,11 @@ PROFILE: dict[str, Op] = {
     "disconnect": Op({"disconnect": (1, 196)}, rru=3.9, wru=8.0, logged=1),
     # pusher:ping -> pong on the MOCK route: two messages, no Lambda.
     "ping": Op(ws=2, logged=1),
-    # A client event: one frame in; its deliveries are counted apart.
-    "client_event": Op({"message": (1, 20)}, ws=1, rru=2.2, wru=1.1, sqs_fifo=3, logged=1),
+    # A client event: one frame in; its deliveries are counted apart. Writes: the sender's rate-limit window
+    # (shared/limits/dynamodb.py), one conditional ADD while it is open; an event that finds its window over
+    # pays a failed ADD and the put that opens the next (2). 1.3 is what `cost --measure` counts for events sent
+    # back to back (a burst, as typing or cursors send them); events sent seconds apart cost 2 each.
+    "client_event": Op({"message": (1, 20)}, ws=1, rru=2.2, wru=1.3, sqs_fifo=3, logged=1),
     # A REST publish: the HTTP API request (and its access-log line), the function, the subscriber Query;
     # deliveries apart.
     "publish": Op({"http_api": (1, 20)}, http=1, rru=1.0),

@@ -56,6 +56,15 @@ def test_the_sample_counts_every_seam_of_the_emulator(measured: dict[str, Op]) -
     assert all((op.log_bytes or 0) > 0 for name, op in measured.items() if name != "ping")
 
 
+def test_a_client_events_units_are_the_models(measured: dict[str, Op]) -> None:
+    """The default workload has no client events, so the month above cannot see them: each unit of one,
+    as the sample counts it (a burst from one sender), against the model's."""
+    event, model = measured["client_event"], PROFILE["client_event"]
+    assert (event.ws, event.sqs_fifo, set(event.lambdas)) == (model.ws, model.sqs_fifo, set(model.lambdas))
+    assert event.wru == pytest.approx(model.wru, rel=UNITS_TOLERANCE * 2)  # its window opens once a sample
+    assert event.rru == pytest.approx(model.rru, rel=UNITS_TOLERANCE * 2)
+
+
 def test_function_names_map_to_the_stacks_names() -> None:
     assert function_kind("sockless-HttpApiFunction") == "http_api"
     assert function_kind("sockless-ConnectFunctionA335AD3A") == "connect"
@@ -94,7 +103,8 @@ def test_the_frames_stream_variant_measured_agrees_with_the_model(measured_strea
     # Every frame was a write and an invocation of the message function, no FIFO request.
     assert all(op.sqs_fifo == 0 for op in measured_stream.values())
     assert set(measured_stream["client_event"].lambdas) == {"message"}
-    assert measured_stream["client_event"].wru >= PROFILE["client_event"].wru + 1  # its frame's PutItem
+    # its frame's PutItem on top of the limiter's writes
+    assert measured_stream["client_event"].wru == pytest.approx(PROFILE["client_event"].wru + 1, rel=UNITS_TOLERANCE)
     total_measured = sum(line.usd() for line in by_measure.values())
     total_model = sum(line.usd() for line in by_model.values())
     assert total_measured == pytest.approx(total_model, rel=TOTAL_TOLERANCE)
