@@ -31,10 +31,11 @@ class Moto:
     endpoint is ``url`` (the functions', the event source mappings', the emulator's own), and served over
     HTTP at ``url`` for anything else (another process, the AWS CLI).
 
-    In-process, a request never leaves the calling thread: a botocore ``before-send`` hook (``_in_process``)
-    hands the signed request to moto's DynamoDB or SQS responder and returns its answer as botocore's
-    response, as moto's own ``mock_aws`` does; the HTTP round trip, the server's parsing and moto's Flask
-    routing are what it saves (bench/RESULTS.md, "Emulator speed").
+    In-process, a request never leaves the calling thread: a botocore ``before-call`` hook
+    (``moto_calls.py``) hands the serialized request, unsigned, to moto's DynamoDB or SQS responder
+    (``_in_process``) and parses its answer with botocore's own parser, as moto's own ``mock_aws`` does one
+    step later (``before-send``, the fallback here); the HTTP round trip, the server's parsing, moto's Flask
+    routing, botocore's signing and send loop are what it saves (bench/RESULTS.md, "Emulator speed").
 
     Requests are served one at a time (``_lock``), however they arrive. DynamoDB guarantees that conditional
     writes and transactions are atomic, and the store's exactly-once decisions rely on it; moto applies a
@@ -206,13 +207,22 @@ def _service(target: str, authorization: str | None) -> str:
 
 
 def _install_hook() -> None:
-    """Once per process: botocore sessions created from now on send a request for a running moto's URL to
-    ``Moto._in_process`` (moto's ``mock_aws`` hooks botocore the same way)."""
+    """Once per process: botocore sessions created from now on hand a call for a running moto's URL to it at
+    ``before-call`` (``moto_calls.py``) or, when that cannot be done exactly, its signed request at
+    ``before-send`` to ``Moto._in_process`` (moto's ``mock_aws`` hooks botocore the same way)."""
     from botocore.handlers import BUILTIN_HANDLERS
 
     if any(handler is _before_send for _event, handler, *_ in BUILTIN_HANDLERS):
         return
+    BUILTIN_HANDLERS.append(("before-call", _before_call))
     BUILTIN_HANDLERS.append(("before-send", _before_send))
+
+
+def _before_call(**kwargs: Any) -> Any:
+    """A call for a running moto, answered before botocore signs and sends it (``moto_calls.py``)."""
+    from local_server.emulator.moto_calls import before_call
+
+    return before_call(_RUNNING, **kwargs)
 
 
 def _before_send(request: Any, **_kwargs: Any) -> Any:

@@ -1,8 +1,9 @@
 """The emulator's moto answers alike in-process and over HTTP, with IAM and the observers on both paths.
 
-The emulator's own botocore clients reach moto without HTTP (``aws.Moto``: a botocore ``before-send`` hook);
-anything else (another process, the AWS CLI) talks to the same moto over HTTP. Both paths go through one gate:
-the same answers, the same IAM denials, the same calls seen by the billing meter, one request at a time.
+The emulator's own botocore clients reach moto without HTTP (``aws.Moto``: botocore ``before-call`` and
+``before-send`` hooks); anything else (another process, the AWS CLI) talks to the same moto over HTTP. Both
+paths go through one gate: the same answers, the same IAM denials, the same calls seen by the billing meter,
+one request at a time.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ def client(url: str, access_key: str, *, in_process: bool) -> Any:
     )
     dynamodb = session.client("dynamodb", endpoint_url=url)
     if not in_process:  # what a client of another process sees: the hook is not there
+        dynamodb.meta.events.unregister("before-call", aws._before_call)
         dynamodb.meta.events.unregister("before-send", aws._before_send)
     return dynamodb
 
