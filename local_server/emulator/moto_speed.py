@@ -31,6 +31,14 @@
    hold only JSON types once moto has expanded its ``DynamoType`` values, so ``json.dumps`` gives the same
    document (tests/emulator/test_moto_speed.py compares the two); an answer that holds anything else
    (binary values are bytes) takes moto's own serializer.
+6. **Every request parsed its expressions again, twice.** moto parses an ``UpdateExpression`` into a tree
+   (``UpdateExpressionParser.make``) once to validate the request and once to apply it, and lexes every
+   condition expression (``ConditionExpressionParser``) as often, with patterns compiled at each token;
+   the store sends the same dozen expressions with new values every time. Both depend on the expression's
+   text alone: the update tree is kept per text (moto's validator applies the names and values to a deep
+   copy of it, ``Validator.__init__``, and the rest only reads it), and so are the condition's tokens (named
+   tuples, read only: each parse gets its own queue of them). Names and values are applied afresh at every
+   request, as before, and an expression moto rejects is rejected again (failures are not kept).
 """
 
 from __future__ import annotations
@@ -40,6 +48,7 @@ import functools
 import json
 import time
 import types
+from collections import deque
 from typing import Any
 
 from moto.core.utils import camelcase_to_underscores, method_names_from_class, unix_time
@@ -69,6 +78,7 @@ def install(dynamodb: DynamoDBBackend) -> None:
     sqs_clock()
     cached_names()
     plain_json_items()
+    cached_expressions()
 
 
 # DynamoDB operations whose answers are items (and counts, keys, consumed capacity): JSON types only.
@@ -95,6 +105,42 @@ def plain_json_items() -> None:
 
     execute_result.plain_json = True  # type: ignore[attr-defined]
     DynamoResult.execute_result = execute_result  # type: ignore[method-assign,assignment]
+
+
+# Distinct expression texts kept (the store sends about a dozen; tests and consoles may send more).
+EXPRESSIONS_KEPT = 512
+
+
+def cached_expressions() -> None:
+    """Update expressions' trees and condition expressions' tokens kept per text (6. above)."""
+    from moto.dynamodb.comparisons import ConditionExpressionParser
+    from moto.dynamodb.parsing.expressions import UpdateExpressionParser  # type: ignore[attr-defined]
+
+    if getattr(UpdateExpressionParser.make, "cached", False):
+        return
+    make = UpdateExpressionParser.make.__func__
+    tree = functools.lru_cache(maxsize=EXPRESSIONS_KEPT)(lambda text: make(UpdateExpressionParser, text))
+
+    def cached_make(cls: type, expression: str) -> Any:
+        return tree(expression) if cls is UpdateExpressionParser else make(cls, expression)
+
+    cached_make.cached = True  # type: ignore[attr-defined]
+    cached_make.cache = tree  # type: ignore[attr-defined]
+    cached_make.original = make  # type: ignore[attr-defined]
+    UpdateExpressionParser.make = classmethod(cached_make)
+
+    lex = ConditionExpressionParser._lex_condition_expression
+    # The lexer reads nothing of its parser but the text (and the class's constants).
+    tokens = functools.lru_cache(maxsize=EXPRESSIONS_KEPT)(
+        lambda text: tuple(lex(ConditionExpressionParser(text, {}, {})))
+    )
+
+    def lex_condition_expression(self: ConditionExpressionParser) -> Any:
+        return deque(tokens(self.condition_expression))
+
+    lex_condition_expression.cache = tokens  # type: ignore[attr-defined]
+    lex_condition_expression.original = lex  # type: ignore[attr-defined]
+    ConditionExpressionParser._lex_condition_expression = lex_condition_expression  # type: ignore[method-assign]
 
 
 def cached_names() -> None:

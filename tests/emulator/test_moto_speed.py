@@ -9,6 +9,7 @@ a query no longer walks it.
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Iterator
 from typing import Any
 
@@ -270,3 +271,91 @@ def test_binary_attributes_still_take_moto_serializer(rich_table: Any) -> None:
     assert item["b"] == {"B": b"\x00\xff binary"}
     assert item["bs"] == {"BS": [b"a", b"\x01"]}
     assert item["mb"] == {"M": {"inner": {"B": b"\x02"}}}
+
+
+# -- expressions kept per text (6.) ------------------------------------------------------------------------
+
+COUNTER = {
+    "UpdateExpression": "ADD #n :one SET #t = :now",
+    "ConditionExpression": "attribute_not_exists(#n) OR #n < :max",
+    "ExpressionAttributeNames": {"#n": "n", "#t": "t"},
+}
+
+
+def expression_script(client: Any) -> list[Any]:
+    """The store's kind of traffic: the same expressions with new values, conditions that hold and fail,
+    in plain writes and transactions, and requests moto rejects (twice each)."""
+    answers = []
+    for i in range(5):  # the counter passes :max on the fourth round
+        values = {":one": {"N": "1"}, ":now": {"N": str(i)}, ":max": {"N": "4"}}
+        answers.append(
+            outcome(
+                client.update_item,
+                TableName=TABLE,
+                Key=key("c", "#stats"),
+                ExpressionAttributeValues=values,
+                ReturnValues="ALL_NEW",
+                **COUNTER,
+            )
+        )
+        claim = {
+            "TableName": TABLE,
+            "Item": {**key("c", f"s#{i % 3}"), "tok": s(f"t{i % 2}")},
+            "ConditionExpression": "attribute_not_exists(pk) OR #tok = :tok",
+            "ExpressionAttributeNames": {"#tok": "tok"},
+            "ExpressionAttributeValues": {":tok": s("t0")},
+        }
+        answers.append(outcome(client.put_item, **claim, ReturnValuesOnConditionCheckFailure="ALL_OLD"))
+        counter = {"TableName": TABLE, "Key": key("c", f"#n{i % 2}"), "ExpressionAttributeValues": values, **COUNTER}
+        answers.append(outcome(client.transact_write_items, TransactItems=[{"Update": counter}]))
+    for _ in range(2):
+        bad_update = {**COUNTER, "UpdateExpression": "ADD #n"}
+        answers.append(outcome(client.update_item, TableName=TABLE, Key=key("c", "x"), **bad_update))
+        unused_name = {**COUNTER, "ExpressionAttributeNames": {"#n": "n", "#t": "t", "#x": "unused"}}
+        values = {":one": {"N": "1"}, ":now": {"N": "1"}, ":max": {"N": "4"}}
+        answers.append(
+            outcome(
+                client.update_item,
+                TableName=TABLE,
+                Key=key("c", "x"),
+                ExpressionAttributeValues=values,
+                **unused_name,
+            )
+        )
+    return answers
+
+
+@pytest.fixture
+def two_regions() -> Iterator[dict[str, Any]]:
+    with mock_aws():
+        clients = {region: boto3.client("dynamodb", region_name=region) for region in (FAST, PLAIN)}
+        for client in clients.values():
+            create_table(client, TABLE)
+        moto_speed.cached_expressions()
+        yield clients
+
+
+def test_kept_expressions_answer_as_expressions_parsed_afresh(
+    two_regions: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from moto.dynamodb.comparisons import ConditionExpressionParser
+    from moto.dynamodb.parsing.expressions import UpdateExpressionParser  # type: ignore[attr-defined]
+
+    kept = expression_script(two_regions[FAST])
+    make = UpdateExpressionParser.make.original
+    with monkeypatch.context() as patch:  # moto as it ships: every expression parsed at every request
+        patch.setattr(UpdateExpressionParser, "make", classmethod(make))
+        patch.setattr(
+            ConditionExpressionParser,
+            "_lex_condition_expression",
+            ConditionExpressionParser._lex_condition_expression.original,  # type: ignore[attr-defined]
+        )
+        fresh = expression_script(two_regions[PLAIN])
+    assert kept == fresh
+    assert table(two_regions[FAST]) == table(two_regions[PLAIN])
+    assert any("error" in answer for answer in kept) and any("Attributes" in answer for answer in kept)
+    # The kept tree is what moto's validator copies, never what it changes: still as parsed.
+    text = COUNTER["UpdateExpression"]
+    assert pickle.dumps(UpdateExpressionParser.make(text)) == pickle.dumps(make(UpdateExpressionParser, text))
+    assert UpdateExpressionParser.make.cache.cache_info().hits > 0
+    assert ConditionExpressionParser._lex_condition_expression.cache.cache_info().hits > 0  # type: ignore[attr-defined]
