@@ -18,17 +18,14 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import logging
 import re
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
-from local_server.emulator import events
+from local_server.emulator.sqs_integration import InOrder
 from local_server.emulator.template import Integration
 from local_server.emulator.websocket import Socket, WebSocketApi
-
-log = logging.getLogger("sockless.emulator")
 
 URI = re.compile(r"^arn:aws:apigateway:[^:]+:dynamodb:action/(?P<action>[A-Za-z]+)$")
 _SET = re.compile(r"^\s*#set\(\s*\$(?P<name>[A-Za-z_]\w*)\s*=\s*(?P<expression>[^)]*)\)\s*$", re.MULTILINE)
@@ -78,7 +75,7 @@ class DynamoDBIntegration:
 
     def __init__(self, *, client_for: Callable[[str], Any]) -> None:
         self.client_for = client_for
-        self._locks: dict[str, asyncio.Lock] = {}
+        self._in_order = InOrder()
 
     @staticmethod
     def handles(integration: Integration) -> bool:
@@ -101,18 +98,14 @@ class DynamoDBIntegration:
     async def run(
         self, api: WebSocketApi, socket: Socket, integration: Integration, body: str | bytes, key: str
     ) -> None:
-        connection_id = socket.conn.connection_id
-        # Taken before the first await: frames of a connection acquire it in arrival order.
-        lock = self._locks.setdefault(connection_id, asyncio.Lock())
-        async with lock:
-            event = events.ws_message(socket.conn, body, key)
-            try:
-                await self._put(integration, event)
-            except Exception:
-                log.exception("DynamoDB integration %s failed for %s", integration.logical_id, connection_id)
-                await api.internal_error(socket, event)
-        if not lock.locked() and socket.disconnected:
-            self._locks.pop(connection_id, None)
+        await self._in_order.run(
+            api,
+            socket,
+            body,
+            key,
+            lambda event: self._put(integration, event),
+            f"DynamoDB integration {integration.logical_id}",
+        )
 
     async def _put(self, integration: Integration, event: dict[str, Any]) -> None:
         selection = (integration.template_selection or "\\$default").replace("\\", "")

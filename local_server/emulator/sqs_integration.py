@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qsl, quote
 
@@ -75,6 +75,37 @@ def send_message_arguments(form: str, queue_url: str) -> dict[str, Any]:
     return arguments
 
 
+class InOrder:
+    """A connection's frames handed to an AWS integration one at a time, in arrival order: what API Gateway's
+    one TCP connection per client gives (docs/aws.md "Frames of one connection in order"). A failed call
+    answers the client as API Gateway does for a failed integration."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    async def run(
+        self,
+        api: WebSocketApi,
+        socket: Socket,
+        body: str | bytes,
+        key: str,
+        deliver: Callable[[dict[str, Any]], Awaitable[None]],
+        what: str,
+    ) -> None:
+        connection_id = socket.conn.connection_id
+        # Taken before the first await: frames of a connection acquire it in arrival order.
+        lock = self._locks.setdefault(connection_id, asyncio.Lock())
+        async with lock:
+            event = events.ws_message(socket.conn, body, key)
+            try:
+                await deliver(event)
+            except Exception:
+                log.exception("%s failed for %s", what, connection_id)
+                await api.internal_error(socket, event)
+        if not lock.locked() and socket.disconnected:
+            self._locks.pop(connection_id, None)
+
+
 class SqsIntegration:
     """Runs ``AWS`` integrations whose URI is SQS's query API; ``client_for(role_arn)`` gives an SQS client
     signing as the integration's credentials role, ``queue_url(account, name)`` the queue's moto URL and
@@ -90,7 +121,7 @@ class SqsIntegration:
         self.client_for = client_for
         self.queue_url = queue_url
         self.notify = notify
-        self._locks: dict[str, asyncio.Lock] = {}
+        self._in_order = InOrder()
 
     @staticmethod
     def unsupported(integration: Integration) -> list[str]:
@@ -108,18 +139,14 @@ class SqsIntegration:
     async def run(
         self, api: WebSocketApi, socket: Socket, integration: Integration, body: str | bytes, key: str
     ) -> None:
-        connection_id = socket.conn.connection_id
-        # Taken before the first await: frames of a connection acquire it in arrival order.
-        lock = self._locks.setdefault(connection_id, asyncio.Lock())
-        async with lock:
-            event = events.ws_message(socket.conn, body, key)
-            try:
-                await self._send(integration, event)
-            except Exception:
-                log.exception("SQS integration %s failed for %s", integration.logical_id, connection_id)
-                await api.internal_error(socket, event)
-        if not lock.locked() and socket.disconnected:
-            self._locks.pop(connection_id, None)
+        await self._in_order.run(
+            api,
+            socket,
+            body,
+            key,
+            lambda event: self._send(integration, event),
+            f"SQS integration {integration.logical_id}",
+        )
 
     async def _send(self, integration: Integration, event: dict[str, Any]) -> None:
         match = _URI.match(integration.uri or "")
