@@ -45,8 +45,8 @@ import aiohttp
 import pusher
 
 from bench.handler_cost import APP, Bench, kind
-from bench.run import free_port
 from bench.welcome_latency import ROOT, wait_ready
+from local_server.ports import free_port
 
 CLOCK_TICK = os.sysconf("SC_CLK_TCK")
 EXECUTORS = "function: executor threads (boto3 calls)"

@@ -25,7 +25,6 @@ import asyncio
 import json
 import os
 import shlex
-import socket
 import subprocess
 import sys
 import tempfile
@@ -37,16 +36,11 @@ import aiohttp
 import pusher
 
 from bench.welcome_latency import wait_ready
+from local_server.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = {"id": "12345", "key": "bench-key", "secret": "bench-secret", "max_connections": 100_000}
 URL = "ws://127.0.0.1:{port}/app/bench-key?protocol=7&client=js&version=8.4.0&flash=false"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def start(extra: list[str], checkout: Path = ROOT) -> tuple[subprocess.Popen[bytes], int]:

@@ -27,8 +27,8 @@ import subprocess
 import sys
 import tempfile
 
-from bench.run import free_port
 from bench.welcome_latency import ROOT, wait_ready
+from local_server.ports import free_port
 from tests.e2e.jsdriver import App, NodeDriver
 
 APP: dict[str, object] = {

@@ -27,6 +27,7 @@ from typing import Any
 
 from bench import loadgen
 from bench.loadgen import Cluster, Nodes, Result, Target
+from local_server.ports import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH_APP = {
@@ -38,12 +39,6 @@ BENCH_APP = {
     "max_presence_members_per_channel": 1000,
     "max_connections": None,
 }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def cpu_busy(sample: float = 0.5) -> list[float]:

@@ -42,6 +42,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import cast
 
+from local_server.ports import free_port
 from shared.http1 import header_value
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -110,12 +111,6 @@ def serve(port: int, delay: float, cert: str | None, key: str | None) -> None:
             await server.serve_forever()
 
     asyncio.run(main())
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @contextlib.contextmanager

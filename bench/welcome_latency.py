@@ -26,7 +26,7 @@ from pathlib import Path
 
 import aiohttp
 
-from bench.run import free_port
+from local_server.ports import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 APP: dict[str, object] = {"id": "100001", "key": "app-key", "secret": "app-secret"}

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import socket
 import subprocess
 import sys
 import tempfile
@@ -26,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from cost.model import LEAN, Op, Stack
+from local_server.ports import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = {
@@ -94,17 +94,11 @@ class Reading:
         )
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class Sample:
     """The emulator in a child process, and the clients that drive it."""
 
     def __init__(self, stack: Stack) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         config = {"port": self.port, "metrics_port": None, "apps": [APP]}
         self._config = tempfile.NamedTemporaryFile("w", suffix=".json", delete=False)  # noqa: SIM115

@@ -9,7 +9,7 @@ from collections import Counter
 from typing import Any
 
 from bench.faults.common import APP, APP_ID, Rig, duplicates, load, log_problems, session, spread, until
-from tests.serverproc import free_port
+from local_server.ports import free_port
 from tests.support import metric
 from tests.webhooks.support import PusherSocket, Receiver
 

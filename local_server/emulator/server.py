@@ -15,7 +15,6 @@ import gc
 import json
 import logging
 import signal
-import socket
 import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -41,6 +40,7 @@ from local_server.emulator.sqs_integration import SqsIntegration
 from local_server.emulator.streams import StreamMapping, TableStream
 from local_server.emulator.template import Deployment, Endpoints, Function, Integration, load
 from local_server.emulator.websocket import Limits, Socket, WebSocketApi, register_integration
+from local_server.ports import free_port
 from shared.settings import Settings
 
 log = logging.getLogger("sockless.emulator")
@@ -117,7 +117,7 @@ class Emulator:
         moto_fifo.install()  # SQS's FIFO order where moto 5 departs from it
         moto_url = await asyncio.to_thread(self.moto.start)
         # The AWS endpoint's URL goes into the functions' environment: its port is chosen before it serves.
-        aws_port = _free_port(self.settings.host)
+        aws_port = free_port(self.settings.host)
         self.aws_url = f"http://{self.settings.host}:{aws_port}"
         apps_json = json.dumps([app.model_dump(mode="json") for app in self.settings.apps])
         deployment = self.deployment = load(template, Endpoints(moto_url, self.aws_url, aws.REGION), apps_json)
@@ -390,12 +390,6 @@ class Emulator:
         if self._detach_meter is not None:
             self._detach_meter()
         await asyncio.to_thread(self.moto.stop)
-
-
-def _free_port(host: str) -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
 
 
 def _client_as(service: str, url: str, access_key: str) -> Any:
