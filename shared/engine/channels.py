@@ -140,8 +140,9 @@ async def subscribe(engine: ChannelsEngine, app: AppConfig, socket_id: SocketId,
         raise _auth_failed(channel)
 
     if member is None:
-        result = await _join(engine, app, socket_id, channel, None)
-        await engine.send(app, socket_id, frames.frame("pusher_internal:subscription_succeeded", {}, channel))
+        with engine.joining(app, socket_id, channel):  # no peer's count older than this join, nor before it
+            result = await _join(engine, app, socket_id, channel, None)
+            await engine.send(app, socket_id, frames.frame("pusher_internal:subscription_succeeded", {}, channel))
     else:
         with engine.joining(app, socket_id, channel):  # no member_added from a peer before the roster
             result = await _join(engine, app, socket_id, channel, member)
@@ -198,10 +199,14 @@ async def _after_join(
             # Pusher de-duplicates cache_miss webhooks for simultaneous subscribers.
             if await engine.limiter.hit(f"cache_miss:{app.id}:{channel}", 1, 1.0):
                 await engine.webhooks.emit(app, "cache_miss", channel)
-    await _subscription_count(engine, app, channel, result.subscription_count)
+    await _subscription_count(engine, app, channel, result.subscription_count, result.version)
 
 
-async def _subscription_count(engine: ChannelsEngine, app: AppConfig, channel: ChannelName, count: int) -> None:
+async def _subscription_count(
+    engine: ChannelsEngine, app: AppConfig, channel: ChannelName, count: int, version: int
+) -> None:
+    """The channel's count to its subscribers (throttled above ``SUBSCRIPTION_COUNT_THROTTLE_ABOVE``) and the
+    webhook; ``version`` lets a cluster drop a count that arrives after a newer one (``JoinResult.version``)."""
     if not app.enable_subscription_count or channel_type(channel) in (ChannelType.PRESENCE, ChannelType.SERVER_TO_USER):
         return
     if count > SUBSCRIPTION_COUNT_THROTTLE_ABOVE and not await engine.limiter.hit(
@@ -210,7 +215,10 @@ async def _subscription_count(engine: ChannelsEngine, app: AppConfig, channel: C
         return
     if count > 0:
         await engine.broadcast_channel(
-            app, channel, frames.frame("pusher_internal:subscription_count", {"subscription_count": count}, channel)
+            app,
+            channel,
+            frames.frame("pusher_internal:subscription_count", {"subscription_count": count}, channel),
+            version=version,
         )
     await engine.webhooks.emit(app, "subscription_count", channel, subscription_count=count)
 
@@ -235,7 +243,7 @@ async def after_leave(engine: ChannelsEngine, app: AppConfig, result: LeaveResul
         await engine.webhooks.emit(app, "member_removed", channel, user_id=result.member_removed)
     if result.vacated:
         await engine.webhooks.emit(app, "channel_vacated", channel)
-    await _subscription_count(engine, app, channel, result.subscription_count)
+    await _subscription_count(engine, app, channel, result.subscription_count, result.version)
 
 
 async def client_event(engine: ChannelsEngine, app: AppConfig, socket_id: SocketId, msg: dict[str, Any]) -> None:

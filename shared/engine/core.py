@@ -277,20 +277,26 @@ class Engine:
             self.metrics.count("ws_messages_failed", app_id, failed)
 
     async def broadcast_channel(
-        self, app: AppConfig, channel: ChannelName, frame: bytes, except_socket: SocketId | None = None
+        self,
+        app: AppConfig,
+        channel: ChannelName,
+        frame: bytes,
+        except_socket: SocketId | None = None,
+        *,
+        version: int = 0,
     ) -> int:
         """A frame to every subscriber of ``channel``: through the sender when it knows them itself
-        (``ChannelBroadcaster``), else to the list the store holds."""
+        (``ChannelBroadcaster``, which also orders counts by ``version``), else to the list the store holds."""
         if self._channel_sender is None:
             return await self.broadcast(app, await self.store.sockets(app.id, channel), frame, except_socket)
-        delivery = await self._channel_sender.broadcast_channel(app.id, channel, frame, except_socket)
+        delivery = await self._channel_sender.broadcast_channel(app.id, channel, frame, except_socket, version=version)
         self.count_sent(app.id, delivery.sent, delivery.sent * len(frame), delivery.failed)
         return delivery.sent
 
     @contextlib.contextmanager
     def joining(self, app: AppConfig, socket_id: SocketId, channel: ChannelName) -> Iterator[None]:
-        """While a presence join is in flight, the channel's broadcasts to the joiner wait (only a sender that
-        broadcasts channels from its own index needs it: ``ChannelBroadcaster.hold_channel`` says why)."""
+        """While a join is in flight, the channel's broadcasts to the joiner wait (only a sender that broadcasts
+        channels from its own index needs it: ``ChannelBroadcaster.hold_channel`` says why)."""
         sender = self._channel_sender
         if sender is None:
             yield

@@ -26,12 +26,20 @@ class Outbox(Protocol):
         ...
 
     async def broadcast_channel(
-        self, app: AppConfig, channel: ChannelName, frame: bytes, except_socket: SocketId | None = None
+        self,
+        app: AppConfig,
+        channel: ChannelName,
+        frame: bytes,
+        except_socket: SocketId | None = None,
+        *,
+        version: int = 0,
     ) -> int:
-        """The frame to the channel's subscribers; returns how many this process sent."""
+        """The frame to the channel's subscribers; returns how many this process sent. ``version`` > 0: a
+        ``subscription_count`` as of that change (``JoinResult.version``), dropped where a newer one is known."""
         ...
 
     def joining(self, app: AppConfig, socket_id: SocketId, channel: ChannelName) -> AbstractContextManager[None]:
-        """Around a presence join: the channel's broadcasts reach the joiner only after what it is sent inside
-        (its ``subscription_succeeded``), so a ``member_added`` never comes before the roster."""
+        """Around a join: the channel's broadcasts reach the joiner only after what it is sent inside (its
+        ``subscription_succeeded``), so a ``member_added`` never comes before the roster, nor a count older
+        than the join's."""
         ...

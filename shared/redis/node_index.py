@@ -5,6 +5,12 @@ index never had), so the index is exact for the node's own sockets: a channel br
 reading the channel's subscribers from Redis (``RedisSender.broadcast_channel``), and a client event's
 sender is found subscribed without a round trip. ``RedisChannelStore`` changes it before its Redis call: a
 socket that is leaving gets nothing more, whatever Redis answers.
+
+It also keeps, per channel with subscribers here, the newest subscription change the node knows of (``counted``:
+the ``version`` of a join or leave made here, or of a ``subscription_count`` frame delivered here). A peer's count
+travels through pub/sub at its own pace and can arrive after a newer change: after the join of a socket of this
+node, say, whose own count is 2 while the peer's says 1. That frame is then stale and is dropped, so no
+subscriber sees the count go back, or ends on the wrong one.
 """
 
 from __future__ import annotations
@@ -22,6 +28,8 @@ class NodeIndex:
         self._sockets: dict[_Key, set[SocketId]] = {}
         # socket -> its channels here, each with the member it joined as (presence), for client events
         self._channels: dict[SocketId, dict[_Key, UserId | None]] = {}
+        # channel -> the newest subscription change known here (``JoinResult.version``), while it has sockets here
+        self._versions: dict[_Key, int] = {}
 
     def sockets(self, app_id: AppId, channel: ChannelName) -> Collection[SocketId]:
         """This node's own subscribers of a channel; read it without awaiting in between."""
@@ -37,6 +45,22 @@ class NodeIndex:
     def channels_of(self, socket_id: SocketId) -> list[tuple[AppId, ChannelName, UserId | None]]:
         """The socket's subscriptions on this node, each with its presence member (``None`` elsewhere)."""
         return [(app_id, channel, user) for (app_id, channel), user in self._channels.get(socket_id, {}).items()]
+
+    def counted(self, app_id: AppId, channel: ChannelName, version: int) -> bool:
+        """Note a subscription change of ``version``; False when a newer one is known here (a count that says
+        less than what this node knows). Only channels with subscribers here are remembered: a count for
+        another has nobody here to reach."""
+        key = (app_id, channel)
+        known = self._versions.get(key, 0)
+        if version < known:
+            return False
+        if key in self._sockets:
+            self._versions[key] = version
+        return True
+
+    def count_version(self, app_id: AppId, channel: ChannelName) -> int:
+        """The newest subscription change of the channel known here (0: none)."""
+        return self._versions.get((app_id, channel), 0)
 
     def join(self, app_id: AppId, socket_id: SocketId, channel: ChannelName, user_id: UserId | None) -> None:
         key = (app_id, channel)
@@ -64,3 +88,4 @@ class NodeIndex:
             sockets.discard(socket_id)
             if not sockets:
                 del self._sockets[key]
+                self._versions.pop(key, None)

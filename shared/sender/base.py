@@ -44,16 +44,26 @@ class ChannelBroadcaster(Protocol):
     reading the subscriber list from the store for every event (``Engine.broadcast_channel``)."""
 
     async def broadcast_channel(
-        self, app_id: AppId, channel: ChannelName, frame: bytes, except_socket: SocketId | None = None
-    ) -> Delivery: ...
+        self,
+        app_id: AppId,
+        channel: ChannelName,
+        frame: bytes,
+        except_socket: SocketId | None = None,
+        *,
+        version: int = 0,
+    ) -> Delivery:
+        """``version`` > 0: the frame is the channel's ``subscription_count`` as of that change
+        (``JoinResult.version``); where a newer change is known, it is stale and dropped."""
+        ...
 
     def hold_channel(self, app_id: AppId, socket_id: SocketId, channel: ChannelName) -> None:
         """Keep the channel's broadcasts to ``socket_id`` aside, in order, until :meth:`release_channel`.
 
         Such a sender puts a joining socket in its index before the store has answered the join, so that no
-        event published after the join is missed; but then a peer's ``member_added`` can reach the socket
-        before its own ``subscription_succeeded``, whose roster pusher-js takes as the whole truth: the member
-        would be lost from the client's list. Held while the join is in flight, such frames go out after it."""
+        event published after the join is missed; but then a peer's frames sent before the join can reach the
+        socket before its own ``subscription_succeeded``: a ``member_added`` whose member pusher-js then loses
+        (it takes the roster as the whole truth), a ``subscription_count`` older than the join's own. Held
+        while the join is in flight, such frames go out after it, but for counts older than the join."""
 
     def release_channel(self, app_id: AppId, socket_id: SocketId, channel: ChannelName) -> None:
         """Write what was held for the socket (after whatever was sent to it meanwhile) and stop holding."""

@@ -16,10 +16,12 @@ are the nodes in ``<prefix>:nodes`` (refreshed with each heartbeat); a node star
 (``H``) before it accepts sockets, so no peer misses it.
 
 Wire format, one Redis message: ``B<app>\\n<id>,<id>...\\n<frame>`` (broadcast to sockets),
-``C<app>\\n<channel>\\n<except socket or empty>\\n<frame>`` (broadcast to a channel; sent as
+``C<app>\\n<channel>\\n<except socket or empty>\\n<count version or empty>\\n<frame>`` (broadcast to a
+channel; the version only with a ``subscription_count``, ``NodeIndex.counted``; sent as
 ``S<node>\\n<sequence number>\\nC-body``, numbered so a replay never delivers one twice),
 ``D<app>\\n<id>\\n<code>\\n<reason>`` (disconnect) or ``H<node>`` (a node joined). App ids, socket ids and
-channel names never contain ``\\n``; socket ids never ``,``.
+channel names never contain ``\\n``; socket ids never ``,``. The nodes of one cluster run the same release:
+the format is not negotiated.
 
 **Replay** (issue #19.4, docs/operating-limits.md). Pub/sub keeps nothing: a channel broadcast published
 while Redis is down, hung, or before a peer has re-subscribed after an outage would be lost for that peer's
@@ -82,6 +84,14 @@ class ChannelIndex(Protocol):
     def sockets(self, app_id: AppId, channel: ChannelName) -> Collection[SocketId]:
         """Exact for the sockets this node holds; read without awaiting in between (it changes as they
         subscribe and leave)."""
+        ...
+
+    def counted(self, app_id: AppId, channel: ChannelName, version: int) -> bool:
+        """Note a subscription change of the channel (``JoinResult.version``); False if a newer one is known."""
+        ...
+
+    def count_version(self, app_id: AppId, channel: ChannelName) -> int:
+        """The newest subscription change of the channel known here (0: none)."""
         ...
 
 
@@ -195,7 +205,8 @@ class RedisSender(LocalSender):
         self.duplicates = 0
         self._in_flight: dict[asyncio.Task[None], float] = {}  # batches not yet answered by Redis, since when
         # Sockets whose presence join is in flight, per channel, with the channel's frames held for them.
-        self._joining: dict[tuple[AppId, ChannelName], dict[SocketId, list[bytes]]] = {}
+        # joins in flight: (app, channel) -> socket -> the channel's frames held for it, each with its count version
+        self._joining: dict[tuple[AppId, ChannelName], dict[SocketId, list[tuple[bytes, int]]]] = {}
 
     def holds(self, socket_id: SocketId) -> bool:
         return socket_id in self._sockets
@@ -232,15 +243,20 @@ class RedisSender(LocalSender):
             del self._joining[key]
         transport = self._sockets.get(socket_id)
         if frames and transport is not None:
-            for frame in frames:
-                transport.write(frame)
+            # A count held while the join was in flight and older than the join says less than the count the
+            # join itself brings (NodeIndex.counted): stale, dropped.
+            newest = self.index.count_version(app_id, channel)
+            for frame, version in frames:
+                if not version or version >= newest:
+                    transport.write(frame)
 
     async def _to_own_subscribers(
-        self, app_id: AppId, channel: ChannelName, frame: bytes, except_socket: SocketId | None
+        self, app_id: AppId, channel: ChannelName, frame: bytes, except_socket: SocketId | None, version: int = 0
     ) -> Delivery | None:
-        """The frame to this node's subscribers of the channel, but held for those whose join is in flight."""
+        """The frame to this node's subscribers of the channel, but held for those whose join is in flight; a
+        ``subscription_count`` (``version`` > 0) older than a change this node knows of goes nowhere."""
         sockets = self.index.sockets(app_id, channel)
-        if not sockets:
+        if not sockets or (version and not self.index.counted(app_id, channel, version)):
             return None
         waiting = self._joining.get((app_id, channel)) if self._joining else None
         if not waiting:
@@ -248,7 +264,7 @@ class RedisSender(LocalSender):
         held = 0
         for socket_id, frames in waiting.items():
             if socket_id in sockets and socket_id != except_socket:
-                frames.append(frame)
+                frames.append((frame, version))
                 held += 1
         others = [s for s in sockets if s not in waiting]
         local = await LocalSender.broadcast(self, app_id, others, frame, except_socket)
@@ -422,17 +438,24 @@ class RedisSender(LocalSender):
         return Delivery(sent=local.sent + remote.sent, gone=remote.gone, failed=remote.failed)
 
     async def broadcast_channel(
-        self, app_id: AppId, channel: ChannelName, frame: bytes, except_socket: SocketId | None = None
+        self,
+        app_id: AppId,
+        channel: ChannelName,
+        frame: bytes,
+        except_socket: SocketId | None = None,
+        *,
+        version: int = 0,
     ) -> Delivery:
         """Write this node's subscribers of ``channel`` and have every peer write its own (see the module
-        docstring). ``sent`` counts this node's writes; each peer counts its own (``PeerEvents.relayed``)."""
+        docstring). ``sent`` counts this node's writes; each peer counts its own (``PeerEvents.relayed``).
+        ``version``: the frame is a ``subscription_count`` as of that change (``JoinResult.version``)."""
         peers = self.peers
-        head = f"{app_id}\n{channel}\n{except_socket or ''}\n".encode()
+        head = f"{app_id}\n{channel}\n{except_socket or ''}\n{version or ''}\n".encode()
         if peers and not self.can_take((len(head) + len(frame) + 64) * len(peers)):
             # Refused before any local write: the caller's retry (a REST publish answered 503) duplicates nothing.
             self.refused += 1
             raise StoreUnavailable("cluster bus unavailable: the replay buffer cannot take more")
-        local = await self._to_own_subscribers(app_id, channel, frame, except_socket)
+        local = await self._to_own_subscribers(app_id, channel, frame, except_socket, version)
         # Sockets in the index but no longer registered are closing: their removal is already under way.
         sent = local.sent if local is not None else 0
         if not peers:
@@ -636,10 +659,12 @@ class RedisSender(LocalSender):
             self._seen[origin] = number
             await self.handle_message(b"C" + rest, events)
         elif kind == b"C":
-            app, channel, skip, frame = body.split(b"\n", 3)
+            app, channel, skip, version, frame = body.split(b"\n", 4)
             app_id = AppId(app.decode())
             except_socket = SocketId(skip.decode()) if skip else None
-            relayed = await self._to_own_subscribers(app_id, ChannelName(channel.decode()), frame, except_socket)
+            relayed = await self._to_own_subscribers(
+                app_id, ChannelName(channel.decode()), frame, except_socket, int(version or 0)
+            )
             if relayed is not None:
                 self.relayed += relayed.sent
                 if relayed.sent:

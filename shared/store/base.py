@@ -48,6 +48,14 @@ class JoinResult:
     # the same atomic step as the join (Redis: one round trip, no decode and re-encode of every member on the
     # node). None: the engine reads ``members`` afterwards.
     presence_data: str | None = None
+    # Where this change stands among the channel's subscription changes: the store's clock when it made it
+    # (Redis: its ``TIME`` in microseconds, read inside the script that made it). It orders the
+    # ``subscription_count`` frames of one channel across the nodes of a cluster, whose pub/sub delivers a
+    # peer's count at its own pace: a node drops a count older than one it already knows
+    # (``NodeIndex.counted``), so no subscriber ends on a stale count. 0: not known; stores whose sender keeps
+    # no node index (memory: one process; DynamoDB: each invocation posts its own frames) leave it so. A stamp,
+    # not part of what the change was: results compare equal whatever their versions.
+    version: int = field(default=0, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +65,7 @@ class LeaveResult:
     vacated: bool = False
     member_removed: UserId | None = None
     subscription_count: int = 0
+    version: int = field(default=0, compare=False)  # as ``JoinResult.version``
 
 
 @dataclass(frozen=True, slots=True)

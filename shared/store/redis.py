@@ -169,22 +169,25 @@ class RedisChannelStore(CountsErrors):
                 await self.client.delete(self.keys.connection(connection.connection_id))
         return Departure(
             connection=connection,
-            left=tuple(self._leave_result(item) for item in left),
+            left=tuple(self._leave_result(app_id, item) for item in left),
             user_offline=bool(offline),
         )
 
     # -- subscriptions ---------------------------------------------------------------------------------
 
-    @staticmethod
-    def _leave_result(item: Sequence[Any]) -> LeaveResult:
-        channel, left, vacated, removed, count = item
-        return LeaveResult(
+    def _leave_result(self, app_id: AppId, item: Sequence[Any]) -> LeaveResult:
+        channel, left, vacated, removed, count = item[:5]
+        result = LeaveResult(
             channel=ChannelName(_str(channel)),
             left=bool(left),
             vacated=bool(vacated),
             member_removed=UserId(_str(removed)) if removed else None,
             subscription_count=int(count) if left else 0,
+            version=int(item[5]) if left and len(item) > 5 else 0,
         )
+        if self.index is not None and result.version:
+            self.index.counted(app_id, result.channel, result.version)
+        return result
 
     async def subscribe(
         self, app_id: AppId, socket_id: SocketId, channel: ChannelName, member: Member | None, max_members: int
@@ -202,12 +205,17 @@ class RedisChannelStore(CountsErrors):
                 self.index.leave(app_id, socket_id, channel)
             return PresenceFull(limit=max_members)
         joined, occupied, added, count = (int(x) for x in result[:4])
+        version = int(result[4]) if joined and len(result) > 4 else 0
+        if self.index is not None and version:
+            # Before anything else runs on this node: a peer's count older than this join is stale from now on.
+            self.index.counted(app_id, channel, version)
         return JoinResult(
             joined=bool(joined),
             occupied=bool(occupied),
             member_added=bool(added),
             subscription_count=count,
-            presence_data=_str(result[4]) if len(result) > 4 else None,
+            presence_data=_str(result[5]) if len(result) > 5 else None,
+            version=version,
         )
 
     async def unsubscribe(self, app_id: AppId, socket_id: SocketId, channel: ChannelName) -> LeaveResult:
@@ -215,7 +223,7 @@ class RedisChannelStore(CountsErrors):
             self.index.leave(app_id, socket_id, channel)
         with self.unavailable("unsubscribe"):
             result = await self._unsubscribe(keys=[self.keys.app(app_id)], args=[self.ttl_seconds, socket_id, channel])
-        return self._leave_result(result)
+        return self._leave_result(app_id, result)
 
     async def subscription(self, app_id: AppId, socket_id: SocketId, channel: ChannelName) -> Subscription | None:
         # A node's own socket (client events come from there): its index answers without a round trip.

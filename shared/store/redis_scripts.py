@@ -19,6 +19,12 @@ local ttl = tonumber(ARGV[1])
 local function touch(key)
   if ttl > 0 then redis.call('EXPIRE', key, ttl) end
 end
+-- The order of a subscription change (JoinResult.version): this server's clock in microseconds. One app's keys
+-- live on one server (the hash tag), so its channels' changes are ordered by one clock.
+local function version()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000000 + tonumber(t[2])
+end
 local function leave(sid, ch)
   local chk = P .. 'ch:' .. ch
   local mark = redis.call('HGET', chk, sid)
@@ -42,7 +48,7 @@ local function leave(sid, ch)
     vacated = 1
     redis.call('SREM', P .. 'chans', ch)
   end
-  return {ch, 1, vacated, removed, count}
+  return {ch, 1, vacated, removed, count, version()}
 end
 local function unwatch(sid, c)
   if c.w then
@@ -106,7 +112,8 @@ return 0
 """
 )
 
-# ARGV: ttl, socket id -> nil, or {record, user offline 0/1, {{channel, left, vacated, removed user, count}...}}
+# ARGV: ttl, socket id -> nil, or {record, user offline 0/1, {{channel, left, vacated, removed user, count[, version]},
+#       ...}}
 REMOVE_CONNECTION = (
     _PRELUDE
     + """
@@ -137,8 +144,8 @@ return {rec, offline, left}
 )
 
 # ARGV: ttl, socket id, channel, member user id ("" if none), user_info JSON, max members
-# -> {joined, occupied, member_added, count[, presence data JSON when joined as a member]}, or {-1} when the
-#    presence channel is full
+# -> {joined, occupied, member_added, count[, version, presence data JSON when joined as a member]}, or {-1} when
+#    the presence channel is full
 SUBSCRIBE = (
     _PRELUDE
     + """
@@ -169,7 +176,7 @@ redis.call('HSET', chk, sid, mark)
 touch(chk)
 redis.call('SADD', P .. 'sc:' .. sid, ch)
 touch(P .. 'sc:' .. sid)
-local out = {1, occupied, added, redis.call('HLEN', chk)}
+local out = {1, occupied, added, redis.call('HLEN', chk), version()}
 if uid ~= '' then
   -- The roster as the JSON of subscription_succeeded's data, read in the same atomic step as the join:
   -- one round trip, and the node neither parses nor re-encodes hundreds of members per join.
@@ -180,14 +187,14 @@ if uid ~= '' then
     ids[#ids + 1] = id
     hash[#hash + 1] = id .. ':' .. flat[i + 1]
   end
-  out[5] = '{"presence":{"ids":[' .. table.concat(ids, ',') .. '],"hash":{' .. table.concat(hash, ',')
+  out[6] = '{"presence":{"ids":[' .. table.concat(ids, ',') .. '],"hash":{' .. table.concat(hash, ',')
     .. '},"count":' .. #ids .. '}}'
 end
 return out
 """
 )
 
-# ARGV: ttl, socket id, channel -> {channel, left, vacated, removed user, count}
+# ARGV: ttl, socket id, channel -> {channel, left, vacated, removed user, count[, version]}
 UNSUBSCRIBE = (
     _PRELUDE
     + """

@@ -8,6 +8,7 @@ leftovers through the read methods: a ghost member or subscription fails here.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import time
 
@@ -119,6 +120,28 @@ async def test_channel_occupied_once_and_vacated_once(channel_store: ChannelStor
         channel=PUBLIC, left=True, vacated=True, subscription_count=0
     )
     await assert_channel_empty(channel_store, PUBLIC)
+
+
+async def test_a_channels_changes_are_ordered_by_version_where_the_store_stamps_them(
+    channel_store: ChannelStore,
+) -> None:
+    """``version`` orders a channel's subscription counts across cluster nodes (``JoinResult.version``): each
+    join and leave that changed something is later than the one before, disconnects included; a store that
+    does not stamp them (its sender keeps no node index) leaves every one 0."""
+    a, b, c = [await connect(channel_store, n) for n in (1, 2, 3)]
+    changes = [
+        (await join(channel_store, a, PUBLIC)).version,
+        (await join(channel_store, b, PUBLIC)).version,
+        (await channel_store.unsubscribe(APP, a, PUBLIC)).version,
+        (await join(channel_store, c, PUBLIC)).version,
+    ]
+    departure = await channel_store.remove_connection(APP, b)
+    assert departure is not None
+    changes += [left.version for left in departure.left]
+    assert (await join(channel_store, c, PUBLIC)).version == 0  # a repeat changes nothing
+    assert len(changes) == 5
+    # Two changes in the same microsecond may share a version (a count as new as the newest is delivered).
+    assert changes == [0] * 5 or (all(0 < x <= y for x, y in itertools.pairwise(changes)) and changes[0] < changes[-1])
 
 
 async def test_channel_is_occupied_again_after_being_vacated(channel_store: ChannelStore) -> None:

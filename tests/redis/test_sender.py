@@ -236,6 +236,41 @@ async def test_a_channels_frames_wait_while_a_sockets_join_is_in_flight_and_foll
         assert a.sender._joining == {}
 
 
+async def test_a_peers_count_older_than_a_join_here_never_reaches_this_nodes_subscribers() -> None:
+    """Subscription counts across nodes: pub/sub hands a peer's count over at its own pace, so it can arrive
+    after a newer change made here (a join whose own count is higher). Stale, it is dropped, for the joiner
+    (held while its join is in flight) and for every other subscriber here; other frames still flow."""
+    async with nodes(2) as (a, b):
+        meshed(a, b)
+        room = ChannelName("room")
+        bystander = await joined(a, "1.2", channel="room")
+        alice = await b.hold("2.1")
+        v1 = (await b.store.subscribe(APP, SocketId("2.1"), room, None, 100)).version
+        joiner = await a.hold("1.1")
+        a.sender.hold_channel(APP, SocketId("1.1"), room)
+        a.sender.index.join(APP, SocketId("1.1"), room, None)  # as the store does before its Redis call
+        await b.sender.broadcast_channel(APP, room, b"count 2 (alice's)", version=v1)  # arrives mid-join
+        await b.sender.broadcast_channel(APP, room, b"an event")
+        await eventually(lambda: bystander.frames[-1:] == [b"an event"])
+        assert bystander.frames == [b"count 2 (alice's)", b"an event"]  # no newer change known here yet
+
+        v2 = (await a.store.subscribe(APP, SocketId("1.1"), room, None, 100)).version
+        assert v2 > v1 > 0
+        await a.sender.send(APP, SocketId("1.1"), b"subscription_succeeded")
+        a.sender.release_channel(APP, SocketId("1.1"), room)
+        assert joiner.frames == [b"subscription_succeeded", b"an event"]  # the held count was older than the join
+        await a.sender.broadcast_channel(APP, room, b"count 3 (the join's)", version=v2)
+        await eventually(lambda: alice.frames[-1:] == [b"count 3 (the join's)"])
+
+        await b.sender.broadcast_channel(APP, room, b"count 2 (alice's, late)", version=v1)  # a replay, say
+        await b.sender.broadcast_channel(APP, room, b"another event")
+        await eventually(lambda: bystander.frames[-1:] == [b"another event"])
+        assert joiner.frames[-2:] == bystander.frames[-2:] == [b"count 3 (the join's)", b"another event"]
+        v3 = (await a.store.unsubscribe(APP, SocketId("1.2"), room)).version
+        assert v3 > v2
+        assert a.sender.index.count_version(APP, room) == v3
+
+
 async def test_a_held_join_keeps_other_channels_and_sockets_flowing() -> None:
     async with nodes(1) as (a,):
         elsewhere = await joined(a, "1.1", channel="news")
