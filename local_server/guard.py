@@ -26,7 +26,7 @@ import logging
 from collections.abc import Callable
 from typing import Any, cast
 
-from aiohttp import web
+from aiohttp import StreamReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestHandler, RequestPayloadError
 
@@ -137,7 +137,7 @@ class GuardedProtocol(asyncio.Protocol):
         self.counted = False
         # The body of the newest request whose head aiohttp parsed: while it is unread, bytes are that body's
         # (it has its own deadline, ``body_timeout_seconds``); once it is complete, bytes start the next head.
-        self.body: Any = None
+        self.body: StreamReader | None = None
 
     @property
     def upgraded(self) -> bool:
