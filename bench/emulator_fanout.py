@@ -14,9 +14,10 @@ Everything runs on this machine's cores, so the time is split by whose CPU it to
 lean ``@connections`` sender and the handler threads of ``http_api``/``fanout``: what AWS would bill) and
 the *emulator's own* cost, which AWS does not run on the function's CPU: its event loop (the emulated API
 Gateway: the ``@connections`` endpoint with its IAM check, and the WebSocket frames out), moto, and the N
-clients in this process. moto runs on its callers' threads: the emulator counts the CPU it takes
-(``aws_cpu_seconds`` of ``/@emulator/stats``), which is moved from the functions' executor threads to moto's
-line. The first event warms the containers and is left out of the CPU split.
+clients in this process. moto runs in a process of its own and its gate (IAM, the meter) on its callers'
+threads (with ``--moto-in-process`` moto too): the emulator counts the CPU both take (``aws_cpu_seconds`` of
+``/@emulator/stats``, ``aws_process_cpu_seconds`` the child's part); the gate's is moved from the functions'
+executor threads to moto's line. The first event warms the containers and is left out of the CPU split.
 
 Each client is one socket in this process and one in the emulator: the soft limit on open files is raised
 to what N needs (``resource.setrlimit``; the emulator inherits it).
@@ -50,7 +51,7 @@ from local_server.ports import free_port
 
 CLOCK_TICK = os.sysconf("SC_CLK_TCK")
 EXECUTORS = "function: executor threads (boto3 calls)"
-MOTO = "emulator: moto (in-process on the executors, and its HTTP server)"
+MOTO = "emulator: moto (its process, its gate on the executors)"
 PY_SPY_THREAD = re.compile(r'^Thread (\d+) \([^)]*\): "([^"]*)"', re.MULTILINE)
 
 
@@ -201,10 +202,12 @@ async def run(args: argparse.Namespace) -> tuple[list[float], dict[str, float], 
                 for tid, seconds in spent.items():
                     cpu[role(names.get(tid))] += seconds - threads.get(tid, 0.0)
                 cpu["clients (this process)"] += mine
-                # moto runs on its callers' threads (the functions' executors): its CPU is counted apart.
+                # moto's gate runs on its callers' threads (the functions' executors), moto itself there too or
+                # in its own process (``--moto-in-process`` or not): its CPU is counted apart, all of it.
                 served = after.get("aws_cpu_seconds", 0.0) - before.get("aws_cpu_seconds", 0.0)
+                child = after.get("aws_process_cpu_seconds", 0.0) - before.get("aws_process_cpu_seconds", 0.0)
                 cpu[MOTO] += served
-                cpu[EXECUTORS] -= served
+                cpu[EXECUTORS] -= served - child
             if spy is not None:
                 spy.send_signal(signal.SIGINT)
                 spy.wait(60)

@@ -66,9 +66,14 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process so far (Linux)."""
+    """User + system CPU so far of a process and of its running children (Linux): with ``--moto-process`` the
+    emulator's moto is a child, and its CPU is the emulator's too."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    own = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    children: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*/children"):
+        children += [int(c) for c in task.read_text().split()]
+    return own + sum(cpu_seconds(child) for child in children)
 
 
 async def receive(ws: aiohttp.ClientWebSocketResponse, event: str, timeout: float = 60) -> dict[str, Any]:

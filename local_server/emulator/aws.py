@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 from local_server.emulator.iam import Iam
 from local_server.emulator.lambdas import process_environment
+from local_server.emulator.moto_process import MotoProcess, Reply, Request
 from local_server.emulator.template import Deployment, Function
 from shared.settings import Settings
 
@@ -37,10 +38,15 @@ class Moto:
     step later (``before-send``, the fallback here); the HTTP round trip, the server's parsing, moto's Flask
     routing, botocore's signing and send loop are what it saves (bench/RESULTS.md, "Emulator speed").
 
-    Requests are served one at a time (``_lock``), however they arrive. DynamoDB guarantees that conditional
-    writes and transactions are atomic, and the store's exactly-once decisions rely on it; moto applies a
-    request in several steps and takes no locks, so two Lambda "containers" interleaving inside one
-    transaction would produce outcomes DynamoDB never would. SQS is therefore polled without long polling
+    With ``process=True`` (the emulator's default) moto itself runs in a child process (``moto_process.py``), on
+    another core than the functions and API Gateway's stand-in: ``_serve`` keeps the count and the IAM check
+    here and forwards the request there (``_forward``); the observers run on each answer as it comes back, in
+    the order the child served them (``_answered``). What follows holds for both.
+
+    Requests are served one at a time (``_lock``, or the child's single loop), however they arrive. DynamoDB
+    guarantees that conditional writes and transactions are atomic, and the store's exactly-once decisions rely
+    on it; moto applies a request in several steps and takes no locks, so two Lambda "containers" interleaving
+    inside one transaction would produce outcomes DynamoDB never would. SQS is therefore polled without long polling
     (a blocked receive would stall every other call).
 
     Every request passes ``_serve`` first: the IAM check (``iam.py``), the count of requests by operation
@@ -51,17 +57,20 @@ class Moto:
     (bench/emulator_fanout.py tells it apart from the functions' own).
     """
 
-    def __init__(self, host: str = "127.0.0.1", iam: Iam | None = None) -> None:
+    def __init__(self, host: str = "127.0.0.1", iam: Iam | None = None, *, process: bool = False) -> None:
         from moto.moto_server.threaded_moto_server import ThreadedMotoServer
         from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
         from werkzeug.serving import make_server
 
         self.requests = Counter[str]()
         self.cpu_seconds = 0.0
+        self.process_cpu_seconds = 0.0  # the part of ``cpu_seconds`` spent in the moto process (process=True)
         self.iam = iam
         # Told of every request that reached DynamoDB or SQS; under ``_lock``, on the caller's thread.
         self.observers: list[Callable[[AwsCall], None]] = []
         self._lock = threading.Lock()
+        # process=True: moto runs in a child process (moto_process.py), this process keeps the gate.
+        self._process = MotoProcess(self._answered) if process else None
         wsgi = self._wsgi
 
         class SerialMotoServer(ThreadedMotoServer):
@@ -77,11 +86,21 @@ class Moto:
         self.host = host
         self.url = ""
 
-    def _serve(self, header: Callable[[str], str | None], query: str, body: bytes, moto: Responder) -> Answer:
-        """One request (its headers by ``header(name)``, query string and body) through the gate to ``moto``."""
+    def _serve(
+        self,
+        header: Callable[[str], str | None],
+        query: str,
+        body: bytes,
+        moto: Responder,
+        forward: Forward | None = None,
+    ) -> Answer:
+        """One request (its headers by ``header(name)``, query string and body) through the gate to ``moto``, or,
+        with moto in a process of its own, to that process (``forward``: the request's method, URL, headers)."""
         target = header("X-Amz-Target") or ""
         operation = target.rpartition(".")[2] or query[:40] or "?"
         service = _service(target, header("Authorization"))
+        if self._process is not None:
+            return self._forward(operation, service, header, body, query, forward)
         with self._lock:
             started = time.thread_time()
             try:
@@ -100,14 +119,9 @@ class Moto:
     ) -> Answer:
         """``_serve`` under the lock: count, IAM, moto, observers."""
         self.requests[operation] += 1
-        if self.iam is not None and service:
-            needs = (
-                self.iam.dynamodb(operation, body) if service == "dynamodb" else self.iam.sqs(operation, body, query)
-            )
-            denial = self.iam.check(header("Authorization"), needs)
-            if denial is not None:
-                status, headers, payload = self.iam.json_denial(denial, sqs=service == "sqs")
-                return status, list(headers.items()), payload
+        denial = self._denial(operation, service, header, body, query)
+        if denial is not None:
+            return denial
         if not self.observers or not service:
             return moto()
         sizes = item_sizes_before(operation, body) if service == "dynamodb" else {}
@@ -116,6 +130,59 @@ class Moto:
         for observer in self.observers:
             observer(call)
         return status, headers_out, response
+
+    def _denial(
+        self, operation: str, service: str, header: Callable[[str], str | None], body: bytes, query: str
+    ) -> Answer | None:
+        """IAM's refusal of the request, as AWS answers it, or None."""
+        if self.iam is None or not service:
+            return None
+        needs = self.iam.dynamodb(operation, body) if service == "dynamodb" else self.iam.sqs(operation, body, query)
+        denial = self.iam.check(header("Authorization"), needs)
+        if denial is None:
+            return None
+        status, headers, payload = self.iam.json_denial(denial, sqs=service == "sqs")
+        return status, list(headers.items()), payload
+
+    def _forward(
+        self,
+        operation: str,
+        service: str,
+        header: Callable[[str], str | None],
+        body: bytes,
+        query: str,
+        forward: Forward | None,
+    ) -> Answer:
+        """The gate with moto in its own process: count and IAM here, the request there, the observers on
+        the answer as it comes back (``_answered``, in the order moto served them)."""
+        assert self._process is not None
+        started = time.thread_time()
+        denial = self._denial(operation, service, header, body, query)
+        with self._lock:
+            self.requests[operation] += 1
+            self.cpu_seconds += time.thread_time() - started
+        if denial is not None:
+            return denial
+        if not service or forward is None:  # the emulator plays DynamoDB and SQS only
+            return 400, [("Content-Type", "application/json")], b'{"message": "not emulated"}'
+        method, url, headers = forward
+        sizes = bool(self.observers) and service == "dynamodb"
+        status, headers_out, response, _sizes, _cpu = self._process.call(
+            (service, method, url, headers, body, operation, sizes)
+        )
+        return status, headers_out, response
+
+    def _answered(self, request: Request, reply: Reply) -> None:
+        """On the reader thread, for each answer of the moto process in turn: its CPU, the observers."""
+        service, _method, _url, _headers, body, operation, _sizes = request
+        status, _headers_out, response, sizes, cpu = reply
+        with self._lock:
+            self.cpu_seconds += cpu
+            self.process_cpu_seconds += cpu
+        if self.observers:
+            call = AwsCall(service, operation, body, response, status, sizes)
+            for observer in self.observers:
+                observer(call)
 
     def _wsgi(self, app: Any) -> Any:
         """The HTTP server's application: ``_serve`` in front of moto's own WSGI app."""
@@ -139,7 +206,19 @@ class Moto:
                 value = environ.get("HTTP_" + name.upper().replace("-", "_"))
                 return None if value is None else str(value)
 
-            status, headers, response = self._serve(header, environ.get("QUERY_STRING", ""), body, moto)
+            query = environ.get("QUERY_STRING", "")
+            forward: Forward | None = None
+            if self._process is not None:
+                url = f"http://{environ.get('HTTP_HOST', self.host)}{environ.get('PATH_INFO', '/')}"
+                headers_in = {
+                    key[5:].replace("_", "-").title(): str(value)
+                    for key, value in environ.items()
+                    if key.startswith("HTTP_")
+                }
+                if environ.get("CONTENT_TYPE"):
+                    headers_in["Content-Type"] = str(environ["CONTENT_TYPE"])
+                forward = (environ.get("REQUEST_METHOD", "POST"), url + (f"?{query}" if query else ""), headers_in)
+            status, headers, response = self._serve(header, query, body, moto, forward)
             phrase = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else "Unknown"
             start_response(f"{status} {phrase}", headers)
             return [response]
@@ -164,8 +243,12 @@ class Moto:
             body = body.read()
         body = body.encode() if isinstance(body, str) else bytes(body or b"")
         request.body = body
+        forward: Forward | None = None
+        if self._process is not None:
+            headers_in = {str(k): str(header(k)) for k in request.headers}
+            forward = (str(request.method), str(request.url), headers_in)
         status, headers_out, response = self._serve(
-            header, urlsplit(request.url).query, body, lambda: _dispatch(service, request)
+            header, urlsplit(request.url).query, body, lambda: dispatch(service, request), forward
         )
         return AWSResponse(request.url, status, dict(headers_out), MockRawResponse(response))
 
@@ -175,7 +258,10 @@ class Moto:
 
         from local_server.emulator import moto_speed
 
-        moto_speed.install(dynamodb_backends[DEFAULT_ACCOUNT_ID][REGION])
+        if self._process is not None:
+            self._process.start()
+        else:
+            moto_speed.install(dynamodb_backends[DEFAULT_ACCOUNT_ID][REGION])
         self._server.start()
         _host, port = self._server.get_host_and_port()
         self.url = f"http://{self.host}:{port}"
@@ -186,11 +272,14 @@ class Moto:
     def stop(self) -> None:
         _RUNNING.pop(self.url, None)
         self._server.stop()
+        if self._process is not None:
+            self._process.stop()
 
 
 # (status, headers, body) of one answer, and what produces moto's.
 Answer = tuple[int, list[tuple[str, str]], bytes]
 Responder = Callable[[], Answer]
+Forward = tuple[str, str, dict[str, str]]  # a request's method, URL and headers, for the moto process
 _CREDENTIAL_SCOPE = re.compile(r"Credential=[^/,\s]+/[^/]+/[^/]+/([^/]+)/")
 # The running emulators' moto by URL (``scheme://host:port``): what the botocore hook serves in-process.
 _RUNNING: dict[str, Moto] = {}
@@ -231,7 +320,7 @@ def _before_send(request: Any, **_kwargs: Any) -> Any:
     return None if moto is None else moto._in_process(request)
 
 
-def _dispatch(service: str, request: Any) -> Answer:
+def dispatch(service: str, request: Any) -> Answer:
     """moto's responder for ``service`` on ``request``, seeing the process environment (on a Lambda
     container's thread ``os.environ`` is the function's: ``lambdas.ThreadEnviron``)."""
     from botocore.exceptions import ClientError

@@ -58,6 +58,7 @@ class EmulatorOptions:
     context: dict[str, Any] = field(default_factory=dict)  # CDK context for the synth (-c key=value)
     enforce_iam: bool = True
     throttle_posts: float = 0.0  # share of @connections calls answered 429
+    moto_process: bool = True  # moto in a child process (moto_process.py): a second core for the emulator
     timings: Timings = field(default_factory=Timings)
     # The functions' EMF documents kept off the terminal (``run`` filters stdout; make emulate ARGS=--show-emf).
     hide_emf: bool = False
@@ -68,7 +69,7 @@ class Emulator:
         self.settings = settings
         self.options = options or EmulatorOptions()
         self.iam = Iam(region=aws.REGION, account=events.ACCOUNT_ID, enforce=self.options.enforce_iam)
-        self.moto = aws.Moto(settings.host, iam=self.iam)
+        self.moto = aws.Moto(settings.host, iam=self.iam, process=self.options.moto_process)
         self.lambdas = LambdaService(
             region=aws.REGION, concurrency=self.options.concurrency, timings=self.options.timings
         )
@@ -320,7 +321,9 @@ class Emulator:
                     },
                     "api_gateway": self.websocket.metered(),
                     "aws_requests": dict(self.moto.requests),
-                    "aws_cpu_seconds": self.moto.cpu_seconds,  # moto and the IAM gate, on the callers' threads
+                    # moto and the IAM gate: the gate on the callers' threads, moto on them too or in its process
+                    "aws_cpu_seconds": self.moto.cpu_seconds,
+                    "aws_process_cpu_seconds": self.moto.process_cpu_seconds,  # of which in the moto process
                     "meter": {
                         "units": self.meter.snapshot(),
                         "counts": self.meter.counted(),
@@ -417,10 +420,11 @@ def startup_report(emulator: Emulator) -> None:
     settings = emulator.settings
     iam = "enforced" if emulator.iam.enforce else "NOT enforced"
     emf = "off the terminal (make emulate ARGS=--show-emf prints them)" if emulator.options.hide_emf else "printed"
+    moto_runs = "in a process of its own" if emulator.options.moto_process else "in this process"
     extra = [
         ("Handlers", handlers_line(deployment.functions.values())),
         ("AWS endpoint", f"{emulator.aws_url}  (API Gateway management API + Lambda Invoke, for the functions)"),
-        ("moto", f"{emulator.moto.url}  (the stack's DynamoDB and SQS)"),
+        ("moto", f"{emulator.moto.url}  (the stack's DynamoDB and SQS, {moto_runs})"),
         ("Template", f"{emulator.template_path}  ({len(deployment.functions)} functions, IAM {iam})"),
         ("CloudWatch EMF", emf),
     ]

@@ -25,11 +25,12 @@ TABLE = "moto-in-process"
 GRANT = {"Effect": "Allow", "Action": ["dynamodb:GetItem", "dynamodb:PutItem"], "Resource": "*"}
 
 
-@pytest.fixture
-def moto() -> Iterator[aws.Moto]:
+@pytest.fixture(params=[False, True], ids=["moto-here", "moto-process"])
+def moto(request: pytest.FixtureRequest) -> Iterator[aws.Moto]:
+    """moto in this process, and in a process of its own (``--moto-process``) behind the same gate."""
     iam = Iam(region=REGION, account=ACCOUNT)
     iam.add("ASIAREADER", Principal("reader", "ReaderRole", (GRANT,)))
-    moto = aws.Moto(iam=iam)
+    moto = aws.Moto(iam=iam, process=request.param)
     moto.start()
     admin = client(moto.url, "AKIAADMIN", in_process=True)
     admin.create_table(
@@ -78,12 +79,14 @@ def test_both_paths_answer_deny_and_report_alike(moto: aws.Moto, in_process: boo
     assert "dynamodb:DeleteItem" in error["Message"]
     error, status = answer(reader.get_item, TableName="no-such-table", Key={"pk": {"S": "a"}})
     assert (error["Code"], status) == ("ResourceNotFoundException", 400)
-    # The denied call never reached DynamoDB: the meter sees three calls, on the caller's thread in-process.
+    # The denied call never reached DynamoDB: the meter sees three calls, on the caller's thread when moto
+    # runs here and is reached in-process, else on the thread that takes the answers (moto's server's, or
+    # the reader of the moto process's).
     assert [(s, o, st) for s, o, st, _ in seen] == [
         ("dynamodb", "PutItem", 200),
         ("dynamodb", "GetItem", 200),
         ("dynamodb", "GetItem", 400),
     ]
     on_caller = {name == threading.current_thread().name for *_, name in seen}
-    assert on_caller == {in_process}
+    assert on_caller == {in_process and moto._process is None}
     assert moto.requests["DeleteItem"] == 1
