@@ -153,16 +153,24 @@ async def test_webhooks_queued_by_a_killed_node_are_delivered_by_another(
     one, two = cluster.start(2, apps=with_hooks(hooks))
     channel = "presence-room"
     alice, bob = await members_on(js, one, two, channel)
-
-    # Node two queues member_removed with Pusher's 3 s delay, then dies before it is due.
-    await bob.unsubscribe(channel)
-    await alice.expect("pusher:member_removed", channel)
+    jobs = f"{cluster.prefix}:{{webhooks}}:jobs"
     queued = redis.Redis.from_url(cluster.url)
-    try:
-        deadline = time.monotonic() + 2.0
-        while not queued.hlen(f"{cluster.prefix}:{{webhooks}}:jobs") and time.monotonic() < deadline:
+
+    async def queue_holds(count: int) -> None:
+        deadline = time.monotonic() + 5.0
+        while queued.hlen(jobs) != count and time.monotonic() < deadline:
             await asyncio.sleep(0.02)
-        assert queued.hlen(f"{cluster.prefix}:{{webhooks}}:jobs") == 1
+        assert queued.hlen(jobs) == count
+
+    try:
+        # The joins' member_added jobs are delivered and acked first: a job stays in the queue until its
+        # delivery is acknowledged, which a loaded machine can delay past bob's unsubscribe.
+        await hooks.expect(10.0, name="member_added", user_id="bob")
+        await queue_holds(0)
+        # Node two queues member_removed with Pusher's 3 s delay, then dies before it is due.
+        await bob.unsubscribe(channel)
+        await alice.expect("pusher:member_removed", channel)
+        await queue_holds(1)
     finally:
         queued.close()
     two.stop(signal.SIGKILL)
