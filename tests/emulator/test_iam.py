@@ -84,6 +84,24 @@ def test_the_caller_is_known_by_its_access_key_and_others_are_not_checked() -> N
     assert iam.check(admin, [("dynamodb:DeleteTable", TABLE)]) is None
 
 
+def test_a_remembered_verdict_is_the_policys_and_a_new_grant_is_a_new_principal() -> None:
+    """Each principal works a verdict out once; the answers stay IAM's, and a grant added later (the apps'
+    Lambda targets, given at start-up) replaces the principal, so nothing answers from the old memory."""
+    iam = Iam(region="us-east-1", account="123456789012")
+    connection = "arn:aws:execute-api:us-east-1:123456789012:api/prod/POST/@connections/abc="
+    reads = {"Effect": "Allow", "Action": "dynamodb:GetItem", "Resource": TABLE}
+    iam.add("ASIAFN", Principal("fn", "FnRole", (reads,)))
+    auth = "AWS4-HMAC-SHA256 Credential=ASIAFN/20260101/us-east-1/execute-api/aws4_request, SignedHeaders=host"
+    needs = [("execute-api:ManageConnections", connection)]
+    for _ in range(3):
+        assert iam.check(auth, [("dynamodb:GetItem", TABLE)]) is None
+        assert iam.check(auth, needs) is not None
+    manages = {"Effect": "Allow", "Action": "execute-api:ManageConnections", "Resource": "arn:aws:execute-api:*"}
+    iam.add("ASIAFN", Principal("fn", "FnRole", (reads, manages)))
+    assert iam.check(auth, needs) is None
+    assert len(iam.denials) == 3
+
+
 # -- a grant removed from the stack ------------------------------------------------------------------------
 
 
