@@ -58,8 +58,9 @@ VERDICTS_KEPT = 100_000
 @dataclass(frozen=True)
 class Principal:
     """A function's execution role, as IAM sees it. Its statements never change (a grant added at start-up
-    replaces the principal, ``Iam.add``), so each (action, resource) verdict is worked out once: matching every
-    ``@connections`` post against the role's wildcards was a sixth of the emulator's loop in a fan-out."""
+    replaces the principal, ``Iam.add``), so each (action, resource) verdict is worked out once: matching a
+    ``@connections`` post against the role's wildcards cost 22 µs (0.2 µs remembered), about 7 % of the
+    emulator's loop per post in a fan-out."""
 
     function: str
     role: str
